@@ -1,0 +1,52 @@
+"""What every coder (a model, a retrieval tool, a team's product) looks like to the query engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pytest_medcode.cases import Case
+
+
+class CoderUnavailable(Exception):
+    """The coder cannot run here (missing API key, extra not installed); the message is one line."""
+
+
+class CallFailed(Exception):
+    """One call failed; ``retryable`` says whether another attempt may succeed."""
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    """One question: the case, the exact messages, and the generation parameters."""
+
+    case: Case
+    messages: tuple[tuple[str, str], ...]  # (role, content): hashable, so a request can key a cache
+    temperature: float
+    max_tokens: int
+
+    def chat(self) -> list[dict[str, str]]:
+        """The messages in the OpenAI chat format."""
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: dict[str, Any] = field(default_factory=dict)  # prompt_tokens, completion_tokens, cost_usd
+
+
+@runtime_checkable
+class Coder(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise CoderUnavailable before any case runs if this coder cannot work here."""
+
+    async def answer(self, request: CodeRequest) -> Reply:
+        """The raw answer text; raise CallFailed for a failed call."""

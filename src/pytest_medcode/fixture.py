@@ -1,0 +1,34 @@
+"""The ``medcode`` fixture: the thin object a benchmark test touches."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_medcode.cases import Case
+from pytest_medcode.records import ERROR, PROPERTY, explain
+
+if TYPE_CHECKING:
+    from pytest_medcode.session import MedcodeSession
+
+
+class Medcode:
+    """Asks the case's model (through the shared query engine), scores and records the answer."""
+
+    def __init__(self, session: MedcodeSession, node: pytest.Item) -> None:
+        self._session = session
+        self._node = node
+
+    def query(self, case: Case) -> dict[str, Any]:
+        """The case's record; it is attached to the test report, so it reaches the session report."""
+        record = self._session.ask(case)
+        self._node.user_properties.append((PROPERTY, record))
+        return record
+
+    def check(self, case: Case) -> dict[str, Any]:
+        """Query, then fail the test unless the predicted code is exactly the reference code."""
+        record = self.query(case)
+        if record["outcome"] == ERROR or not record["exact_match"]:
+            pytest.fail(explain(record), pytrace=False)
+        return record

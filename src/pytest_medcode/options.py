@@ -1,0 +1,195 @@
+"""Command-line options and ini keys, parsed once into a frozen :class:`Settings`.
+
+Every ``--medcode-*`` option has an ini twin (``medcode_*``); the command line wins. Validation
+happens here, at configure time, so a bad value stops the run with one line (exit 4) before any
+model is asked anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode.codesystems import BUNDLED, SYSTEMS
+
+DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the leading dashes
+    help: str
+    default: Any
+    metavar: str
+    append: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def ini(self) -> str:
+        return self.dest if self.name.startswith("medcode") else f"medcode_{self.dest}"
+
+
+OPTIONS: list[Option] = [
+    Option("model", "model to benchmark, repeatable: lookup (offline retrieval), or any litellm name "
+           "(gpt-4, gemini/gemini-pro, openai/NAME with --medcode-api-base)", None, "NAME", append=True),
+    Option("medcode-system", "comma list of code systems: " + ", ".join(SYSTEMS), ",".join(BUNDLED), "LIST"),
+    Option("medcode-sample", "codes per system, drawn with --medcode-seed; 'all' for every billable code",
+           str(DEFAULT_SAMPLE), "N|all"),
+    Option("medcode-seed", "seed for sampling", "0", "S"),
+    Option("medcode-codes", "your own list of codes (CSV/TSV/Parquet: code, optional system and count; "
+           "count makes --medcode-sample a frequency-weighted draw)", None, "FILE"),
+    Option("medcode-codeset", "a code table file for a system, e.g. cpt=cpt.csv (code and description "
+           "columns); repeatable", None, "SYSTEM=PATH", append=True),
+    Option("medcode-prompt", "prompt template: paper (the authors' exact prompt), presentation, or a file "
+           "with {system} {description} {example}", "paper", "NAME|PATH"),
+    Option("medcode-temperature", "sampling temperature", "0.2", "T"),
+    Option("medcode-max-tokens", "max tokens per answer", "50", "N"),
+    Option("medcode-api-base", "OpenAI-compatible endpoint for the models (e.g. http://127.0.0.1:8000/v1)",
+           None, "URL"),
+    Option("medcode-timeout", "seconds per model call", "30", "S"),
+    Option("medcode-attempts", "attempts per model call before the case ends as an error", "3", "N"),
+    Option("medcode-concurrency", "model calls in flight at once", "16", "N"),
+    Option("medcode-report-dir", "where run folders are written", "reports", "DIR"),
+]
+
+
+def addoptions(parser: pytest.Parser) -> None:
+    group = parser.getgroup("medcode", "medical code querying benchmark")
+    for opt in OPTIONS:
+        group.addoption(
+            f"--{opt.name}",
+            dest=opt.dest,
+            action="append" if opt.append else "store",
+            default=None,
+            metavar=opt.metavar,
+            help=f"{opt.help}. Default: {opt.default!r}" if opt.default is not None else opt.help,
+        )
+        parser.addini(opt.ini, help=opt.help, type="linelist" if opt.append else "string", default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    systems: tuple[str, ...]
+    sample: int | None  # None: every billable code
+    seed: int
+    codes_file: Path | None
+    codesets: dict[str, Path] = field(hash=False)
+    prompt: str
+    temperature: float
+    max_tokens: int
+    api_base: str | None
+    timeout: float
+    attempts: int
+    concurrency: int
+    report_dir: Path
+    explicit: bool  # any medcode option given: validate user files eagerly
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a report records of the configuration (no secrets exist in Settings)."""
+        return {
+            "models": list(self.models),
+            "systems": list(self.systems),
+            "sample": self.sample,
+            "seed": self.seed,
+            "codes_file": str(self.codes_file) if self.codes_file else None,
+            "codesets": {k: str(v) for k, v in self.codesets.items()},
+            "prompt": self.prompt,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "api_base": self.api_base,
+            "timeout": self.timeout,
+            "attempts": self.attempts,
+            "concurrency": self.concurrency,
+        }
+
+
+def _raw(config: pytest.Config, opt: Option) -> tuple[Any, bool]:
+    """The option's value (command line, then ini, then default) and whether the user gave it."""
+    value = config.getoption(opt.dest)
+    if value not in (None, []):
+        return value, True
+    ini = config.getini(opt.ini)
+    if ini not in (None, [], ""):
+        return ini, True
+    return opt.default, False
+
+
+def _number(kind: Callable[[str], Any], flag: str, low: float | None = None, high: float | None = None):
+    def parse(value: str) -> Any:
+        try:
+            number = kind(str(value).strip())
+        except ValueError:
+            raise pytest.UsageError(f"{flag} {value!r}: expected a {kind.__name__} number") from None
+        if (low is not None and number < low) or (high is not None and number > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise pytest.UsageError(f"{flag} {value!r}: must be {bounds}")
+        return number
+
+    return parse
+
+
+def _systems(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip().lower() for s in str(value).split(",") if s.strip()))
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"--medcode-system {value!r}: unknown system {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(SYSTEMS)}"
+        )
+    return names
+
+
+def _codesets(values: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        name = name.strip().lower()
+        if not sep or not path.strip():
+            raise pytest.UsageError(f"--medcode-codeset {value!r}: expected SYSTEM=PATH, e.g. cpt=cpt.csv")
+        if name not in SYSTEMS:
+            raise pytest.UsageError(f"--medcode-codeset {value!r}: unknown system {name!r}; choose from "
+                                    f"{', '.join(SYSTEMS)}")
+        out[name] = Path(path.strip()).expanduser()
+    return out
+
+
+def _sample(value: str) -> int | None:
+    if str(value).strip().lower() == "all":
+        return None
+    return _number(int, "--medcode-sample", 1)(value)
+
+
+def parse_settings(config: pytest.Config) -> Settings:
+    values: dict[str, Any] = {}
+    explicit = False
+    for opt in OPTIONS:
+        values[opt.dest], given = _raw(config, opt)
+        explicit = explicit or given
+    models = tuple(dict.fromkeys(m.strip() for m in (values["model"] or ["lookup"]) if m.strip()))
+    if not models:
+        raise pytest.UsageError("--model: empty model name")
+    return Settings(
+        models=models,
+        systems=_systems(values["medcode_system"]),
+        sample=_sample(values["medcode_sample"]),
+        seed=_number(int, "--medcode-seed")(values["medcode_seed"]),
+        codes_file=Path(values["medcode_codes"]).expanduser() if values["medcode_codes"] else None,
+        codesets=_codesets(values["medcode_codeset"] or []),
+        prompt=str(values["medcode_prompt"]),
+        temperature=_number(float, "--medcode-temperature", 0.0, 2.0)(values["medcode_temperature"]),
+        max_tokens=_number(int, "--medcode-max-tokens", 1)(values["medcode_max_tokens"]),
+        api_base=values["medcode_api_base"] or None,
+        timeout=_number(float, "--medcode-timeout", 0.1)(values["medcode_timeout"]),
+        attempts=_number(int, "--medcode-attempts", 1, 100)(values["medcode_attempts"]),
+        concurrency=_number(int, "--medcode-concurrency", 1, 4096)(values["medcode_concurrency"]),
+        report_dir=Path(values["medcode_report_dir"]).expanduser(),
+        explicit=explicit,
+    )

@@ -1,0 +1,57 @@
+"""pytest hooks: each hands off to the :class:`MedcodeSession` kept in ``config.stash``."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_medcode.fixture import Medcode
+from pytest_medcode.options import addoptions, parse_settings
+from pytest_medcode.session import CASE_PARAM, MedcodeSession
+
+session_key = pytest.StashKey[MedcodeSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    addoptions(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "medcode: a medical code querying case (added by pytest-medcode)")
+    session = MedcodeSession(config, parse_settings(config))
+    session.validate()
+    config.stash[session_key] = session
+    config.pluginmanager.register(_ReportHooks(session), "medcode-report-hooks")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CASE_PARAM in metafunc.fixturenames:
+        metafunc.config.stash[session_key].parametrize(metafunc)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[session_key].prefetch(items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[session_key].finish()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    config.stash[session_key].display(terminalreporter)
+
+
+@pytest.fixture
+def medcode(request: pytest.FixtureRequest) -> Medcode:
+    """Asks, scores and records one case: ``medcode.check(medcode_case)``."""
+    return Medcode(request.config.stash[session_key], request.node)
+
+
+class _ReportHooks:
+    """Hooks that need the session but get no config argument; registered per config."""
+
+    def __init__(self, session: MedcodeSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.session.add_report(report)

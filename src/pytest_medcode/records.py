@@ -1,0 +1,81 @@
+"""The per-case record: one plain, JSON-able dict per case, the unit every report is built from.
+
+Records travel from xdist workers to the controller on ``report.user_properties`` and become the
+rows of ``cases.parquet``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_medcode.cases import Case
+from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.parsing import extract
+from pytest_medcode.querying import Outcome
+from pytest_medcode.scoring.codes import code_metrics
+
+PROPERTY = "medcode_record"
+RAW_ANSWER_LIMIT = 20_000  # characters kept of a runaway answer; the length is recorded too
+
+#: Outcomes: the model's answer named the right code / another code / no code, or the call failed.
+CORRECT, INCORRECT, NO_CODE, ERROR = "correct", "incorrect", "no_code", "error"
+
+
+def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str = "default") -> dict[str, Any]:
+    record: dict[str, Any] = {
+        **case.to_dict(),
+        "case_id": case.id,
+        "raw_answer": None,
+        "answer_chars": None,
+        "codes": [],
+        "predicted_code": None,
+        "n_codes": 0,
+        "latency_s": round(outcome.latency_s, 6),
+        "attempts": outcome.attempts,
+        "error": outcome.error,
+        "prompt_tokens": outcome.usage.get("prompt_tokens"),
+        "completion_tokens": outcome.usage.get("completion_tokens"),
+        "cost_usd": outcome.usage.get("cost_usd"),
+    }
+    if outcome.text is None:
+        record.update(
+            outcome=ERROR, exact_match=None, valid=None, billable=None, fabricated=None,
+            length_match=None, digit_match=None, digit_positions=[], predicted_description=None,
+        )
+        return record
+    parsed = extract(case.system, outcome.text, profile)
+    metrics = code_metrics(system, case.code, parsed.predicted)
+    record.update(
+        raw_answer=outcome.text[:RAW_ANSWER_LIMIT],
+        answer_chars=len(outcome.text),
+        codes=list(parsed.codes),
+        predicted_code=parsed.predicted,
+        n_codes=parsed.n_codes,
+        **metrics,
+    )
+    if parsed.predicted is None:
+        record["outcome"] = NO_CODE
+    else:
+        record["outcome"] = CORRECT if metrics["exact_match"] else INCORRECT
+    return record
+
+
+def explain(record: dict[str, Any], limit: int = 200) -> str:
+    """The failure message a person reads in the test report."""
+    raw = record.get("raw_answer") or ""
+    if len(raw) > limit:
+        raw = raw[:limit] + f"... [{len(raw) - limit} more characters]"
+    if record["outcome"] == ERROR:
+        return (
+            f"model call failed after {record['attempts']} attempt(s): {record['error']}\n"
+            f"  description: {record['description']}\n  expected:    {record['code']}"
+        )
+    verdict = "fabricated (not in the code system)" if record.get("fabricated") else (
+        "exists but is not billable" if record.get("valid") and not record.get("billable") else "a real code")
+    predicted = record.get("predicted_code") or "(no code found in the answer)"
+    return (
+        f"{record['model']} gave {predicted} for {record['system']} {record['code']}"
+        + (f" — {verdict}" if record.get("predicted_code") else "")
+        + f"\n  description: {record['description']}\n  expected:    {record['code']}\n"
+        f"  predicted:   {predicted}\n  raw answer:  {raw!r}"
+    )

@@ -1,0 +1,1 @@
+"""Report writers: the run folder (Parquet, JSON) and the terminal table."""
