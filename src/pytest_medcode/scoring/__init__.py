@@ -1,0 +1,1 @@
+"""Per-case scoring: exact match, code validity, description similarity."""
