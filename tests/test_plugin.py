@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import BENCHMARK
 
+from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.server import ScriptedServer, mapping_responder
 
@@ -51,7 +51,9 @@ def test_case_ids_are_stable_and_selectable_with_k(pytester: pytest.Pytester) ->
         "--medcode-system", "icd10cm", "--medcode-codes", str(_codes_file(pytester, [code, "E11.9"])),
         "--collect-only", "-q",
     )
-    result.stdout.fnmatch_lines([f"*test_code_query[[]lookup-icd10cm-{code}[]]", "*test_code_query[[]lookup-icd10cm-E11.9[]]"])
+    result.stdout.fnmatch_lines(
+        [f"*test_code_query[[]lookup-icd10cm-{code}[]]", "*test_code_query[[]lookup-icd10cm-E11.9[]]"]
+    )
     result = pytester.runpytest(
         "--medcode-system", "icd10cm", "--medcode-codes", str(_codes_file(pytester, [code, "E11.9"])), "-k", "E11",
     )

@@ -104,9 +104,10 @@ def select_codes(
                 f"{', '.join(unknown[:_MAX_LISTED])}{more}"
             )
         items = sorted(resolved.items())
-        chosen = (
-            _weighted_sample(items, sample, rng) if sample is not None and sample < len(items) else [c for c, _ in items]
-        )
+        if sample is not None and sample < len(items):
+            chosen = _weighted_sample(items, sample, rng)
+        else:
+            chosen = [c for c, _ in items]
         descriptions = {e.code: e.description for e in map(system.lookup, chosen) if e is not None}
         picked = [(c, descriptions[c]) for c in chosen]
         return sorted(picked, key=lambda cd: order.get(cd[0], len(order)))

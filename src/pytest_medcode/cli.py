@@ -47,6 +47,71 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def gate_default_drop() -> str:
+    from pytest_medcode.gate import DEFAULT_MAX_DROP
+
+    return DEFAULT_MAX_DROP
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Re-render summary.json's tables, report.md and report.html from cases.parquet."""
+    from pytest_medcode.aggregate import summarize
+    from pytest_medcode.compare import RunFormatError, load_run
+    from pytest_medcode.reports import files, html, markdown
+    from pytest_medcode.reports.terminal import render_table
+
+    try:
+        run = load_run(Path(args.run_dir))
+    except RunFormatError as exc:
+        print(f"medcode: {exc}", file=sys.stderr)
+        return 2
+    summary = dict(run.summary or {"schema_version": files.SUMMARY_SCHEMA_VERSION, "run_id": run.folder.name})
+    seed = args.seed if args.seed is not None else int((summary.get("config") or {}).get("seed") or 0)
+    summary["n_cases"] = len(run.records)
+    summary["results"] = summarize(run.records, seed=seed)
+    out = Path(args.out) if args.out else run.folder
+    files.write_json(summary, out / "summary.json")
+    markdown.write(out / "report.md", run.records, summary, seed)
+    html.write(out / "report.html", run.records, summary, seed)
+    print("\n".join(render_table(summary["results"])))
+    print(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """The paired comparison of two runs and the gate's verdict: exit 0 pass, 1 fail, 2 bad input."""
+    from pytest_medcode import gate
+    from pytest_medcode.codesystems import SYSTEMS
+    from pytest_medcode.compare import RunFormatError, comparison_lines, load_run
+
+    try:
+        thresholds = (gate.parse_thresholds(args.fail_under, "under", SYSTEMS)
+                      + gate.parse_thresholds(args.fail_over, "over", SYSTEMS))
+        drops = gate.parse_max_drops(args.max_drop)
+        if not 0.0 < args.alpha < 1.0:
+            raise ValueError(f"--alpha {args.alpha}: must be between 0 and 1")
+        if not 0.0 <= args.max_error_rate <= 1.0:
+            raise ValueError(f"--max-error-rate {args.max_error_rate}: must be between 0 and 1")
+        base, new = load_run(Path(args.base_run)), load_run(Path(args.new_run))
+    except (ValueError, RunFormatError) as exc:
+        print(f"medcode compare: {exc}", file=sys.stderr)
+        return 2
+    seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
+    verdict = gate.evaluate(new.records, base.records, thresholds=thresholds, max_drops=drops,
+                            alpha=args.alpha, max_error_rate=args.max_error_rate, seed=seed)
+    if args.json:
+        print(json.dumps(verdict.to_dict(), indent=2, default=str))
+    else:
+        print(f"baseline: {base.path} ({len(base.records)} cases)")
+        print(f"new:      {new.path} ({len(new.records)} cases)")
+        print("")
+        lines = comparison_lines(verdict)
+        if lines:
+            print("\n".join(lines) + "\n")
+        print("\n".join(gate.render_verdict(verdict)))
+    return 0 if verdict.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medcode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
@@ -59,6 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("show", help="print the results table of a run folder")
     p.add_argument("run_dir", nargs="?", default="reports/latest")
     p.set_defaults(func=_cmd_show)
+    p = sub.add_parser("report", help="re-render summary.json, report.md and report.html from cases.parquet")
+    p.add_argument("run_dir", nargs="?", default="reports/latest", help="run folder or its cases.parquet")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's own seed)")
+    p.add_argument("--out", default=None, help="write the files here instead of the run folder")
+    p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("compare", help="pair two runs' cases and apply the gate (exit 1 when it fails)")
+    p.add_argument("base_run", help="baseline run folder or cases.parquet")
+    p.add_argument("new_run", help="new run folder or cases.parquet")
+    p.add_argument("--max-drop", action="append", default=[], metavar="METRIC=MARGIN",
+                   help=f"tolerated drop, e.g. exact_match=2pp (default {gate_default_drop()})")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--fail-under", action="append", default=[], metavar="[SYSTEM:]METRIC=X")
+    p.add_argument("--fail-over", action="append", default=[], metavar="[SYSTEM:]METRIC=X")
+    p.add_argument("--max-error-rate", type=float, default=0.05, help="share of failed calls (default 0.05)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
     return args.func(args)
 

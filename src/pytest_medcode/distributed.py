@@ -6,7 +6,11 @@ Workers collect and run cases; records ride to the controller on ``report.user_p
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+
+SHARED = "medcode"
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -21,3 +25,14 @@ def is_distributed(config: pytest.Config) -> bool:
     numprocesses = getattr(config.option, "numprocesses", None)
     dist = getattr(config.option, "dist", "no")
     return bool(numprocesses) and dist != "no"
+
+
+def from_controller(config: pytest.Config) -> dict[str, Any] | None:
+    """In a worker, what the controller shared through ``workerinput`` (run id, start time)."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput.get(SHARED) if workerinput else None
+
+
+def share_with_worker(node: Any, data: dict[str, Any]) -> None:
+    """Controller side of :func:`from_controller` (called from ``pytest_configure_node``)."""
+    node.workerinput[SHARED] = data

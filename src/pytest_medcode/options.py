@@ -11,10 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from pytest_medcode.codesystems import BUNDLED, SYSTEMS
+from pytest_medcode.gate import (
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_ERROR_RATE,
+    GateSpec,
+    parse_max_drops,
+    parse_thresholds,
+)
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
 
@@ -26,6 +34,7 @@ class Option:
     default: Any
     metavar: str
     append: bool = False
+    flag: bool = False
 
     @property
     def dest(self) -> str:
@@ -57,20 +66,45 @@ OPTIONS: list[Option] = [
     Option("medcode-attempts", "attempts per model call before the case ends as an error", "3", "N"),
     Option("medcode-concurrency", "model calls in flight at once", "16", "N"),
     Option("medcode-report-dir", "where run folders are written", "reports", "DIR"),
+    Option("medcode-cache", "response cache file (SQLite), shared by runs and xdist workers",
+           ".medcode/responses.sqlite3", "PATH"),
+    Option("medcode-no-cache", "neither read nor keep answers from earlier runs ('1' in the ini)", None, "",
+           flag=True),
+    Option("medcode-rpm", "model calls started per minute, for the whole run (all workers)", None, "N"),
+    Option("medcode-retry-errors", "ask again the cases whose calls failed in earlier runs", None, "",
+           flag=True),
+    # The release gate (gate.py). Any of these turns on gate mode: wrong codes stop being test
+    # failures and the exit status is the gate's verdict.
+    Option("medcode-fail-under", "gate: fail when a rate is below its limit, per model and system; comma "
+           "list, repeatable: exact_match=0.45,valid=0.9,icd10cm:exact_match=0.3", None, "[SYSTEM:]METRIC=X",
+           append=True),
+    Option("medcode-fail-over", "gate: fail when a lower-is-better rate is above its limit: fabricated=0.1",
+           None, "[SYSTEM:]METRIC=X", append=True),
+    Option("medcode-baseline", "gate: a recorded run (folder or cases.parquet) to pair cases with and test "
+           "for regressions (exact_match=2pp unless --medcode-max-drop says otherwise)", None, "RUN"),
+    Option("medcode-max-drop", "gate: largest tolerated drop against the baseline, failing only when also "
+           "significant: exact_match=2pp,digit_match=0.01", None, "METRIC=MARGIN", append=True),
+    Option("medcode-alpha", "gate: significance level of the regression tests (default 0.05)", None, "A"),
+    Option("medcode-max-error-rate", "gate: largest share of failed model calls per model and system "
+           "(default 0.05)", None, "X"),
 ]
 
 
 def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("medcode", "medical code querying benchmark")
     for opt in OPTIONS:
-        group.addoption(
-            f"--{opt.name}",
-            dest=opt.dest,
-            action="append" if opt.append else "store",
-            default=None,
-            metavar=opt.metavar,
-            help=f"{opt.help}. Default: {opt.default!r}" if opt.default is not None else opt.help,
-        )
+        help_text = f"{opt.help}. Default: {opt.default!r}" if opt.default is not None else opt.help
+        if opt.flag:
+            group.addoption(f"--{opt.name}", dest=opt.dest, action="store_true", default=None, help=help_text)
+        else:
+            group.addoption(
+                f"--{opt.name}",
+                dest=opt.dest,
+                action="append" if opt.append else "store",
+                default=None,
+                metavar=opt.metavar,
+                help=help_text,
+            )
         parser.addini(opt.ini, help=opt.help, type="linelist" if opt.append else "string", default=None)
 
 
@@ -91,6 +125,10 @@ class Settings:
     concurrency: int
     report_dir: Path
     explicit: bool  # any medcode option given: validate user files eagerly
+    cache: Path | None = None  # None: --medcode-no-cache
+    rpm: float | None = None
+    retry_errors: bool = False
+    gate: GateSpec = field(default_factory=GateSpec)
 
     def to_dict(self) -> dict[str, Any]:
         """What a report records of the configuration (no secrets exist in Settings)."""
@@ -104,10 +142,14 @@ class Settings:
             "prompt": self.prompt,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "api_base": self.api_base,
+            "api_base": _public_url(self.api_base),
             "timeout": self.timeout,
             "attempts": self.attempts,
             "concurrency": self.concurrency,
+            "cache": str(self.cache) if self.cache else None,
+            "rpm": self.rpm,
+            "retry_errors": self.retry_errors,
+            "gate": self.gate.to_dict(),
         }
 
 
@@ -162,6 +204,63 @@ def _codesets(values: list[str]) -> dict[str, Path]:
     return out
 
 
+def _flag(value: Any) -> bool:
+    """A store_true option, or its ini twin written as 1/true/yes."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _public_url(url: str | None) -> str | None:
+    """A URL fit for a report: no user:password@, no query string (keys sometimes ride there)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return "(unparsable URL, not shown)"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _gate(values: dict[str, Any]) -> GateSpec:
+    """The gate options → a GateSpec; a bad value is a one-line UsageError naming the option."""
+    names = ("medcode_fail_under", "medcode_fail_over", "medcode_baseline", "medcode_max_drop",
+             "medcode_alpha", "medcode_max_error_rate")
+    if all(values[n] in (None, [], "") for n in names):
+        return GateSpec()
+    parsed: dict[str, Any] = {}
+    for dest, parse in (
+        ("medcode_fail_under", lambda v: parse_thresholds(v, "under", SYSTEMS)),
+        ("medcode_fail_over", lambda v: parse_thresholds(v, "over", SYSTEMS)),
+        ("medcode_max_drop", parse_max_drops),
+    ):
+        try:
+            parsed[dest] = parse(values[dest] or [])
+        except ValueError as exc:
+            raise pytest.UsageError(f"--{dest.replace('_', '-')} {exc}") from None
+    baseline = Path(values["medcode_baseline"]).expanduser() if values["medcode_baseline"] else None
+    if parsed["medcode_max_drop"] and baseline is None:
+        raise pytest.UsageError("--medcode-max-drop needs --medcode-baseline RUN (the run to compare with)")
+    if baseline is not None and not baseline.exists():
+        raise pytest.UsageError(f"--medcode-baseline {baseline}: no such run folder or file")
+    alpha = values["medcode_alpha"]
+    alpha = DEFAULT_ALPHA if alpha in (None, "") else _number(float, "--medcode-alpha", 0.0, 0.5)(alpha)
+    if alpha <= 0:
+        raise pytest.UsageError("--medcode-alpha 0: must be above 0 (e.g. 0.05)")
+    rate = values["medcode_max_error_rate"]
+    return GateSpec(
+        fail_under=parsed["medcode_fail_under"],
+        fail_over=parsed["medcode_fail_over"],
+        baseline=baseline,
+        max_drops=parsed["medcode_max_drop"],
+        alpha=alpha,
+        max_error_rate=DEFAULT_MAX_ERROR_RATE if rate in (None, "") else (
+            _number(float, "--medcode-max-error-rate", 0.0, 1.0)(rate)),
+        active=True,
+    )
+
+
 def _sample(value: str) -> int | None:
     if str(value).strip().lower() == "all":
         return None
@@ -193,4 +292,8 @@ def parse_settings(config: pytest.Config) -> Settings:
         concurrency=_number(int, "--medcode-concurrency", 1, 4096)(values["medcode_concurrency"]),
         report_dir=Path(values["medcode_report_dir"]).expanduser(),
         explicit=explicit,
+        cache=None if _flag(values["medcode_no_cache"]) else Path(values["medcode_cache"]).expanduser(),
+        rpm=_number(float, "--medcode-rpm", 0.01)(values["medcode_rpm"]) if values["medcode_rpm"] else None,
+        retry_errors=_flag(values["medcode_retry_errors"]),
+        gate=_gate(values),
     )

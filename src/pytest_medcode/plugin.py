@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_medcode.distributed import share_with_worker
 from pytest_medcode.fixture import Medcode
 from pytest_medcode.options import addoptions, parse_settings
 from pytest_medcode.session import CASE_PARAM, MedcodeSession
@@ -30,15 +31,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config.stash[session_key].prefetch(items)
+    config.stash[session_key].query_phase(items)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[session_key].watch_workers()
+
+
+def pytest_runtestloop(session: pytest.Session) -> None:
+    session.config.stash[session_key].stop_watching()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: hand the run id to each worker so they share one query phase."""
+    share_with_worker(node, node.config.stash[session_key].for_workers())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    session.config.stash[session_key].finish()
+    medcode = session.config.stash[session_key]
+    medcode.finish()
+    session.exitstatus = medcode.exitstatus(session.exitstatus)  # gate mode: the gate decides
 
 
+@pytest.hookimpl(trylast=True)  # the gate verdict is the last thing printed
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     config.stash[session_key].display(terminalreporter)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """Gate mode: wrong codes show as 'mismatched', failed calls as 'unanswered' (not failures)."""
+    medcode = config.stash.get(session_key, None)
+    return medcode.teststatus(report) if medcode is not None else None
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""Asks the coders: one event loop in a background thread, a bounded number of calls in flight.
+"""Asks the coders: a bounded, adaptive number of calls in flight, retries, a global rate limit.
 
-Tests do not call models themselves; they ask the engine for a case's answer and wait on a future.
-Cases can be submitted ahead of time (prefetch) so calls stream at full concurrency while pytest
-walks the items in order; a case is only ever submitted once per process.
+One event loop runs in a background thread. A batch streams: a fixed pool of workers pulls the
+next request as soon as one finishes, so a slow call never holds back the rest (no batch
+barriers). Failed calls are retried with exponential backoff and jitter, honouring
+``Retry-After``; repeated 429s halve the number of calls in flight, successes win it back.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import asyncio
 import random
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_medcode.coders import CallFailed, CodeRequest, Coder
+from pytest_medcode.coders import CallFailed, Coder, CodeRequest
 
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
+_RECOVER_AFTER = 20  # successes in a row before one more call may be in flight again
 
 
 @dataclass
@@ -30,63 +34,200 @@ class Outcome:
     latency_s: float
     attempts: int
     usage: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+
+@dataclass
+class Progress:
+    """Counters of a query phase, read by the progress display (any thread)."""
+
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    retries: int = 0
+    errors: int = 0
+    throttled: int = 0
+    limit: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        asked = self.done - self.cached
+        rate = asked / elapsed
+        left = self.total - self.done
+        eta = f"{left / rate:.0f}s" if rate > 0 and left else "-"
+        return (
+            f"medcode: {self.done}/{self.total} answered ({self.cached} cached) · {rate:.1f} calls/s · "
+            f"ETA {eta} · {self.retries} retries · {self.errors} errors"
+            + (f" · throttled to {self.limit} in flight" if self.throttled else "")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("total", "done", "cached", "retries", "errors", "throttled")}
+
+
+class _Limiter:
+    """Calls in flight, with a ceiling that 429s lower and successes raise again (AIMD)."""
+
+    def __init__(self, ceiling: int, progress: Progress) -> None:
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.in_flight = 0
+        self._ok_streak = 0
+        self._cond = asyncio.Condition()
+        self._progress = progress
+        progress.limit = ceiling
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    def throttle(self) -> None:
+        self._ok_streak = 0
+        self.limit = max(1, self.limit // 2)
+        self._progress.throttled += 1
+        self._progress.limit = self.limit
+
+    def success(self) -> None:
+        if self.limit < self.ceiling:
+            self._ok_streak += 1
+            if self._ok_streak >= _RECOVER_AFTER:
+                self._ok_streak = 0
+                self.limit += 1
+                self._progress.limit = self.limit
+
+
+class _RateLimit:
+    """At most ``rpm`` call starts per minute for the whole process (the only one that calls)."""
+
+    def __init__(self, rpm: float | None) -> None:
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 class QueryEngine:
-    def __init__(self, coders: dict[str, Coder], concurrency: int, attempts: int, timeout: float) -> None:
+    def __init__(
+        self,
+        coders: dict[str, Coder],
+        concurrency: int,
+        attempts: int,
+        timeout: float,
+        rpm: float | None = None,
+    ) -> None:
         self._coders = coders
+        self._concurrency = concurrency
         self._attempts = attempts
         self._timeout = timeout
-        self._futures: dict[CodeRequest, Future[Outcome]] = {}
-        self._lock = threading.Lock()
+        self._rpm = rpm
+        self._rng = random.Random()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="medcode-queries", daemon=True)
         self._thread.start()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._rng = random.Random()
+        self.progress = Progress()
+        self._limiter: _Limiter | None = None
+        self._rate: _RateLimit | None = None
+
+    # -- public, called from the pytest thread -------------------------------------------------
+    def run_batch(
+        self,
+        requests: Sequence[CodeRequest],
+        on_result: Callable[[int, Outcome], None],
+        progress: Progress | None = None,
+    ) -> None:
+        """Ask every request, streaming; ``on_result(index, outcome)`` runs (in the engine thread) as each
+        one finishes, so answers can be stored the moment they arrive. Blocks until all are done."""
+        if progress is not None:
+            self.progress = progress
+        fut = asyncio.run_coroutine_threadsafe(self._batch(requests, on_result), self._loop)
+        try:
+            fut.result()
+        except BaseException:
+            fut.cancel()
+            raise
+
+    def ask(self, request: CodeRequest) -> Outcome:
+        """One request, outside a batch (coders that are not cached, or a late case)."""
+        return asyncio.run_coroutine_threadsafe(self._ask_one(request), self._loop).result()
 
     def submit(self, request: CodeRequest) -> Future[Outcome]:
-        """The future answer to a request; submitting the same request again returns the same future."""
-        with self._lock:
-            fut = self._futures.get(request)
-            if fut is None:
-                fut = asyncio.run_coroutine_threadsafe(self._run(request), self._loop)
-                self._futures[request] = fut
-            return fut
+        return asyncio.run_coroutine_threadsafe(self._ask_one(request), self._loop)
 
-    def prefetch(self, requests: list[CodeRequest]) -> None:
-        for request in requests:
-            self.submit(request)
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
 
-    async def _run(self, request: CodeRequest) -> Outcome:
+    # -- engine thread ----------------------------------------------------------------------------
+    def _controls(self) -> tuple[_Limiter, _RateLimit]:
+        if self._limiter is None or self._rate is None:
+            self._limiter = _Limiter(self._concurrency, self.progress)
+            self._rate = _RateLimit(self._rpm)
+        return self._limiter, self._rate
+
+    async def _batch(self, requests: Sequence[CodeRequest], on_result: Callable[[int, Outcome], None]) -> None:
+        self._limiter = None
+        limiter, _ = self._controls()
+        queue = deque(enumerate(requests))
+
+        async def worker() -> None:
+            while queue:
+                index, request = queue.popleft()
+                outcome = await self._ask_one(request)
+                on_result(index, outcome)
+                self.progress.done += 1
+                if outcome.error is not None:
+                    self.progress.errors += 1
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(limiter.ceiling, len(requests)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+
+    async def _ask_one(self, request: CodeRequest) -> Outcome:
         coder = self._coders[request.case.model]
-        async with self._slots:
-            start = time.perf_counter()
-            error = "no attempt made"
-            for attempt in range(1, self._attempts + 1):
+        limiter, rate = self._controls()
+        start = time.perf_counter()
+        error = "no attempt made"
+        for attempt in range(1, self._attempts + 1):
+            delay: float | None = None
+            async with limiter:
+                await rate.wait()
                 try:
-                    reply = await asyncio.wait_for(coder.answer(request), timeout=self._timeout * 1.5)
+                    reply = await asyncio.wait_for(coder.answer(request), timeout=self._timeout + 5.0)
+                    limiter.success()
                     return Outcome(reply.text, None, time.perf_counter() - start, attempt, reply.usage)
                 except CallFailed as exc:
                     error = str(exc)
                     if not exc.retryable:
                         return Outcome(None, error, time.perf_counter() - start, attempt)
                     delay = exc.retry_after
-                except asyncio.TimeoutError:
-                    error = f"timed out after {self._timeout * 1.5:.1f} s"
-                    delay = None
+                    if "429" in error or "RateLimit" in error:
+                        limiter.throttle()
+                except TimeoutError:
+                    error = f"no answer within {self._timeout + 5.0:.0f} s"
                 except Exception as exc:  # a coder's own bug: keep the run alive, report it on the case
                     error = f"{exc.__class__.__name__}: {exc}"
-                    delay = None
-                if attempt < self._attempts:
-                    backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
-                    await asyncio.sleep(max(delay or 0.0, self._rng.uniform(0, backoff)))
-            return Outcome(None, error, time.perf_counter() - start, self._attempts)
-
-    def close(self) -> None:
-        with self._lock:
-            pending = [f for f in self._futures.values() if not f.done()]
-        for fut in pending:
-            fut.cancel()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+            if attempt < self._attempts:
+                self.progress.retries += 1
+                backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+                await asyncio.sleep(max(delay or 0.0, backoff * (0.5 + self._rng.random() / 2)))
+        return Outcome(None, error, time.perf_counter() - start, self._attempts)

@@ -32,6 +32,7 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
         "n_codes": 0,
         "latency_s": round(outcome.latency_s, 6),
         "attempts": outcome.attempts,
+        "cache_hit": outcome.cached,
         "error": outcome.error,
         "prompt_tokens": outcome.usage.get("prompt_tokens"),
         "completion_tokens": outcome.usage.get("completion_tokens"),

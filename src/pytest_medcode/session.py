@@ -7,8 +7,12 @@ the only process otherwise). The plugin's hooks hand off to it in a line or two.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
+import shutil
+import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,19 +21,29 @@ import pytest
 
 from pytest_medcode import __version__, distributed
 from pytest_medcode.aggregate import summarize
+from pytest_medcode.cache import ResponseStore, request_key
 from pytest_medcode.cases import Case, CodeList, build_cases, read_code_list, select_codes
+from pytest_medcode.coders import Coder, CodeRequest, CoderUnavailable, resolve_coder
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
-from pytest_medcode.coders import CodeRequest, Coder, CoderUnavailable, resolve_coder
+from pytest_medcode.compare import RunFormatError, load_run
+from pytest_medcode.gate import Verdict, render_verdict
 from pytest_medcode.options import Settings
+from pytest_medcode.phase import QueryPhase
+from pytest_medcode.progress import ProgressLine, ProgressWatcher
 from pytest_medcode.prompts import PromptTemplate, TemplateError, load_template
-from pytest_medcode.querying import QueryEngine
-from pytest_medcode.records import PROPERTY, build_record
-from pytest_medcode.reports import files, terminal
+from pytest_medcode.querying import Outcome, Progress, QueryEngine
+from pytest_medcode.records import ERROR, INCORRECT, NO_CODE, PROPERTY, build_record
+from pytest_medcode.reports import files, html, markdown, terminal
 
 CASE_PARAM = "medcode_case"
 
 
 class MedcodeSession:
+    #: Gate mode (controller only): the baseline run's records, and the verdict once finish() ran.
+    baseline: list[dict[str, Any]] | None = None
+    verdict: Verdict | None = None
+    report_problems: tuple[str, ...] = ()  # report.md / report.html that could not be written
+
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
@@ -44,6 +58,13 @@ class MedcodeSession:
         self._code_list: CodeList | None = None
         self._cases: list[Case] | None = None
         self._engine: QueryEngine | None = None
+        self._phase: QueryPhase | None = None
+        self._answers: dict[str, Outcome] = {}
+        self._watcher: ProgressWatcher | None = None
+        self.query_progress: Progress | None = None
+        shared = distributed.from_controller(config)
+        if shared:
+            self.run_id, self.started = shared["run_id"], shared["started"]
 
     # -- configure time: everything the user gave is checked before any case runs ------------
     def validate(self) -> None:
@@ -72,6 +93,11 @@ class MedcodeSession:
                 coder.check()
             except CoderUnavailable as exc:
                 raise pytest.UsageError(str(exc)) from None
+        if self.reporting and s.gate.baseline is not None:
+            try:
+                self.baseline = load_run(s.gate.baseline).records
+            except RunFormatError as exc:
+                raise pytest.UsageError(f"--medcode-baseline {exc}") from None
 
     # -- collection -----------------------------------------------------------------------
     def system(self, name: str) -> CodeSystem:
@@ -95,16 +121,45 @@ class MedcodeSession:
         cases = self.cases()
         metafunc.parametrize(CASE_PARAM, cases, ids=[c.id for c in cases])
 
-    def prefetch(self, items: list[pytest.Item]) -> None:
-        """Start asking for every selected case now, so calls stream while tests run in order.
+    def query_phase(self, items: list[pytest.Item]) -> None:
+        """Answer every selected case of a cached coder before the tests run (see phase.py).
 
-        Under xdist each worker runs only some of the items it collected, so it asks on demand.
+        Deselected cases (-k, --lf) are never asked. Answers stream into the response store as
+        they arrive; the tests then read them. Coders that are not cached answer in the test.
         """
-        if distributed.is_distributed(self.config):
+        cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
+        if not cases:
             return
-        requests = [self.request_for(c) for c in _cases_of(items)]
-        if requests:
-            self.engine().prefetch(requests)
+        requests = [self.request_for(c) for c in cases]
+        keys = [self.key_for(r) for r in requests]
+        unique = dict(zip(keys, requests))
+        self._answers.update(self.phase().run(list(unique), list(unique.values())))
+        self.query_progress = self.phase().progress
+
+    def phase(self) -> QueryPhase:
+        if self._phase is None:
+            s = self.settings
+            if s.cache is not None:
+                path = s.cache if s.cache.is_absolute() else self.config.rootpath / s.cache
+                state = path.parent / "runs" / self.run_id
+            else:  # a store for this run only, so xdist workers still share answers
+                state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
+                path = state / "responses.sqlite3"
+            try:
+                store = ResponseStore(path)
+            except (OSError, sqlite3.Error) as exc:
+                raise pytest.UsageError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
+            self._phase = QueryPhase(store, self.engine, state, self.started, s.retry_errors, self._progress_writer())
+        return self._phase
+
+    def _progress_writer(self):
+        """Where the phase's progress line goes: the terminal of a process that has one, unless -q."""
+        if not self.reporting or self.config.get_verbosity() < 0:
+            return None
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return None
+        return ProgressLine(tr)
 
     # -- running ----------------------------------------------------------------------------
     def request_for(self, case: Case) -> CodeRequest:
@@ -117,15 +172,46 @@ class MedcodeSession:
             max_tokens=self.settings.max_tokens,
         )
 
+    def key_for(self, request: CodeRequest) -> str:
+        """Response-cache key: the coder's identity and everything in the request but the case."""
+        fields = {k: v for k, v in dataclasses.asdict(request).items() if k != "case"}
+        return request_key({**self.coders[request.case.model].identity(), **fields})
+
     def engine(self) -> QueryEngine:
         if self._engine is None:
             s = self.settings
-            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout)
+            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm)
         return self._engine
 
     def ask(self, case: Case) -> dict[str, Any]:
-        outcome = self.engine().submit(self.request_for(case)).result()
+        request = self.request_for(case)
+        if not self.coders[case.model].cacheable:
+            outcome = self.engine().ask(request)
+        else:
+            key = self.key_for(request)
+            outcome = self._answers.get(key)
+            if outcome is None:  # not seen by the query phase (a case created outside collection)
+                outcome = self.phase().run([key], [request])[key]
+                self._answers[key] = outcome
         return build_record(case, self.system(case.system), outcome)
+
+    # -- xdist controller ----------------------------------------------------------------------
+    def for_workers(self) -> dict[str, Any]:
+        """What every worker must share with the controller: the run id and start time."""
+        return {"run_id": self.run_id, "started": self.started}
+
+    def watch_workers(self) -> None:
+        """Show the query phase's progress, which a worker writes, while the workers collect."""
+        writer = self._progress_writer()
+        if writer is not None and distributed.is_distributed(self.config):
+            state = self.phase().state_dir
+            self._watcher = ProgressWatcher(state / "progress.json", writer)
+            self._watcher.start()
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
     # -- reporting (controller) ---------------------------------------------------------------
     def add_report(self, report: pytest.TestReport) -> None:
@@ -144,7 +230,7 @@ class MedcodeSession:
         return {
             "schema_version": files.SUMMARY_SCHEMA_VERSION,
             "run_id": self.run_id,
-            "created": dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(),
+            "created": dt.datetime.fromtimestamp(self.started, dt.UTC).isoformat(),
             "duration_s": round(time.time() - self.started, 3),
             "plugin_version": __version__,
             "config": self.settings.to_dict(),
@@ -152,12 +238,23 @@ class MedcodeSession:
             "code_systems": {n: self.system(n).version for n in self.settings.systems},
             "n_cases": len(records),
             "results": summarize(records, seed=self.settings.seed),
+            "gate": self.verdict.to_dict() if self.verdict is not None else None,
         }
 
     def finish(self) -> None:
         if self._engine is not None:
             self._engine.close()
-        if not self.reporting or not self.records:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._phase is not None:
+            self._phase.store.close()
+            if self.reporting:
+                shutil.rmtree(self._phase.state_dir, ignore_errors=True)
+        if not self.reporting:
+            return
+        if self.settings.gate.active:
+            self.verdict = self.settings.gate.evaluate(self.ordered_records(), self.baseline, self.settings.seed)
+        if not self.records:
             return
         records = self.ordered_records()
         run_dir = self.settings.report_dir
@@ -168,9 +265,17 @@ class MedcodeSession:
         self.summary_data = self.summary(records)
         files.write_json(self.summary_data, self.run_dir / "summary.json")
         files.point_latest(self.run_dir)
+        problems = []
+        for name, module in (("report.md", markdown), ("report.html", html)):
+            try:
+                module.write(self.run_dir / name, records, self.summary_data, self.settings.seed)
+            except Exception as exc:  # a view of saved data (`medcode report` redoes it): warn, don't crash
+                problems.append(f"could not write {name}: {exc.__class__.__name__}: {exc}")
+        self.report_problems = tuple(problems)
 
     def display(self, tr: Any) -> None:
         if not self.reporting or self.run_dir is None:
+            self.display_gate(tr)
             return
         tr.write_sep("=", "pytest-medcode")
         for line in terminal.render_table(self.summary_data["results"]):
@@ -178,6 +283,46 @@ class MedcodeSession:
         tr.write_line("")
         tr.write_line("exact match: share of answered cases; 95% Wilson interval. errors: failed calls, not scored.")
         tr.write_line(f"run folder: {self.run_dir}")
+        for problem in self.report_problems:
+            tr.write_line(f"warning: {problem}", yellow=True)
+        self.display_gate(tr)
+
+    # -- gate mode ------------------------------------------------------------------------------
+    def display_gate(self, tr: Any) -> None:
+        """The verdict, its numbers and its reason: the last lines of the summary."""
+        if self.verdict is None:
+            return
+        tr.write_sep("=", "pytest-medcode gate")
+        wrong = sum(1 for r in self.records if r.get("outcome") in (INCORRECT, NO_CODE))
+        unanswered = sum(1 for r in self.records if r.get("outcome") == ERROR)
+        tr.write_line(f"gate mode: {wrong} wrong code(s) recorded as 'mismatched' and {unanswered} failed "
+                      "call(s) as 'unanswered', not as test failures; the gate decides the exit status")
+        lines = render_verdict(self.verdict)
+        for line in lines[:-1]:
+            tr.write_line(line, red=line.startswith("FAIL"), yellow=line.startswith("warning"))
+        tr.write_line(lines[-1], bold=True, green=self.verdict.passed, red=not self.verdict.passed)
+
+    def teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
+        """Gate mode: a case with a wrong code is 'mismatched' (m), one whose call failed 'unanswered'
+        (u). Both are passed tests to pytest and JUnit (with the codes as properties); the gate judges."""
+        if not self.settings.gate.active or report.when != "call" or not report.passed:
+            return None
+        for name, value in report.user_properties:
+            if name == PROPERTY and isinstance(value, dict):
+                if value.get("outcome") == ERROR:
+                    return "unanswered", "u", ("UNANSWERED", {"yellow": True})
+                if value.get("outcome") in (INCORRECT, NO_CODE):
+                    return "mismatched", "m", ("MISMATCH", {"yellow": True})
+        return None
+
+    def exitstatus(self, status: int) -> int:
+        """Gate mode: 1 when the gate failed. A passed gate leaves pytest's status (0, or 1 when a test
+        broke for another reason than a wrong code; interruptions and internal errors are kept)."""
+        if self.verdict is None or self.verdict.passed:
+            return status
+        if status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return pytest.ExitCode.TESTS_FAILED
+        return status
 
 
 def _cases_of(items: list[pytest.Item]) -> list[Case]:

@@ -44,6 +44,11 @@ class Reply:
 @runtime_checkable
 class Coder(Protocol):
     name: str
+    #: Answers worth keeping in the response cache (paid or slow); a local lookup is not.
+    cacheable: bool
+
+    def identity(self) -> dict[str, Any]:
+        """What, besides the request, decides the answer (model, endpoint) — never a secret."""
 
     def check(self) -> None:
         """Raise CoderUnavailable before any case runs if this coder cannot work here."""

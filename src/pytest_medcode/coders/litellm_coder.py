@@ -24,10 +24,15 @@ def import_litellm() -> Any:
 
 
 class LiteLLMCoder:
+    cacheable = True
+
     def __init__(self, name: str, api_base: str | None, timeout: float) -> None:
         self.name = name
         self.api_base = api_base
         self.timeout = timeout
+
+    def identity(self) -> dict[str, Any]:
+        return {"coder": "litellm", "model": self.name, "api_base": self.api_base}
 
     def check(self) -> None:
         if self.api_base:

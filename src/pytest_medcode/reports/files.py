@@ -71,7 +71,10 @@ def cases_table(records: list[dict[str, Any]]) -> pa.Table:
         arr = pa.array([r.get(name) for r in records])
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    # The run folder's schema version rides in the Parquet metadata, so a baseline file found
+    # without its summary.json is still checked (compare.load_run).
+    metadata = {b"pytest_medcode.schema_version": str(SUMMARY_SCHEMA_VERSION).encode()}
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
 
 
 def write_cases(records: list[dict[str, Any]], path: Path) -> None:

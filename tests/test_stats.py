@@ -1,0 +1,310 @@
+"""Tests for pytest_medcode.stats: intervals against known values, exact McNemar against exact arithmetic."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_medcode.stats import (
+    Estimate,
+    bootstrap_mean,
+    mcnemar_exact,
+    mcnemar_min_detectable,
+    paired_bootstrap_delta,
+    paired_exact_match_test,
+    underpowered,
+    wilson,
+)
+
+
+def exact_mcnemar(b: int, c: int) -> float:
+    """Reference: two-sided exact binomial tail with rational arithmetic."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(Fraction(math.comb(n, k), 2**n) for k in range(min(b, c) + 1))
+    return float(min(Fraction(1), 2 * tail))
+
+
+# ---------------------------------------------------------------------------- Wilson
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [
+        (3, 5, 0.230724, 0.882379),  # the slide's 3/5 exact-match example
+        (0, 10, 0.0, 0.277533),
+        (10, 10, 0.722467, 1.0),
+        (1, 2, 0.094531, 0.905469),
+    ],
+)
+def test_wilson_known_values(successes: int, n: int, low: float, high: float) -> None:
+    est = wilson(successes, n)
+    assert est.value == pytest.approx(successes / n)
+    assert est.low == pytest.approx(low, abs=1e-6)
+    assert est.high == pytest.approx(high, abs=1e-6)
+    assert est.n == n
+
+
+def test_wilson_reproduces_paper_gpt4_icd10() -> None:
+    # GPT-4 (Nov), ICD-10-CM: 33.9% (33.2-34.6%) of 15,950 codes.
+    est = wilson(round(0.339 * 15950), 15950)
+    assert round(est.value * 100, 1) == 33.9
+    assert round(est.low * 100, 1) == 33.2
+    assert round(est.high * 100, 1) == 34.6
+
+
+def test_wilson_confidence_widens_interval() -> None:
+    narrow, wide = wilson(40, 100, 0.80), wilson(40, 100, 0.99)
+    assert wide.low < narrow.low < narrow.high < wide.high
+
+
+def test_wilson_empty_and_invalid() -> None:
+    assert wilson(0, 0) == Estimate(None, None, None, 0)
+    assert wilson(0, 0).to_dict() == {"value": None, "low": None, "high": None, "n": 0}
+    with pytest.raises(ValueError):
+        wilson(6, 5)
+    with pytest.raises(ValueError):
+        wilson(-1, 5)
+    with pytest.raises(ValueError):
+        wilson(1, 5, confidence=1.0)
+
+
+@given(st.integers(1, 100_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_bounds_contain_point_and_stay_in_unit_interval(case: tuple[int, int]) -> None:
+    successes, n = case
+    est = wilson(successes, n)
+    assert 0.0 <= est.low <= est.value <= est.high <= 1.0
+    assert est.low < est.high
+
+
+# ---------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_is_deterministic_for_a_seed() -> None:
+    values = np.random.default_rng(7).random(500).tolist()
+    assert bootstrap_mean(values, seed=3) == bootstrap_mean(values, seed=3)
+    assert bootstrap_mean(values, seed=3) != bootstrap_mean(values, seed=4)
+
+
+def test_bootstrap_matches_normal_theory_on_a_large_sample() -> None:
+    values = np.random.default_rng(1).random(10_000)
+    est = bootstrap_mean(values.tolist())
+    se = values.std(ddof=1) / math.sqrt(values.size)
+    assert est.value == pytest.approx(values.mean())
+    assert est.low < est.value < est.high
+    assert est.high - est.low == pytest.approx(2 * 1.959964 * se, rel=0.1)
+
+
+def test_bootstrap_coverage_is_near_nominal() -> None:
+    # 200 samples of 60 draws from Beta(2, 5) (true mean 2/7): a 90% interval should cover ~180 times.
+    rng = np.random.default_rng(11)
+    covered = 0
+    for seed in range(200):
+        est = bootstrap_mean(rng.beta(2, 5, size=60).tolist(), confidence=0.90, resamples=500, seed=seed)
+        covered += est.low <= 2 / 7 <= est.high
+    assert 160 <= covered <= 196
+
+
+def test_bootstrap_handles_75k_values_in_bounded_chunks() -> None:
+    values = np.random.default_rng(2).random(75_000)
+    est = bootstrap_mean(values, resamples=300)
+    assert est.n == 75_000
+    assert est.low < values.mean() < est.high
+    assert est.high - est.low < 0.01
+
+
+def test_bootstrap_edge_cases() -> None:
+    assert bootstrap_mean([]) == Estimate(None, None, None, 0)
+    assert bootstrap_mean([0.4]) == Estimate(0.4, 0.4, 0.4, 1)
+    assert bootstrap_mean([1.0] * 50) == Estimate(1.0, 1.0, 1.0, 50)
+    with pytest.raises(ValueError):
+        bootstrap_mean([0.1, float("nan")])
+    with pytest.raises(ValueError):
+        bootstrap_mean([0.1, 0.2], resamples=0)
+
+
+def test_paired_bootstrap_delta() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.random(2_000)
+    new = base - 0.05 + rng.normal(0, 0.01, size=base.size)
+    est = paired_bootstrap_delta(base.tolist(), new.tolist())
+    assert est.value == pytest.approx(float((new - base).mean()))
+    assert est.value == pytest.approx(-0.05, abs=1e-3)
+    assert est.low < est.value < est.high
+    assert est.high < 0  # a clear drop: the whole interval is below zero
+    # Pairing matters: unpaired intervals of these noisy runs would overlap; the paired one is narrow.
+    assert est.high - est.low < 0.002
+    assert paired_bootstrap_delta(base.tolist(), new.tolist(), seed=9) == paired_bootstrap_delta(
+        base.tolist(), new.tolist(), seed=9
+    )
+    with pytest.raises(ValueError):
+        paired_bootstrap_delta([0.1, 0.2], [0.1])
+
+
+# ---------------------------------------------------------------------------- McNemar
+
+
+@pytest.mark.parametrize(
+    ("b", "c", "p"),
+    [
+        (0, 5, 0.0625),  # 2 * (1/2)^5
+        (5, 0, 0.0625),
+        (1, 9, 22 / 1024),  # 2 * (1 + 10) / 2^10 ~= 0.0215
+        (0, 6, 0.03125),
+        (3, 3, 1.0),
+        (4, 5, 1.0),
+        (0, 0, 1.0),
+        (0, 1, 1.0),
+    ],
+)
+def test_mcnemar_exact_hand_computed(b: int, c: int, p: float) -> None:
+    assert mcnemar_exact(b, c) == pytest.approx(p, rel=1e-12)
+
+
+def test_mcnemar_exact_large_counts_are_finite() -> None:
+    assert mcnemar_exact(50_000, 50_000) == 1.0
+    p = mcnemar_exact(49_000, 51_000)
+    # Normal approximation: z = 2000 / sqrt(100000) = 6.32 -> p ~ 2.5e-10.
+    assert 1e-10 < p < 5e-10
+    assert mcnemar_exact(1, 99_999) == 0.0  # underflows to zero, no overflow or NaN
+    # Exact value by integer arithmetic: 2 * sum(C(100000, k), k <= 49990) / 2**100000.
+    assert mcnemar_exact(49_990, 50_010) == pytest.approx(0.9520893498136247, rel=1e-8)
+
+
+def test_mcnemar_rejects_negative_counts() -> None:
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 3)
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_mcnemar_matches_exact_rational_arithmetic(b: int, c: int) -> None:
+    assert mcnemar_exact(b, c) == pytest.approx(exact_mcnemar(b, c), rel=1e-9, abs=1e-300)
+
+
+@given(st.integers(0, 100_000), st.integers(0, 100_000))
+def test_mcnemar_is_a_symmetric_probability(b: int, c: int) -> None:
+    p = mcnemar_exact(b, c)
+    assert 0.0 <= p <= 1.0
+    assert p == mcnemar_exact(c, b)
+
+
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_mcnemar_more_lopsided_is_more_significant(b: int, c: int) -> None:
+    if c >= b:
+        assert mcnemar_exact(b, c + 1) <= mcnemar_exact(b, c)
+
+
+# ---------------------------------------------------------------------------- power helpers
+
+
+def test_min_detectable_by_hand() -> None:
+    # d <= 5 discordant pairs can never give p < 0.05: the best split, 5-0, has p = 0.0625.
+    assert mcnemar_min_detectable(100, 5) is None
+    assert mcnemar_min_detectable(100, 0) is None
+    # d = 6: only 6-0 is significant (p = 0.03125), a net drop of 6 of 100 cases.
+    assert mcnemar_min_detectable(100, 6) == pytest.approx(0.06)
+    # d = 10: 9-1 has p = 0.0215, 8-2 has p = 0.109 -> net drop 8.
+    assert mcnemar_min_detectable(1000, 10) == pytest.approx(0.008)
+
+
+@given(st.integers(1, 2000).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))))
+def test_min_detectable_is_exactly_the_significance_boundary(case: tuple[int, int]) -> None:
+    n, d = case
+    drop = mcnemar_min_detectable(n, d)
+    if drop is None:
+        assert mcnemar_exact(d, 0) >= 0.05
+        return
+    k = round(drop * n)
+    g = (d - k) // 2
+    assert (k + 2 * g) == d
+    assert mcnemar_exact(k + g, g) < 0.05
+    if g + 1 <= d - (g + 1):
+        assert mcnemar_exact(d - g - 1, g + 1) >= 0.05
+
+
+def test_underpowered_small_runs_and_heavy_churn() -> None:
+    assert underpowered(20, 1, margin=0.02)  # even a 6-0 split of 20 cases is a 30% drop
+    assert underpowered(5, 0, margin=0.0)
+    assert not underpowered(1000, 0, margin=0.02)  # 21 losses, no gains: p ~ 1e-6
+    assert not underpowered(1000, 100, margin=0.02)
+    assert underpowered(1000, 400, margin=0.02)  # 210-189 is within noise
+
+
+# ---------------------------------------------------------------------------- paired exact-match test
+
+
+def test_identical_runs_do_not_regress() -> None:
+    run = [i % 3 == 0 for i in range(1000)]
+    res = paired_exact_match_test(run, run, margin=0.02, alpha=0.05)
+    assert (res.lost, res.gained, res.delta, res.p_value) == (0, 0, 0.0, 1.0)
+    assert not res.regressed and not res.significant and not res.exceeds_margin
+    assert not res.underpowered
+
+
+def test_degraded_run_on_ten_percent_of_cases_regresses() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(1000) < 0.5
+    new = base.copy()
+    flip = rng.choice(np.flatnonzero(base), size=100, replace=False)  # 10% of cases turn wrong
+    new[flip] = False
+    res = paired_exact_match_test(base.tolist(), new.tolist(), margin=0.02, alpha=0.05)
+    assert res.n == 1000 and res.lost == 100 and res.gained == 0
+    assert res.delta == pytest.approx(-0.1)
+    assert res.p_value < 0.05 and res.significant and res.exceeds_margin and res.regressed
+    assert not res.underpowered
+
+
+def test_small_run_with_one_extra_error_is_not_regressed_but_underpowered() -> None:
+    base = [True] * 15 + [False] * 5
+    new = list(base)
+    new[0] = False
+    res = paired_exact_match_test(base, new, margin=0.02, alpha=0.05)
+    assert res.exceeds_margin  # 5 points > 2 points ...
+    assert not res.significant  # ... but p = 1
+    assert not res.regressed
+    assert res.underpowered
+    assert res.min_detectable_drop is None
+
+
+def test_significant_but_within_margin_is_not_a_regression() -> None:
+    n = 75_000
+    base = [True] * n
+    new = [True] * (n - 60) + [False] * 60  # 0.08-point drop, p ~ 1e-18
+    res = paired_exact_match_test(base, new, margin=0.02, alpha=0.05)
+    assert res.significant and not res.exceeds_margin and not res.regressed
+
+
+def test_improvement_is_not_a_regression() -> None:
+    base = [False] * 500 + [True] * 500
+    new = [True] * 1000
+    res = paired_exact_match_test(base, new, margin=0.02, alpha=0.05)
+    assert res.significant and res.gained == 500 and not res.regressed
+
+
+def test_margin_boundary_counts_exactly() -> None:
+    # A drop of exactly the margin (20 of 1000 at 2%) does not exceed it; 21 does.
+    base = [True] * 1000
+    at = paired_exact_match_test(base, [True] * 980 + [False] * 20, margin=0.02, alpha=0.05)
+    past = paired_exact_match_test(base, [True] * 979 + [False] * 21, margin=0.02, alpha=0.05)
+    assert not at.exceeds_margin and not at.regressed
+    assert past.exceeds_margin and past.regressed
+
+
+def test_paired_result_to_dict_and_validation() -> None:
+    res = paired_exact_match_test([True, False], [True, True], margin=0.0, alpha=0.05)
+    d = res.to_dict()
+    assert d["lost"] == 0 and d["gained"] == 1 and d["n"] == 2
+    assert set(d) >= {"base_rate", "new_rate", "delta", "p_value", "regressed", "underpowered"}
+    empty = paired_exact_match_test([], [], margin=0.02, alpha=0.05)
+    assert empty.n == 0 and empty.base_rate is None and not empty.regressed and empty.underpowered
+    with pytest.raises(ValueError):
+        paired_exact_match_test([True], [True, False], margin=0.02, alpha=0.05)
+    with pytest.raises(ValueError):
+        paired_exact_match_test([True], [True], margin=1.5, alpha=0.05)
