@@ -66,7 +66,7 @@ def _codes_file(pytester: pytest.Pytester, codes: list[str]) -> Path:
     return path
 
 
-def test_local_server_through_the_real_litellm_client(pytester: pytest.Pytester) -> None:
+def test_local_server_through_the_real_openai_client(pytester: pytest.Pytester) -> None:
     """An OpenAI-compatible model that knows most codes and invents one, asked over HTTP."""
     pairs = load_system("icd10cm").billable_codes()[:10]
     mapping = {d: c for c, d in pairs[:9]}
@@ -160,3 +160,16 @@ def test_failure_message_shows_description_expected_predicted_and_raw(pytester: 
         f"*description: {pairs[0][1]}*", f"*expected:    {pairs[0][0]}*", "*predicted:   Z99.89*",
         "*raw answer:  'I think it is Z99.89, maybe.'*",
     ])
+
+
+def test_provider_models_go_through_the_real_litellm_client(pytester: pytest.Pytester) -> None:
+    """A litellm provider name (here vLLM's OpenAI-compatible server) pointed at a local endpoint."""
+    pairs = load_system("icd10cm").billable_codes()[:3]
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    with ScriptedServer(mapping_responder({d: c for c, d in pairs})) as server:
+        result = pytester.runpytest_subprocess(
+            "--model", "hosted_vllm/any", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
+            "--medcode-codes", str(_codes_file(pytester, [c for c, _ in pairs])),
+        )
+        assert server.stats.total_requests == 3
+    result.assert_outcomes(passed=3)

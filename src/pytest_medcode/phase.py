@@ -110,6 +110,8 @@ class QueryPhase:
                     continue
             self._wait()
         self.progress.done = len(results)
+        self.progress.finished = time.monotonic()
+        self._report_file()
         if self._show is not None and self.progress.done > self.progress.cached:
             self._show(self.progress.line(), final=True)
         return results
@@ -134,6 +136,7 @@ class QueryPhase:
 
         def on_result(index: int, outcome: Outcome) -> None:
             key = todo[index]
+            outcome.cached = False
             self.store.put(key, wanted[key].case.model, Stored(
                 outcome.text, outcome.error, outcome.usage, outcome.latency_s, outcome.attempts, time.time()))
             results[key] = outcome
@@ -145,8 +148,14 @@ class QueryPhase:
         engine.run_batch([wanted[k] for k in todo], on_result, self.progress)
         self._report()
 
+    def _report_file(self) -> None:
+        try:
+            write_progress(self.progress_path, self.progress)
+        except OSError:  # progress is a convenience; never let it stop the run
+            pass
+
     def _report(self) -> None:
-        write_progress(self.progress_path, self.progress)
+        self._report_file()
         if self._show is not None:
             self._show(self.progress.line())
 

@@ -40,21 +40,24 @@ class ProgressLine:
 class ProgressWatcher(threading.Thread):
     """Controller-side: shows the progress a worker writes, until told to stop or the phase ends."""
 
-    def __init__(self, path: Path, show: ProgressLine, every_s: float = 0.5) -> None:
+    def __init__(self, path: Path, show: ProgressLine | None, every_s: float = 0.5) -> None:
         super().__init__(name="medcode-progress", daemon=True)
         self._path = path
         self._show = show
         self._every = every_s
         self._stop_event = threading.Event()
         self._seen: str | None = None
+        self.last: dict[str, Any] | None = None
 
     def run(self) -> None:
         while not self._stop_event.wait(self._every):
             data = read_progress(self._path)
             if data and data["line"] != self._seen:
+                self.last = data
                 self._seen = data["line"]
                 done = data["done"] >= data["total"]
-                self._show(data["line"], final=done)
+                if self._show is not None:
+                    self._show(data["line"], final=done)
                 if done:
                     return
 

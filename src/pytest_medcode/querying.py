@@ -34,7 +34,7 @@ class Outcome:
     latency_s: float
     attempts: int
     usage: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False
+    cached: bool | None = None  # None: a coder whose answers are not cached (lookup)
 
 
 @dataclass
@@ -49,6 +49,7 @@ class Progress:
     throttled: int = 0
     limit: int = 0
     started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -63,7 +64,9 @@ class Progress:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("total", "done", "cached", "retries", "errors", "throttled")}
+        out = {k: getattr(self, k) for k in ("total", "done", "cached", "retries", "errors", "throttled")}
+        out["elapsed_s"] = round((self.finished or time.monotonic()) - self.started, 3)
+        return out
 
 
 class _Limiter:
@@ -220,7 +223,7 @@ class QueryEngine:
                     if not exc.retryable:
                         return Outcome(None, error, time.perf_counter() - start, attempt)
                     delay = exc.retry_after
-                    if "429" in error or "RateLimit" in error:
+                    if "429" in error or "RateLimit" in error:  # both coders' wording of a 429
                         limiter.throttle()
                 except TimeoutError:
                     error = f"no answer within {self._timeout + 5.0:.0f} s"

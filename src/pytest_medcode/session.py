@@ -62,6 +62,7 @@ class MedcodeSession:
         self._answers: dict[str, Outcome] = {}
         self._watcher: ProgressWatcher | None = None
         self.query_progress: Progress | None = None
+        self.query_progress_seen: dict[str, Any] | None = None
         shared = distributed.from_controller(config)
         if shared:
             self.run_id, self.started = shared["run_id"], shared["started"]
@@ -201,17 +202,30 @@ class MedcodeSession:
         return {"run_id": self.run_id, "started": self.started}
 
     def watch_workers(self) -> None:
-        """Show the query phase's progress, which a worker writes, while the workers collect."""
-        writer = self._progress_writer()
-        if writer is not None and distributed.is_distributed(self.config):
-            state = self.phase().state_dir
-            self._watcher = ProgressWatcher(state / "progress.json", writer)
+        """Follow the query phase, which a worker runs: show its progress (unless -q), keep its timing."""
+        if distributed.is_distributed(self.config) and not distributed.is_worker(self.config):
+            self._watcher = ProgressWatcher(self.phase().state_dir / "progress.json", self._progress_writer())
             self._watcher.start()
 
     def stop_watching(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+            self.query_progress_seen = self._watcher.last
             self._watcher = None
+
+    def query_stats(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Cache hits and misses, retries and failed calls of the cached coders' cases."""
+        cached = [r for r in records if r.get("cache_hit") is not None]
+        asked = [r for r in cached if not r["cache_hit"]]
+        phase = self.query_progress.to_dict() if self.query_progress else self.query_progress_seen
+        return {
+            "cache": str(self.settings.cache) if self.settings.cache else None,
+            "cache_hits": len(cached) - len(asked),
+            "asked": len(asked),
+            "retries": sum(max(0, (r.get("attempts") or 1) - 1) for r in asked),
+            "errors": sum(1 for r in cached if r.get("outcome") == "error"),
+            "phase_s": phase.get("elapsed_s") if phase else None,
+        }
 
     # -- reporting (controller) ---------------------------------------------------------------
     def add_report(self, report: pytest.TestReport) -> None:
@@ -238,6 +252,7 @@ class MedcodeSession:
             "code_systems": {n: self.system(n).version for n in self.settings.systems},
             "n_cases": len(records),
             "results": summarize(records, seed=self.settings.seed),
+            "queries": self.query_stats(records),
             "gate": self.verdict.to_dict() if self.verdict is not None else None,
         }
 
@@ -282,6 +297,11 @@ class MedcodeSession:
             tr.write_line(line)
         tr.write_line("")
         tr.write_line("exact match: share of answered cases; 95% Wilson interval. errors: failed calls, not scored.")
+        queries = self.summary_data["queries"]
+        if queries["asked"] or queries["cache_hits"]:
+            took = f" in {queries['phase_s']:.1f} s" if queries["asked"] and queries.get("phase_s") else ""
+            tr.write_line(f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
+                          f"{queries['retries']} retries, {queries['errors']} failed")
         tr.write_line(f"run folder: {self.run_dir}")
         for problem in self.report_problems:
             tr.write_line(f"warning: {problem}", yellow=True)

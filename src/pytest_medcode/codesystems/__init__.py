@@ -83,7 +83,7 @@ def _user_rows(spec: SystemSpec, path: Path) -> Iterator[tuple]:
                  for r in records if r["code"]])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_system(name: str, user_file: Path | None = None) -> CodeSystem:
     """The named system, from the user's file when given, else the bundled release.
 

@@ -41,6 +41,7 @@ CORE_COLUMNS = pa.schema(
         ("error", pa.string()),
         ("latency_s", pa.float64()),
         ("attempts", pa.int64()),
+        ("cache_hit", pa.bool_()),
         ("answer_chars", pa.int64()),
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
