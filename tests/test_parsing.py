@@ -1,13 +1,15 @@
-"""Answer parsing: every code of the asked system, canonical, in order, without repeats."""
+"""Answer parsing: every code of the asked system, canonical, in order, without repeats (default profile);
+the authors' first-match extraction, to the letter (paper profile)."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_medcode.codesystems import load_system
-from pytest_medcode.parsing import extract
+from pytest_medcode.codesystems import SYSTEMS, load_system
+from pytest_medcode.codesystems.normalize import key
+from pytest_medcode.parsing import extract, extract_paper
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,7 @@ def test_extracts_codes(system: str, answer: str, codes: tuple[str, ...]) -> Non
     assert parsed.n_codes == len(codes)
 
 
+@settings(deadline=None)  # the first example may build the code table
 @given(st.sampled_from(["icd10cm", "icd9cm"]), st.data())
 def test_a_code_written_alone_is_read_back(system: str, data: st.DataObject) -> None:
     codes = load_system(system).billable_codes()
@@ -48,3 +51,72 @@ def test_parsing_never_fails_and_returns_canonical_codes(text: str) -> None:
     assert len(set(parsed.codes)) == len(parsed.codes)
     for code in parsed.codes:
         assert system.canonical(code) == code
+
+
+# -- the paper profile: the authors' extraction (REFERENCE.md §1) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("system", "answer", "code"),
+    [
+        ("icd10cm", "Code: E11.9", "E11.9"),
+        ("icd10cm", "Code: T38.3X5A", "T38.3X"),  # their pattern cuts the 7th character
+        ("icd10cm", "Code: E119", "E119"),  # kept as written: not the canonical E11.9
+        ("icd10cm", "Code: e11.9", None),  # upper case only
+        ("icd10cm", "Code: E11.9.", "E11.9"),  # trailing dot stripped
+        ("icd10cm", "Code: E11.", "E11"),
+        ("icd10cm", "E11.9, E11.65 or E10.9", "E11.9"),  # first match only
+        ("icd10cm", "Code: ICD10CM: E11.9", "D10C"),  # no word boundaries: the system name matches first
+        ("icd10cm", "Code: M24.131", "M24.131"),
+        ("icd9cm", "Code: 250.00", "250.00"),
+        ("icd9cm", "Code: 045.10", "045.10"),
+        ("icd9cm", "Code: 25000", "250.00"),  # a 4-5 digit run gets a dot after the 3rd digit
+        ("icd9cm", "Code: 250.00 (ICD-9, 2015)", "201.5"),  # ... anywhere, and it wins: the year
+        ("icd9cm", "Code: E8490", "849.0"),  # ... even inside an E code
+        ("icd9cm", "Code: E849.0", "E849"),  # [A-Z]\d{2}[.]?\d{0,2}: E84 + 9
+        ("icd9cm", "Code: V58.61", "V58.61"),
+        ("icd9cm", "Code: 250.", "250"),
+        ("icd9cm", "no idea", None),
+        ("cpt", "Code: 84120", "84120"),
+        ("cpt", "Code: 1. 99213", "1"),  # the first run of digits, whatever its length
+        ("cpt", "Code: 992134", "992134"),
+        ("cpt", "Code: none", None),
+        ("icd9cm-proc", "Code: 81.54", "81.54"),  # not in the study: their ICD-9 rule at the 2nd digit
+        ("icd9cm-proc", "Code: 8154", "81.54"),
+    ],
+)
+def test_paper_profile_reads_the_first_match_as_the_authors_did(system: str, answer: str, code: str | None) -> None:
+    parsed = extract(system, answer, "paper")
+    assert parsed.predicted == code
+    assert parsed.codes == ((code,) if code else ())
+
+
+ANSWER_TEXT = st.text(alphabet="0123456789.ABCDEVXMT efcode:,\n-", max_size=60)
+
+
+@given(st.sampled_from(sorted(SYSTEMS)), ANSWER_TEXT)
+def test_paper_code_is_a_substring_transform_of_the_answer(system: str, text: str) -> None:
+    """What the paper profile returns is in the answer as written, or is a digit run there with a dot put in."""
+    parsed = extract_paper(system, text)
+    assert len(parsed.codes) <= 1
+    for code in parsed.codes:
+        assert code and not code.endswith(".")
+        assert code in text or (code.count(".") == 1 and code.replace(".", "") in text)
+
+
+@given(st.sampled_from(sorted(SYSTEMS)), st.text(max_size=80))
+def test_paper_profile_never_fails_on_any_text(system: str, text: str) -> None:
+    parsed = extract_paper(system, text)
+    for code in parsed.codes:
+        assert code in text or code.replace(".", "") in text
+
+
+@settings(deadline=None)
+@given(st.sampled_from(["icd10cm", "icd9cm", "icd9cm-proc"]), st.text(alphabet="0123456789.AEVTXaev ", max_size=12))
+def test_normalisation_is_idempotent(system: str, text: str) -> None:
+    table = load_system(system)
+    assert key(key(text)) == key(text)
+    once = table.canonical(text)
+    assert table.canonical(once) == once
+    for code in extract(system, text).codes:  # what the parser returns is already canonical
+        assert table.canonical(code) == code

@@ -3,7 +3,8 @@
 Every code of the asked system is extracted, in order of appearance and without repeats; the
 first is the prediction and the count is kept (over-generation is a finding in itself). The
 ``default`` profile reads whole codes in the forms models write (lower case, no dot, a 7th
-character); the ``paper`` profile, added beside it, reproduces the authors' extraction.
+character); the ``paper`` profile reproduces the authors' extraction to the letter (first match only,
+their patterns, trailing dot stripped), so a run can be scored the way the study scored it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,41 @@ def extract_default(system: str, text: str) -> Parsed:
     return Parsed(tuple(seen))
 
 
-PROFILES: dict[str, Callable[[str, str], Parsed]] = {"default": extract_default}
+# The authors' patterns (Soroush et al., Code/LLM.py), verbatim: no word boundaries, upper case only, and
+# Python's Unicode-aware \d, as theirs. REFERENCE.md §1.
+PAPER_PATTERNS: dict[str, re.Pattern[str]] = {
+    "cpt": re.compile(r"\d+"),
+    "icd10cm": re.compile(r"([A-Z]\d{2})[.]?\d{0,3}[A-Z]?"),
+    "icd9cm": re.compile(r"(\d{3})[.]?\d{0,2}|[A-Z]\d{2}[.]?\d{0,2}"),
+    # ICD-9-CM procedures were not in the study: their ICD-9 rule moved to the procedures' dot position.
+    "icd9cm-proc": re.compile(r"\d{2}[.]?\d{0,2}"),
+}
+# ICD-9: a run of digits anywhere that is written without its dot; it gets the dot and wins over the pattern.
+_PAPER_DOTLESS: dict[str, tuple[re.Pattern[str], int]] = {
+    "icd9cm": (re.compile(r"\d{4,5}"), 3),
+    "icd9cm-proc": (re.compile(r"\d{3,4}"), 2),
+}
+
+
+def extract_paper(system: str, text: str) -> Parsed:
+    """The authors' extraction: the first match only, as written, trailing dots stripped (REFERENCE.md §1).
+
+    ``T38.3X5A`` reads as ``T38.3X``; an ICD-9 answer's first run of 4-5 digits anywhere (a year too)
+    gets a dot after the third digit and wins; ``e11.9`` is not read at all. No match → no code.
+    """
+    text = str(text or "")
+    dotless = _PAPER_DOTLESS.get(system)
+    if dotless is not None:
+        run = dotless[0].search(text)
+        if run is not None:
+            digits, split = run.group(0), dotless[1]
+            return Parsed((f"{digits[:split]}.{digits[split:]}",))
+    match = PAPER_PATTERNS[system].search(text)
+    code = match.group(0).rstrip(".") if match else ""
+    return Parsed((code,) if code else ())
+
+
+PROFILES: dict[str, Callable[[str, str], Parsed]] = {"default": extract_default, "paper": extract_paper}
 
 
 def extract(system: str, text: str, profile: str = "default") -> Parsed:

@@ -10,9 +10,8 @@ from typing import Any
 
 from pytest_medcode.cases import Case
 from pytest_medcode.codesystems import CodeSystem
-from pytest_medcode.parsing import extract
 from pytest_medcode.querying import Outcome
-from pytest_medcode.scoring.codes import code_metrics
+from pytest_medcode.scoring.codes import score_answer, unscored_fields
 
 PROPERTY = "medcode_record"
 RAW_ANSWER_LIMIT = 20_000  # characters kept of a runaway answer; the length is recorded too
@@ -37,27 +36,22 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
         "prompt_tokens": outcome.usage.get("prompt_tokens"),
         "completion_tokens": outcome.usage.get("completion_tokens"),
         "cost_usd": outcome.usage.get("cost_usd"),
+        "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
     }
     if outcome.text is None:
-        record.update(
-            outcome=ERROR, exact_match=None, valid=None, billable=None, fabricated=None,
-            length_match=None, digit_match=None, digit_positions=[], predicted_description=None,
-        )
+        record.update(outcome=ERROR, **unscored_fields(profile))
         return record
-    parsed = extract(case.system, outcome.text, profile)
-    metrics = code_metrics(system, case.code, parsed.predicted)
-    record.update(
-        raw_answer=outcome.text[:RAW_ANSWER_LIMIT],
-        answer_chars=len(outcome.text),
-        codes=list(parsed.codes),
-        predicted_code=parsed.predicted,
-        n_codes=parsed.n_codes,
-        **metrics,
-    )
-    if parsed.predicted is None:
+    record.update(raw_answer=outcome.text[:RAW_ANSWER_LIMIT], answer_chars=len(outcome.text))
+    return score_record(record, system, outcome.text, profile)
+
+
+def score_record(record: dict[str, Any], system: CodeSystem, text: str, profile: str = "default") -> dict[str, Any]:
+    """Fill the answer-derived fields and the outcome of an answered case (also used by ``medcode rescore``)."""
+    record.update(score_answer(system, record["code"], text, profile))
+    if record["predicted_code"] is None:
         record["outcome"] = NO_CODE
     else:
-        record["outcome"] = CORRECT if metrics["exact_match"] else INCORRECT
+        record["outcome"] = CORRECT if record["exact_match"] else INCORRECT
     return record
 
 
@@ -69,7 +63,7 @@ def explain(record: dict[str, Any], limit: int = 200) -> str:
     if record["outcome"] == ERROR:
         return (
             f"model call failed after {record['attempts']} attempt(s): {record['error']}\n"
-            f"  description: {record['description']}\n  expected:    {record['code']}"
+            f"  description: {record['description']}{_asked(record)}\n  expected:    {record['code']}"
         )
     verdict = "fabricated (not in the code system)" if record.get("fabricated") else (
         "exists but is not billable" if record.get("valid") and not record.get("billable") else "a real code")
@@ -77,6 +71,13 @@ def explain(record: dict[str, Any], limit: int = 200) -> str:
     return (
         f"{record['model']} gave {predicted} for {record['system']} {record['code']}"
         + (f" — {verdict}" if record.get("predicted_code") else "")
-        + f"\n  description: {record['description']}\n  expected:    {record['code']}\n"
+        + f"\n  description: {record['description']}{_asked(record)}\n  expected:    {record['code']}\n"
         f"  predicted:   {predicted}\n  raw answer:  {raw!r}"
     )
+
+
+def _asked(record: dict[str, Any]) -> str:
+    """The wording a robustness variant asked with, under the official description."""
+    if record.get("perturbed") is None:
+        return ""
+    return f"\n  asked ({record.get('variant')}): {record['perturbed']}"

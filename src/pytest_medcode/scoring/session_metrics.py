@@ -1,0 +1,255 @@
+"""The end-of-session pass over all records, on the process that reports (the xdist controller).
+
+Description similarity is scored here, once, not per test: every distinct (reference description,
+predicted code's description) pair across models and systems is scored once and in batches (the scorers
+dedupe and short-cut identical descriptions to 1.0). Per record this writes:
+
+- ``meteor``, ``bertscore``: the score where the predicted code resolves to a description (the study's
+  policy), None where it does not, where similarity is off, or where the metric is unavailable;
+- ``code_frequency``: how many answered prompts of the same model and system returned this case's
+  predicted code (our reading of the study's "code frequency"; None for answers without a code).
+
+A metric that cannot run (bert-score or torch not installed, a model that does not load, no nltk) is
+reported as unavailable with a one-line reason; the run never fails for it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from pytest_medcode.codesystems import CodeSystem
+
+__all__ = [
+    "SIMILARITY_COLUMNS",
+    "SimilarityReport",
+    "add_code_frequency",
+    "bert_scorer",
+    "meteor_scorer",
+    "reference_description",
+    "score_similarity",
+]
+
+SIMILARITY_COLUMNS: tuple[str, ...] = ("meteor", "bertscore")
+_ERROR = "error"
+
+
+class Scorer(Protocol):
+    label: str
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
+
+
+@dataclass
+class MetricStatus:
+    """What one similarity metric did in this run, for the report."""
+
+    available: bool
+    label: str
+    reason: str | None = None  # why unavailable, one line
+    model: str | None = None  # BERTScore: the model used
+    synonyms: bool | None = None  # METEOR: WordNet synonym matching on
+
+
+@dataclass
+class SimilarityReport:
+    enabled: bool
+    meteor: MetricStatus | None = None
+    bertscore: MetricStatus | None = None
+    scorable: int = 0  # answered cases whose predicted code has a description
+    pairs: int = 0  # distinct (reference, candidate) pairs
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def available(self) -> dict[str, bool]:
+        """Metric name → whether its per-case values were computed."""
+        return {
+            "meteor": bool(self.enabled and self.meteor and self.meteor.available),
+            "bertscore": bool(self.enabled and self.bertscore and self.bertscore.available),
+        }
+
+    def lines(self) -> list[str]:
+        """One line per metric: what was computed (or why not)."""
+        return describe(self.to_dict())
+
+
+def describe(info: dict[str, Any] | None) -> list[str]:
+    """The similarity lines of a report, from ``SimilarityReport.to_dict()`` (as kept in summary.json)."""
+    if not info:
+        return []
+    if not info.get("enabled"):
+        return ["description similarity: off (--medcode-no-similarity)"]
+    out = []
+    for name, title in (("meteor", "METEOR"), ("bertscore", "BERTScore")):
+        status = info.get(name) or {}
+        if status.get("available"):
+            out.append(f"{title}: {status.get('label')}")
+        else:
+            out.append(f"{title} unavailable: {status.get('reason') or 'not computed'}")
+    return out
+
+
+# -- scorers, one per process and configuration (loading BERTScore's model costs seconds) ---------------
+
+_SCORERS: dict[tuple[Any, ...], Any] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def meteor_scorer() -> Any:
+    """The process's METEOR scorer: WordNet synonyms when a WordNet copy can be prepared (prepare_wordnet)."""
+    from pytest_medcode.scoring.similarity import MeteorScorer
+
+    with _SCORERS_LOCK:
+        key = ("meteor",)
+        if key not in _SCORERS:
+            _SCORERS[key] = MeteorScorer(use_wordnet=True)
+        return _SCORERS[key]
+
+
+def bert_scorer(model: str | None = None, device: str | None = None) -> Any:
+    """The process's BERTScore scorer for ``model``/``device`` (default: the bundled all-MiniLM-L6-v2)."""
+    from pytest_medcode.scoring.similarity import BertScorer
+
+    with _SCORERS_LOCK:
+        key = ("bertscore", model, device)
+        if key not in _SCORERS:
+            _SCORERS[key] = BertScorer(model=model, device=device)
+        return _SCORERS[key]
+
+
+# -- the pass ---------------------------------------------------------------------------------------------
+
+
+def reference_description(record: dict[str, Any], system: CodeSystem | None) -> str | None:
+    """The reference code's own description from the table (a robustness variant may have reworded what
+    the model was given), else the description the case carried."""
+    if system is not None:
+        entry = system.lookup(str(record["code"]))
+        if entry is not None and entry.description:
+            return entry.description
+    return record.get("description")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _run(scorer: Any, pairs: list[tuple[str, str]], status: MetricStatus) -> list[float] | None:
+    from pytest_medcode.scoring.similarity import SimilarityUnavailable
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library chatter (transformers, nltk) is not the user's problem
+            return scorer.score(pairs)
+    except SimilarityUnavailable as exc:
+        status.available, status.reason = False, str(exc)
+    except ImportError as exc:
+        status.available = False
+        status.reason = f"not installed ({_one_line(exc)}): pip install 'pytest-medcode[metrics]'"
+    except Exception as exc:  # a metric that breaks is reported, never a traceback that ends the run
+        status.available, status.reason = False, _one_line(exc)
+    return None
+
+
+def score_similarity(
+    records: Sequence[dict[str, Any]],
+    system_of: Callable[[str], CodeSystem | None],
+    *,
+    enabled: bool = True,
+    bertscore_model: str | None = None,
+    bertscore_device: str | None = None,
+    meteor: Scorer | None = None,
+    bertscore: Scorer | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> SimilarityReport:
+    """Write ``meteor`` and ``bertscore`` into every record (in place) and say what was computed.
+
+    ``system_of(name)`` gives the code table of a system (for the reference descriptions). Scorers can be
+    passed in (tests); by default the process's cached ones are used. ``announce`` gets one line before the
+    scoring starts (a large run spends a minute here; the terminal should say why).
+    """
+    report = SimilarityReport(enabled=enabled)
+    for r in records:
+        r["meteor"] = None
+        r["bertscore"] = None
+    if not enabled:
+        return report
+    started = time.perf_counter()
+    # Which records are scorable, and their pair.
+    systems: dict[str, CodeSystem | None] = {}
+    todo: list[tuple[dict[str, Any], tuple[str, str]]] = []
+    for r in records:
+        cand = r.get("predicted_description")
+        if r.get("outcome") == _ERROR or not cand:
+            continue
+        name = str(r["system"])
+        if name not in systems:
+            try:
+                systems[name] = system_of(name)
+            except Exception:  # no table: fall back to the case's own description
+                systems[name] = None
+        ref = reference_description(r, systems[name])
+        if ref:
+            todo.append((r, (ref, cand)))
+    pairs = [p for _, p in todo]
+    report.scorable = len(todo)
+    report.pairs = len(set(pairs))
+    if announce is not None and report.pairs:
+        announce(f"pytest-medcode: scoring description similarity, {report.scorable:,} cases, "
+                 f"{report.pairs:,} distinct description pairs")
+
+    m = meteor if meteor is not None else None
+    if m is None:
+        try:
+            m = meteor_scorer()
+        except ImportError as exc:  # nltk missing
+            report.meteor = MetricStatus(False, "METEOR", f"not installed ({_one_line(exc)})")
+    if m is not None:
+        report.meteor = MetricStatus(True, "METEOR")
+        values = _run(m, pairs, report.meteor) if pairs else []
+        if values is not None:
+            for (r, _), v in zip(todo, values):
+                r["meteor"] = float(v)
+        try:
+            report.meteor.label = m.label
+            report.meteor.synonyms = getattr(m, "synonyms", None)
+        except Exception:  # a label is not worth a failure
+            pass
+
+    b = bertscore if bertscore is not None else None
+    if b is None:
+        try:
+            b = bert_scorer(bertscore_model, bertscore_device)
+        except (ImportError, ValueError) as exc:
+            report.bertscore = MetricStatus(False, "BERTScore F1", _one_line(exc), model=bertscore_model)
+    if b is not None:
+        model_name = getattr(b, "model_name", bertscore_model)
+        report.bertscore = MetricStatus(True, getattr(b, "label", "BERTScore F1"), model=model_name)
+        values = _run(b, pairs, report.bertscore) if pairs else []
+        if values is not None:
+            for (r, _), v in zip(todo, values):
+                r["bertscore"] = float(v)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def add_code_frequency(records: Sequence[dict[str, Any]], by: Sequence[str] = ("model", "system")) -> None:
+    """``code_frequency`` per record (in place): answered prompts of its group that returned the same code."""
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for r in records:
+        if r.get("outcome") != _ERROR and r.get("predicted_code") is not None:
+            counts[(*(r.get(k) for k in by), r["predicted_code"])] += 1
+    for r in records:
+        if r.get("outcome") == _ERROR or r.get("predicted_code") is None:
+            r["code_frequency"] = None
+        else:
+            r["code_frequency"] = counts[(*(r.get(k) for k in by), r["predicted_code"])]
