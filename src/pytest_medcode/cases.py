@@ -9,8 +9,9 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from pytest_medcode.codesystems import CodeFileError, CodeSystem
 from pytest_medcode.codesystems.cpt import read_table_file
@@ -23,15 +24,32 @@ class Case:
     model: str
     system: str
     code: str  # canonical reference code
-    description: str  # what the model is given
+    description: str  # the code's official description (what ``exact`` asks with)
+    variant: str = "exact"  # robustness variant of the description (variants.py)
+    perturbed: str | None = None  # the variant's wording; None for ``exact``
+    temperature: float | None = None  # set only when --medcode-temperature sweeps several values
+    repeat: int | None = None  # 0..K-1, set only when --medcode-repeats K > 1
+
+    @property
+    def asked_description(self) -> str:
+        """The description the model is given: the variant's wording, or the official one."""
+        return self.perturbed if self.perturbed is not None else self.description
 
     @property
     def id(self) -> str:
-        """Readable and unique: ``gpt-4-icd10cm-E11.9``."""
-        return f"{self.model}-{self.system}-{self.code}"
+        """Readable and unique: ``gpt-4-icd10cm-E11.9``, ``gpt-4-icd10cm-E11.9-typo-t0.6-r2``. Exact,
+        single-temperature, single-repeat cases keep the short id, so ids stay stable across runs."""
+        out = f"{self.model}-{self.system}-{self.code}"
+        if self.variant != "exact":
+            out += f"-{self.variant}"
+        if self.temperature is not None:
+            out += f"-t{self.temperature:g}"
+        if self.repeat is not None:
+            out += f"-r{self.repeat}"
+        return out
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # flat values: no deep copy needed
 
 
 @dataclass(frozen=True)
@@ -117,11 +135,34 @@ def select_codes(
     return [billable[i] for i in idx]
 
 
-def build_cases(models: Sequence[str], per_system: dict[str, list[tuple[str, str]]]) -> list[Case]:
-    """Models × systems × codes, model-major so a report reads model by model."""
+def build_cases(
+    models: Sequence[str],
+    per_system: dict[str, list[tuple[str, str]]],
+    variants: Sequence[str] = ("exact",),
+    seed: int = 0,
+    temperatures: Sequence[float] = (),
+    repeats: int = 1,
+) -> list[Case]:
+    """Models × systems × codes × variants × temperatures × repeats, model-major so a report reads
+    model by model (a code's variants side by side). A temperature or repeat dimension of one value
+    is left out of the case (None), so its id stays short."""
+    from pytest_medcode.variants import perturb
+
+    worded = {
+        (system, code, variant): perturb(description, variant, seed, code).text
+        for system, pairs in per_system.items()
+        for code, description in pairs
+        for variant in variants
+        if variant != "exact"
+    }
+    temps: Sequence[float | None] = temperatures if len(temperatures) > 1 else (None,)
+    reps: Sequence[int | None] = range(repeats) if repeats > 1 else (None,)
     return [
-        Case(model, system, code, description)
+        Case(model, system, code, description, variant, worded.get((system, code, variant)), t, r)
         for model in models
         for system, pairs in per_system.items()
         for code, description in pairs
+        for variant in variants
+        for t in temps
+        for r in reps
     ]

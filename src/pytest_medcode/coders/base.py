@@ -29,6 +29,7 @@ class CodeRequest:
     messages: tuple[tuple[str, str], ...]  # (role, content): hashable, so a request can key a cache
     temperature: float
     max_tokens: int
+    repeat: int = 0  # --medcode-repeats: the k-th asking of the same question, so caches keep them apart
 
     def chat(self) -> list[dict[str, str]]:
         """The messages in the OpenAI chat format."""
