@@ -60,3 +60,21 @@ def test_stats_and_prune(tmp_path: Path) -> None:
     assert store.prune(model="m2") == 1
     assert set(store.get_many(["a", "b", "c"])) == {"a"}
     assert sqlite3.connect(tmp_path / "r.sqlite3").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_medcode.cli import main
+
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("a", "openai/m", Stored("x", None, {}, 0.0, 1))
+    store.put("b", "openai/m", Stored(None, "boom", {}, 0.0, 3))
+    store.close()
+    assert main(["cache", "stats", "--path", str(path)]) == 0
+    assert "openai/m" in capsys.readouterr().out
+    assert main(["cache", "prune", "--path", str(path)]) == 2  # nothing said: nothing removed
+    assert main(["cache", "prune", "--errors", "--path", str(path)]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+    assert main(["cache", "clear", "--path", str(path)]) == 0
+    assert ResponseStore(path).get_many(["a", "b"]) == {}
+    assert main(["cache", "stats", "--path", str(tmp_path / "none.sqlite3")]) == 2

@@ -147,29 +147,40 @@ def test_async_client_64_concurrent_requests_all_succeed() -> None:
     assert not stats.duplicate_successes()
 
 
-def test_litellm_completion_against_the_server() -> None:
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    import litellm
+_LITELLM_CLIENT = """
+import json, os, sys
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+import litellm
+base, ok_prompt, failing_prompt = sys.argv[1:4]
+out = {}
+r = litellm.completion(model="openai/any", api_base=base, api_key="sk-test",
+                       messages=[{"role": "user", "content": ok_prompt}])
+out["answer"] = r.choices[0].message.content
+try:
+    litellm.completion(model="openai/any", api_base=base, api_key="sk-test",
+                       messages=[{"role": "user", "content": failing_prompt}], max_retries=0)
+    out["error"] = None
+except litellm.RateLimitError as exc:
+    out["error"] = type(exc).__name__
+print(json.dumps(out))
+"""
 
+
+def test_litellm_completion_against_the_server() -> None:
+    # litellm runs in its own process: imported into a process that already loaded torch (the
+    # similarity tests), it can crash the interpreter, which would take a whole xdist worker down.
     plan = FaultPlan(always_fail=lambda r: r.description == DIABETES, always_fail_kind="429")
     with ScriptedServer(mapping_responder(ANSWERS), faults=plan) as srv:
-        response = litellm.completion(
-            model="openai/any",
-            api_base=srv.base_url,
-            api_key="sk-test",
-            messages=messages("Essential (primary) hypertension"),
-        )
-        assert response.choices[0].message.content == "Code: I10"  # type: ignore[union-attr]
-        # litellm hands max_retries to the openai client: 0 means exactly one request.
-        with pytest.raises(litellm.RateLimitError):
-            litellm.completion(
-                model="openai/any",
-                api_base=srv.base_url,
-                api_key="sk-test",
-                messages=messages(DIABETES),
-                max_retries=0,
-            )
+        ok = messages("Essential (primary) hypertension")[-1]["content"]
+        failing = messages(DIABETES)[-1]["content"]
+        proc = subprocess.run([sys.executable, "-c", _LITELLM_CLIENT, srv.base_url, ok, failing],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
         stats = srv.stats
+    assert out["answer"] == "Code: I10"
+    # litellm hands max_retries to the openai client: 0 means exactly one request.
+    assert out["error"] == "RateLimitError"
     assert stats.total_requests == 2
     assert stats.saw_keys == {token_hash("sk-test")}
 

@@ -34,7 +34,7 @@ def _cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pytest_medcode.reports.terminal import render_table
+    from pytest_medcode.reports.terminal import render_summary
 
     run = Path(args.run_dir)
     summary_path = run / "summary.json" if run.is_dir() else run
@@ -43,7 +43,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"medcode: cannot read {summary_path}: {exc}", file=sys.stderr)
         return 2
-    print("\n".join(render_table(summary["results"])))
+    print("\n".join(render_summary(summary)))
     return 0
 
 
@@ -57,7 +57,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     """Re-render summary.json's tables, report.md and report.html from cases.parquet."""
     from pytest_medcode.aggregate import summarize
     from pytest_medcode.compare import RunFormatError, load_run
+    from pytest_medcode.consistency import group_fields
     from pytest_medcode.reports import files, html, markdown
+    from pytest_medcode.reports.tables import build_tables
     from pytest_medcode.reports.terminal import render_table
 
     try:
@@ -68,7 +70,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     summary = dict(run.summary or {"schema_version": files.SUMMARY_SCHEMA_VERSION, "run_id": run.folder.name})
     seed = args.seed if args.seed is not None else int((summary.get("config") or {}).get("seed") or 0)
     summary["n_cases"] = len(run.records)
-    summary["results"] = summarize(run.records, seed=seed)
+    summary["results"] = summarize(run.records, seed=seed, by=group_fields(run.records))
+    summary["tables"] = build_tables(summary["results"])
     out = Path(args.out) if args.out else run.folder
     files.write_json(summary, out / "summary.json")
     markdown.write(out / "report.md", run.records, summary, seed)
@@ -112,6 +115,63 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    """Inspect or trim the response cache (the file ``--medcode-cache`` names)."""
+    from pytest_medcode.cache import ResponseStore
+
+    path = Path(args.path)
+    if not path.exists():
+        print(f"medcode: no response cache at {path}", file=sys.stderr)
+        return 2
+    store = ResponseStore(path)
+    if args.action == "stats":
+        stats = store.stats()
+        print(f"{stats['path']}: {stats['bytes'] / 1e6:.1f} MB")
+        for m in stats["models"]:
+            print(f"  {m['model']:40} {m['answers']:>8} answers {m['errors']:>6} errors")
+        if not stats["models"]:
+            print("  (empty)")
+    elif args.action == "prune":
+        older = args.older_than_days * 86400 if args.older_than_days is not None else None
+        if older is None and not args.errors and args.model is None:
+            print("medcode cache prune: say what to remove (--errors, --model NAME, --older-than-days N)",
+                  file=sys.stderr)
+            return 2
+        print(f"removed {store.prune(older, args.errors, args.model)} entries")
+    else:
+        print(f"removed {store.prune()} entries")
+    store.close()
+    return 0
+
+
+def _cmd_rescore(args: argparse.Namespace) -> int:
+    """Score a run's raw answers again under another profile; writes a new run folder beside it."""
+    from pytest_medcode.reports.terminal import render_summary
+    from pytest_medcode.scoring.rescore import RescoreError, rescore_run
+
+    codesets = {}
+    for value in args.codeset:
+        name, sep, path = value.partition("=")
+        if not sep or not path.strip():
+            print(f"medcode rescore: --codeset {value!r}: expected SYSTEM=PATH", file=sys.stderr)
+            return 2
+        codesets[name.strip().lower()] = Path(path.strip()).expanduser()
+    try:
+        done = rescore_run(
+            Path(args.run_dir), args.profile, out=Path(args.out) if args.out else None, codesets=codesets,
+            similarity=not args.no_similarity, bertscore_model=args.bertscore_model,
+            bertscore_device=args.bertscore_device, seed=args.seed,
+        )
+    except RescoreError as exc:
+        print(f"medcode rescore: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(render_summary(done.summary)))
+    for problem in done.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"re-scored {len(done.records)} cases under the {args.profile} profile: {done.folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medcode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
@@ -140,6 +200,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-error-rate", type=float, default=0.05, help="share of failed calls (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("cache", help="response cache: stats, prune or clear")
+    p.add_argument("action", choices=["stats", "prune", "clear"])
+    p.add_argument("--path", default=".medcode/responses.sqlite3", help="the cache file (--medcode-cache)")
+    p.add_argument("--errors", action="store_true", help="prune: failed calls only")
+    p.add_argument("--model", default=None, help="prune: one model's answers")
+    p.add_argument("--older-than-days", type=float, default=None, help="prune: entries older than this")
+    p.set_defaults(func=_cmd_cache)
+    p = sub.add_parser("rescore", help="score a run's raw answers again under another profile (no model calls)")
+    p.add_argument("run_dir", nargs="?", default="reports/latest", help="run folder or its cases.parquet")
+    p.add_argument("--profile", required=True, choices=["default", "paper"], help="scoring profile")
+    p.add_argument("--out", default=None, help="the new run folder (default: <run_id>-<profile> beside the run)")
+    p.add_argument("--codeset", action="append", default=[], metavar="SYSTEM=PATH",
+                   help="a code table file (CPT), when the run's own path is gone")
+    p.add_argument("--no-similarity", action="store_true", help="skip METEOR/BERTScore")
+    p.add_argument("--bertscore-model", default=None, metavar="NAME_OR_PATH", help="BERTScore model")
+    p.add_argument("--bertscore-device", default=None, metavar="DEVICE", help="BERTScore device")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's own seed)")
+    p.set_defaults(func=_cmd_rescore)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -6,6 +6,9 @@ Workers collect and run cases; records ride to the controller on ``report.user_p
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -36,3 +39,22 @@ def from_controller(config: pytest.Config) -> dict[str, Any] | None:
 def share_with_worker(node: Any, data: dict[str, Any]) -> None:
     """Controller side of :func:`from_controller` (called from ``pytest_configure_node``)."""
     node.workerinput[SHARED] = data
+
+
+def exit_with_controller(config: pytest.Config, every_s: float = 0.5) -> None:
+    """In a worker: exit as soon as the controller is gone (``kill -9`` of the run).
+
+    A worker learns of its controller's death only when it next sends a report, which the asking
+    worker does not do for the whole query phase: orphaned, it would go on paying for every call of
+    a run nobody reads, and a re-run would ask the same keys beside it. Answers stored so far stay.
+    """
+    if not is_worker(config):
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="medcode-controller-watch", daemon=True).start()

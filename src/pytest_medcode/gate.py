@@ -18,7 +18,8 @@ The rules (README, "Use it as a CI gate"):
   bootstrap CI of the mean difference. A check fails only when the drop exceeds the margin AND is
   significant at ``alpha``; when the runs disagree on too few cases for a drop just past the margin
   to reach significance, the check passes with a power warning ("cannot tell", not "no drop").
-  Checked per (model, system) and, for a model run on several systems, pooled over them.
+  Checked per (model, system) and, for a model run on several systems, pooled over them. A run that
+  varies the description (``--medcode-variant``) or the temperature is judged per value of those too.
 - **Errors**: failed calls are left out of every rate, so a gate could be dodged by an outage; each
   (model, system) group fails when its share of failed calls exceeds ``max_error_rate``.
 """
@@ -289,7 +290,10 @@ class Verdict:
     @property
     def reason(self) -> str:
         if not self.passed:
-            return "; ".join(f"{c.metric} {c.scope}: {c.reason}" for c in self.failed)
+            first = self.failed[0]
+            more = len(self.failed) - 1
+            tail = f" (and {more} more failed check{'s' if more != 1 else ''})" if more else ""
+            return f"{first.metric} {first.scope}: {first.reason}{tail}"
         n_warn = len(self.all_warnings)
         more = f", {n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else ""
         return f"all {len(self.checks)} check{'s' if len(self.checks) != 1 else ''} passed{more}"
@@ -342,14 +346,37 @@ def _label(metric: str) -> str:
 # -- evaluation --------------------------------------------------------------------------------
 
 
-def _scope(model: str, system: str) -> str:
-    return f"{model} / {system}"
+#: Case dimensions besides model and system; a run that varies one is judged per value of it.
+DIMENSIONS: tuple[str, ...] = ("variant", "temperature")
+_Key = tuple[Any, ...]  # (model, system, *values of the run's varying DIMENSIONS)
 
 
-def _groups(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def _dimensions(records: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(d for d in DIMENSIONS if len({r.get(d) for r in records}) > 1)
+
+
+def _key(record: dict[str, Any], dims: Sequence[str]) -> _Key:
+    return (str(record["model"]), str(record["system"]), *(record.get(d) for d in dims))
+
+
+def _scope(key: _Key, dims: Sequence[str] = ()) -> str:
+    """``gpt-4 / icd10cm``, with the run's other dimensions: ``gpt-4 / icd10cm [typo] T=0.6``."""
+    text = f"{key[0]} / {key[1]}"
+    for dim, value in zip(dims, key[2:], strict=True):
+        text += (
+            f" [{value}]"
+            if dim == "variant"
+            else f" T={value}"
+            if dim == "temperature"
+            else f" {dim}={value}"
+        )
+    return text
+
+
+def _groups(records: Iterable[dict[str, Any]], dims: Sequence[str]) -> dict[_Key, list[dict[str, Any]]]:
+    out: dict[_Key, list[dict[str, Any]]] = {}
     for r in records:
-        out.setdefault((str(r["model"]), str(r["system"])), []).append(r)
+        out.setdefault(_key(r, dims), []).append(r)
     return out
 
 
@@ -467,7 +494,7 @@ def _binary_regression(drop: MaxDrop, scope: str, pairs: list[tuple[dict, dict]]
     else:
         reason = f"{change}; {test}; allowed {allowed}"
     warnings: tuple[str, ...] = ()
-    if res.underpowered:
+    if res.underpowered and not res.regressed:  # a caught regression needs no power caveat
         d = res.lost + res.gained
         k = math.floor(margin * res.n + _EPS) + 1
         detectable = (
@@ -545,7 +572,7 @@ def _continuous_regression(
         reason = f"{change}; allowed {allowed}"
     warnings: tuple[str, ...] = ()
     half = (est.high - est.low) / 2
-    if margin > 0 and half >= margin:
+    if margin > 0 and half >= margin and not regressed:
         warnings = (
             f"low power: the CI half-width {format_margin(metric, half)} is not below the allowed "
             f"drop {allowed}, so a drop just past it could not be told from noise",
@@ -620,21 +647,21 @@ def evaluate(
             Check("cases", "cases", "run", False, "no benchmark cases ran, so nothing could be checked")
         )
         return Verdict(False, tuple(checks))
-    groups = _groups(records)
+    dims = _dimensions(records)
+    groups = _groups(records, dims)
 
-    for (model, system), rows in groups.items():
-        checks.append(_error_check(_scope(model, system), rows, max_error_rate))
+    for key, rows in groups.items():
+        checks.append(_error_check(_scope(key, dims), rows, max_error_rate))
 
     by_key = {(t.system, t.metric): t for t in thresholds}
     used: set[tuple[str | None, str]] = set()
-    for (model, system), rows in groups.items():
-        metrics = dict.fromkeys(t.metric for t in thresholds)
-        for metric in metrics:
-            th = by_key.get((system, metric)) or by_key.get((None, metric))
+    for key, rows in groups.items():
+        for metric in dict.fromkeys(t.metric for t in thresholds):
+            th = by_key.get((key[1], metric)) or by_key.get((None, metric))
             if th is None:
                 continue
             used.add((th.system, metric))
-            checks.append(_threshold_check(th, _scope(model, system), rows, seed))
+            checks.append(_threshold_check(th, _scope(key, dims), rows, seed))
     for t in thresholds:
         if (t.system, t.metric) not in used:
             warnings.append(f"threshold {t.text} matched no cases in this run")
@@ -647,16 +674,15 @@ def evaluate(
             checks.append(Check("regression", "pairing", "run", False, str(exc)))
             return Verdict(False, tuple(checks), tuple(warnings))
         warnings.extend(pairing.notes())
-        by_group = pairing.by_group()
+        by_group: dict[_Key, list[tuple[dict, dict]]] = {}
         pooled: dict[str, list[tuple[dict, dict]]] = {}
-        for (model, _system), pairs in by_group.items():
-            pooled.setdefault(model, []).extend(pairs)
-        scopes: list[tuple[str, list[tuple[dict, dict]]]] = []
-        for model, system in groups:
-            scopes.append((_scope(model, system), by_group.get((model, system), [])))
+        for b, w in pairing.pairs:
+            by_group.setdefault(_key(w, dims), []).append((b, w))
+            pooled.setdefault(str(w["model"]), []).append((b, w))
+        scopes = [(_scope(key, dims), by_group.get(key, [])) for key in groups]
         for model, pairs in pooled.items():
-            if len({w["system"] for _, w in pairs}) > 1:
-                scopes.append((_scope(model, "all systems"), pairs))
+            if len({_key(w, dims)[1:] for _, w in pairs}) > 1:  # several systems (or variants): pool them
+                scopes.append((f"{model} / {'all cases' if dims else 'all systems'}", pairs))
         if not pairing.pairs:
             checks.append(
                 Check(

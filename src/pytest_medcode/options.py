@@ -7,6 +7,7 @@ model is asked anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,9 @@ class Option:
 
 
 OPTIONS: list[Option] = [
-    Option("model", "model to benchmark, repeatable: lookup (offline retrieval), or any litellm name "
-           "(gpt-4, gemini/gemini-pro, openai/NAME with --medcode-api-base)", None, "NAME", append=True),
+    Option("model", "model to benchmark, repeatable: lookup (offline retrieval), any litellm name "
+           "(gpt-4, gemini/gemini-pro, openai/NAME with --medcode-api-base), rag:MODEL, verify:MODEL, "
+           "python:package.module:function, local:smollm2", None, "NAME", append=True),
     Option("medcode-system", "comma list of code systems: " + ", ".join(SYSTEMS), ",".join(BUNDLED), "LIST"),
     Option("medcode-sample", "codes per system, drawn with --medcode-seed; 'all' for every billable code",
            str(DEFAULT_SAMPLE), "N|all"),
@@ -58,7 +60,8 @@ OPTIONS: list[Option] = [
            "columns); repeatable", None, "SYSTEM=PATH", append=True),
     Option("medcode-prompt", "prompt template: paper (the authors' exact prompt), presentation, or a file "
            "with {system} {description} {example}", "paper", "NAME|PATH"),
-    Option("medcode-temperature", "sampling temperature", "0.2", "T"),
+    Option("medcode-temperature", "sampling temperature; a comma list (0.2,0.6,1.0) sweeps it as a case "
+           "dimension", "0.2", "T[,T...]"),
     Option("medcode-max-tokens", "max tokens per answer", "50", "N"),
     Option("medcode-api-base", "OpenAI-compatible endpoint for the models (e.g. http://127.0.0.1:8000/v1)",
            None, "URL"),
@@ -87,6 +90,23 @@ OPTIONS: list[Option] = [
     Option("medcode-alpha", "gate: significance level of the regression tests (default 0.05)", None, "A"),
     Option("medcode-max-error-rate", "gate: largest share of failed model calls per model and system "
            "(default 0.05)", None, "X"),
+    # Coders and robustness (issue 6).
+    Option("medcode-rag-k", "rag:MODEL: candidate codes retrieved for the model to choose from", "15", "K"),
+    Option("medcode-verify-rounds", "verify:MODEL: follow-ups when an answer names no existing billable "
+           "code", "2", "N"),
+    Option("medcode-variant", "comma list of description variants, each a case dimension: "
+           "exact, abbrev, synonym, typo, reorder, lay", "exact", "LIST"),
+    Option("medcode-repeats", "ask each case K times (self-consistency is reported)", "1", "K"),
+    # Scoring (issue 4).
+    Option("medcode-profile", "how answers are read and scored: default (whole codes, existence in the "
+           "table), or paper (the authors' first-match regexes and billable-list validity, REFERENCE.md §1)",
+           "default", "default|paper"),
+    Option("medcode-bertscore-model", "BERTScore model: a Hugging Face name or a local path (default: the "
+           "bundled all-MiniLM-L6-v2, offline)", None, "NAME_OR_PATH"),
+    Option("medcode-bertscore-device", "device for BERTScore, e.g. cpu, cuda, cuda:1 (default: cuda when "
+           "available)", None, "DEVICE"),
+    Option("medcode-no-similarity", "skip the METEOR/BERTScore pass at the end of the session (faster; the "
+           "columns stay empty)", None, "", flag=True),
 ]
 
 
@@ -129,6 +149,15 @@ class Settings:
     rpm: float | None = None
     retry_errors: bool = False
     gate: GateSpec = field(default_factory=GateSpec)
+    rag_k: int = 15
+    verify_rounds: int = 2
+    variants: tuple[str, ...] = ("exact",)
+    temperatures: tuple[float, ...] = ()  # more than one: a sweep (``temperature`` is the first)
+    repeats: int = 1
+    profile: str = "default"  # scoring profile: default | paper
+    bertscore_model: str | None = None  # None: the bundled offline model
+    bertscore_device: str | None = None
+    similarity: bool = True  # False: --medcode-no-similarity
 
     def to_dict(self) -> dict[str, Any]:
         """What a report records of the configuration (no secrets exist in Settings)."""
@@ -150,6 +179,15 @@ class Settings:
             "rpm": self.rpm,
             "retry_errors": self.retry_errors,
             "gate": self.gate.to_dict(),
+            "rag_k": self.rag_k,
+            "verify_rounds": self.verify_rounds,
+            "variants": list(self.variants),
+            "temperatures": list(self.temperatures) or [self.temperature],
+            "repeats": self.repeats,
+            "profile": self.profile,
+            "bertscore_model": self.bertscore_model,
+            "bertscore_device": self.bertscore_device,
+            "similarity": self.similarity,
         }
 
 
@@ -168,8 +206,10 @@ def _number(kind: Callable[[str], Any], flag: str, low: float | None = None, hig
     def parse(value: str) -> Any:
         try:
             number = kind(str(value).strip())
+            if not math.isfinite(number):  # nan passes every bound check; inf is no setting either
+                raise ValueError
         except ValueError:
-            what = "whole number" if kind is int else "number"
+            what = "whole number" if kind is int else "finite number"
             raise pytest.UsageError(f"{flag} {value!r}: expected a {what}") from None
         if (low is not None and number < low) or (high is not None and number > high):
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"
@@ -276,6 +316,7 @@ def parse_settings(config: pytest.Config) -> Settings:
     models = tuple(dict.fromkeys(m.strip() for m in (values["model"] or ["lookup"]) if m.strip()))
     if not models:
         raise pytest.UsageError("--model: empty model name")
+    temperatures = _temperatures(values["medcode_temperature"])
     return Settings(
         models=models,
         systems=_systems(values["medcode_system"]),
@@ -284,7 +325,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         codes_file=Path(values["medcode_codes"]).expanduser() if values["medcode_codes"] else None,
         codesets=_codesets(values["medcode_codeset"] or []),
         prompt=str(values["medcode_prompt"]),
-        temperature=_number(float, "--medcode-temperature", 0.0, 2.0)(values["medcode_temperature"]),
+        temperature=temperatures[0],
         max_tokens=_number(int, "--medcode-max-tokens", 1)(values["medcode_max_tokens"]),
         api_base=values["medcode_api_base"] or None,
         timeout=_number(float, "--medcode-timeout", 0.1)(values["medcode_timeout"]),
@@ -296,4 +337,42 @@ def parse_settings(config: pytest.Config) -> Settings:
         rpm=_number(float, "--medcode-rpm", 0.01)(values["medcode_rpm"]) if values["medcode_rpm"] else None,
         retry_errors=_flag(values["medcode_retry_errors"]),
         gate=_gate(values),
+        rag_k=_number(int, "--medcode-rag-k", 1, 200)(values["medcode_rag_k"]),
+        verify_rounds=_number(int, "--medcode-verify-rounds", 0, 10)(values["medcode_verify_rounds"]),
+        variants=_variants(values["medcode_variant"]),
+        temperatures=temperatures if len(temperatures) > 1 else (),
+        repeats=_number(int, "--medcode-repeats", 1, 100)(values["medcode_repeats"]),
+        profile=_profile(values["medcode_profile"]),
+        bertscore_model=str(values["medcode_bertscore_model"]).strip() or None
+        if values["medcode_bertscore_model"] else None,
+        bertscore_device=str(values["medcode_bertscore_device"]).strip() or None
+        if values["medcode_bertscore_device"] else None,
+        similarity=not _flag(values["medcode_no_similarity"]),
     )
+
+
+def _profile(value: str) -> str:
+    from pytest_medcode.scoring.codes import PROFILES
+
+    name = str(value).strip().lower()
+    if name not in PROFILES:
+        raise pytest.UsageError(f"--medcode-profile {value!r}: choose from {', '.join(PROFILES)}")
+    return name
+
+
+def _temperatures(value: str) -> tuple[float, ...]:
+    """``0.2`` or a sweep ``0.2,0.6,1.0`` (order kept, repeats dropped)."""
+    parse = _number(float, "--medcode-temperature", 0.0, 2.0)
+    items = [v for v in str(value).split(",") if v.strip()]
+    if not items:
+        raise pytest.UsageError(f"--medcode-temperature {value!r}: expected a number or a comma list")
+    return tuple(dict.fromkeys(parse(v) for v in items))
+
+
+def _variants(value: str) -> tuple[str, ...]:
+    from pytest_medcode.variants import VariantError, parse_variants
+
+    try:
+        return parse_variants(str(value))
+    except VariantError as exc:
+        raise pytest.UsageError(str(exc)) from None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_medcode.distributed import share_with_worker
+from pytest_medcode.distributed import exit_with_controller, share_with_worker
 from pytest_medcode.fixture import Medcode
 from pytest_medcode.options import addoptions, parse_settings
+from pytest_medcode.redaction import redact_run_secrets
 from pytest_medcode.session import CASE_PARAM, MedcodeSession
 
 session_key = pytest.StashKey[MedcodeSession]()
@@ -18,7 +19,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "medcode: a medical code querying case (added by pytest-medcode)")
+    exit_with_controller(config)
     session = MedcodeSession(config, parse_settings(config))
+    redact_run_secrets(session.settings.api_base)
     session.validate()
     config.stash[session_key] = session
     config.pluginmanager.register(_ReportHooks(session), "medcode-report-hooks")

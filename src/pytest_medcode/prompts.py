@@ -45,9 +45,15 @@ class PromptTemplate:
 
 def validate(text: str, origin: str) -> None:
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
         raise TemplateError(f"prompt template {origin}: {exc} (write literal braces as {{{{ and }}}})") from None
+    names = {f for f, _, _ in fields}
+    dressed = sorted({"{" + f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+                      for f, spec, conv in fields if spec or conv})
+    if dressed:  # '{description!x}', '{description:>99999999999}' would fail (or eat memory) case by case
+        raise TemplateError(f"prompt template {origin}: placeholders take no conversion or format spec "
+                            f"({', '.join(dressed)}); write {{system}}, {{description}}, {{example}}")
     unknown = sorted(n for n in names if n not in FIELDS)
     if unknown:
         raise TemplateError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from pytest_medcode.coders import CallFailed, Coder, CodeRequest
 
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
-_RECOVER_AFTER = 20  # successes in a row before one more call may be in flight again
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Limiter:
         self.limit = ceiling
         self.in_flight = 0
         self._ok_streak = 0
+        self.epoch = 0  # bumped by each cut: a burst of 429s cuts once, as TCP cuts once per window
         self._cond = asyncio.Condition()
         self._progress = progress
         progress.limit = ceiling
@@ -91,16 +93,23 @@ class _Limiter:
             self.in_flight -= 1
             self._cond.notify_all()
 
-    def throttle(self) -> None:
+    def throttle(self, since: int) -> None:
+        """Halve the limit for a 429 to a call started at ``since``; the 429s of calls already in
+        flight at the last cut are the same burst and cut nothing more (else 32 -> 1 at once)."""
+        if since != self.epoch:
+            return
+        self.epoch += 1
         self._ok_streak = 0
         self.limit = max(1, self.limit // 2)
         self._progress.throttled += 1
         self._progress.limit = self.limit
 
     def success(self) -> None:
+        """One more call in flight per window of successes (``limit`` of them since the last step), as
+        TCP grows its window: a fixed run of N successes in a row never comes under a steady 429 rate."""
         if self.limit < self.ceiling:
             self._ok_streak += 1
-            if self._ok_streak >= _RECOVER_AFTER:
+            if self._ok_streak >= self.limit:
                 self._ok_streak = 0
                 self.limit += 1
                 self._progress.limit = self.limit
@@ -213,18 +222,19 @@ class QueryEngine:
         for attempt in range(1, self._attempts + 1):
             delay: float | None = None
             async with limiter:
+                epoch = limiter.epoch
                 await rate.wait()
                 try:
                     reply = await asyncio.wait_for(coder.answer(request), timeout=self._timeout + 5.0)
                     limiter.success()
-                    return Outcome(reply.text, None, time.perf_counter() - start, attempt, reply.usage)
+                    return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt, reply.usage)
                 except CallFailed as exc:
                     error = str(exc)
                     if not exc.retryable:
                         return Outcome(None, error, time.perf_counter() - start, attempt)
                     delay = exc.retry_after
                     if "429" in error or "RateLimit" in error:  # both coders' wording of a 429
-                        limiter.throttle()
+                        limiter.throttle(epoch)
                 except TimeoutError:
                     error = f"no answer within {self._timeout + 5.0:.0f} s"
                 except Exception as exc:  # a coder's own bug: keep the run alive, report it on the case
@@ -234,3 +244,11 @@ class QueryEngine:
                 backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
                 await asyncio.sleep(max(delay or 0.0, backoff * (0.5 + self._rng.random() / 2)))
         return Outcome(None, error, time.perf_counter() - start, self._attempts)
+
+
+def _valid_text(text: str) -> str:
+    """The answer as storable text: a lone surrogate (JSON allows ``"\\ud800"``) becomes U+FFFD, as no
+    UTF-8 writer (SQLite, Parquet, JUnit XML) can take one and a model's answer must not stop the run."""
+    if isinstance(text, str) and _SURROGATE.search(text):
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

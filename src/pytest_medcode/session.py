@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode import __version__, distributed
+from pytest_medcode import __version__, consistency, distributed, variants
 from pytest_medcode.aggregate import summarize
 from pytest_medcode.cache import ResponseStore, request_key
 from pytest_medcode.cases import Case, CodeList, build_cases, read_code_list, select_codes
@@ -33,7 +33,8 @@ from pytest_medcode.progress import ProgressLine, ProgressWatcher
 from pytest_medcode.prompts import PromptTemplate, TemplateError, load_template
 from pytest_medcode.querying import Outcome, Progress, QueryEngine
 from pytest_medcode.records import ERROR, INCORRECT, NO_CODE, PROPERTY, build_record
-from pytest_medcode.reports import files, html, markdown, terminal
+from pytest_medcode.reports import files, html, markdown, tables, terminal
+from pytest_medcode.scoring import session_metrics
 
 CASE_PARAM = "medcode_case"
 
@@ -43,6 +44,7 @@ class MedcodeSession:
     baseline: list[dict[str, Any]] | None = None
     verdict: Verdict | None = None
     report_problems: tuple[str, ...] = ()  # report.md / report.html that could not be written
+    similarity: session_metrics.SimilarityReport | None = None  # the end-of-session similarity pass
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -88,7 +90,12 @@ class MedcodeSession:
                 self._code_list = read_code_list(s.codes_file, s.systems)
         except CodeFileError as exc:
             raise pytest.UsageError(str(exc)) from None
-        self.coders = {m: resolve_coder(m, s) for m in s.models}
+        if self._code_list is not None:
+            self.cases()  # a listed code not in its system: one line now, not a collection error later
+        try:
+            self.coders = {m: resolve_coder(m, s) for m in s.models}
+        except CoderUnavailable as exc:
+            raise pytest.UsageError(str(exc)) from None
         for coder in self.coders.values():
             try:
                 coder.check()
@@ -115,7 +122,7 @@ class MedcodeSession:
                 }
             except CodeFileError as exc:
                 raise pytest.UsageError(str(exc)) from None
-            self._cases = build_cases(s.models, per_system)
+            self._cases = build_cases(s.models, per_system, s.variants, s.seed, s.temperatures, s.repeats)
         return self._cases
 
     def parametrize(self, metafunc: pytest.Metafunc) -> None:
@@ -165,17 +172,19 @@ class MedcodeSession:
     # -- running ----------------------------------------------------------------------------
     def request_for(self, case: Case) -> CodeRequest:
         system = self.system(case.system)
-        messages = self.template.messages(system.prompt_name, case.description, system.example)
+        messages = self.template.messages(system.prompt_name, case.asked_description, system.example)
         return CodeRequest(
             case=case,
             messages=tuple((m["role"], m["content"]) for m in messages),
-            temperature=self.settings.temperature,
+            temperature=self.settings.temperature if case.temperature is None else case.temperature,
             max_tokens=self.settings.max_tokens,
+            repeat=case.repeat or 0,
         )
 
     def key_for(self, request: CodeRequest) -> str:
         """Response-cache key: the coder's identity and everything in the request but the case."""
-        fields = {k: v for k, v in dataclasses.asdict(request).items() if k != "case"}
+        # getattr, not dataclasses.asdict: the same JSON, without a deep copy of every prompt (hot at 75k cases)
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request) if f.name != "case"}
         return request_key({**self.coders[request.case.model].identity(), **fields})
 
     def engine(self) -> QueryEngine:
@@ -194,7 +203,7 @@ class MedcodeSession:
             if outcome is None:  # not seen by the query phase (a case created outside collection)
                 outcome = self.phase().run([key], [request])[key]
                 self._answers[key] = outcome
-        return build_record(case, self.system(case.system), outcome)
+        return build_record(case, self.system(case.system), outcome, self.settings.profile)
 
     # -- xdist controller ----------------------------------------------------------------------
     def for_workers(self) -> dict[str, Any]:
@@ -237,10 +246,14 @@ class MedcodeSession:
 
     def ordered_records(self) -> list[dict[str, Any]]:
         """Records in case order, whatever order workers finished them in."""
+        if not self.records:  # a session without medcode cases must not build the code tables at its end
+            return []
         order = {c.id: i for i, c in enumerate(self.cases())}
         return sorted(self.records, key=lambda r: order.get(r["case_id"], len(order)))
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        results = summarize(records, seed=self.settings.seed, by=consistency.group_fields(records),
+                            similarity=self.similarity.available() if self.similarity is not None else None)
         return {
             "schema_version": files.SUMMARY_SCHEMA_VERSION,
             "run_id": self.run_id,
@@ -251,7 +264,12 @@ class MedcodeSession:
             "prompt_template": self.template.text,
             "code_systems": {n: self.system(n).version for n in self.settings.systems},
             "n_cases": len(records),
-            "results": summarize(records, seed=self.settings.seed),
+            "profile": self.settings.profile,
+            "similarity": self.similarity.to_dict() if self.similarity is not None else None,
+            "results": results,
+            "tables": tables.build_tables(results),
+            "consistency": consistency.self_consistency(records),
+            "synonym_source": variants.synonym_source() if "synonym" in self.settings.variants else None,
             "queries": self.query_stats(records),
             "gate": self.verdict.to_dict() if self.verdict is not None else None,
         }
@@ -259,19 +277,24 @@ class MedcodeSession:
     def finish(self) -> None:
         if self._engine is not None:
             self._engine.close()
-        if self._watcher is not None:
-            self._watcher.stop()
+        for coder in self.coders.values():  # local:MODEL stops its server here
+            close = getattr(coder, "close", None)
+            if close is not None:
+                close()
+        self.stop_watching()  # under xdist pytest_runtestloop is xdist's alone: the phase's timing is kept here
         if self._phase is not None:
             self._phase.store.close()
             if self.reporting:
                 shutil.rmtree(self._phase.state_dir, ignore_errors=True)
         if not self.reporting:
             return
+        records = self.ordered_records()
+        if records:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
+            self.score_session(records)
         if self.settings.gate.active:
-            self.verdict = self.settings.gate.evaluate(self.ordered_records(), self.baseline, self.settings.seed)
+            self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
         if not self.records:
             return
-        records = self.ordered_records()
         run_dir = self.settings.report_dir
         if not run_dir.is_absolute():
             run_dir = self.config.invocation_params.dir / run_dir
@@ -288,24 +311,52 @@ class MedcodeSession:
                 problems.append(f"could not write {name}: {exc.__class__.__name__}: {exc}")
         self.report_problems = tuple(problems)
 
+    def score_session(self, records: list[dict[str, Any]]) -> None:
+        """Description similarity for every record, scored once here on the controller, and code frequency."""
+        s = self.settings
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        announce = tr.write_line if tr is not None and self.config.get_verbosity() >= 0 else None
+        self.similarity = session_metrics.score_similarity(
+            records, self.system, enabled=s.similarity, bertscore_model=s.bertscore_model,
+            bertscore_device=s.bertscore_device, announce=announce,
+        )
+        session_metrics.add_code_frequency(records, consistency.group_fields(records))
+
     def display(self, tr: Any) -> None:
         if not self.reporting or self.run_dir is None:
             self.display_gate(tr)
             return
         tr.write_sep("=", "pytest-medcode")
-        for line in terminal.render_table(self.summary_data["results"]):
+        for line in terminal.render_summary(self.summary_data):
             tr.write_line(line)
-        tr.write_line("")
-        tr.write_line("exact match: share of answered cases; 95% Wilson interval. errors: failed calls, not scored.")
         queries = self.summary_data["queries"]
         if queries["asked"] or queries["cache_hits"]:
             took = f" in {queries['phase_s']:.1f} s" if queries["asked"] and queries.get("phase_s") else ""
             tr.write_line(f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
                           f"{queries['retries']} retries, {queries['errors']} failed")
+        self.display_dimensions(tr)
         tr.write_line(f"run folder: {self.run_dir}")
         for problem in self.report_problems:
             tr.write_line(f"warning: {problem}", yellow=True)
         self.display_gate(tr)
+
+    def display_dimensions(self, tr: Any) -> None:
+        """Exact match by variant / temperature, and self-consistency across repeats, when varied."""
+        data = self.summary_data
+        for dimension in ("variant", "temperature"):
+            if any(dimension in row for row in data["results"]):
+                title = f"exact match by {dimension}"
+                tr.write_line("")
+                tr.write_line(title + (f" (synonyms: {data['synonym_source']})" if dimension == "variant"
+                                       and data.get("synonym_source") else ""))
+                for line in consistency.render_pivot(data["results"], dimension):
+                    tr.write_line(line)
+        if data.get("consistency"):
+            tr.write_line("")
+            tr.write_line("self-consistency over repeats (agreement: share of a case's answers that match its most "
+                          "frequent code)")
+            for line in consistency.render_consistency(data["consistency"]):
+                tr.write_line(line)
 
     # -- gate mode ------------------------------------------------------------------------------
     def display_gate(self, tr: Any) -> None:

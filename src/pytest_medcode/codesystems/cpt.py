@@ -33,11 +33,13 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
         cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
         return header, [["" if v is None else str(v) for v in row] for row in zip(*cols)]
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
+        raw = path.read_bytes()
     except OSError as exc:
         raise CodeFileError(f"{path}: cannot read ({exc.strerror})") from None
+    try:  # UTF-16 with its BOM is what spreadsheets save as "Unicode text"; else UTF-8, else Latin-1
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
     if not text.strip():
         raise CodeFileError(f"{path}: the file is empty")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") or "\t" in text.splitlines()[0] else ","

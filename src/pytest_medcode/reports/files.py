@@ -46,6 +46,21 @@ CORE_COLUMNS = pa.schema(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("cost_usd", pa.float64()),
+        # Scoring (issue 4): the profile the case was scored under, end-of-session similarity (None where the
+        # predicted code has no description), and the beyond-the-study per-case values.
+        ("profile", pa.string()),
+        ("meteor", pa.float64()),
+        ("bertscore", pa.float64()),
+        ("code_frequency", pa.int64()),
+        ("valid_not_billable", pa.bool_()),
+        ("hierarchy_level", pa.string()),
+        ("same_chapter", pa.bool_()),
+        ("same_block", pa.bool_()),
+        ("same_category", pa.bool_()),
+        ("same_subcategory", pa.bool_()),
+        ("other_system", pa.string()),
+        ("other_system_code", pa.string()),
+        ("crosswalk_match", pa.bool_()),
     ]
 )
 

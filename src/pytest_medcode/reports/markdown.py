@@ -1,0 +1,316 @@
+"""``report.md``: the study's tables for a run, in Markdown.
+
+The numbers come from the run's results and paper-style tables (``summary.json``'s ``results`` and
+``tables``, built by :mod:`pytest_medcode.aggregate` and :mod:`pytest_medcode.reports.tables`), so the
+terminal, the summary and both reports always agree; they are rebuilt from the records when a summary
+lacks them. What only the reports need (wrong answers, per-case score distributions) is read from the
+records here, and :mod:`pytest_medcode.reports.html` shares these helpers.
+
+Model output is untrusted: every cell that can hold it is escaped for Markdown and for the HTML that
+Markdown viewers allow.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_medcode.aggregate import summarize
+from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.reports.tables import build_tables, format_cell
+
+__all__ = [
+    "GROUP_DIMENSIONS",
+    "SIMILARITY_METRICS",
+    "cell",
+    "clip",
+    "digit_position_rates",
+    "has_values",
+    "records_of",
+    "redact",
+    "render",
+    "row_label",
+    "row_title",
+    "run_tables",
+    "similarity_values",
+    "write",
+    "wrong_answers",
+]
+
+SIMILARITY_METRICS: tuple[str, ...] = ("meteor", "bertscore")
+#: Keys a results row may be grouped by, besides the metric values it carries.
+GROUP_DIMENSIONS: tuple[str, ...] = ("model", "system", "variant", "temperature", "repeat")
+WRONG_ANSWERS = 20
+RAW_LIMIT = 300
+
+
+# -- the numbers -------------------------------------------------------------------------------
+
+
+def run_tables(
+    records: Sequence[dict[str, Any]], summary: dict[str, Any] | None, seed: int = 0
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(results rows, paper tables) of a run: the summary's, or rebuilt from the records."""
+    summary = summary or {}
+    results = summary.get("results") or summarize(records, seed=seed)
+    tables = summary.get("tables") or build_tables(results)
+    return list(results), tables
+
+
+def row_title(title: str) -> str:
+    """A table row's title; the leading spaces that mark a sub-row become an arrow, which survives
+    HTML and Markdown (both collapse plain spaces)."""
+    stripped = title.lstrip()
+    return f"↳ {stripped}" if len(stripped) < len(title) else stripped
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """``gpt-4 · icd10cm``, plus the run's other dimensions: ``gpt-4 [typo] T=0.6 · icd10cm``."""
+    text = str(row.get("model"))
+    if row.get("variant") is not None:
+        text += f" [{row['variant']}]"
+    if row.get("temperature") is not None:
+        text += f" T={row['temperature']}"
+    return f"{text} · {row.get('system')}"
+
+
+def records_of(row: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a results row was computed from (same model, system and grouping dimensions)."""
+    dims = [d for d in GROUP_DIMENSIONS if d in row]
+    return [r for r in records if all(r.get(d) == row[d] for d in dims)]
+
+
+def digit_position_rates(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``[{position, value, n}]``: share of answers matching the reference at its k-th non-dot
+    character, among references with at least k characters (a fallback when a results row lacks it)."""
+    hits: Counter[int] = Counter()
+    totals: Counter[int] = Counter()
+    for r in records:
+        if r.get("outcome") == "error":
+            continue
+        for k, ok in enumerate(r.get("digit_positions") or [], start=1):
+            totals[k] += 1
+            hits[k] += bool(ok)
+    return [{"position": k, "value": hits[k] / totals[k], "n": totals[k]} for k in sorted(totals)]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def similarity_values(records: Iterable[dict[str, Any]], metric: str) -> list[float]:
+    """The per-case scores of ``metric`` (cases whose predicted code has a description)."""
+    return [float(r[metric]) for r in records if r.get("outcome") != "error" and _number(r.get(metric))]
+
+
+def has_values(table: dict[str, Any] | None) -> bool:
+    return bool(table) and any(
+        c is not None and c.get("value") is not None for row in table["rows"] for c in row["cells"]
+    )
+
+
+def wrong_answers(records: Iterable[dict[str, Any]], limit: int = WRONG_ANSWERS) -> list[dict[str, Any]]:
+    """The first ``limit`` cases per model and system that were not an exact match (errors included)."""
+    seen: Counter[tuple[Any, Any]] = Counter()
+    out = []
+    for r in records:
+        if r.get("outcome") == "correct":
+            continue
+        key = (r.get("model"), r.get("system"))
+        if seen[key] < limit:
+            seen[key] += 1
+            out.append(r)
+    return out
+
+
+_SECRET = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{6,}")
+_USERINFO = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """Mask what looks like a key or URL credentials in provider error messages."""
+    return _USERINFO.sub(r"\1***@", _SECRET.sub(lambda m: m.group(1) + "***", text))
+
+
+def clip(text: str | None, limit: int = RAW_LIMIT) -> str:
+    if not text:
+        return ""
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
+# -- Markdown ----------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!~])")
+
+
+def cell(text: Any) -> str:
+    """Untrusted text → one Markdown table cell: one line, Markdown specials and HTML escaped."""
+    s = "" if text is None else str(text)
+    s = " ".join(s.split())
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    return html.escape(s, quote=False)  # after: a backslash before "&lt;" would print the entity
+
+
+def _table(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def table_lines(table: dict[str, Any], level: str = "##") -> list[str]:
+    """A paper table (``reports.tables`` format) as a Markdown section."""
+    if not table.get("rows"):
+        return []
+    out = [f"{level} {cell(table['title'])}", ""]
+    if table.get("note"):
+        note = cell(table["note"])
+        out += [note[:1].upper() + note[1:] + ".", ""]
+    headers = [table.get("row_header", ""), *(c["title"] for c in table["columns"])]
+    rows = [[row_title(r["title"]), *(format_cell(c, r["kind"]) for c in r["cells"])] for r in table["rows"]]
+    return out + _table(headers, rows) + [""]
+
+
+def _config_lines(summary: dict[str, Any]) -> list[str]:
+    cfg = summary.get("config") or {}
+    sample = cfg.get("sample")
+    versions = summary.get("code_systems") or {}
+    lines = [
+        f"Run {cell(summary.get('run_id', '?'))} · {cell(summary.get('created', ''))} · "
+        f"pytest-medcode {cell(summary.get('plugin_version', '?'))}",
+    ]
+    if cfg:
+        lines += [
+            "",
+            f"Prompt {cell(cfg.get('prompt', '?'))} · temperature {cell(cfg.get('temperature', '?'))} · "
+            f"max tokens {cell(cfg.get('max_tokens', '?'))} · "
+            f"{'every billable code' if sample is None else f'{cell(sample)} codes per system'} · "
+            f"seed {cell(cfg.get('seed', '?'))}",
+        ]
+    if versions:
+        titles = "; ".join(
+            f"{cell(SYSTEMS[n].title if n in SYSTEMS else n)} {cell(v)}" for n, v in versions.items()
+        )
+        lines += ["", f"Code sets: {titles}"]
+    return lines
+
+
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    if not gate:
+        return []
+    from pytest_medcode.gate import format_value
+
+    verdict = "PASSED" if gate["passed"] else "FAILED"
+    lines = ["## Release gate", "", f"**{verdict}** — {cell(gate['reason'])}", ""]
+    rows = []
+    for c in gate["checks"]:
+        p = c.get("p_value")
+        observed = (
+            f"{100 * (c.get('observed') or 0):.1f}%"
+            if c["kind"] == "errors"
+            else format_value(c["metric"], c.get("observed"))
+        )
+        rows.append(
+            (
+                "pass" if c["passed"] else "FAIL",
+                c["kind"],
+                c["metric"],
+                c["scope"],
+                observed,
+                "-" if p is None else f"{p:.3g}",
+                c["reason"],
+            )
+        )
+    lines += _table(("result", "check", "metric", "scope", "observed", "p", "reason"), rows)
+    if gate.get("warnings"):
+        lines += ["", *[f"- warning: {cell(w)}" for w in gate["warnings"]]]
+    return lines + [""]
+
+
+def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for entry in entries:
+        if not entry.get("codes"):
+            continue
+        system = entry["system"]
+        title = SYSTEMS[system].title if system in SYSTEMS else system
+        out += [f"### {cell(entry['model'])} · {cell(title)}", ""]
+        rows = []
+        for t in entry["codes"]:
+            notes = []
+            if t.get("is_example"):
+                notes.append("the prompt's example code")
+            if t.get("valid") is False:
+                notes.append("not a code of the system")
+            rows.append(
+                [
+                    t["code"],
+                    f"{t['per_1000']:.1f}",
+                    t["count"],
+                    clip(t.get("description"), 80),
+                    "; ".join(notes),
+                ]
+            )
+        out += _table(("Code", "Per 1,000", "Count", "Description", "Note"), rows) + [""]
+    if out:
+        out = [
+            "## Most generated codes, per 1,000 prompts",
+            "",
+            "How many answered prompts returned each code; models tend to echo the example code of the "
+            "prompt's format line.",
+            "",
+            *out,
+        ]
+    return out
+
+
+def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
+    summary = summary or {}
+    _results, tables = run_tables(records, summary, seed)
+    out = [f"# pytest-medcode report — {cell(summary.get('run_id', 'run'))}", ""]
+    out += _config_lines(summary) + [""]
+    out += _gate_lines(summary.get("gate"))
+    out += table_lines(tables["exact_match"])
+    for key in ("similarity", "similarity_all"):
+        if has_values(tables.get(key)):
+            out += table_lines(tables[key])
+    for table in tables.get("error_analysis") or []:
+        out += table_lines(table)
+    out += _top_code_lines(tables.get("top_codes") or [])
+    wrong = wrong_answers(records)
+    if wrong:
+        out += ["## Wrong answers (first 20 per model and system)", ""]
+        rows = [
+            [
+                r.get("model"),
+                r.get("system"),
+                r.get("code"),
+                r.get("predicted_code") or "-",
+                r.get("outcome"),
+                clip(redact(r.get("raw_answer") or r.get("error") or "")),
+            ]
+            for r in wrong
+        ]
+        out += _table(("Model", "System", "Expected", "Predicted", "Outcome", "Answer (raw)"), rows) + [""]
+    out += [
+        "## Methods",
+        "",
+        "Rates are shares of answered cases (failed calls are counted apart, never as wrong codes), with 95% "
+        "Wilson intervals; means use a seeded percentile bootstrap (2,000 resamples). Regression checks pair "
+        "cases with the baseline by model, system and code: exact McNemar test for yes/no metrics, paired "
+        "bootstrap for scores; a check fails only when the drop exceeds its margin and is significant.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write(
+    path: Path, records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0
+) -> None:
+    from pytest_medcode.reports.files import _atomic
+
+    text = render(records, summary, seed)
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -1,0 +1,147 @@
+"""The ``medcode`` command on real run folders: ``report`` re-renders, ``compare`` gates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode.cli import main
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.compare import load_run
+from pytest_medcode.paths import cache_root
+from pytest_medcode.reports import files
+from pytest_medcode.scoring.codes import code_metrics
+from pytest_medcode.testing.server import wrong_code
+
+TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
+ENV = {**os.environ, "MEDCODE_CACHE_DIR": str(cache_root())}
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run: 300 ICD-10-CM cases answered by the lookup coder."""
+    folder = tmp_path_factory.mktemp("cli-run")
+    (folder / "test_codes.py").write_text(TEST_FILE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--medcode-no-similarity",
+         "--medcode-report-dir", "reports",
+         "--medcode-system", "icd10cm", "--medcode-sample", "300", "test_codes.py"],
+        cwd=folder, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return (folder / "reports" / "latest").resolve()
+
+
+def spoil(record: dict[str, Any]) -> dict[str, Any]:
+    bad = wrong_code(record["code"])
+    metrics = code_metrics(load_system(record["system"]), record["code"], bad)
+    return {**record, **metrics, "predicted_code": bad, "raw_answer": f"Code: {bad}", "outcome": "incorrect"}
+
+
+@pytest.fixture(scope="module")
+def worse_run(base_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same cases, 10% of them answered wrong, written as the plugin writes a run folder."""
+    folder = tmp_path_factory.mktemp("worse-run")
+    run = load_run(base_run)
+    worse = [spoil(r) if i % 10 == 0 else r for i, r in enumerate(run.records)]
+    files.write_cases(worse, folder / "cases.parquet")
+    shutil.copy(base_run / "summary.json", folder / "summary.json")
+    return folder
+
+
+def test_compare_a_run_with_itself_passes(base_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(base_run), str(base_run)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == "medcode gate PASSED: all 2 checks passed"  # 300 cases: a 2.3-point drop would show
+    assert any(line.startswith("lookup / icd10cm  exact_match  300") and line.endswith("ok") for line in out)
+
+
+def test_compare_a_worse_run_fails_with_the_paired_test(worse_run: Path, base_run: Path, capsys) -> None:
+    assert main(["compare", str(base_run), str(worse_run), "--max-drop", "exact_match=2pp"]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "exact_match  300" in line)
+    assert all(part in row for part in ("100.0%", "90.0%", "-10.0 pp", "30/0", "2.0 pp", "REGRESSED"))
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("medcode gate FAILED: exact_match lookup / icd10cm: exact match dropped 10.0 pp")
+    assert "McNemar exact p = 1.9e-09 < 0.05" in last
+    # A wide enough margin lets the same drop through.
+    assert main(["compare", str(base_run), str(worse_run), "--max-drop", "exact_match=15pp"]) == 0
+
+
+def test_compare_as_json_with_thresholds(worse_run: Path, base_run: Path, capsys) -> None:
+    code = main(["compare", str(base_run), str(worse_run), "--json", "--max-drop", "digit_match=0.5pp",
+                 "--fail-under", "exact_match=0.95", "--fail-over", "fabricated=0.5"])  # fmt: skip
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == 1 and verdict["passed"] is False
+    kinds = {(c["kind"], c["metric"]): c["passed"] for c in verdict["checks"]}
+    assert kinds == {("errors", "error_rate"): True, ("threshold", "exact_match"): False,
+                     ("threshold", "fabricated"): True, ("regression", "digit_match"): False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-drop", "exact_match=2%"], "write percentage points, e.g. 2pp"),
+        (["--fail-under", "fabricated=0.1"], "lower-is-better"),
+        (["--alpha", "1.5"], "--alpha 1.5: must be between 0 and 1"),
+        (["--max-error-rate", "-1"], "--max-error-rate -1.0: must be between 0 and 1"),
+    ],
+)
+def test_compare_bad_input_exits_2_with_one_line(base_run: Path, capsys, args: list[str], message: str):
+    assert main(["compare", str(base_run), str(base_run), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("medcode compare: ") and message in err
+
+
+def test_compare_a_missing_run(base_run: Path, tmp_path: Path, capsys) -> None:
+    assert main(["compare", str(tmp_path / "gone"), str(base_run)]) == 2
+    assert "no such run folder or file" in capsys.readouterr().err
+
+
+def test_report_rerenders_the_run_folder(base_run: Path, tmp_path: Path, capsys) -> None:
+    folder = Path(shutil.copytree(base_run, tmp_path / "run"))
+    before = json.loads((folder / "summary.json").read_text())
+    (folder / "report.html").unlink()
+    (folder / "report.md").unlink()
+    (folder / "summary.json").write_text(json.dumps({**before, "results": [], "n_cases": 0}))
+    assert main(["report", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "lookup  icd10cm  300   100.0% (98.7–100.0)" in out and "report.html" in out
+    after = json.loads((folder / "summary.json").read_text())
+    assert after["results"] == before["results"] and after["n_cases"] == 300
+    assert after["config"] == before["config"] and after["gate"] == before["gate"]
+    assert (folder / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert "## Exact match, % (95% CI)" in (folder / "report.md").read_text()
+
+
+def test_report_from_a_bare_parquet_into_another_folder(base_run: Path, tmp_path: Path, capsys) -> None:
+    shutil.copy(base_run / "cases.parquet", tmp_path / "cases.parquet")
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "cases.parquet"), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema_version"] == files.SUMMARY_SCHEMA_VERSION and summary["n_cases"] == 300
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_report_of_an_unreadable_run(tmp_path: Path, capsys) -> None:
+    (tmp_path / "cases.parquet").write_text("nope")
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("medcode: ")
+
+
+def test_the_installed_command(worse_run: Path, base_run: Path) -> None:
+    """``medcode compare`` as CI calls it: its own process, exit status 1 on a regression."""
+    command = shutil.which("medcode", path=str(Path(sys.executable).parent)) or shutil.which("medcode")
+    argv = [command] if command else [sys.executable, "-m", "pytest_medcode.cli"]
+    proc = subprocess.run([*argv, "compare", str(base_run), str(worse_run)], capture_output=True, text=True,
+                          env=ENV, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("medcode gate FAILED")

@@ -1,0 +1,511 @@
+"""The release gate: the pure verdict function on real records, and gate mode in real pytest sessions.
+
+Real records come from real runs of the plugin (the offline ``lookup`` coder, and the scripted
+OpenAI-compatible server driven through litellm for a model that is wrong on purpose); the only
+hand-made change is :func:`spoil`, which turns a case into a wrong answer the way a model would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode import gate
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.compare import Run, load_run
+from pytest_medcode.gate import (
+    Check,
+    GateSpec,
+    MaxDrop,
+    Threshold,
+    evaluate,
+    parse_max_drops,
+    parse_thresholds,
+)
+from pytest_medcode.paths import cache_root
+from pytest_medcode.scoring.codes import code_metrics
+from pytest_medcode.testing.server import ScriptedServer, degrade, is_corrupted, mapping_responder, wrong_code
+
+TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
+#: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.
+LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
+LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
+                "250.00", "401.9", "428.0", "486", "496"]  # fmt: skip
+CACHE = cache_root()  # read before pytester points HOME at a temporary folder
+#: Options every run here shares: no pytest cache, and no METEOR/BERTScore pass (the gate needs neither).
+FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity")
+
+
+@pytest.fixture(autouse=True)
+def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run, in-process or not, reads the code tables already built on this machine."""
+    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def spoil(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as if the model had answered a wrong code of the same shape."""
+    bad = wrong_code(record["code"])
+    metrics = code_metrics(load_system(record["system"]), record["code"], bad)
+    return {**record, **metrics, "predicted_code": bad, "codes": [bad], "raw_answer": f"Code: {bad}",
+            "outcome": "incorrect"}  # fmt: skip
+
+
+def fail_call(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "outcome": "error", "error": "APIError: 500", "raw_answer": None, "exact_match": None,
+            "valid": None, "billable": None, "fabricated": None, "predicted_code": None}  # fmt: skip
+
+
+def only(verdict: gate.Verdict, kind: str, metric: str, scope_part: str = "") -> Check:
+    found = [c for c in verdict.checks if c.kind == kind and c.metric == metric and scope_part in c.scope]
+    assert len(found) == 1, [c.scope for c in verdict.checks]
+    return found[0]
+
+
+def run_plugin(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A real pytest session of the plugin in its own process."""
+    env = {**os.environ, "MEDCODE_CACHE_DIR": str(CACHE)}
+    cmd = [sys.executable, "-m", "pytest", "-q", *FAST, "--medcode-report-dir", "reports", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact)."""
+    folder = tmp_path_factory.mktemp("lookup-run")
+    (folder / "test_codes.py").write_text(TEST_FILE)
+    proc = run_plugin(folder, "--medcode-system", "icd10cm", "--medcode-sample", "1000", "test_codes.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return load_run(folder / "reports" / "latest")
+
+
+@pytest.fixture(scope="module")
+def icd10_answers() -> dict[str, str]:
+    """Description → code for a scripted model that knows ICD-10-CM as the lookup coder does."""
+    answers: dict[str, str] = {}
+    for code, description in load_system("icd10cm").billable_codes():
+        answers.setdefault(description, code)
+    return answers
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ScriptedServer() as srv:
+        yield srv
+
+
+def last_lines(text: str, n: int) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()][-n:]
+
+
+# -- the pure function on real records --------------------------------------------------------
+
+
+def test_a_run_compared_with_itself_passes(lookup_run: Run) -> None:
+    verdict = evaluate(lookup_run.records, lookup_run.records, max_drops=parse_max_drops("exact_match=2pp"))
+    assert verdict.passed, verdict.reason
+    check = only(verdict, "regression", "exact_match")
+    assert (check.n, check.p_value, check.delta, check.details["lost"]) == (1000, 1.0, 0.0, 0)
+    assert json.loads(json.dumps(verdict.to_dict()))["passed"] is True
+
+
+def test_ten_percent_worse_on_1000_cases_fails_with_mcnemar(lookup_run: Run) -> None:
+    new = [spoil(r) if i % 10 == 3 else r for i, r in enumerate(lookup_run.records)]
+    verdict = evaluate(new, lookup_run.records, max_drops=parse_max_drops("exact_match=2pp"))
+    assert not verdict.passed
+    check = only(verdict, "regression", "exact_match")
+    assert check.details["lost"] == 100 and check.details["gained"] == 0
+    assert check.p_value is not None and check.p_value < 0.05
+    assert check.delta == pytest.approx(-0.10)
+    assert "McNemar exact p" in check.reason and "beyond the allowed 2.0 pp" in check.reason
+    assert verdict.reason.startswith("exact_match lookup / icd10cm: exact match dropped 10.0 pp")
+
+
+def test_one_extra_error_in_20_cases_passes_with_a_power_warning(lookup_run: Run) -> None:
+    base = lookup_run.records[:20]
+    new = [spoil(base[0]), *base[1:]]
+    verdict = evaluate(new, base, max_drops=parse_max_drops("exact_match=2pp"))
+    assert verdict.passed, verdict.reason
+    check = only(verdict, "regression", "exact_match")
+    assert check.details["underpowered"] and check.p_value == 1.0
+    assert any("low power" in w and "cannot tell" in w for w in verdict.all_warnings)
+
+
+def test_a_drop_beyond_the_margin_must_also_be_significant(lookup_run: Run) -> None:
+    base = lookup_run.records[:100]
+    # 4 lost, 1 gained: a 3-point drop, past a 2-point margin, but p = 0.375.
+    base = [spoil(base[0]), *base[1:]]
+    new = [lookup_run.records[0], *[spoil(r) for r in base[1:5]], *base[5:]]
+    verdict = evaluate(new, base, max_drops=parse_max_drops("exact_match=2pp"))
+    check = only(verdict, "regression", "exact_match")
+    assert check.passed and check.details["exceeds_margin"] and not check.details["significant"]
+    assert "not significant" in check.reason
+
+
+def test_a_significant_drop_within_the_margin_passes(lookup_run: Run) -> None:
+    new = [spoil(r) if i < 30 else r for i, r in enumerate(lookup_run.records)]  # 3 points, p ~ 2e-9
+    verdict = evaluate(new, lookup_run.records, max_drops=parse_max_drops("exact_match=5pp"))
+    check = only(verdict, "regression", "exact_match")
+    assert verdict.passed and check.details["significant"] and "within the allowed 5.0 pp" in check.reason
+
+
+def test_thresholds_per_group_with_system_overrides(lookup_run: Run) -> None:
+    icd9 = [{**r, "system": "icd9cm"} for r in lookup_run.records[:40]]
+    records = [spoil(r) if i % 2 else r for i, r in enumerate(lookup_run.records[40:140])] + icd9
+    ths = parse_thresholds("exact_match=0.45,icd9cm:exact_match=0.99,valid=0.1", "under")
+    verdict = evaluate(records, thresholds=ths)
+    icd10 = only(verdict, "threshold", "exact_match", "icd10cm")
+    icd9_check = only(verdict, "threshold", "exact_match", "icd9cm")
+    assert icd10.passed and icd10.observed == 0.5 and icd10.limit == 0.45
+    assert icd9_check.passed and icd9_check.limit == 0.99 and icd9_check.details["limit_scope"] == "icd9cm"
+    verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.55", "under"))
+    assert not verdict.passed and "is below the limit 55.0%" in verdict.reason
+
+
+def test_fabricated_is_limited_from_above(lookup_run: Run) -> None:
+    records = [{**r, "fabricated": i < 15} for i, r in enumerate(lookup_run.records[:100])]
+    over = parse_thresholds("fabricated=0.1", "over")
+    check = only(evaluate(records, thresholds=over), "threshold", "fabricated")
+    assert not check.passed and check.observed == 0.15 and "above the limit 10.0%" in check.reason
+    assert evaluate(records, thresholds=parse_thresholds("fabricated=20%", "over")).passed
+    # A rise in fabrication is its "drop": McNemar on "not fabricated".
+    base = [{**r, "fabricated": False} for r in records]
+    verdict = evaluate(records, base, max_drops=parse_max_drops("fabricated=2pp"))
+    check = only(verdict, "regression", "fabricated")
+    assert not check.passed and "rose 15.0 pp" in check.reason and check.delta == pytest.approx(0.15)
+
+
+def test_failed_calls_above_the_error_rate_fail(lookup_run: Run) -> None:
+    records = [fail_call(r) if i < 6 else r for i, r in enumerate(lookup_run.records[:100])]
+    assert not evaluate(records).passed
+    assert "6 of 100 calls failed (6.0%), above the allowed 5.0%" in evaluate(records).reason
+    assert evaluate(records, max_error_rate=0.1).passed
+    # Failed calls never count as regressions: they are not paired.
+    check = only(evaluate(records, lookup_run.records[:100], max_error_rate=0.1), "regression", "exact_match")
+    assert check.n == 94 and check.passed
+
+
+def test_similarity_regressions_use_a_paired_bootstrap(lookup_run: Run) -> None:
+    base = [{**r, "meteor": 0.6 + 0.3 * ((i * 7) % 10) / 10, "bertscore": 0.9} for i, r in
+            enumerate(lookup_run.records[:400])]  # fmt: skip
+    worse = [{**r, "meteor": r["meteor"] - 0.05} for r in base]
+    drops = parse_max_drops("meteor=0.02,bertscore=0.01")
+    verdict = evaluate(worse, base, max_drops=drops)
+    meteor = only(verdict, "regression", "meteor")
+    assert not meteor.passed and meteor.delta == pytest.approx(-0.05) and meteor.ci is not None
+    assert meteor.ci[1] < 0 and meteor.details["test"] == "paired_bootstrap"
+    assert only(verdict, "regression", "bertscore").passed
+    # Absent columns (the metrics extra is not installed) fail the check with the reason.
+    verdict = evaluate(lookup_run.records[:50], lookup_run.records[:50], max_drops=drops)
+    assert not verdict.passed and "no cases with meteor in both runs" in verdict.reason
+    missing = evaluate(lookup_run.records[:50], thresholds=parse_thresholds("bertscore=0.8", "under"))
+    assert not missing.passed and "no bertscore values in the records" in missing.reason
+
+
+def test_digit_match_regression_and_pooled_scope(lookup_run: Run) -> None:
+    icd9 = [{**r, "system": "icd9cm"} for r in lookup_run.records[500:700]]
+    base = lookup_run.records[:200] + icd9
+    new = [spoil(r) if i % 5 == 0 else r for i, r in enumerate(base)]
+    verdict = evaluate(new, base, max_drops=parse_max_drops("exact_match=2pp,digit_match=0.01"))
+    pooled = only(verdict, "regression", "exact_match", "all systems")
+    assert pooled.n == 400 and not pooled.passed
+    digits = only(verdict, "regression", "digit_match", "all systems")
+    assert digits.delta is not None and digits.delta < -0.01 and not digits.passed
+
+
+def test_a_run_with_description_variants_is_judged_per_variant(lookup_run: Run) -> None:
+    exact = [{**r, "variant": "exact"} for r in lookup_run.records[:100]]
+    typo = [{**(spoil(r) if i % 2 else r), "variant": "typo"} for i, r in enumerate(exact)]
+    verdict = evaluate(exact + typo, exact + [{**r, "variant": "typo"} for r in exact],
+                       thresholds=parse_thresholds("exact_match=0.8", "under"))  # fmt: skip
+    assert {c.scope for c in verdict.checks if c.kind == "threshold"} == {
+        "lookup / icd10cm [exact]", "lookup / icd10cm [typo]"}  # fmt: skip
+    assert only(verdict, "threshold", "exact_match", "[exact]").passed
+    assert not only(verdict, "threshold", "exact_match", "[typo]").passed
+    assert not only(verdict, "regression", "exact_match", "[typo]").passed
+    assert only(verdict, "regression", "exact_match", "[exact]").passed
+    assert only(verdict, "regression", "exact_match", "all cases").n == 200
+
+
+def test_cases_pair_across_a_model_swap_and_unpaired_cases_are_reported(lookup_run: Run) -> None:
+    base = lookup_run.records[:300]
+    new = [{**r, "model": "gpt-4o"} for r in lookup_run.records[100:400]]
+    verdict = evaluate(new, base)
+    assert verdict.passed
+    assert only(verdict, "regression", "exact_match").n == 200
+    notes = " | ".join(verdict.warnings)
+    assert "baseline model lookup paired with gpt-4o" in notes
+    assert "100 case(s) of this run have no baseline partner" in notes
+    assert "100 baseline case(s) are not in this run" in notes
+
+
+def test_no_common_cases_or_no_cases_fail(lookup_run: Run) -> None:
+    base = [{**r, "model": "a"} for r in lookup_run.records[:10]] + [{**r, "model": "b"} for r in
+                                                                        lookup_run.records[:10]]  # fmt: skip
+    verdict = evaluate(lookup_run.records[10:20], base)
+    assert not verdict.passed and "no case of this run is in the baseline" in verdict.reason
+    empty = evaluate([], None)
+    assert not empty.passed and "no benchmark cases ran" in empty.reason
+    dupes = evaluate(lookup_run.records[:5], lookup_run.records[:5] * 2)
+    assert not dupes.passed and "two cases with model=lookup" in dupes.reason
+
+
+def test_repeat_columns_join_the_pairing_key(lookup_run: Run) -> None:
+    base = [{**r, "repeat": k} for k in (0, 1) for r in lookup_run.records[:50]]
+    new = [spoil(r) if r["repeat"] == 1 else r for r in base]
+    check = only(evaluate(new, base), "regression", "exact_match")
+    assert check.n == 100 and check.details["lost"] == 50
+
+
+def test_the_verdict_is_deterministic_and_renders_last(lookup_run: Run) -> None:
+    new = [spoil(r) if i % 7 == 0 else r for i, r in enumerate(lookup_run.records)]
+    spec = GateSpec(fail_under=parse_thresholds("exact_match=0.5", "under"),
+                    max_drops=parse_max_drops("exact_match=1pp,digit_match=1pp"), active=True)  # fmt: skip
+    one, two = spec.evaluate(new, lookup_run.records), spec.evaluate(new, lookup_run.records)
+    assert one.to_dict() == two.to_dict()
+    lines = gate.render_verdict(one)
+    assert lines[-1].startswith("medcode gate FAILED: exact_match lookup / icd10cm: exact match dropped")
+    assert all(not math.isnan(c.observed or 0.0) for c in one.checks)
+
+
+# -- parsing the options -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("items", "direction", "expected"),
+    [
+        ("exact_match=0.45", "under", [Threshold("exact_match", 0.45, "under")]),
+        (["valid=90%", "icd10cm:exact_match=0.3"], "under",
+         [Threshold("valid", 0.9, "under"), Threshold("exact_match", 0.3, "under", "icd10cm")]),
+        ("fabricated=0.1", "over", [Threshold("fabricated", 0.1, "over")]),
+        ("exact_match=0.4,exact_match=0.5", "under", [Threshold("exact_match", 0.5, "under")]),
+        (" Exact-Match = 0.4 ", "under", [Threshold("exact_match", 0.4, "under")]),
+    ],
+)  # fmt: skip
+def test_parse_thresholds(items: Any, direction: str, expected: list[Threshold]) -> None:
+    assert list(parse_thresholds(items, direction, ["icd10cm", "icd9cm"])) == expected
+
+
+@pytest.mark.parametrize(
+    ("items", "direction", "message"),
+    [
+        ("exact_mtch=0.4", "under", "unknown metric 'exact_mtch'"),
+        ("fabricated=0.1", "under", "lower-is-better; limit it with --medcode-fail-over fabricated=0.1"),
+        ("exact_match=0.9", "over", "higher-is-better; limit it with --medcode-fail-under"),
+        ("exact_match", "under", "expected METRIC=LIMIT"),
+        ("exact_match=1.5", "under", "must be between 0 and 1"),
+        ("exact_match=2pp", "under", "write a fraction, e.g. 0.45, or a percentage"),
+        ("exact_match=abc", "under", "is not a number"),
+        ("icd11:exact_match=0.4", "under", "unknown system 'icd11'"),
+        (":exact_match=0.4", "under", "empty system"),
+    ],
+)
+def test_parse_thresholds_rejects(items: str, direction: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        parse_thresholds(items, direction, ["icd10cm"])
+
+
+def test_parse_max_drops() -> None:
+    expected = (MaxDrop("exact_match", 0.02), MaxDrop("meteor", 0.02))
+    assert parse_max_drops("exact_match=2pp,meteor=0.02") == expected
+    assert parse_max_drops(["digit_match=0.5pp"])[0].margin == pytest.approx(0.005)
+    assert MaxDrop("exact_match", 0.02).text == "exact_match=2pp"
+    for bad, message in (("exact_match=2%", "percentage points"), ("exact_match=1", "below 1"),
+                         ("icd10cm:exact_match=2pp", "every system"), ("x=2pp", "unknown metric")):
+        with pytest.raises(ValueError, match=message):
+            parse_max_drops(bad)
+
+
+# -- gate mode in real pytest sessions ---------------------------------------------------------
+
+
+@pytest.fixture
+def icd9_codes(pytester: pytest.Pytester) -> Path:
+    """20 ICD-9-CM cases, 5 of which the lookup coder gets wrong (exact match 75%)."""
+    pytester.makepyfile(test_codes=TEST_FILE)
+    path = pytester.path / "codes.csv"
+    path.write_text("code\n" + "\n".join(LOOKUP_RIGHT + LOOKUP_WRONG) + "\n")
+    return path
+
+
+def gate_run(pytester: pytest.Pytester, codes: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*FAST, "--medcode-report-dir", "reports",
+                              "--medcode-system", "icd9cm", "--medcode-codes", str(codes), *args)  # fmt: skip
+
+
+def summary_of(pytester: pytest.Pytester) -> dict[str, Any]:
+    return json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
+
+
+def test_without_gate_options_each_mismatch_is_a_failing_test(pytester, icd9_codes) -> None:
+    result = gate_run(pytester, icd9_codes)
+    result.assert_outcomes(passed=15, failed=5)
+    assert result.ret == 1
+    assert summary_of(pytester)["gate"] is None
+
+
+def test_threshold_met_exits_0_and_mismatches_are_their_own_outcome(pytester, icd9_codes) -> None:
+    result = gate_run(pytester, icd9_codes, "--medcode-fail-under", "exact_match=0.7", "-v")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*test_code_query?lookup-icd9cm-755.39? MISMATCH*"])
+    assert result.parseoutcomes() == {"passed": 15, "mismatched": 5}
+    lines = last_lines(result.stdout.str(), 2)
+    assert lines[0] == ("medcode gate PASSED: all 2 checks passed, 1 warning")
+    assert "15 passed, 5 mismatched" in lines[1]
+    gate_data = summary_of(pytester)["gate"]
+    assert gate_data["passed"] is True and gate_data["checks"][1]["observed"] == 0.75
+
+
+def test_threshold_missed_exits_1_with_the_reason_last(pytester, icd9_codes) -> None:
+    result = gate_run(pytester, icd9_codes, "--medcode-fail-under", "exact_match=0.5,icd9cm:exact_match=0.8")
+    assert result.ret == 1
+    assert result.parseoutcomes() == {"passed": 15, "mismatched": 5}
+    verdict_line = last_lines(result.stdout.str(), 2)[0]
+    assert verdict_line == ("medcode gate FAILED: exact_match lookup / icd9cm: exact match 75.0% "
+                            "(95% CI 53.1%–88.8%, n=20) is below the limit 80.0%")  # fmt: skip
+    summary = summary_of(pytester)
+    assert summary["gate"]["passed"] is False
+    assert summary["config"]["gate"]["fail_under"] == ["exact_match=0.5", "icd9cm:exact_match=0.8"]
+
+
+def test_gate_mode_under_xdist(pytester, icd9_codes) -> None:
+    result = gate_run(pytester, icd9_codes, "-n", "2", "--medcode-fail-under", "exact_match=0.8")
+    assert result.ret == 1
+    assert result.parseoutcomes() == {"passed": 15, "mismatched": 5}
+    assert last_lines(result.stdout.str(), 2)[0].startswith("medcode gate FAILED")
+    assert len(summary_of(pytester)["gate"]["checks"]) == 2
+
+
+def test_a_run_gated_against_itself_passes(pytester, icd9_codes) -> None:
+    assert gate_run(pytester, icd9_codes).ret == 1
+    baseline = (pytester.path / "reports" / "latest").resolve()
+    result = gate_run(pytester, icd9_codes, "--medcode-baseline", str(baseline))
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["PASS regression exact_match ?lookup / icd9cm?: *0 worse / 0 better of 20*"])
+    assert summary_of(pytester)["gate"]["checks"][1]["p_value"] == 1.0
+
+
+def test_junit_carries_the_codes_as_properties(pytester, icd9_codes) -> None:
+    import xml.etree.ElementTree as ET
+
+    result = gate_run(pytester, icd9_codes, "--medcode-max-error-rate", "0", "--junitxml", "junit.xml")
+    assert result.ret == 0
+    suite = ET.parse(pytester.path / "junit.xml").getroot()
+    assert suite.find("testsuite").get("failures") == "0"
+    cases = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
+             for tc in suite.iter("testcase")}  # fmt: skip
+    wrong = cases["test_code_query[lookup-icd9cm-755.39]"]
+    assert {k: wrong[k] for k in ("expected_code", "predicted_code", "valid", "fabricated", "outcome")} == {
+        "expected_code": "755.39", "predicted_code": "755.29", "valid": "true", "fabricated": "false",
+        "outcome": "incorrect"}  # fmt: skip
+    assert cases["test_code_query[lookup-icd9cm-486]"]["outcome"] == "correct"
+
+
+def test_summary_carries_the_verdict_and_no_secrets(pytester, icd9_codes, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-secret-123456")
+    url = "https://user:pa55word@llm.example/v1?api_key=sk-query-secret"
+    result = gate_run(pytester, icd9_codes, "--medcode-fail-under=exact_match=0.7", "--medcode-api-base", url)
+    assert result.ret == 0
+    run = (pytester.path / "reports" / "latest").resolve()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["api_base"] == "https://llm.example/v1"
+    assert summary["config"]["gate"] == {
+        "active": True, "fail_under": ["exact_match=0.7"], "fail_over": [], "baseline": None, "max_drop": [],
+        "alpha": 0.05, "max_error_rate": 0.05,
+    }  # fmt: skip
+    assert summary["gate"]["passed"] is True and summary["gate"]["reason"].startswith("all 2 checks passed")
+    for name in ("summary.json", "report.md", "report.html"):
+        text = (run / name).read_text()
+        for secret in ("sk-env-secret", "pa55word", "sk-query-secret", "user:"):
+            assert secret not in text, (name, secret)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--medcode-fail-under", "exact_mtch=0.4"], "--medcode-fail-under 'exact_mtch=0.4': unknown metric"),
+        (["--medcode-fail-under", "fabricated=0.1"], "limit it with --medcode-fail-over fabricated=0.1"),
+        (["--medcode-max-drop", "exact_match=2pp"], "--medcode-max-drop needs --medcode-baseline RUN"),
+        (["--medcode-baseline", "nowhere"], "--medcode-baseline nowhere: no such run folder or file"),
+        (["--medcode-alpha", "0"], "--medcode-alpha 0: must be above 0"),
+        (["--medcode-alpha", "x"], "--medcode-alpha 'x': expected a"),
+        (["--medcode-max-error-rate", "2"], "--medcode-max-error-rate '2': must be between 0.0 and 1.0"),
+    ],
+)
+def test_bad_gate_options_are_one_line_usage_errors(pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile(test_codes=TEST_FILE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--medcode-sample", "1", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr.lines
+
+
+def test_a_baseline_of_another_schema_version_is_a_usage_error(pytester, icd9_codes) -> None:
+    gate_run(pytester, icd9_codes)
+    run = (pytester.path / "reports" / "latest").resolve()
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "schema_version": 99}))
+    result = gate_run(pytester, icd9_codes, "--medcode-baseline", str(run))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --medcode-baseline */summary.json: summary schema version 99, this pytest-medcode reads "
+        "version 1; re-run the baseline with this version"
+    ])  # fmt: skip
+
+
+# -- the scripted model through litellm: the issue's done-when runs ----------------------------
+
+
+def test_a_model_wrong_on_10_percent_of_1000_cases_fails_the_gate(
+    pytester: pytest.Pytester, server: ScriptedServer, icd10_answers: dict[str, str], lookup_run: Run
+) -> None:
+    server.responder = degrade(mapping_responder(icd10_answers), 0.10, seed=7)
+    pytester.makepyfile(test_codes=TEST_FILE)
+    result = pytester.runpytest_subprocess(
+        *FAST, "--medcode-report-dir", "reports", "--model", "openai/degraded",
+        "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm", "--medcode-sample", "1000",
+        "--medcode-baseline", str(lookup_run.folder), "--medcode-max-drop", "exact_match=2pp",
+    )  # fmt: skip
+    expected_wrong = sum(is_corrupted(r["description"], 0.10, seed=7) for r in lookup_run.records)
+    assert result.ret == 1, result.stdout.str()[-3000:]
+    assert result.parseoutcomes() == {"passed": 1000 - expected_wrong, "mismatched": expected_wrong}
+    verdict_line = last_lines(result.stdout.str(), 2)[0]
+    assert verdict_line.startswith(f"medcode gate FAILED: exact_match openai/degraded / icd10cm: exact match "
+                                   f"dropped {expected_wrong / 10:.1f} pp")  # fmt: skip
+    assert "McNemar exact p = " in verdict_line and "< 0.05 and beyond the allowed 2.0 pp" in verdict_line
+    check = next(c for c in summary_of(pytester)["gate"]["checks"] if c["kind"] == "regression")
+    assert check["p_value"] < 0.05 and check["details"]["lost"] == expected_wrong and not check["passed"]
+    result.stdout.fnmatch_lines(["warning: baseline model lookup paired with openai/degraded*"])
+
+
+def test_one_extra_error_in_a_20_case_run_passes_with_a_power_warning(
+    pytester: pytest.Pytester, server: ScriptedServer, icd10_answers: dict[str, str], lookup_run: Run
+) -> None:
+    pytester.makepyfile(test_codes=TEST_FILE)
+    gate_args = (*FAST, "--medcode-report-dir", "reports", "--medcode-system", "icd10cm",
+                        "--medcode-sample", "20")  # fmt: skip
+    assert pytester.runpytest(*gate_args).ret == 0
+    baseline = (pytester.path / "reports" / "latest").resolve()
+    victim = load_run(baseline).records[3]
+    knows = mapping_responder(icd10_answers)
+    hostile = {victim["description"]: "<script>alert(1)</script>"}
+    server.responder = lambda request: hostile.get(request.description) or knows(request)
+    result = pytester.runpytest_subprocess(
+        *gate_args, "--model", "openai/tiny", "--medcode-api-base", server.base_url,
+        "--medcode-baseline", str(baseline),
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert result.parseoutcomes() == {"passed": 19, "mismatched": 1}
+    result.stdout.fnmatch_lines([
+        "warning: exact_match openai/tiny / icd10cm: low power: 1 discordant pair among 20 cases*cannot tell*"
+    ])
+    assert last_lines(result.stdout.str(), 2)[0] == "medcode gate PASSED: all 2 checks passed, 2 warnings"

@@ -1,0 +1,326 @@
+"""report.html: one self-contained page, model output shown as text, checked in headless Chromium.
+
+The browser check renders the report of a real run (the offline lookup coder beside a scripted
+model served over HTTP and reached through litellm, which echoes the prompt's example code and
+answers ``<script>alert(1)</script>`` once), asserts the page loads with no console message and
+shows its tables and SVG charts, and saves ``screenshot.png`` in that run's folder. When the
+environment variable ``MEDCODE_ARTIFACTS_DIR`` is set, the report and the screenshot are copied
+there too, for CI to upload.
+
+Chromium is the Debian package ``chromium``; without it the check skips locally and fails in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode.cases import select_codes
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.compare import load_run
+from pytest_medcode.paths import cache_root
+from pytest_medcode.reports import html, markdown
+from pytest_medcode.testing.server import ScriptedServer, mapping_responder
+
+TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
+CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
+SCRIPT = "<script>alert(1)</script>"
+IMG = '<img src=x onerror="alert(2)">'
+CACHE = cache_root()  # read before pytester points HOME at a temporary folder
+#: Console output of the page: Chromium logs ``INFO:CONSOLE:1] "message", source: ...`` (older
+#: builds ``CONSOLE(1)``) with --enable-logging=stderr, and "Uncaught ..." for exceptions.
+CONSOLE = re.compile(r"CONSOLE[(:]|Uncaught")
+
+
+@pytest.fixture(autouse=True)
+def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
+
+
+# -- Chromium ----------------------------------------------------------------------------------
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def find_chromium() -> str:
+    """The Chromium binary; without one the check fails in CI (CI=true) and skips elsewhere."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = f"headless Chromium is needed for the report browser check; install it with: {CHROMIUM_INSTALL}"
+    if _in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def chromium() -> str:
+    return find_chromium()
+
+
+def test_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"install it with: apt-get update && apt-get install -y"):
+        find_chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        find_chromium()
+
+
+def browse(binary: str, profile: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium run with its own profile, nothing fetched in the background."""
+    cmd = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-extensions", "--no-first-run",
+        "--no-default-browser-check", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+        *args, url,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def console_messages(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if CONSOLE.search(line)]
+
+
+class _Page(HTMLParser):
+    """Elements (tag, attributes) and visible text of a page, as a browser's DOM holds them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        if tag in ("style", "title"):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "title") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.text.append(data)
+
+    def ids(self) -> set[str]:
+        return {a["id"] for _, a in self.elements if a.get("id")}
+
+    def count(self, tag: str) -> int:
+        return sum(1 for t, _ in self.elements if t == tag)
+
+
+def parse(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_console_errors_are_detected(chromium: str, tmp_path: Path) -> None:
+    """The detector the browser check relies on sees a console error and an uncaught exception."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><p>x</p><script>console.error("boom"); throw new Error("bang")</script>')
+    proc = browse(chromium, tmp_path / "profile", page.as_uri(), "--dump-dom")
+    found = " ".join(console_messages(proc.stderr))
+    assert "boom" in found and "Uncaught Error: bang" in found
+
+
+# -- a real run to look at ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lookup and a scripted model side by side on ICD-10-CM and ICD-9-CM, in gate mode (its own
+    pytest process, as in CI)."""
+    answers: dict[str, str] = {}
+    for code, description in load_system("icd10cm").billable_codes():
+        answers.setdefault(description, code)
+    knows = mapping_responder(answers)
+    # The run asks the same 12 codes per system (seed 0): make the first two answers hostile.
+    asked = [description for _, description in select_codes(load_system("icd10cm"), 12, 0, None)]
+    hostile_answers = {asked[0]: SCRIPT, asked[1]: f"Code: M24.131 {IMG}"}
+
+    def respond(request: Any) -> str:
+        if "ICD9CM" in request.last_user_message:
+            return "Code: 045.10"  # echoes the example code of the prompt's format line
+        return hostile_answers.get(request.description) or knows(request)
+
+    folder = tmp_path_factory.mktemp("scripted-run")
+    (folder / "test_codes.py").write_text(TEST_FILE)
+    with ScriptedServer(respond) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--medcode-report-dir",
+             "reports", "--model", "lookup", "--model", "openai/scripted", "--medcode-api-base",
+             server.base_url, "--medcode-system", "icd10cm,icd9cm", "--medcode-sample", "12",
+             "--medcode-fail-under", "exact_match=0.5", "test_codes.py"],
+            cwd=folder, env={**os.environ, "MEDCODE_CACHE_DIR": str(CACHE)}, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]  # misses ICD-9-CM: the gate fails
+    return (folder / "reports" / "latest").resolve()
+
+
+def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp_path: Path) -> None:
+    report = scripted_run / "report.html"
+    assert report.is_file() and (scripted_run / "report.md").is_file()
+
+    proc = browse(chromium, tmp_path / "profile", report.as_uri(), "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert console_messages(proc.stderr) == []
+    dom = parse(proc.stdout)
+    ids = dom.ids()
+    assert {"chart-exact-match", "chart-digit-positions", "table-exact-match", "gate-checks",
+            "table-error-analysis-icd10cm", "table-error-analysis-icd9cm", "top-codes-0", "wrong",
+            "config"} <= ids  # fmt: skip
+    summary = json.loads((scripted_run / "summary.json").read_text())
+    if any((summary.get("similarity") or {}).values()):  # METEOR/BERTScore computed where their extra is
+        assert {"chart-meteor-0", "chart-bertscore-0", "table-similarity"} <= ids
+    assert dom.count("table") >= 8 and dom.count("svg") >= 2
+    assert dom.count("rect") >= 4 and dom.count("polyline") == 4  # bars, and one line per model x system
+    assert dom.count("script") == 0 and dom.count("img") == 0
+    assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
+    text = " ".join(dom.text)
+    assert SCRIPT in text and IMG in text  # the model's answers, shown as text
+    assert "Gate FAILED" in text and "prompt example" in text
+
+    shot = scripted_run / "screenshot.png"
+    proc = browse(chromium, tmp_path / "profile", report.as_uri(), f"--screenshot={shot}",
+                  "--window-size=1280,2000", "--hide-scrollbars")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert console_messages(proc.stderr) == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    artifacts = os.environ.get("MEDCODE_ARTIFACTS_DIR")
+    if artifacts:
+        shutil.copytree(scripted_run, Path(artifacts) / "report-browser-check", dirs_exist_ok=True)
+    print(f"screenshot: {shot}")
+
+
+def test_the_run_folder_reports_agree(scripted_run: Path) -> None:
+    summary = json.loads((scripted_run / "summary.json").read_text())
+    page = (scripted_run / "report.html").read_text()
+    md = (scripted_run / "report.md").read_text()
+    assert summary["gate"]["passed"] is False
+    assert "Gate FAILED" in page and "**FAILED**" in md
+    # 12 prompts per system and model; the scripted model answers 045.10 to all of them.
+    assert "| 045.10 | 1000.0 | 12 |" in md and "the prompt's example code" in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and SCRIPT not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and SCRIPT not in md
+
+
+# -- the renderer on real records --------------------------------------------------------------
+
+
+@pytest.fixture
+def lookup_records(pytester: pytest.Pytester) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    pytester.makepyfile(test_codes=TEST_FILE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-report-dir",
+                                "reports",
+                                "--medcode-system", "icd10cm", "--medcode-sample", "30")  # fmt: skip
+    assert result.ret == 0
+    run = load_run(pytester.path / "reports" / "latest")
+    assert run.summary is not None
+    return run.records, run.summary
+
+
+HOSTILE = [SCRIPT, IMG, "</td></tr></table><h1>x</h1>", '"><svg onload=alert(3)>', "javascript:alert(4)",
+           "<!--", "]]>", "&amp;lt;", "｜pipe|and`tick`"]  # fmt: skip
+
+
+def hostile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for i, r in enumerate(records):
+        evil = HOSTILE[i % len(HOSTILE)]
+        r = dict(r)
+        if i % 3 == 0:
+            r.update(raw_answer=f"Code: {evil}", predicted_code=evil, codes=[evil], exact_match=False,
+                     outcome="incorrect", predicted_description=evil, fabricated=True)  # fmt: skip
+        if i % 3 == 1:
+            r.update(outcome="error", raw_answer=None, error=f"APIError {evil} key=sk-abcdef1234567890XYZ",
+                     exact_match=None)  # fmt: skip
+        r["description"] = r["description"] + evil
+        r["model"] = f"m{evil}" if i < 15 else "other"
+        out.append(r)
+    return out
+
+
+def test_everything_untrusted_is_escaped(lookup_records) -> None:
+    records, summary = lookup_records
+    summary = {**summary, "run_id": SCRIPT, "prompt_template": IMG, "results": None, "tables": None}
+    page = html.render(hostile(records), summary)
+    dom = parse(page)
+    allowed = {"html", "head", "meta", "title", "style", "body", "main", "header", "h1", "h2", "h3", "p",
+               "section", "div", "span", "em", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "pre",
+               "svg", "g", "line", "rect", "text", "polyline", "circle"}  # fmt: skip
+    assert {t for t, _ in dom.elements} <= allowed
+    assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
+    text = " ".join(dom.text)
+    for evil in HOSTILE:
+        assert evil in text
+    assert "sk-abcdef1234567890XYZ" not in page and "sk-***" in page
+
+
+def test_the_page_is_self_contained(lookup_records) -> None:
+    records, summary = lookup_records
+    page = html.render(records, summary)
+    assert f'<meta http-equiv="Content-Security-Policy" content="{html.esc(html.CSP)}">' in page
+    assert re.findall(r"https?://[^\s\"'<>]+", page) == ["http://www.w3.org/2000/svg"] * page.count("<svg")
+    for tag in ("<script", "<link", "<img", "<iframe", "<object", "@import", "url("):
+        assert tag not in page
+
+
+def test_similarity_histograms_only_when_scored(lookup_records) -> None:
+    records, summary = lookup_records
+    assert "chart-meteor" not in html.render(records, summary)
+    scored = [{**r, "meteor": (i % 10) / 10, "bertscore": None if i % 4 else 0.9}
+              for i, r in enumerate(records)]  # fmt: skip
+    fresh = {**summary, "results": None, "tables": None}  # rebuilt from the scored records
+    page = html.render(scored, fresh)
+    dom = parse(page)
+    assert {"chart-meteor-0", "chart-bertscore-0", "table-similarity"} <= dom.ids()
+    assert "METEOR / BERTScore, mean (95% CI)" in page
+    md = markdown.render(scored, fresh)
+    assert "## METEOR / BERTScore, mean (95% CI)" in md and "METEOR ICD-10-CM" in md
+
+
+def test_top_codes_count_per_1000_and_flag_the_example(lookup_records) -> None:
+    records, summary = lookup_records
+    echoed = [{**r, "predicted_code": "M24.131"} if i < 9 else r for i, r in enumerate(records)]
+    _, tables = markdown.run_tables(echoed, None)
+    top = tables["top_codes"][0]["codes"][0]
+    assert (top["code"], top["count"], top["per_1000"], top["is_example"]) == ("M24.131", 9, 300.0, True)
+    page = html.render(echoed, {**summary, "results": None, "tables": None})
+    assert 'M24.131<span class="badge example">prompt example</span>' in page
+    assert "| M24.131 | 300.0 | 9 |" in markdown.render(echoed, {**summary, "results": None, "tables": None})
+
+
+def test_digit_positions_are_shares_by_position(lookup_records) -> None:
+    records, _ = lookup_records
+    half = [{**r, "digit_positions": [True, False]} if i % 2 else {**r, "digit_positions": [True, True, True]}
+            for i, r in enumerate(records)]  # fmt: skip
+    assert markdown.digit_position_rates(half) == [
+        {"position": 1, "value": 1.0, "n": 30},
+        {"position": 2, "value": 0.5, "n": 30},
+        {"position": 3, "value": 1.0, "n": 15},
+    ]
+
+
+def test_markdown_cells_are_escaped() -> None:
+    assert markdown.cell("a|b\n<script>`x`*y*") == "a\\|b &lt;script&gt;\\`x\\`\\*y\\*"
+    assert markdown.redact("Bearer abcdefghij and https://u:p@h/x and api_key=secretvalue") == (
+        "Bearer *** and https://***@h/x and api_key=***"
+    )
