@@ -20,6 +20,8 @@ from pytest_medcode.parsing import extract, extract_paper
         ("icd10cm", "Code: ICD10CM: T38.3X5A", ("T38.3X5A",)),  # the 7th character is kept
         ("icd10cm", "E11.9, E11.65 or E11.9 again", ("E11.9", "E11.65")),
         ("icd10cm", "Code: E11.9.", ("E11.9",)),
+        ("icd10cm", "Code: QA0.0149", ("QA0.0149",)),  # 2026: a letter in second place
+        ("icd10cm", "Code: C4A.9 (Code: ICD10CM)", ("C4A.9",)),
         ("icd10cm", "I cannot answer that.", ()),
         ("icd9cm", "Code: 250.00", ("250.00",)),
         ("icd9cm", "Code: V58.61 and E849.0", ("V58.61", "E849.0")),
@@ -120,3 +122,11 @@ def test_normalisation_is_idempotent(system: str, text: str) -> None:
     assert table.canonical(once) == once
     for code in extract(system, text).codes:  # what the parser returns is already canonical
         assert table.canonical(code) == code
+
+
+@pytest.mark.parametrize("system", ["icd9cm", "icd9cm-proc", "icd10cm"])
+def test_every_billable_code_is_read_back_from_the_answer_format(system: str) -> None:
+    """Exhaustive, not sampled: a new code shape in a release (2026's QA0.0149) must not go unread."""
+    codes = [code for code, _ in load_system(system).billable_codes()]
+    missed = [code for code in codes if extract(system, f"Code: {code}").predicted != code]
+    assert missed == []
