@@ -106,7 +106,7 @@ def main() -> None:
         rows.append(("study design: batches of 100 with a barrier", f"{t_study:.1f}", f"{n / t_study:.1f}"))
         common = ["benchmarks/", "-q", "-p", "no:cacheprovider", "--model", "openai/perf", "--medcode-api-base",
                   base_url, "--medcode-system", "icd10cm", "--medcode-codes", str(codes),
-                  "--medcode-concurrency", str(CONCURRENCY)]
+                  "--medcode-concurrency", str(CONCURRENCY), "--medcode-no-similarity", "--medcode-sample", "all"]
         results = {}
         for label, extra in (("-n 0", []), ("-n 2", ["-n", "2"])):
             cache = work / f"cache{label[-1]}.sqlite3"

@@ -16,15 +16,16 @@ if TYPE_CHECKING:
 class Medcode:
     """Asks the case's model (through the shared query engine), scores and records the answer."""
 
-    def __init__(self, session: MedcodeSession, node: pytest.Item) -> None:
+    def __init__(self, session: MedcodeSession, node: pytest.Item | None = None) -> None:
         self._session = session
-        self._node = node
+        self._node = node  # None: the test that is running (the session-wide fixture)
 
     def query(self, case: Case) -> dict[str, Any]:
         """The case's record; it is attached to the test report, so it reaches the session report."""
         record = self._session.ask(case)
-        self._node.user_properties.append((PROPERTY, record))
-        self._node.user_properties.extend(junit_properties(record))
+        node = self._node or self._session.current_item
+        node.user_properties.append((PROPERTY, record))
+        node.user_properties.extend(junit_properties(record))
         return record
 
     def check(self, case: Case) -> dict[str, Any]:
@@ -35,6 +36,14 @@ class Medcode:
                 return record  # gate mode: shown as 'mismatched'/'unanswered'; the gate judges the run
             pytest.fail(explain(record), pytrace=False)
         return record
+
+
+def detach_record(item: pytest.Item) -> None:
+    """Once the call report holds the record, the item's later (teardown) report goes without it: xdist
+    would ship, and the controller keep, a second copy of every record, and JUnit XML would carry the
+    whole dict as text beside the properties below (~2 KB a case). Gigabytes at 75k cases."""
+    if any(name == PROPERTY for name, _ in item.user_properties):
+        item.user_properties = [p for p in item.user_properties if p[0] != PROPERTY]
 
 
 def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:

@@ -18,12 +18,13 @@ from pytest_medcode.codesystems.normalize import dot_icd9cm, dot_icd9cm_proc, do
 # Codes stand on word boundaries; letters, digits and dots around them mean it is a longer token.
 _L, _R = r"(?<![0-9A-Za-z.])", r"(?![0-9A-Za-z]|\.[0-9A-Za-z])"
 
+# re.ASCII: \d must not match full-width or other Unicode digits ("２５０.００" is not a code).
 DEFAULT_PATTERNS: dict[str, re.Pattern[str]] = {
     # A letter, then a digit (or the A of the 2026 QA0 category), then a digit or letter (C4A, D3A).
-    "icd10cm": re.compile(_L + r"[A-Za-z](?:\d|[Aa](?=\d))[0-9A-Za-z](?:\s?\.?\s?[0-9A-Za-z]{1,4})?" + _R),
-    "icd9cm": re.compile(_L + r"(?:[Vv]\d{2}(?:\.?\d{1,2})?|[Ee]\d{3}(?:\.?\d)?|\d{3}(?:\.?\d{1,2})?)" + _R),
-    "icd9cm-proc": re.compile(_L + r"\d{2}(?:\.?\d{1,2})?" + _R),
-    "cpt": re.compile(_L + r"\d{4}[0-9FTft]" + _R),
+    "icd10cm": re.compile(_L + r"[A-Za-z](?:\d|[Aa](?=\d))[0-9A-Za-z](?:\s?\.?\s?[0-9A-Za-z]{1,4})?" + _R, re.ASCII),
+    "icd9cm": re.compile(_L + r"(?:[Vv]\d{2}(?:\.?\d{1,2})?|[Ee]\d{3}(?:\.?\d)?|\d{3}(?:\.?\d{1,2})?)" + _R, re.ASCII),
+    "icd9cm-proc": re.compile(_L + r"\d{2}(?:\.?\d{1,2})?" + _R, re.ASCII),
+    "cpt": re.compile(_L + r"\d{4}[0-9FTft]" + _R, re.ASCII),
 }
 _DOT: dict[str, Callable[[str], str]] = {
     "icd10cm": dot_icd10cm,

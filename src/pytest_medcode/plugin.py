@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_medcode.distributed import exit_with_controller, share_with_worker
-from pytest_medcode.fixture import Medcode
+from pytest_medcode.fixture import Medcode, detach_record
 from pytest_medcode.options import addoptions, parse_settings
 from pytest_medcode.redaction import redact_run_secrets
 from pytest_medcode.session import CASE_PARAM, MedcodeSession
@@ -62,16 +62,30 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     config.stash[session_key].display(terminalreporter)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if call.when == "call":
+        detach_record(item)  # the call report has it; teardown's need not carry a second copy
+    return report
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     """Gate mode: wrong codes show as 'mismatched', failed calls as 'unanswered' (not failures)."""
     medcode = config.stash.get(session_key, None)
     return medcode.teststatus(report) if medcode is not None else None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def medcode(request: pytest.FixtureRequest) -> Medcode:
-    """Asks, scores and records one case: ``medcode.check(medcode_case)``."""
-    return Medcode(request.config.stash[session_key], request.node)
+    """Asks, scores and records one case: ``medcode.check(medcode_case)``. One object per session that
+    records on the running test: a function-scoped fixture (it needs ``request``) costs ~5 s at 75k cases."""
+    return Medcode(request.config.stash[session_key])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.config.stash[session_key].current_item = item
 
 
 class _ReportHooks:

@@ -44,6 +44,7 @@ class MedcodeSession:
     baseline: list[dict[str, Any]] | None = None
     verdict: Verdict | None = None
     report_problems: tuple[str, ...] = ()  # report.md / report.html that could not be written
+    current_item: pytest.Item | None = None  # the test that is running: where the medcode fixture records
     similarity: session_metrics.SimilarityReport | None = None  # the end-of-session similarity pass
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
@@ -62,6 +63,7 @@ class MedcodeSession:
         self._engine: QueryEngine | None = None
         self._phase: QueryPhase | None = None
         self._answers: dict[str, Outcome] = {}
+        self._keys: dict[Case, str] = {}  # the query phase's cache key per case, so a test need not redo it
         self._watcher: ProgressWatcher | None = None
         self.query_progress: Progress | None = None
         self.query_progress_seen: dict[str, Any] | None = None
@@ -140,6 +142,7 @@ class MedcodeSession:
             return
         requests = [self.request_for(c) for c in cases]
         keys = [self.key_for(r) for r in requests]
+        self._keys.update(zip(cases, keys))
         unique = dict(zip(keys, requests))
         self._answers.update(self.phase().run(list(unique), list(unique.values())))
         self.query_progress = self.phase().progress
@@ -194,13 +197,14 @@ class MedcodeSession:
         return self._engine
 
     def ask(self, case: Case) -> dict[str, Any]:
-        request = self.request_for(case)
         if not self.coders[case.model].cacheable:
-            outcome = self.engine().ask(request)
+            outcome = self.engine().ask(self.request_for(case))
         else:
-            key = self.key_for(request)
-            outcome = self._answers.get(key)
+            key = self._keys.get(case)
+            outcome = self._answers.get(key) if key is not None else None
             if outcome is None:  # not seen by the query phase (a case created outside collection)
+                request = self.request_for(case)
+                key = self.key_for(request)
                 outcome = self.phase().run([key], [request])[key]
                 self._answers[key] = outcome
         return build_record(case, self.system(case.system), outcome, self.settings.profile)

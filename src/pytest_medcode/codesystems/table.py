@@ -57,6 +57,7 @@ class CodeSystem:
     dot: Callable[[str], str]
     _index: dict[str, int] = field(default_factory=dict, repr=False)
     _columns: dict[str, list] = field(default_factory=dict, repr=False)
+    _entries: dict[int, Entry] = field(default_factory=dict, repr=False)  # built on first lookup, then reused
 
     def __post_init__(self) -> None:
         keys = self.table.column("key").to_pylist()
@@ -86,7 +87,10 @@ class CodeSystem:
         i = self._index.get(code_key(code))
         if i is None:
             return None
-        return Entry(
+        entry = self._entries.get(i)
+        if entry is not None:  # scoring looks up ~10 codes a case: at 75k cases, building each Entry shows
+            return entry
+        entry = self._entries[i] = Entry(
             code=self._column("code")[i],
             description=self._column("description")[i],
             billable=self._column("billable")[i],
@@ -94,6 +98,7 @@ class CodeSystem:
             level=self._column("level")[i],
             chapter=self._column("chapter")[i],
         )
+        return entry
 
     def billable_codes(self) -> list[tuple[str, str]]:
         """(code, description) of every billable code, in table order."""

@@ -182,6 +182,10 @@ def hierarchy_metrics(system: CodeSystem, reference: str, predicted: str | None)
     out.update({f"same_{lv}": (None if lv not in present else False) for lv in FLAG_LEVELS})
     if not present:
         return out
+    if predicted == reference and system.lookup(reference) is not None:  # the same code shares every level;
+        out.update({f"same_{lv}": True for lv in FLAG_LEVELS if lv in present})  # no lineage walk (~40 µs)
+        out["hierarchy_level"] = "code"
+        return out
     ref = lineage(system, reference)
     if predicted is None or ref is None:
         return out
