@@ -71,6 +71,16 @@ def test_the_cases_file_carries_its_schema_version(run_folder: Path) -> None:
     assert meta[SCHEMA_METADATA_KEY] == str(files.SUMMARY_SCHEMA_VERSION).encode()
 
 
+def test_the_cases_file_is_written_a_row_group_at_a_time(run: Run, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files, "ROWS_PER_GROUP", 30)
+    files.write_cases(run.records, tmp_path / "cases.parquet")
+    assert pq.ParquetFile(tmp_path / "cases.parquet").metadata.num_row_groups == 3  # 80 rows
+    assert load_run(tmp_path / "cases.parquet").records == run.records
+    files.write_cases([], tmp_path / "empty.parquet")
+    assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
+
+
 def test_a_parquet_without_a_summary_still_reads(run_folder: Path, tmp_path: Path) -> None:
     shutil.copy(run_folder / "cases.parquet", tmp_path / "baseline.parquet")
     run = load_run(tmp_path / "baseline.parquet")

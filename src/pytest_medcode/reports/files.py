@@ -77,25 +77,38 @@ def _atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def cases_table(records: list[dict[str, Any]]) -> pa.Table:
-    """Records → a table with the core columns typed and any further columns inferred."""
-    extra = sorted({k for r in records for k in r} - set(CORE_COLUMNS.names))
-    columns = {name: [r.get(name) for r in records] for name in CORE_COLUMNS.names}
-    arrays = [pa.array(columns[f.name], type=f.type) for f in CORE_COLUMNS]
+#: Rows per Parquet row group: the file is written a group at a time, so a 75k-case run never holds all of
+#: it as Arrow arrays at once (and readers can stream it).
+ROWS_PER_GROUP = 10_000
+
+
+def cases_schema(records: list[dict[str, Any]]) -> pa.Schema:
+    """The core columns with their fixed types, then any further columns with a type inferred from all rows."""
     fields = list(CORE_COLUMNS)
-    for name in extra:
-        arr = pa.array([r.get(name) for r in records])
-        arrays.append(arr)
-        fields.append(pa.field(name, arr.type))
+    for name in sorted({k for r in records for k in r} - set(CORE_COLUMNS.names)):
+        fields.append(pa.field(name, pa.array([r.get(name) for r in records]).type))
     # The run folder's schema version rides in the Parquet metadata, so a baseline file found
     # without its summary.json is still checked (compare.load_run).
     metadata = {b"pytest_medcode.schema_version": str(SUMMARY_SCHEMA_VERSION).encode()}
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
+    return pa.schema(fields, metadata=metadata)
+
+
+def cases_table(records: list[dict[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
+    """Records → a table with the core columns typed and any further columns inferred."""
+    schema = schema if schema is not None else cases_schema(records)
+    arrays = [pa.array([r.get(f.name) for r in records], type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def write_cases(records: list[dict[str, Any]], path: Path) -> None:
-    table = cases_table(records)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    schema = cases_schema(records)
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, max(len(records), 1), ROWS_PER_GROUP):
+                writer.write_table(cases_table(records[start:start + ROWS_PER_GROUP], schema))
+
+    _atomic(path, write)
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
