@@ -111,6 +111,25 @@ def test_bootstrap_coverage_is_near_nominal() -> None:
     assert 160 <= covered <= 196
 
 
+@pytest.mark.parametrize("levels", [2, 8])
+def test_bootstrap_of_few_distinct_values_matches_normal_theory(levels: int) -> None:
+    """Digit agreement and similar per-case values take a handful of values; those are resampled by
+    counts (multinomial). The interval must still be the bootstrap's: ~mean ± 1.96 SE, and cover."""
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, levels, size=75_000) / (levels - 1)
+    est = bootstrap_mean(values.tolist())
+    se = values.std(ddof=1) / math.sqrt(values.size)
+    assert est.value == pytest.approx(values.mean())
+    assert est.high - est.low == pytest.approx(2 * 1.959964 * se, rel=0.1)
+    assert est == bootstrap_mean(values.tolist())  # seeded
+    covered = 0
+    for seed in range(200):  # 90 % intervals of 400 draws from 0/1 with p = 0.3: ~180 cover 0.3
+        sample = (rng.random(400) < 0.3).astype(float)
+        est = bootstrap_mean(sample.tolist(), confidence=0.90, resamples=500, seed=seed)
+        covered += est.low <= 0.3 <= est.high
+    assert 160 <= covered <= 196
+
+
 def test_bootstrap_handles_75k_values_in_bounded_chunks() -> None:
     values = np.random.default_rng(2).random(75_000)
     est = bootstrap_mean(values, resamples=300)

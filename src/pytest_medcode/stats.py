@@ -34,6 +34,8 @@ __all__ = [
 # Bound on resampled values held at once: 2M float64 + 2M int64 indices is about 32 MB,
 # whatever the number of values (75k values -> 26 resamples per chunk).
 _CHUNK_ELEMENTS = 2_000_000
+#: Resample by counts of distinct values when there are at most n / this many of them (see _bootstrap).
+_FEW_LEVELS_FACTOR = 8
 # Rates are compared as counts; this absorbs float error in margin * n (0.02 * 1000 -> 20.000000000000004).
 _EPS = 1e-9
 
@@ -106,15 +108,28 @@ def _bootstrap(arr: np.ndarray, confidence: float, resamples: int, seed: int) ->
         # Every resample has the same mean; skip the work and avoid quantile float noise.
         return Estimate(value, value, value, n)
     rng = np.random.default_rng(seed)
+    levels, counts = np.unique(arr, return_counts=True)
+    if levels.size * _FEW_LEVELS_FACTOR <= n:
+        # A resample's mean depends only on how often each distinct value was drawn, and those counts are
+        # multinomial: the same distribution as drawing n indices, at resamples x levels instead of
+        # resamples x n (digit agreement over 75k cases has ~10 levels: ~1 s becomes ~1 ms).
+        means = rng.multinomial(n, counts / n, size=resamples) @ levels / n
+    else:
+        means = _index_resample_means(arr, resamples, rng)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return Estimate(value, float(low), float(high), n)
+
+
+def _index_resample_means(arr: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    n = int(arr.size)
     means = np.empty(resamples, dtype=np.float64)
     rows = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
         idx = rng.integers(0, n, size=(stop - start, n))
         means[start:stop] = arr[idx].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return Estimate(value, float(low), float(high), n)
+    return means
 
 
 def bootstrap_mean(
