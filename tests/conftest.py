@@ -20,6 +20,25 @@ import bert_score  # noqa: E402,F401
 import litellm  # noqa: E402,F401
 import torch  # noqa: E402,F401
 import transformers  # noqa: E402,F401
+from _pytest import pytester as _pytester  # noqa: E402
+
+# Their submodules are imported lazily, though, e.g. while a test that uses ``pytester`` calls
+# ``medcode rescore`` in-process; the snapshot taken for that test would drop them afterwards, and the
+# next import registers torch's operators a second time ("Only a single TORCH_LIBRARY can be used ...",
+# so BERTScore cannot load). Every snapshot keeps these packages' modules, whenever they were imported.
+_NATIVE_PACKAGES = frozenset({"torch", "transformers", "bert_score", "tokenizers", "safetensors", "litellm",
+                              "aiohttp", "numpy", "pyarrow"})
+_snapshot_init = _pytester.SysModulesSnapshot.__init__
+
+
+def _keep_native_modules(self, preserve=None) -> None:
+    def keep(name: str) -> bool:
+        return name.partition(".")[0] in _NATIVE_PACKAGES or (preserve is not None and preserve(name))
+
+    _snapshot_init(self, preserve=keep)
+
+
+_pytester.SysModulesSnapshot.__init__ = _keep_native_modules
 
 BENCHMARK = '''
 def test_code_query(medcode_case, medcode):
