@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_medcode.cases import Case
+from pytest_medcode.codesystems import CodeSystem, load_system
 
 
 class CoderUnavailable(Exception):
@@ -56,3 +57,29 @@ class Coder(Protocol):
 
     async def answer(self, request: CodeRequest) -> Reply:
         """The raw answer text; raise CallFailed for a failed call."""
+
+
+class WrappingCoder:
+    """A tool around another coder (``rag:``, ``verify:``): same cacheability, checks and clean-up as the
+    coder it wraps, and the code tables of the run (user code sets included) for its own work."""
+
+    def __init__(self, name: str, inner: Coder, codesets: dict | None = None) -> None:
+        self.name = name
+        self.inner = inner
+        self._codesets = codesets or {}
+
+    @property
+    def cacheable(self) -> bool:
+        return bool(getattr(self.inner, "cacheable", False))
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+    def system(self, request: CodeRequest) -> CodeSystem:
+        """The code table of the request's system (the user's file when one was given)."""
+        return load_system(request.case.system, self._codesets.get(request.case.system))

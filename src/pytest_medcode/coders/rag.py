@@ -18,9 +18,8 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from pytest_medcode.coders.base import Coder, CodeRequest, Reply
+from pytest_medcode.coders.base import Coder, CodeRequest, Reply, WrappingCoder
 from pytest_medcode.coders.lookup import asked_description, candidates_table, index_for
-from pytest_medcode.codesystems import load_system
 
 __all__ = ["RAG_PROMPT", "RETRIEVER", "RagCoder"]
 
@@ -38,32 +37,18 @@ RAG_PROMPT = (
 )
 
 
-class RagCoder:
+class RagCoder(WrappingCoder):
     def __init__(self, name: str, inner: Coder, k: int = DEFAULT_K, codesets: dict | None = None) -> None:
-        self.name = name
-        self.inner = inner
+        super().__init__(name, inner, codesets)
         self.k = k
-        self._codesets = codesets or {}
-
-    @property
-    def cacheable(self) -> bool:
-        return bool(getattr(self.inner, "cacheable", False))
 
     def identity(self) -> dict[str, Any]:
         return {"coder": "rag", "k": self.k, "retriever": RETRIEVER, "prompt": RAG_PROMPT,
                 "inner": self.inner.identity()}
 
-    def check(self) -> None:
-        self.inner.check()
-
-    def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
-
     def prompt(self, request: CodeRequest) -> str:
         """The retrieve-then-rank question for a request (retrieval included)."""
-        system = load_system(request.case.system, self._codesets.get(request.case.system))
+        system = self.system(request)
         description = asked_description(request)
         candidates = index_for(system).search(description, self.k)
         return RAG_PROMPT.format(

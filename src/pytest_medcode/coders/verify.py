@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pytest_medcode.coders.base import Coder, CodeRequest, Reply
-from pytest_medcode.codesystems import CodeSystem, load_system
+from pytest_medcode.coders.base import Coder, CodeRequest, Reply, WrappingCoder
+from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.parsing import extract
 
 __all__ = ["DEFAULT_ROUNDS", "VerifyCoder", "feedback"]
@@ -51,32 +51,18 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
             total[key] = (total.get(key) or 0) + value
 
 
-class VerifyCoder:
+class VerifyCoder(WrappingCoder):
     def __init__(
         self, name: str, inner: Coder, rounds: int = DEFAULT_ROUNDS, codesets: dict | None = None
     ) -> None:
-        self.name = name
-        self.inner = inner
+        super().__init__(name, inner, codesets)
         self.rounds = rounds
-        self._codesets = codesets or {}
-
-    @property
-    def cacheable(self) -> bool:
-        return bool(getattr(self.inner, "cacheable", False))
 
     def identity(self) -> dict[str, Any]:
         return {"coder": "verify", "rounds": self.rounds, "inner": self.inner.identity()}
 
-    def check(self) -> None:
-        self.inner.check()
-
-    def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
-
     async def answer(self, request: CodeRequest) -> Reply:
-        system = load_system(request.case.system, self._codesets.get(request.case.system))
+        system = self.system(request)
         messages = request.messages
         usage: dict[str, Any] = {}
         for used in range(self.rounds + 1):
