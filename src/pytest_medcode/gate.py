@@ -323,6 +323,23 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{100 * value:.1f}%"
 
 
+def check_cells(check: dict[str, Any]) -> dict[str, str]:
+    """A saved check (``summary.json`` ``gate.checks``) as the text of a report's table row."""
+    p = check.get("p_value")
+    observed = (f"{100 * (check.get('observed') or 0):.1f}%" if check["kind"] == "errors"
+                else format_value(check["metric"], check.get("observed")))
+    return {
+        "result": "pass" if check["passed"] else "FAIL",
+        "check": check["kind"],
+        "metric": check["metric"],
+        "scope": check["scope"],
+        "observed": observed,
+        "baseline": "-" if check.get("baseline") is None else format_value(check["metric"], check["baseline"]),
+        "p": "-" if p is None else f"{p:.3g}",
+        "reason": check["reason"],
+    }
+
+
 def format_delta(metric: str, delta: float) -> str:
     if metric in OPTIONAL_METRICS:
         return f"{delta:+.3f}"

@@ -312,7 +312,7 @@ def paper_table(table: dict[str, Any], level: str = "h3") -> str:
 def _gate_section(gate: dict[str, Any] | None) -> str:
     if not gate:
         return ""
-    from pytest_medcode.gate import format_value
+    from pytest_medcode.gate import check_cells
 
     state, word = ("pass", "PASSED") if gate["passed"] else ("fail", "FAILED")
     out = [
@@ -321,28 +321,9 @@ def _gate_section(gate: dict[str, Any] | None) -> str:
         f'<div class="gate {state}"><div class="verdict">Gate {word}</div>',
         f"<div>{esc(gate['reason'])}</div></div>",
     ]
-    rows, classes = [], []
-    for c in gate["checks"]:
-        p = c.get("p_value")
-        observed = (
-            f"{100 * (c.get('observed') or 0):.1f}%"
-            if c["kind"] == "errors"
-            else format_value(c["metric"], c.get("observed"))
-        )
-        baseline = "-" if c.get("baseline") is None else format_value(c["metric"], c["baseline"])
-        rows.append(
-            [
-                "pass" if c["passed"] else "FAIL",
-                c["kind"],
-                c["metric"],
-                c["scope"],
-                observed,
-                baseline,
-                "-" if p is None else f"{p:.3g}",
-                c["reason"],
-            ]
-        )
-        classes.append("" if c["passed"] else "fail")
+    columns = ("result", "check", "metric", "scope", "observed", "baseline", "p", "reason")
+    rows = [[cells[k] for k in columns] for cells in map(check_cells, gate["checks"])]
+    classes = ["" if c["passed"] else "fail" for c in gate["checks"]]
     headers = ("Result", "Check", "Metric", "Scope", "Observed", "Baseline", "p", "Reason")
     out.append(_table(headers, rows, table_id="gate-checks", numeric=(4, 5, 6), row_classes=classes))
     if gate.get("warnings"):

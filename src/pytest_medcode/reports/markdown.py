@@ -201,30 +201,13 @@ def _config_lines(summary: dict[str, Any]) -> list[str]:
 def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
     if not gate:
         return []
-    from pytest_medcode.gate import format_value
+    from pytest_medcode.gate import check_cells
 
     verdict = "PASSED" if gate["passed"] else "FAILED"
     lines = ["## Release gate", "", f"**{verdict}** — {cell(gate['reason'])}", ""]
-    rows = []
-    for c in gate["checks"]:
-        p = c.get("p_value")
-        observed = (
-            f"{100 * (c.get('observed') or 0):.1f}%"
-            if c["kind"] == "errors"
-            else format_value(c["metric"], c.get("observed"))
-        )
-        rows.append(
-            (
-                "pass" if c["passed"] else "FAIL",
-                c["kind"],
-                c["metric"],
-                c["scope"],
-                observed,
-                "-" if p is None else f"{p:.3g}",
-                c["reason"],
-            )
-        )
-    lines += _table(("result", "check", "metric", "scope", "observed", "p", "reason"), rows)
+    columns = ("result", "check", "metric", "scope", "observed", "p", "reason")
+    rows = [tuple(cells[k] for k in columns) for cells in map(check_cells, gate["checks"])]
+    lines += _table(columns, rows)
     if gate.get("warnings"):
         lines += ["", *[f"- warning: {cell(w)}" for w in gate["warnings"]]]
     return lines + [""]
