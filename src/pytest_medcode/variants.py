@@ -436,21 +436,27 @@ def _synonyms(word: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _synonym(text: str, rng: random.Random) -> str:
-    words = list(_WORD.finditer(text))
-    eligible = [m for m in words if m.group(0).lower() not in _STOPWORDS and _synonyms(m.group(0))]
-    if not eligible:
+def _replace_some(text: str, words: list[re.Match[str]], share: float, rng: random.Random,
+                  replace: Callable[[str], str]) -> str:
+    """``text`` with a ``share`` (at least one) of ``words``, drawn with ``rng``, each replaced by ``replace``."""
+    if not words:
         return text
-    count = max(1, round(_SYNONYM_SHARE * len(eligible)))
-    chosen = sorted(rng.sample(range(len(eligible)), count))
+    count = max(1, round(share * len(words)))
+    chosen = sorted(rng.sample(range(len(words)), count))
     out, last = [], 0
     for i in chosen:
-        m = eligible[i]
+        m = words[i]
         out.append(text[last:m.start()])
-        out.append(_match_case(m.group(0), rng.choice(_synonyms(m.group(0)))))
+        out.append(replace(m.group(0)))
         last = m.end()
     out.append(text[last:])
     return "".join(out)
+
+
+def _synonym(text: str, rng: random.Random) -> str:
+    eligible = [m for m in _WORD.finditer(text) if m.group(0).lower() not in _STOPWORDS and _synonyms(m.group(0))]
+    return _replace_some(text, eligible, _SYNONYM_SHARE, rng,
+                         lambda word: _match_case(word, rng.choice(_synonyms(word))))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -485,18 +491,7 @@ def _slip(word: str, rng: random.Random) -> str:
 
 def _typo(text: str, rng: random.Random) -> str:
     words = [m for m in _WORD.finditer(text) if len(m.group(0)) >= 4]
-    if not words:
-        return text
-    count = max(1, round(_TYPO_SHARE * len(words)))
-    chosen = sorted(rng.sample(range(len(words)), count))
-    out, last = [], 0
-    for i in chosen:
-        m = words[i]
-        out.append(text[last:m.start()])
-        out.append(_slip(m.group(0), rng))
-        last = m.end()
-    out.append(text[last:])
-    return "".join(out)
+    return _replace_some(text, words, _TYPO_SHARE, rng, lambda word: _slip(word, rng))
 
 
 # --------------------------------------------------------------------------------------------------
