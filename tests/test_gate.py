@@ -509,3 +509,96 @@ def test_one_extra_error_in_a_20_case_run_passes_with_a_power_warning(
         "warning: exact_match openai/tiny / icd10cm: low power: 1 discordant pair among 20 cases*cannot tell*"
     ])
     assert last_lines(result.stdout.str(), 2)[0] == "medcode gate PASSED: all 2 checks passed, 2 warnings"
+
+
+# -- the rules at their boundaries, on hand-built records --------------------------------------
+# Counts are picked so every observed value is exact in binary floating point (3/4, 1/4, 1/20, 6/100
+# as a count of cases): an observed value that *equals* its limit must pass, one case more must fail.
+
+
+def case(i: int, **metrics: Any) -> dict[str, Any]:
+    """A scored ICD-10-CM case of model ``m``; ``metrics`` are the per-case values under test."""
+    return {"model": "m", "system": "icd10cm", "code": f"C{i:03d}", "outcome": "correct", **metrics}
+
+
+def test_exact_match_exactly_at_the_fail_under_limit_passes() -> None:
+    """3 of 4 exact = 0.75 = the limit: "at least 0.75" holds (a strict '>' would fail it)."""
+    records = [case(i, exact_match=i < 3) for i in range(4)]
+    verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.75", "under"))
+    check = only(verdict, "threshold", "exact_match")
+    assert check.observed == 0.75 and check.passed, check.reason
+    assert "is at least 75.0%" in check.reason
+    # Written as a percentage the limit is the same number.
+    assert evaluate(records, thresholds=parse_thresholds("exact_match=75%", "under")).passed
+    # One case fewer (2/4) is below it.
+    fewer = [case(i, exact_match=i < 2) for i in range(4)]
+    assert not evaluate(fewer, thresholds=parse_thresholds("exact_match=0.75", "under")).passed
+
+
+def test_fabricated_exactly_at_the_fail_over_limit_passes() -> None:
+    """1 of 4 fabricated = 0.25 = the limit: "at most 0.25" holds; 2 of 4 does not."""
+    records = [case(i, fabricated=i < 1) for i in range(4)]
+    check = only(evaluate(records, thresholds=parse_thresholds("fabricated=0.25", "over")), "threshold", "fabricated")
+    assert check.observed == 0.25 and check.passed, check.reason
+    more = [case(i, fabricated=i < 2) for i in range(4)]
+    check = only(evaluate(more, thresholds=parse_thresholds("fabricated=0.25", "over")), "threshold", "fabricated")
+    assert check.observed == 0.5 and not check.passed and "is above the limit 25.0%" in check.reason
+
+
+def test_digit_match_mean_exactly_at_the_limit_passes() -> None:
+    """Per-case digit agreement 0.5, 1, 1, 0.5: mean 3/4 = the limit 0.75."""
+    records = [case(i, digit_match=v) for i, v in enumerate((0.5, 1.0, 1.0, 0.5))]
+    verdict = evaluate(records, thresholds=parse_thresholds("digit_match=0.75", "under"))
+    check = only(verdict, "threshold", "digit_match")
+    assert check.observed == 0.75 and check.passed, check.reason
+    assert not evaluate(records, thresholds=parse_thresholds("digit_match=0.76", "under")).passed
+
+
+def test_error_rate_exactly_at_the_allowed_rate_passes() -> None:
+    """1 failed call in 20 = 5 % = the default allowed rate; 2 in 20 (10 %) fails."""
+    one = [case(i, exact_match=True) for i in range(19)] + [{**case(19), "outcome": "error"}]
+    check = only(evaluate(one), "errors", "error_rate")
+    assert check.observed == 0.05 and check.passed and "1 of 20 calls failed (5.0%), within" in check.reason
+    two = [case(i, exact_match=True) for i in range(18)] + [{**case(i), "outcome": "error"} for i in (18, 19)]
+    assert not only(evaluate(two), "errors", "error_rate").passed
+
+
+def test_exact_match_drop_exactly_at_the_margin_passes_even_when_significant() -> None:
+    """100 paired cases, 6 lost and 0 gained: a 6-point drop, McNemar exact p = 2 * 0.5**6 = 0.03125
+    (significant), but a 6pp margin tolerates it; a 7th lost case (p = 2 * 0.5**7) is a regression."""
+    base = [case(i, exact_match=True) for i in range(100)]
+    at_margin = [case(i, exact_match=i >= 6) for i in range(100)]
+    check = only(evaluate(at_margin, base, max_drops=parse_max_drops("exact_match=6pp")), "regression", "exact_match")
+    assert check.p_value == pytest.approx(0.03125) and check.details["significant"]
+    assert not check.details["exceeds_margin"] and check.passed, check.reason
+    past = [case(i, exact_match=i >= 7) for i in range(100)]
+    check = only(evaluate(past, base, max_drops=parse_max_drops("exact_match=6pp")), "regression", "exact_match")
+    assert check.p_value == pytest.approx(0.015625) and check.details["exceeds_margin"] and not check.passed
+
+
+def test_continuous_drop_past_the_margin_with_an_interval_that_includes_zero_passes() -> None:
+    """10 paired cases; one falls from 1 to 0, nine are unchanged: mean difference -0.1, past a 0.05 margin.
+    A resample misses that case with probability 0.9**10 = 0.35 (> 2.5 %), so the interval's upper end is
+    exactly 0: not significant, so not a regression."""
+    base = [case(i, digit_match=1.0) for i in range(10)]
+    new = [case(i, digit_match=0.0 if i == 0 else 1.0) for i in range(10)]
+    check = only(evaluate(new, base, max_drops=parse_max_drops("digit_match=0.05")), "regression", "digit_match")
+    assert check.delta == pytest.approx(-0.1) and check.ci is not None
+    assert check.ci[1] == 0.0 and check.ci[0] < -0.05
+    assert check.details["exceeds_margin"] and not check.details["significant"]
+    assert check.passed and "the CI includes 0: not significant" in check.reason
+
+
+def test_continuous_drop_exactly_at_the_margin_passes_and_just_past_it_fails() -> None:
+    """Every case drops by the same amount, so the bootstrap interval is that one value (it excludes 0).
+    1 - 0.75 = 0.25 exactly = the margin: tolerated; 0.25 + 1/1024 (also exact in binary): a regression."""
+    base = [case(i, digit_match=1.0) for i in range(8)]
+    drops = parse_max_drops("digit_match=0.25")
+    at = only(evaluate([case(i, digit_match=0.75) for i in range(8)], base, max_drops=drops),
+              "regression", "digit_match")  # fmt: skip
+    assert at.delta == -0.25 and at.ci == (-0.25, -0.25)
+    assert not at.details["exceeds_margin"] and at.passed, at.reason
+    past = only(evaluate([case(i, digit_match=1.0 - 0.25 - 1 / 1024) for i in range(8)], base, max_drops=drops),
+                "regression", "digit_match")  # fmt: skip
+    assert past.details["exceeds_margin"] and past.details["significant"] and not past.passed
+    assert "the drop is beyond the allowed 25.0 pp and the CI excludes 0" in past.reason
