@@ -277,6 +277,13 @@ def test_openai_client_honours_retry_after_and_capped_faults_let_retries_through
     assert stats.faults == {"429": 2}
     # Two waits of exactly Retry-After; openai's own backoff would take >= 0.375 + 0.75 s.
     assert 0.2 <= elapsed < 0.9
+    # The server times each arrival: three attempts of one key, each at least Retry-After after the last.
+    times = stats.attempt_times[key]
+    assert len(times) == 3 and list(stats.attempt_times) == [key]
+    assert all(later - earlier >= 0.1 - 0.002 for earlier, later in zip(times, times[1:]))
+    assert stats.to_dict()["attempt_times"] == {key: times}
+    srv.reset_stats()
+    assert srv.stats.attempt_times == {}
 
 
 def test_500_is_an_internal_server_error() -> None:

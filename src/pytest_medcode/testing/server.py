@@ -413,6 +413,9 @@ class ServerStats:
     in_flight: int = 0
     max_in_flight: int = 0
     saw_keys: set[str] = field(default_factory=set)
+    #: ``time.monotonic()`` at the arrival of each chat request, per key, in order: the gaps between a
+    #: key's attempts show how long the client waited (Retry-After, backoff) before asking again.
+    attempt_times: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def successes(self) -> int:
@@ -436,6 +439,7 @@ class ServerStats:
             in_flight=self.in_flight,
             max_in_flight=self.max_in_flight,
             saw_keys=set(self.saw_keys),
+            attempt_times={k: list(v) for k, v in self.attempt_times.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -453,6 +457,7 @@ class ServerStats:
             "max_in_flight": self.max_in_flight,
             "saw_keys": sorted(self.saw_keys),
             "duplicate_successes": self.duplicate_successes(),
+            "attempt_times": {k: list(v) for k, v in self.attempt_times.items()},
         }
 
 
@@ -821,8 +826,10 @@ class ScriptedServer:
             return
 
         key = request_key(body)
+        arrived = time.monotonic()
         with self._lock:
             stats = self._stats
+            stats.attempt_times.setdefault(key, []).append(arrived)
             attempt = stats.requests_per_key[key]
             stats.requests_per_key[key] += 1
             stats.total_requests += 1
