@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -20,8 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from pytest_medcode.cases import Case
+from pytest_medcode.coders import CodeRequest
+from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.querying import Progress, _RateLimit
+from pytest_medcode.querying import Outcome, Progress, QueryEngine, _RateLimit
 from pytest_medcode.testing.server import FaultPlan, ScriptedServer, fixed_latency, mapping_responder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -176,3 +180,62 @@ def test_progress_line_reads_well() -> None:
     line = Progress(total=10, done=4, cached=2, retries=1, errors=0).line()
     assert line.startswith("medcode: 4/10 answered (2 cached)")
     assert "1 retries" in line and "ETA" in line
+
+
+# -- retries: waits measured by the server's clock ------------------------------------------------
+
+DIABETES = "Type 2 diabetes mellitus without complications"
+
+
+class _NoJitter(random.Random):
+    """The engine's jitter at its low end (factor 0.5), so each backoff is a known number of seconds."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def ask_through_the_engine(server: ScriptedServer, attempts: int = 3) -> tuple[Outcome, list[float]]:
+    """One case asked by the real engine and OpenAI client; the server's arrival times of its attempts."""
+    coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=5.0)
+    engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=attempts, timeout=5.0)
+    engine._rng = _NoJitter()
+    request = CodeRequest(Case("openai/m", "icd10cm", "E11.9", DIABETES),
+                          (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)  # fmt: skip
+    try:
+        outcome = engine.ask(request)
+    finally:
+        engine.close()
+    (times,) = server.stats.attempt_times.values()
+    return outcome, times
+
+
+def test_retry_after_longer_than_the_backoff_is_honoured() -> None:
+    """A 429 with Retry-After: 1 on the first attempt. The engine's own first backoff is 0.5 s x 0.5 = 0.25 s
+    here, so only a client that honours the header waits a whole second before asking again."""
+    plan = FaultPlan(rate_429=1.0, retry_after=1.0, max_faults_per_key=1)
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=plan) as server:
+        outcome, times = ask_through_the_engine(server)
+    assert (outcome.text, outcome.error, outcome.attempts) == ("Code: E11.9", None, 2)
+    assert len(times) == 2
+    assert times[1] - times[0] >= 1.0 - 0.002  # asyncio may wake up to a clock tick early
+
+
+def test_retry_after_shorter_than_the_backoff_waits_the_exponential_backoff() -> None:
+    """Two 429s with Retry-After: 0.01. The engine waits the longer of the two: its backoff, 0.5 s x 2**(k-1)
+    times the jitter factor 0.5, i.e. 0.25 s then 0.5 s (not 0.01 s, and not the next step up)."""
+    plan = FaultPlan(rate_429=1.0, retry_after=0.01, max_faults_per_key=2)
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=plan) as server:
+        outcome, times = ask_through_the_engine(server)
+    assert (outcome.text, outcome.attempts) == ("Code: E11.9", 3)
+    first, second = times[1] - times[0], times[2] - times[1]
+    assert 0.25 - 0.002 <= first < 0.45
+    assert 0.5 - 0.002 <= second < 0.9
+
+
+def test_exhausted_attempts_make_an_error_outcome_with_the_last_error() -> None:
+    """Every attempt answered 429: after ``attempts`` tries the outcome is an error, never a text."""
+    plan = FaultPlan(rate_429=1.0, retry_after=0.01, max_faults_per_key=None)
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=plan) as server:
+        outcome, times = ask_through_the_engine(server, attempts=2)
+    assert outcome.text is None and outcome.attempts == 2 and len(times) == 2
+    assert outcome.error is not None and "429" in outcome.error
