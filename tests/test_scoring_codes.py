@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_medcode.codesystems import load_system
+from pytest_medcode.records import score_record
 from pytest_medcode.scoring.codes import (
     code_metrics,
     digit_match,
@@ -21,10 +22,50 @@ from pytest_medcode.scoring.crosswalk import crosswalk_metrics, gem_pairs
 from pytest_medcode.scoring.hierarchy import hierarchy_metrics, levels_of, lineage
 
 
-def test_seed_exact_match_example() -> None:
-    reference = ["A123", "B456", "C789", "D012", "E345"]
-    predicted = ["A123", "B456", "C788", "D012", "E346"]
-    assert sum(r == p for r, p in zip(reference, predicted)) / len(reference) == 0.6
+@pytest.mark.parametrize(
+    ("system", "reference", "predicted"),
+    [
+        ("icd10cm", "T38.3X5A", "T38.3X5D"),  # adverse effect of insulin: initial vs subsequent encounter
+        ("icd10cm", "T38.3X5A", "T38.3X5S"),  # ... vs sequela
+        ("icd10cm", "S72.001A", "S72.001B"),  # closed vs open fracture, initial encounter
+        ("icd10cm", "E11.65", "E11.69"),  # the 5th character of a 6-character code
+        ("icd9cm", "250.00", "250.01"),  # type II vs type I diabetes, the 5th digit
+    ],
+)
+def test_exact_match_tells_codes_apart_that_differ_only_in_their_last_character(
+    system: str, reference: str, predicted: str
+) -> None:
+    """Real billable codes one character apart: a near miss, not a match and not a fabrication. Hand count:
+    every non-dot character but the last agrees at the same index, so k - 1 of k digits match."""
+    table = load_system(system)
+    m = code_metrics(table, reference, predicted)
+    k = len(reference.replace(".", ""))
+    assert m["exact_match"] is False
+    assert m["length_match"] is True
+    assert m["digit_match"] == pytest.approx((k - 1) / k)
+    assert m["digit_positions"] == [True] * (k - 1) + [False]
+    assert (m["valid"], m["billable"], m["fabricated"]) == (True, True, False)
+    assert code_metrics(table, reference, reference)["exact_match"] is True
+    for profile in ("default", "paper"):  # what a run records for the answer, under both profiles
+        record = score_record({"code": reference}, table, f"Code: {predicted}", profile)
+        assert record["exact_match"] is False and record["outcome"] == "incorrect", (profile, record)
+
+
+def test_icd10cm_7th_character_near_misses_read_from_answers() -> None:
+    """The answer's whole code is read, 7th character included: ``T38.3X5D`` is not ``T38.3X5A``, and the
+    bare subcategory ``T38.3X5`` (7 non-dot characters of the reference, 6 given) is a header, not a match."""
+    table = load_system("icd10cm")
+    wrong_extension = score_answer(table, "T38.3X5A", "Code: T38.3X5D")
+    assert (wrong_extension["predicted_code"], wrong_extension["exact_match"]) == ("T38.3X5D", False)
+    header = score_answer(table, "T38.3X5A", "Code: T38.3X5")
+    assert header["predicted_code"] == "T38.3X5" and header["exact_match"] is False
+    assert (header["valid"], header["billable"], header["valid_not_billable"]) == (True, False, True)
+    assert header["length_match"] is False and header["digit_match"] == pytest.approx(6 / 7)
+    lower = score_answer(table, "T38.3X5A", "code: t38.3x5a")
+    assert (lower["predicted_code"], lower["exact_match"]) == ("T38.3X5A", True)
+    # The paper profile cuts the 7th character (README, Profiles): even the right answer is not a match.
+    paper = score_answer(table, "T38.3X5A", "Code: T38.3X5A", "paper")
+    assert (paper["predicted_code"], paper["exact_match"]) == ("T38.3X", False)
 
 
 @pytest.mark.parametrize(
