@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BENCHMARK
+from conftest import BENCHMARK, missing
 from pytest_medcode.coders.local import runtime_problem
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.server import Request, ScriptedServer
@@ -308,7 +308,14 @@ def _local_servers() -> list[int]:
     return out
 
 
-@pytest.mark.skipif(LOCAL_PROBLEM is not None, reason=str(LOCAL_PROBLEM))
+@pytest.fixture
+def local_llm() -> None:
+    """The local runtime and SmolLM2 weights: set-up installs both, so CI fails without them."""
+    if LOCAL_PROBLEM is not None:
+        missing(f"the local LLM: {LOCAL_PROBLEM}")
+
+
+@pytest.mark.usefixtures("local_llm")
 def test_local_smollm2_runs_offline_alone_and_composed(pytester, pairs) -> None:
     """A real 135M-parameter LLM on the CPU, behind llama.cpp's OpenAI-compatible server that the plugin
     starts and stops. It is a floor row: the test checks that it answered, not what."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from conftest import missing
 from pytest_medcode.cases import select_codes
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.compare import load_run
@@ -49,20 +50,13 @@ def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- Chromium ----------------------------------------------------------------------------------
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def find_chromium() -> str:
     """The Chromium binary; without one the check fails in CI (CI=true) and skips elsewhere."""
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path:
             return path
-    message = f"headless Chromium is needed for the report browser check; install it with: {CHROMIUM_INSTALL}"
-    if _in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    missing(f"headless Chromium is needed for the report browser check; install it with: {CHROMIUM_INSTALL}")
 
 
 @pytest.fixture
@@ -324,3 +318,24 @@ def test_markdown_cells_are_escaped() -> None:
     assert markdown.redact("Bearer abcdefghij and https://u:p@h/x and api_key=secretvalue") == (
         "Bearer *** and https://***@h/x and api_key=***"
     )
+
+
+@pytest.mark.parametrize(("ci", "in_ci"), [("true", True), ("1", True), ("yes", True), ("false", False), ("", False)])
+def test_a_missing_optional_piece_is_one_failing_line_in_ci_and_a_skip_elsewhere(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, in_ci: bool
+) -> None:
+    """The shared helper behind the WordNet, Chromium, BERTScore-model and local-LLM checks, in a real session."""
+    monkeypatch.setenv("CI", ci)
+    pytester.makepyfile(
+        "from conftest import missing\n\n"
+        "def test_needs_it():\n"
+        "    missing('WordNet for METEOR; apt-get install -y wordnet-base')\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    if in_ci:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["missing in CI: WordNet for METEOR; apt-get install -y wordnet-base"])
+        assert "Traceback" not in result.stdout.str() and "def test_needs_it" not in result.stdout.str()
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["SKIPPED * WordNet for METEOR; apt-get install -y wordnet-base"])
