@@ -63,15 +63,48 @@ def test_table_records_its_release() -> None:
     assert system.table.schema.metadata[b"version"].decode() == system.version
 
 
+@pytest.mark.parametrize(
+    ("written", "expected"), [(" e11.9 ", "E119"), ("E11 .9", "E119"), ("t38.3x5a", "T383X5A"), ("250.00", "25000")]
+)
+def test_key_of_known_forms(written: str, expected: str) -> None:
+    assert key(written) == expected
+    assert key(expected) == expected  # a key is its own key
+
+
 @given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789. ", max_size=12))
-def test_key_is_idempotent(text: str) -> None:
-    assert key(key(text)) == key(text)
+def test_key_drops_dots_and_spaces_and_upper_cases(text: str) -> None:
+    """Computed another way: keep every character but dots and spaces, upper-cased."""
+    expected = "".join(ch for ch in text if ch not in ". ").upper()
+    assert key(text) == expected
+    assert key(key(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "written", "canonical"),
+    [
+        ("icd9cm", "25000", "250.00"),  # dot after the 3rd character
+        ("icd9cm", "e8490", "E849.0"),  # after the 4th for E codes
+        ("icd9cm", "V5861", "V58.61"),
+        ("icd9cm", "250", "250"),  # a category has no dot
+        ("icd9cm-proc", "8154", "81.54"),  # procedures: after the 2nd digit
+        ("icd10cm", "t383x5a", "T38.3X5A"),  # after the 3-character category
+        ("icd10cm", "E11.", "E11"),
+    ],
+)
+def test_canonical_of_known_forms(name: str, written: str, canonical: str) -> None:
+    system = load_system(name)
+    assert system.canonical(written) == canonical
+    assert system.canonical(canonical) == canonical
 
 
 @given(st.sampled_from(["icd9cm", "icd9cm-proc", "icd10cm"]), st.text(alphabet="0123456789VEA.", max_size=8))
-def test_canonical_is_idempotent(name: str, text: str) -> None:
+def test_canonical_keeps_the_key_and_puts_at_most_one_dot_where_the_system_does(name: str, text: str) -> None:
     system = load_system(name)
-    assert system.canonical(system.canonical(text)) == system.canonical(text)
+    once = system.canonical(text)
+    assert system.canonical(once) == once
+    assert once.replace(".", "") == key(text)  # only the dot moves
+    split = {"icd9cm": 4 if key(text).startswith("E") else 3, "icd9cm-proc": 2, "icd10cm": 3}[name]
+    assert once == (key(text) if len(key(text)) <= split else key(text)[:split] + "." + key(text)[split:])
 
 
 def test_cpt_from_a_user_file(tmp_path: Path) -> None:

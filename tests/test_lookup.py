@@ -47,8 +47,15 @@ def test_duplicate_descriptions_are_the_ceiling() -> None:
 
 
 def test_one_index_per_system_per_process() -> None:
+    """Built once per system (every case of a run shares it), and it is that system's index: 3,882 billable
+    ICD-9-CM procedure codes (the CMS v32 release), and 81.54's official wording finds 81.54."""
     system = load_system("icd9cm-proc")
-    assert index_for(system) is index_for(system)
+    index = index_for(system)
+    assert index_for(load_system("icd9cm-proc")) is index
+    assert index_for(load_system("icd10cm")) is not index
+    assert len(index) == 3_882
+    description = dict(system.billable_codes())["81.54"]
+    assert index.best(description) == "81.54"
 
 
 def _user_system(tmp_path: Path, rows: list[tuple[str, str]]):
