@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +17,17 @@ def test_key_depends_on_every_generation_input_and_is_order_free() -> None:
     for field, other in [("model", "gpt-3.5"), ("api_base", "http://h/v1"), ("messages", [["user", "y"]]),
                          ("temperature", 0.4), ("max_tokens", 30)]:
         assert request_key({**base, field: other}) != request_key(base)
+
+
+def test_key_is_the_sha256_of_compact_sorted_utf8_json() -> None:
+    """The key's exact recipe, computed independently: every cache written so far is keyed this way, so a
+    change of separators, key order, escaping or hash would silently turn every earlier answer into a miss."""
+    identity = {"model": "gpt-4", "temperature": 0.2, "messages": [["user", "Fièvre <typhoïde>"]], "api_base": None}
+    blob = '{"api_base":null,"messages":[["user","Fièvre <typhoïde>"]],"model":"gpt-4","temperature":0.2}'
+    assert request_key(identity) == hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    assert len(request_key(identity)) == 64
+    # Values JSON cannot hold are keyed by their str(): a Path and its text are the same key.
+    assert request_key({"path": Path("/a/b")}) == hashlib.sha256(b'{"path":"/a/b"}').hexdigest()
 
 
 def test_answers_survive_reopening_and_errors_do_not_replace_them(tmp_path: Path) -> None:

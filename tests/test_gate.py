@@ -80,7 +80,11 @@ def run_plugin(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact)."""
+    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact). perf/mutation.py records this
+    run once and names its folder in ``MEDCODE_TEST_LOOKUP_RUN``, so no mutant's test run makes it again."""
+    recorded = os.environ.get("MEDCODE_TEST_LOOKUP_RUN")
+    if recorded:
+        return load_run(Path(recorded))
     folder = tmp_path_factory.mktemp("lookup-run")
     (folder / "test_codes.py").write_text(TEST_FILE)
     proc = run_plugin(folder, "--medcode-system", "icd10cm", "--medcode-sample", "1000", "test_codes.py")

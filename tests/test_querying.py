@@ -177,9 +177,17 @@ def test_rate_limit_spaces_call_starts() -> None:
 
 
 def test_progress_line_reads_well() -> None:
-    line = Progress(total=10, done=4, cached=2, retries=1, errors=0).line()
-    assert line.startswith("medcode: 4/10 answered (2 cached)")
-    assert "1 retries" in line and "ETA" in line
+    """Started 2 s ago, 4 of 10 done, 2 from the cache: 2 asked / 2 s = 1.0 call/s, 6 left -> ETA 6 s."""
+    progress = Progress(total=10, done=4, cached=2, retries=1, errors=3, started=time.monotonic() - 2.0)
+    assert progress.line() == "medcode: 4/10 answered (2 cached) · 1.0 calls/s · ETA 6s · 1 retries · 3 errors"
+    progress.throttled, progress.limit = 1, 8
+    assert progress.line().endswith("· 3 errors · throttled to 8 in flight")
+    # Nothing asked yet (all cached), or nothing left: no ETA to give.
+    assert "ETA -" in Progress(total=10, done=4, cached=4, started=time.monotonic() - 2.0).line()
+    assert "ETA -" in Progress(total=4, done=4, cached=0, started=time.monotonic() - 2.0).line()
+    progress.finished = progress.started + 1.5
+    assert progress.to_dict() == {"total": 10, "done": 4, "cached": 2, "retries": 1, "errors": 3, "throttled": 1,
+                                  "elapsed_s": 1.5}
 
 
 # -- retries: waits measured by the server's clock ------------------------------------------------

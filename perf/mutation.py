@@ -1,0 +1,156 @@
+"""Mutation testing of the core: do the fast tests notice when the code is wrong?
+
+Runs mutmut (https://github.com/boxed/mutmut, 3.x) over the modules whose mistakes cost a user a
+wrong verdict — answer parsing, per-case scoring, statistics, the gate, the cache key and the retry
+logic — with only the fast, in-process test files that exercise them. Not part of CI: a full run
+takes tens of minutes on two cores.
+
+    pip install 'mutmut==3.8.1'          # or: pip install -e '.[mutation]'
+    python perf/mutation.py              # every core module; prints the score and the survivors
+    python perf/mutation.py gate stats   # some of them
+    python perf/mutation.py --max-children 1 --workdir /tmp/mut parsing
+
+Why mutmut: it forks one warmed-up pytest per mutant (imports paid once) and runs only the tests that
+executed the mutated function, so a mutant costs tens of milliseconds, where cosmic-ray starts a
+fresh interpreter per mutant (seconds each, with torch imported by the test conftest).
+
+The run happens in a copy (``--workdir``, default ``$TMPDIR/pytest-medcode-mutation``): src/, the
+chosen test files and a pyproject.toml that only configures mutmut, so the repository is never
+touched. Tests that start pytest in a subprocess (``pytester``) are left out of the copy's collection:
+the subprocess would import the unmutated package, and each takes seconds. The gate tests' 1,000-case
+lookup run is recorded once, before mutmut starts (``MEDCODE_TEST_LOOKUP_RUN``), instead of once per
+mutant run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Module name -> (source file under src/, the fast test files that exercise it).
+MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "parsing": ("pytest_medcode/parsing.py", ("test_parsing.py", "test_scoring_codes.py")),
+    "scoring": ("pytest_medcode/scoring/codes.py", ("test_scoring_codes.py", "test_aggregate.py")),
+    "stats": ("pytest_medcode/stats.py", ("test_stats.py", "test_gate.py")),
+    "gate": ("pytest_medcode/gate.py", ("test_gate.py",)),
+    "cache": ("pytest_medcode/cache.py", ("test_cache.py",)),
+    "querying": ("pytest_medcode/querying.py", ("test_querying.py", "test_faults.py")),
+}
+
+#: Fixtures whose tests are left out of a mutation run (see the module docstring).
+SLOW_FIXTURES = ("pytester", "icd9_codes", "icd10_answers")
+
+_DESELECT = f'''
+
+# -- added by perf/mutation.py in the mutation work copy only ------------------------------------
+def pytest_collection_modifyitems(config, items):
+    """Leave out tests that run pytest in a subprocess or build a 1,000-case run (perf/mutation.py)."""
+    slow = {SLOW_FIXTURES!r}
+    keep = [item for item in items if not set(getattr(item, "fixturenames", ())) & set(slow)]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+'''
+
+
+def _mutmut() -> str:
+    exe = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
+    if exe is None:
+        sys.exit("mutmut is not installed: pip install 'mutmut==3.8.1' (or pip install -e '.[mutation]')")
+    return exe
+
+
+def prepare(workdir: Path, modules: list[str]) -> None:
+    """A fresh copy of src/ and the chosen test files, with a mutmut-only pyproject.toml."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    shutil.copytree(ROOT / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    tests = sorted({t for m in modules for t in MODULES[m][1]})
+    (workdir / "tests").mkdir()
+    for name in ["conftest.py", *tests]:
+        shutil.copy2(ROOT / "tests" / name, workdir / "tests" / name)
+    with open(workdir / "tests" / "conftest.py", "a", encoding="utf-8") as f:
+        f.write(_DESELECT)
+    only = [f"src/{MODULES[m][0]}" for m in modules]
+    selection = [f"tests/{t}" for t in tests]
+    (workdir / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f"only_mutate = {json.dumps(only)}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(selection)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-x"]\n'
+        "\n[tool.pytest.ini_options]\n"
+        'testpaths = ["tests"]\n'
+        'filterwarnings = ["ignore::DeprecationWarning"]\n',
+        encoding="utf-8",
+    )
+
+
+def record_lookup_run(workdir: Path, env: dict[str, str]) -> Path:
+    """The gate tests' 1,000 ICD-10-CM lookup cases, run once with the unmutated copy."""
+    folder = workdir / "lookup-run"
+    folder.mkdir()
+    (folder / "test_codes.py").write_text(
+        "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
+    )
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--medcode-no-similarity",
+           "--medcode-report-dir", "reports", "--medcode-system", "icd10cm", "--medcode-sample", "1000",
+           "test_codes.py"]
+    proc = subprocess.run(cmd, cwd=folder, env={**env, "PYTHONPATH": str(workdir / "src")}, capture_output=True,
+                          text=True)  # fmt: skip
+    if proc.returncode != 0:
+        sys.exit(f"recording the lookup run failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return (folder / "reports" / "latest").resolve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pytest-medcode-mutation")
+    args = parser.parse_args(argv)
+    modules = args.modules or list(MODULES)
+    unknown = sorted(set(modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    exe = _mutmut()
+    prepare(args.workdir, modules)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the mutated copy must be imported
+    env.setdefault("MEDCODE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pytest-medcode-tests-cache"))
+    if "gate" in modules or "stats" in modules:
+        env["MEDCODE_TEST_LOOKUP_RUN"] = str(record_lookup_run(args.workdir, env))
+    started = time.monotonic()
+    log = args.workdir / "mutmut-run.log"
+    print(f"mutmut run over {', '.join(modules)}; progress in {log}", flush=True)
+    with open(log, "w", encoding="utf-8") as out:
+        run = subprocess.run([exe, "run", "--max-children", str(args.max_children)], cwd=args.workdir, env=env,
+                             stdout=out, stderr=subprocess.STDOUT)
+    elapsed = time.monotonic() - started
+    if run.returncode != 0:
+        print(f"mutmut run failed (exit {run.returncode}); see {log}", file=sys.stderr)
+        return run.returncode
+    subprocess.run([exe, "export-cicd-stats"], cwd=args.workdir, env=env, check=True, capture_output=True)
+    stats = json.loads((args.workdir / "mutants" / "mutmut-cicd-stats.json").read_text())
+    results = subprocess.run([exe, "results"], cwd=args.workdir, env=env, capture_output=True, text=True)
+    killed, total = stats.get("killed", 0) + stats.get("timeout", 0), stats.get("total", 0) - stats.get("skipped", 0)
+    print(f"\nmodules: {', '.join(modules)}")
+    print(f"mutants: {stats.get('total', 0)} ({json.dumps(stats)})")
+    print(f"score: {killed}/{total} killed = {100 * killed / max(total, 1):.1f} %  in {elapsed / 60:.1f} min")
+    print("survivors (mutmut show NAME in the work dir shows the diff):")
+    print(results.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
