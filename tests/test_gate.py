@@ -606,3 +606,35 @@ def test_continuous_drop_exactly_at_the_margin_passes_and_just_past_it_fails() -
                 "regression", "digit_match")  # fmt: skip
     assert past.details["exceeds_margin"] and past.details["significant"] and not past.passed
     assert "the drop is beyond the allowed 25.0 pp and the CI excludes 0" in past.reason
+
+
+def test_report_rows_and_the_saved_options_of_the_gate() -> None:
+    """What report.md/report.html and summary.json show of a verdict, on hand-made checks."""
+    records = [case(i, exact_match=i < 3) for i in range(4)] + [{**case(4), "outcome": "error"}]
+    verdict = evaluate(records, [case(i, exact_match=True) for i in range(5)],
+                       thresholds=parse_thresholds("exact_match=0.8", "under"),
+                       max_drops=parse_max_drops("exact_match=50pp"), max_error_rate=0.25)  # fmt: skip
+    rows = [gate.check_cells(c.to_dict()) for c in verdict.checks]
+    by_kind = {r["check"]: r for r in rows}
+    # 1 failed call of 5 = 20.0 %, within 25 %; 3 of 4 answered exact = 75.0 %, below 80 %.
+    assert by_kind["errors"] == {"result": "pass", "check": "errors", "metric": "error_rate", "scope": "m / icd10cm",
+                                 "observed": "20.0%", "baseline": "-", "p": "-",
+                                 "reason": "1 of 5 calls failed (20.0%), within the allowed 25.0%"}  # fmt: skip
+    assert by_kind["threshold"]["result"] == "FAIL" and by_kind["threshold"]["observed"] == "75.0%"
+    # Paired on the 4 answered cases: 1 lost, 0 gained, p = 1.0 (McNemar, one discordant pair).
+    regression = by_kind["regression"]
+    assert (regression["result"], regression["observed"], regression["baseline"], regression["p"]) == (
+        "pass", "75.0%", "100.0%", "1")
+    meteor = gate.check_cells({"kind": "regression", "metric": "meteor", "scope": "s", "passed": False,
+                               "observed": 0.61234, "baseline": 0.7, "p_value": 0.000123456, "reason": "r"})
+    assert (meteor["observed"], meteor["baseline"], meteor["p"], meteor["result"]) == ("0.612", "0.700", "0.000123",
+                                                                                      "FAIL")  # fmt: skip
+    spec = gate.GateSpec(fail_under=parse_thresholds("icd10cm:exact_match=0.3", "under"),
+                         fail_over=parse_thresholds("fabricated=15%", "over"), baseline=Path("ci/base"),
+                         max_drops=parse_max_drops("exact_match=2pp,meteor=0.02"), alpha=0.01, max_error_rate=0.1,
+                         active=True)  # fmt: skip
+    assert spec.to_dict() == {
+        "active": True, "fail_under": ["icd10cm:exact_match=0.3"], "fail_over": ["fabricated=0.15"],
+        "baseline": "ci/base", "max_drop": ["exact_match=2pp", "meteor=0.02"], "alpha": 0.01, "max_error_rate": 0.1,
+    }  # fmt: skip
+    assert gate.GateSpec().to_dict()["baseline"] is None
