@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pytest_medcode.stats import (
     Estimate,
+    PairedResult,
     bootstrap_mean,
     mcnemar_exact,
     mcnemar_min_detectable,
@@ -327,3 +328,84 @@ def test_paired_result_to_dict_and_validation() -> None:
         paired_exact_match_test([True], [True, False], margin=0.02, alpha=0.05)
     with pytest.raises(ValueError):
         paired_exact_match_test([True], [True], margin=1.5, alpha=0.05)
+
+
+# -- edges of the paired tests, hand-computed ---------------------------------------------------
+
+
+def test_paired_exact_match_test_checks_its_arguments_at_the_edges() -> None:
+    with pytest.raises(ValueError, match=r"paired sequences differ in length: 1 vs 2"):
+        paired_exact_match_test([True], [True, False], 0.02)
+    for margin in (1.0, -0.01):
+        with pytest.raises(ValueError, match=r"margin must be in \[0, 1\), got"):
+            paired_exact_match_test([True], [True], margin)
+    for alpha in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\), got"):
+            paired_exact_match_test([True], [True], 0.02, alpha)
+    assert paired_exact_match_test([True], [False], 0.0, 0.999).n == 1  # the open ends are allowed
+
+
+def test_no_pairs_is_a_result_with_nothing_in_it() -> None:
+    assert paired_exact_match_test([], [], 0.02) == PairedResult(
+        n=0, base_rate=None, new_rate=None, delta=None, lost=0, gained=0, p_value=1.0, significant=False,
+        exceeds_margin=False, regressed=False, underpowered=True, min_detectable_drop=None, margin=0.02, alpha=0.05)
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant() -> None:
+    """6 lost, 0 gained: p = 2 * 0.5**6 = 0.03125 exactly; 'p < alpha' is strict."""
+    base, new = [True] * 6, [False] * 6
+    assert paired_exact_match_test(base, new, 0.0, alpha=0.03125).significant is False
+    assert paired_exact_match_test(base, new, 0.0, alpha=0.0313).significant is True
+
+
+def test_paired_result_with_its_own_alpha() -> None:
+    """100 pairs, 7 lost: p = 2 * 0.5**7 = 0.015625, not below alpha = 0.01. A 5-point margin needs k = 6 lost;
+    with d = 7 discordant pairs the realistic split is 6 + 0 lost/gained, p = 0.03125 >= 0.01: underpowered.
+    No split of 7 reaches p < 0.01 (the best, 7/0, has 0.0156), so no drop is detectable."""
+    base, new = [True] * 100, [False] * 7 + [True] * 93
+    assert paired_exact_match_test(base, new, 0.05, alpha=0.01) == PairedResult(
+        n=100, base_rate=1.0, new_rate=0.93, delta=pytest.approx(-0.07), lost=7, gained=0, p_value=pytest.approx(0.015625),
+        significant=False, exceeds_margin=True, regressed=False, underpowered=True, min_detectable_drop=None,
+        margin=0.05, alpha=0.01)
+    # At alpha = 0.05 the same pairs are a regression, and 7 lost of 7 discordant is the smallest detectable drop.
+    at_5 = paired_exact_match_test(base, new, 0.05)
+    assert (at_5.regressed, at_5.underpowered, at_5.min_detectable_drop) == (True, False, 0.07)
+
+
+def test_churn_with_no_net_change_is_underpowered_with_a_smallest_detectable_drop() -> None:
+    """3 lost and 3 gained of 100: p = 1. Detectable with 6 discordant pairs: 6 lost, 0 gained (p = 2/64 = 0.031),
+    a 6-point drop; a 2-point margin needs k = 3 lost: 4 lost / 1 gained, p = 2 * 6/32 = 0.375, underpowered."""
+    base = [False] * 3 + [True] * 97
+    new = [True] * 3 + [False] * 3 + [True] * 94
+    res = paired_exact_match_test(base, new, 0.02)
+    assert (res.lost, res.gained, res.p_value, res.delta) == (3, 3, 1.0, 0.0)
+    assert res.underpowered and res.min_detectable_drop == 0.06 and not res.exceeds_margin
+
+
+def test_underpowered_at_its_edges() -> None:
+    assert underpowered(0, 0, 0.02) is True  # no pairs: nothing can be told
+    for margin in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"margin must be in \[0, 1\), got"):
+            underpowered(10, 0, margin)
+    with pytest.raises(ValueError, match=r"need 0 <= discordant <= n_pairs, got 11, 10"):
+        underpowered(10, 11, 0.02)
+    assert underpowered(10, 10, 0.02) is True  # every pair discordant is allowed; 10 pairs cannot show 1 case
+    # k = floor(0.9 * 10) + 1 = 10 = n: a 10/0 split has p = 2/1024, detectable.
+    assert underpowered(10, 0, 0.9) is False
+    # k = 6 of 100 at a 5-point margin with d = 8: split 7 lost / 1 gained, p = 2 * (1 + 8) / 256 = 0.0703.
+    assert underpowered(100, 8, 0.05) is True
+    # With d = k = 6 the split is 6/0, p = 0.03125: not underpowered below, underpowered at alpha = p exactly.
+    assert underpowered(100, 6, 0.05) is False
+    assert underpowered(100, 6, 0.05, alpha=0.03125) is True
+
+
+def test_paired_bootstrap_delta_defaults_and_messages() -> None:
+    base, new = [0.2, 0.9, 0.4, 0.7, 0.1], [0.3, 0.5, 0.4, 0.9, 0.0]
+    assert paired_bootstrap_delta(base, new) == paired_bootstrap_delta(base, new, 0.95, 2000, 0)
+    assert paired_bootstrap_delta(base, new).value == pytest.approx(-0.04)  # (0.1 - 0.4 + 0 + 0.2 - 0.1) / 5
+    with pytest.raises(ValueError, match=r"paired sequences differ in length: 2 vs 3"):
+        paired_bootstrap_delta([0.1, 0.2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"^base contains NaN or infinite values$"):
+        paired_bootstrap_delta([float("nan")], [0.1])
+    with pytest.raises(ValueError, match=r"^new contains NaN or infinite values$"):
+        paired_bootstrap_delta([0.1], [float("inf")])
