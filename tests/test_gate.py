@@ -862,3 +862,53 @@ def test_render_verdict_lines() -> None:
         "PASS errors: failed calls within the allowed 5.0% in 1 group (worst 5.0%)",
         "medcode gate PASSED: all 2 checks passed",
     ]
+
+
+@pytest.mark.parametrize(
+    ("parse", "item", "message"),
+    [
+        ("under", "exact_match=0.4=0.5", "'exact_match=0.4=0.5': '0.4=0.5' is not a number"),
+        ("under", "exact_match=", "'exact_match=': expected METRIC=LIMIT or SYSTEM:METRIC=LIMIT, e.g. "),
+        ("under", "icd11:exact_match=0.4", "'icd11:exact_match=0.4': unknown system 'icd11'; choose from icd10cm, "
+                                           "icd9cm"),
+        ("under", "exact_mtch=0.4", "'exact_mtch=0.4': unknown metric 'exact_mtch'; choose from exact_match, valid, "),
+        ("under", "exact_match=1.5", "'exact_match=1.5': must be between 0 and 1 (or 0% and 100%), got '1.5'"),
+        ("drop", "exact_match=2pp=3", "'exact_match=2pp=3': '2pp=3' is not a number"),
+        ("drop", "exact_match= ", "'exact_match=': expected METRIC=MARGIN, e.g. exact_match=2pp or exact_match=0.02"),
+        ("drop", "exact_mtch=2pp", "'exact_mtch=2pp': unknown metric 'exact_mtch'; choose from exact_match, "),
+        ("drop", "exact_match=abc", "'exact_match=abc': 'abc' is not a number"),
+    ],
+)  # fmt: skip
+def test_bad_limits_and_margins_say_which_item_and_why(parse: str, item: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        if parse == "drop":
+            parse_max_drops(item)
+        else:
+            parse_thresholds(item, parse, ["icd9cm", "icd10cm"])
+    assert str(info.value).startswith(message)
+
+
+def test_margins_are_shown_in_percentage_points_as_given() -> None:
+    assert MaxDrop("exact_match", 0.005).text == "exact_match=0.5pp"
+    assert MaxDrop("digit_match", 0.0125).text == "digit_match=1.25pp"
+    assert MaxDrop("meteor", 0.0125).text == "meteor=0.0125"  # similarity scores are not percentages
+
+
+def test_gate_spec_evaluates_with_its_own_options() -> None:
+    """The spec passes every option on: alpha, error rate, margins, thresholds, and the seed (default 0)."""
+    base = [case(i, exact_match=True, digit_match=1.0) for i in range(100)]
+    new = [case(i, exact_match=i >= 7, digit_match=0.5 if i < 30 else 1.0) for i in range(99)]
+    new.append({**case(99), "outcome": "error"})
+    spec = gate.GateSpec(fail_under=parse_thresholds("digit_match=0.9", "under"),
+                         max_drops=parse_max_drops("exact_match=6pp,digit_match=0.1"), alpha=0.01,
+                         max_error_rate=0.0, active=True)  # fmt: skip
+    direct = evaluate(new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0,
+                      seed=0)  # fmt: skip
+    assert spec.evaluate(new, base).to_dict() == direct.to_dict()
+    assert spec.evaluate(new, base, seed=5).to_dict() == evaluate(
+        new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0, seed=5
+    ).to_dict()
+    # At alpha = 0.01, 7 lost of 99 (p = 2 * 0.5**7 = 0.0156) is not significant; 1 failed call of 100 > 0 %.
+    assert only(direct, "regression", "exact_match").passed
+    assert not only(direct, "errors", "error_rate").passed
+    assert only(direct, "threshold", "digit_match").observed == pytest.approx(84 / 99)  # (69 + 30 * 0.5) / 99

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.records import score_record
 from pytest_medcode.scoring.codes import (
+    billable_keys,
     code_metrics,
     digit_match,
     digit_positions,
@@ -252,3 +253,17 @@ def test_an_icd10_answer_to_an_icd9_question_and_no_false_alarms() -> None:
     proc = score_answer(icd9, "250.00", "Code: 81.54")
     assert proc["other_system"] == "icd9cm-proc" and proc["crosswalk_match"] is None  # no GEM for procedures
     assert gem_pairs() is not None and ("25000", "E119") in gem_pairs()
+
+
+def test_billable_keys_are_the_dotless_codes_of_each_table_built_once(tmp_path: Path) -> None:
+    """The paper profile's billable list: each table's billable codes without dots, computed once per table and
+    never handed to another table (two user tables, different codes)."""
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("code,description\nA00.0,Cholera A\nA00.1,Cholera B\n")
+    second.write_text("code,description\nB00.0,Eczema herpeticum\n")
+    one, two = load_system("icd10cm", first), load_system("icd10cm", second)
+    keys = billable_keys(one)
+    assert keys == frozenset({"A000", "A001"})
+    assert billable_keys(one) is keys  # built once
+    assert billable_keys(two) == frozenset({"B000"})
+    assert billable_keys(one) is keys
