@@ -22,10 +22,10 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.cases import Case
-from pytest_medcode.coders import CodeRequest
+from pytest_medcode.coders import CallFailed, CodeRequest, Reply
 from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.querying import Outcome, Progress, QueryEngine, _RateLimit
+from pytest_medcode.querying import Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
 from pytest_medcode.testing.server import FaultPlan, ScriptedServer, fixed_latency, mapping_responder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -177,17 +177,20 @@ def test_rate_limit_spaces_call_starts() -> None:
 
 
 def test_progress_line_reads_well() -> None:
-    """Started 2 s ago, 4 of 10 done, 2 from the cache: 2 asked / 2 s = 1.0 call/s, 6 left -> ETA 6 s."""
-    progress = Progress(total=10, done=4, cached=2, retries=1, errors=3, started=time.monotonic() - 2.0)
-    assert progress.line() == "medcode: 4/10 answered (2 cached) · 1.0 calls/s · ETA 6s · 1 retries · 3 errors"
+    """Started 4 s ago, 4 of 10 done, 2 from the cache: 2 asked / 4 s = 0.5 call/s, 6 left -> ETA 12 s."""
+    progress = Progress(total=10, done=4, cached=2, retries=1, errors=3, started=time.monotonic() - 4.0)
+    assert progress.line() == "medcode: 4/10 answered (2 cached) · 0.5 calls/s · ETA 12s · 1 retries · 3 errors"
+    # Just started: 2 calls in a few milliseconds is a high rate (not 2 calls over a floor of one second).
+    fresh = Progress(total=10, done=2, started=time.monotonic()).line()
+    assert float(fresh.split(" · ")[1].split()[0]) > 50
     progress.throttled, progress.limit = 1, 8
     assert progress.line().endswith("· 3 errors · throttled to 8 in flight")
     # Nothing asked yet (all cached), or nothing left: no ETA to give.
     assert "ETA -" in Progress(total=10, done=4, cached=4, started=time.monotonic() - 2.0).line()
     assert "ETA -" in Progress(total=4, done=4, cached=0, started=time.monotonic() - 2.0).line()
-    progress.finished = progress.started + 1.5
+    progress.finished = progress.started + 1.23456
     assert progress.to_dict() == {"total": 10, "done": 4, "cached": 2, "retries": 1, "errors": 3, "throttled": 1,
-                                  "elapsed_s": 1.5}
+                                  "elapsed_s": 1.235}
 
 
 # -- retries: waits measured by the server's clock ------------------------------------------------
@@ -247,3 +250,78 @@ def test_exhausted_attempts_make_an_error_outcome_with_the_last_error() -> None:
         outcome, times = ask_through_the_engine(server, attempts=2)
     assert outcome.text is None and outcome.attempts == 2 and len(times) == 2
     assert outcome.error is not None and "429" in outcome.error
+
+
+# -- the engine's own parts, in process ----------------------------------------------------------
+
+
+def test_limiter_halves_once_per_burst_and_grows_back_one_per_window() -> None:
+    """AIMD by hand: ceiling 4; a 429 cuts 4 -> 2 and bumps the epoch, so a 429 of a call started before that cut
+    cuts nothing; then one more call in flight per `limit` successes in a row (2 -> 3 after 2, 3 -> 4 after 3),
+    never above the ceiling."""
+    progress = Progress()
+    limiter = _Limiter(4, progress)
+    assert (limiter.limit, limiter.epoch, progress.limit, limiter.in_flight) == (4, 0, 4, 0)
+    limiter.success()  # at the ceiling: nothing to win back
+    limiter.throttle(0)
+    assert (limiter.limit, limiter.epoch, progress.throttled, progress.limit) == (2, 1, 1, 2)
+    limiter.throttle(0)  # the same burst
+    assert (limiter.limit, progress.throttled) == (2, 1)
+    limiter.success()
+    assert limiter.limit == 2
+    limiter.success()
+    assert (limiter.limit, progress.limit) == (3, 3)
+    for expected in (3, 3, 4, 4, 4, 4, 4):
+        limiter.success()
+        assert limiter.limit == expected
+    limiter.throttle(1)
+    limiter.throttle(2)  # a later burst cuts again, down to at least one
+    assert (limiter.limit, progress.throttled) == (1, 3)
+    limiter.throttle(3)
+    assert limiter.limit == 1
+
+
+class _Counting:
+    """A coder that notes how many of its calls are in flight; requests with repeat % 5 == 4 fail for good."""
+
+    name = "m"
+    cacheable = True
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+
+    async def answer(self, request: CodeRequest) -> Reply:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            if request.repeat % 5 == 4:
+                raise CallFailed("HTTP 400 BadRequestError", False)
+            return Reply(f"Code: A00.{request.repeat}")
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_batch_streams_every_request_once_within_the_concurrency() -> None:
+    """12 requests, 3 in flight at most: each index reported once with its own answer; 2 of them (4 and 9) fail
+    without retry, so progress counts 12 done, 2 errors, 0 retries."""
+    coder = _Counting()
+    engine = QueryEngine({"m": coder}, concurrency=3, attempts=3, timeout=5)
+    case = Case("m", "icd10cm", "A00.0", "Cholera")
+    requests = [CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i) for i in range(12)]
+    seen: dict[int, Outcome] = {}
+    try:
+        engine.run_batch(requests, lambda index, outcome: seen.__setitem__(index, outcome))
+    finally:
+        engine.close()
+    assert sorted(seen) == list(range(12)) and coder.most == 3
+    assert [seen[i].text for i in (0, 5, 11)] == ["Code: A00.0", "Code: A00.5", "Code: A00.11"]
+    assert [i for i, o in seen.items() if o.error] == [4, 9] and seen[4].attempts == 1
+    assert (engine.progress.done, engine.progress.errors, engine.progress.retries) == (12, 2, 0)
+
+
+def test_an_answer_with_a_lone_surrogate_is_stored_as_a_replacement_character() -> None:
+    assert _valid_text("Code: E11.9 \ud800") == "Code: E11.9 \ufffd"
+    assert _valid_text("\udfff\ud800x") == "\ufffd\ufffdx"
+    assert _valid_text("Code: E11.9 ✓") == "Code: E11.9 ✓"
