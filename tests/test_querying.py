@@ -198,6 +198,17 @@ def test_progress_line_reads_well() -> None:
 DIABETES = "Type 2 diabetes mellitus without complications"
 
 
+class _FixedJitter(random.Random):
+    """The engine's jitter draw fixed at ``value``: the wait is backoff x (0.5 + value / 2)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
 class _NoJitter(random.Random):
     """The engine's jitter at its low end (factor 0.5), so each backoff is a known number of seconds."""
 
@@ -240,7 +251,7 @@ def test_retry_after_shorter_than_the_backoff_waits_the_exponential_backoff() ->
     assert (outcome.text, outcome.attempts) == ("Code: E11.9", 3)
     first, second = times[1] - times[0], times[2] - times[1]
     assert 0.25 - 0.002 <= first < 0.45
-    assert 0.5 - 0.002 <= second < 0.9
+    assert 0.5 - 0.002 <= second < 0.7  # the next step up would be 0.75 s
 
 
 def test_exhausted_attempts_make_an_error_outcome_with_the_last_error() -> None:
@@ -256,29 +267,30 @@ def test_exhausted_attempts_make_an_error_outcome_with_the_last_error() -> None:
 
 
 def test_limiter_halves_once_per_burst_and_grows_back_one_per_window() -> None:
-    """AIMD by hand: ceiling 4; a 429 cuts 4 -> 2 and bumps the epoch, so a 429 of a call started before that cut
-    cuts nothing; then one more call in flight per `limit` successes in a row (2 -> 3 after 2, 3 -> 4 after 3),
-    never above the ceiling."""
+    """AIMD by hand: ceiling 5; a 429 cuts 5 -> 5 // 2 = 2 and bumps the epoch, so a 429 of a call started before
+    that cut cuts nothing; then one more call in flight per `limit` successes in a row (2 -> 3 after 2, 3 -> 4 after
+    3, 4 -> 5 after 4), never above the ceiling; later bursts cut to 1 and no lower."""
     progress = Progress()
-    limiter = _Limiter(4, progress)
-    assert (limiter.limit, limiter.epoch, progress.limit, limiter.in_flight) == (4, 0, 4, 0)
+    limiter = _Limiter(5, progress)
+    assert (limiter.limit, limiter.epoch, progress.limit, limiter.in_flight) == (5, 0, 5, 0)
     limiter.success()  # at the ceiling: nothing to win back
     limiter.throttle(0)
     assert (limiter.limit, limiter.epoch, progress.throttled, progress.limit) == (2, 1, 1, 2)
     limiter.throttle(0)  # the same burst
-    assert (limiter.limit, progress.throttled) == (2, 1)
-    limiter.success()
-    assert limiter.limit == 2
-    limiter.success()
-    assert (limiter.limit, progress.limit) == (3, 3)
-    for expected in (3, 3, 4, 4, 4, 4, 4):
+    assert (limiter.limit, limiter.epoch, progress.throttled) == (2, 1, 1)
+    grown = []
+    for _ in range(2 + 3 + 4 + 3):
         limiter.success()
-        assert limiter.limit == expected
+        grown.append(limiter.limit)
+    assert grown == [2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5] and progress.limit == 5
     limiter.throttle(1)
-    limiter.throttle(2)  # a later burst cuts again, down to at least one
-    assert (limiter.limit, progress.throttled) == (1, 3)
+    limiter.success()  # a success between cuts starts the count again
+    limiter.throttle(2)
+    assert (limiter.limit, limiter.epoch, progress.throttled) == (1, 3, 3)
     limiter.throttle(3)
     assert limiter.limit == 1
+    limiter.success()
+    assert limiter.limit == 2  # a window of one success
 
 
 class _Counting:
@@ -319,6 +331,85 @@ def test_a_batch_streams_every_request_once_within_the_concurrency() -> None:
     assert [seen[i].text for i in (0, 5, 11)] == ["Code: A00.0", "Code: A00.5", "Code: A00.11"]
     assert [i for i, o in seen.items() if o.error] == [4, 9] and seen[4].attempts == 1
     assert (engine.progress.done, engine.progress.errors, engine.progress.retries) == (12, 2, 0)
+
+
+class _Scripted:
+    """A coder that fails its first attempts of each request with the given errors, then answers."""
+
+    name = "m"
+    cacheable = True
+
+    def __init__(self, *errors: CallFailed) -> None:
+        self.errors = list(errors)
+
+    async def answer(self, request: CodeRequest) -> Reply:
+        if self.errors:
+            raise self.errors.pop(0)
+        return Reply("Code: A00.0", {"prompt_tokens": 7})
+
+
+def _ask(coder: object, attempts: int = 3, jitter: float = 0.0) -> tuple[Outcome, QueryEngine]:
+    engine = QueryEngine({"m": coder}, concurrency=2, attempts=attempts, timeout=5)  # type: ignore[dict-item]
+    engine._rng = _NoJitter() if jitter == 0.0 else _FixedJitter(jitter)
+    try:
+        return engine.ask(CodeRequest(Case("m", "icd10cm", "A00.0", "Cholera"), (("user", "q"),), 0.2, 50)), engine
+    finally:
+        engine.close()
+
+
+def test_only_rate_limit_errors_throttle_and_every_retry_is_counted() -> None:
+    """Either wording of a 429 halves the calls in flight; a 500 does not. Two failed attempts: two retries, the
+    answer on the third with its usage; waits of 0.25 s and 0.5 s (no Retry-After: the backoff alone)."""
+    for first, throttled in (("HTTP 429 Too Many Requests", 1), ("RateLimitError: slow down", 1),
+                             ("HTTP 500 InternalServerError", 0)):  # fmt: skip
+        outcome, engine = _ask(_Scripted(CallFailed(first, True), CallFailed("HTTP 503 ServiceUnavailable", True)))
+        assert (outcome.text, outcome.error, outcome.attempts, outcome.usage) == (
+            "Code: A00.0", None, 3, {"prompt_tokens": 7})
+        assert (engine.progress.throttled, engine.progress.retries) == (throttled, 2), first
+        assert 0.75 - 0.004 <= outcome.latency_s < 5
+
+
+def test_a_failure_that_is_not_retryable_ends_at_once_with_its_error() -> None:
+    outcome, engine = _ask(_Scripted(CallFailed("HTTP 400 BadRequestError", False)))
+    assert (outcome.text, outcome.error, outcome.attempts, engine.progress.retries) == (
+        None, "HTTP 400 BadRequestError", 1, 0)
+    assert 0 <= outcome.latency_s < 0.2
+    outcome, engine = _ask(_Scripted(CallFailed("HTTP 503", True), CallFailed("HTTP 502", True)), attempts=2)
+    assert (outcome.error, outcome.attempts, engine.progress.retries) == ("HTTP 502", 2, 1)
+    assert 0.25 - 0.004 <= outcome.latency_s < 5  # one wait, and none after the last attempt
+
+
+def test_the_jitter_lengthens_the_backoff_by_up_to_half() -> None:
+    """A draw of 0.5: the first wait is 0.5 s x (0.5 + 0.25) = 0.375 s."""
+    outcome, _ = _ask(_Scripted(CallFailed("HTTP 500", True)), attempts=2, jitter=0.5)
+    assert outcome.attempts == 2 and 0.375 - 0.004 <= outcome.latency_s < 0.55
+
+
+def test_a_coder_bug_is_an_error_outcome_not_a_crash() -> None:
+    class Broken:
+        name = "m"
+        cacheable = True
+
+        async def answer(self, request: CodeRequest) -> Reply:
+            raise KeyError("choices")
+
+    outcome, _ = _ask(Broken(), attempts=1)
+    assert (outcome.text, outcome.error, outcome.attempts) == (None, "KeyError: 'choices'", 1)
+
+
+def test_requests_per_minute_space_the_engine_s_calls() -> None:
+    """600 per minute: one start every 0.1 s, so 4 calls take at least 0.3 s."""
+    coder = _Scripted()
+    engine = QueryEngine({"m": coder}, concurrency=4, attempts=1, timeout=5, rpm=600)
+    case = Case("m", "icd10cm", "A00.0", "Cholera")
+    started = time.monotonic()
+    try:
+        engine.run_batch([CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i) for i in range(4)],
+                         lambda index, outcome: None, progress=(progress := Progress(total=4)))  # fmt: skip
+    finally:
+        engine.close()
+    assert time.monotonic() - started >= 0.3 - 0.004
+    assert engine.progress is progress and progress.done == 4
 
 
 def test_an_answer_with_a_lone_surrogate_is_stored_as_a_replacement_character() -> None:
