@@ -364,8 +364,8 @@ def test_paired_result_with_its_own_alpha() -> None:
     No split of 7 reaches p < 0.01 (the best, 7/0, has 0.0156), so no drop is detectable."""
     base, new = [True] * 100, [False] * 7 + [True] * 93
     assert paired_exact_match_test(base, new, 0.05, alpha=0.01) == PairedResult(
-        n=100, base_rate=1.0, new_rate=0.93, delta=pytest.approx(-0.07), lost=7, gained=0, p_value=pytest.approx(0.015625),
-        significant=False, exceeds_margin=True, regressed=False, underpowered=True, min_detectable_drop=None,
+        n=100, base_rate=1.0, new_rate=0.93, delta=pytest.approx(-0.07), lost=7, gained=0,
+        p_value=pytest.approx(0.015625), significant=False, exceeds_margin=True, regressed=False, underpowered=True, min_detectable_drop=None,
         margin=0.05, alpha=0.01)
     # At alpha = 0.05 the same pairs are a regression, and 7 lost of 7 discordant is the smallest detectable drop.
     at_5 = paired_exact_match_test(base, new, 0.05)
@@ -409,3 +409,32 @@ def test_paired_bootstrap_delta_defaults_and_messages() -> None:
         paired_bootstrap_delta([float("nan")], [0.1])
     with pytest.raises(ValueError, match=r"^new contains NaN or infinite values$"):
         paired_bootstrap_delta([0.1], [float("inf")])
+
+
+def test_interval_functions_check_their_arguments() -> None:
+    for confidence in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"^confidence must be in \(0, 1\), got"):
+            wilson(1, 2, confidence)
+    assert wilson(1, 2, 0.999).n == 2
+    for successes, n in ((3, 2), (-1, 2), (0, -1)):
+        with pytest.raises(ValueError, match=rf"^need 0 <= successes <= n, got successes={successes}, n={n}$"):
+            wilson(successes, n)
+    with pytest.raises(ValueError, match=r"^values must be a flat sequence of numbers$"):
+        bootstrap_mean([[0.1, 0.2]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^values contains NaN or infinite values$"):
+        bootstrap_mean([0.1, float("nan")])
+    with pytest.raises(ValueError, match=r"^resamples must be >= 1, got 0$"):
+        bootstrap_mean([0.1, 0.2], resamples=0)
+
+
+def test_bootstrap_edges() -> None:
+    """One resample is allowed; two different values are resampled (means 0, 0.5, 1: the interval spans 0-1);
+    identical values give a one-point interval at their mean; the defaults are 95 %, 2,000 resamples, seed 0."""
+    one = bootstrap_mean([0.0, 1.0], resamples=1)
+    assert one.value == 0.5 and one.low == one.high and one.low in (0.0, 0.5, 1.0)
+    assert bootstrap_mean([0.0, 1.0]) == Estimate(0.5, 0.0, 1.0, 2)
+    same = bootstrap_mean([0.1, 0.1, 0.1])
+    assert same.low == same.value == same.high == pytest.approx(0.1)
+    values = [0.2, 0.9, 0.4, 0.7, 0.1, 0.3]
+    assert bootstrap_mean(values) == bootstrap_mean(values, 0.95, 2000, 0)
+    assert bootstrap_mean(values, seed=1) != bootstrap_mean(values)  # the seed is used
