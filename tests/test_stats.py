@@ -365,7 +365,8 @@ def test_paired_result_with_its_own_alpha() -> None:
     base, new = [True] * 100, [False] * 7 + [True] * 93
     assert paired_exact_match_test(base, new, 0.05, alpha=0.01) == PairedResult(
         n=100, base_rate=1.0, new_rate=0.93, delta=pytest.approx(-0.07), lost=7, gained=0,
-        p_value=pytest.approx(0.015625), significant=False, exceeds_margin=True, regressed=False, underpowered=True, min_detectable_drop=None,
+        p_value=pytest.approx(0.015625), significant=False, exceeds_margin=True, regressed=False, underpowered=True,
+        min_detectable_drop=None,
         margin=0.05, alpha=0.01)
     # At alpha = 0.05 the same pairs are a regression, and 7 lost of 7 discordant is the smallest detectable drop.
     at_5 = paired_exact_match_test(base, new, 0.05)
