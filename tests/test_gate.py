@@ -786,12 +786,18 @@ def test_threshold_check_records_its_wilson_interval_and_warns_when_the_limit_is
 
 def test_threshold_on_a_mean_uses_the_seeded_bootstrap() -> None:
     """Digit agreement 0.5, 1, 1, 0.5: the bootstrap interval lies within [0.5, 1] (a Wilson interval of
-    '3 of 4' would reach down to 0.30), and is the one stats.bootstrap_mean gives for the run's seed."""
+    '3 of 4' would reach down to 0.30). With twelve spread values the interval depends on the seed: it is the
+    one stats.bootstrap_mean gives for the run's seed."""
     records = [case(i, digit_match=v) for i, v in enumerate((0.5, 1.0, 1.0, 0.5))]
     ths = parse_thresholds("digit_match=0.6", "under")
     check = only(evaluate(records, thresholds=ths, seed=3), "threshold", "digit_match")
-    expected = bootstrap_mean([0.5, 1.0, 1.0, 0.5], seed=3)
-    assert check.ci == (expected.low, expected.high) and 0.5 <= check.ci[0] < check.ci[1] <= 1.0
+    assert check.ci is not None and 0.5 <= check.ci[0] < check.ci[1] <= 1.0
+    spread = [i / 11 for i in range(12)]
+    records = [case(i, digit_match=v) for i, v in enumerate(spread)]
+    check = only(evaluate(records, thresholds=ths, seed=3), "threshold", "digit_match")
+    expected = bootstrap_mean(spread, seed=3)
+    assert check.ci == (expected.low, expected.high) != (bootstrap_mean(spread, seed=4).low,
+                                                         bootstrap_mean(spread, seed=4).high)  # fmt: skip
     assert only(evaluate(records, thresholds=ths), "threshold", "digit_match").ci == only(
         evaluate(records, thresholds=ths, seed=0), "threshold", "digit_match").ci  # the default seed is 0
 
@@ -912,3 +918,58 @@ def test_gate_spec_evaluates_with_its_own_options() -> None:
     assert only(direct, "regression", "exact_match").passed
     assert not only(direct, "errors", "error_rate").passed
     assert only(direct, "threshold", "digit_match").observed == pytest.approx(84 / 99)  # (69 + 30 * 0.5) / 99
+
+
+def test_pairing_problems_and_pooled_scopes_are_reported() -> None:
+    base = [case(i, exact_match=True) for i in range(10)]
+    dupes = evaluate(base, base + base[:1], thresholds=parse_thresholds("icd9cm:valid=0.5", "under"))
+    (pairing,) = [c for c in dupes.checks if c.kind == "regression"]
+    assert (pairing.metric, pairing.scope, pairing.passed, dupes.passed) == ("pairing", "run", False, False)
+    assert pairing.reason.startswith("the baseline run has two cases with model=m, system=icd10cm, code=C000")
+    assert dupes.warnings == ("threshold icd9cm:valid=0.5 matched no cases in this run",)
+    elsewhere = evaluate(base, [{**r, "model": "a"} for r in base] + [{**r, "model": "b"} for r in base])
+    (check,) = [c for c in elsewhere.checks if c.kind == "regression"]
+    assert check.to_dict() | {"details": None} == {
+        "kind": "regression", "metric": "pairing", "scope": "run", "passed": False,
+        "reason": "no case of this run is in the baseline (paired by model, system, code): wrong baseline, or other "
+                  "models, systems or codes",
+        "observed": None, "limit": None, "n": 0, "p_value": None, "baseline": None, "delta": None, "ci": None,
+        "warnings": [], "details": None}  # fmt: skip
+    # Two systems pool into "all systems"; a system the baseline lacks is said, not checked.
+    icd9 = [{**case(i, exact_match=True), "system": "icd9cm"} for i in range(10)]
+    extra = [{**case(i, exact_match=True), "system": "icd9cm-proc"} for i in range(3)]
+    verdict = evaluate(base + icd9 + extra, base + icd9)
+    scopes = [c.scope for c in verdict.checks if c.kind == "regression"]
+    assert scopes == ["m / icd10cm", "m / icd9cm", "m / all systems"]
+    assert only(verdict, "regression", "exact_match", "all systems").n == 20
+    assert verdict.warnings[-1] == "m / icd9cm-proc: not in the baseline, so not checked for regressions"
+    # Variants pool into "all cases"; temperatures show in the scope.
+    swept = [{**case(i, exact_match=True), "variant": v, "temperature": t} for i in range(4)
+             for v, t in (("exact", 0.2), ("typo", 0.6))]  # fmt: skip
+    verdict = evaluate(swept, swept)
+    assert {c.scope for c in verdict.checks if c.kind == "regression"} == {
+        "m / icd10cm [exact] T=0.2", "m / icd10cm [typo] T=0.6", "m / all cases"}
+
+
+def test_failed_calls_on_either_side_are_left_out_of_the_pairs() -> None:
+    base = [{**case(0), "outcome": "error"}] + [case(i, exact_match=True) for i in range(1, 10)]
+    new = [case(i, exact_match=True) for i in range(9)] + [{**case(9), "outcome": "error"}]
+    check = only(evaluate(new, base, max_error_rate=0.5), "regression", "exact_match")
+    assert check.n == 8
+
+
+def test_a_baseline_without_similarity_scores_is_said() -> None:
+    base = [case(i, exact_match=True, digit_match=1.0) for i in range(5)]
+    verdict = evaluate(base, base, max_drops=parse_max_drops("meteor=0.02,digit_match=0.01"))
+    assert verdict.warnings == ("the baseline has no meteor values",)
+    assert evaluate([{**r, "meteor": 0.5} for r in base], [{**r, "meteor": 0.5} for r in base],
+                    max_drops=parse_max_drops("meteor=0.02")).warnings == ()  # fmt: skip
+
+
+def test_the_error_check_records_its_counts() -> None:
+    rows = [case(i, exact_match=True) for i in range(3)] + [{**case(3), "outcome": "error"}]
+    check = only(evaluate(rows, max_error_rate=0.25), "errors", "error_rate")
+    assert check.to_dict() == {
+        "kind": "errors", "metric": "error_rate", "scope": "m / icd10cm", "passed": True,
+        "reason": "1 of 4 calls failed (25.0%), within the allowed 25.0%", "observed": 0.25, "limit": 0.25, "n": 4,
+        "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {"errors": 1}}
