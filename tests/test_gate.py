@@ -973,3 +973,32 @@ def test_the_error_check_records_its_counts() -> None:
         "kind": "errors", "metric": "error_rate", "scope": "m / icd10cm", "passed": True,
         "reason": "1 of 4 calls failed (25.0%), within the allowed 25.0%", "observed": 0.25, "limit": 0.25, "n": 4,
         "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {"errors": 1}}
+
+
+def test_similarity_thresholds_read_on_their_own_scale_and_odd_values_are_left_out() -> None:
+    """METEOR 0.5 and 0.7 (mean 0.6) against 0.65: shown with 3 decimals, not as percentages; a NaN score is
+    no score; a tiny p-value is written in scientific notation (2 * 0.5**30 = 1.9e-09)."""
+    records = [case(0, meteor=0.5), case(1, meteor=0.7), case(2, meteor=float("nan"))]
+    check = only(evaluate(records, thresholds=parse_thresholds("meteor=0.65", "under")), "threshold", "meteor")
+    assert check.n == 2 and check.observed == pytest.approx(0.6)
+    assert check.reason == "meteor 0.600 (95% CI 0.500–0.700, n=2) is below the limit 0.650"
+    assert check.warnings == ("the limit 0.650 lies inside the 95% CI (0.500–0.700): a re-run could flip this check",)
+    base = [case(i, exact_match=True) for i in range(1000)]
+    drop = regression_of([case(i, exact_match=i >= 30) for i in range(1000)], base, "exact_match=5pp")
+    assert drop.reason.endswith("; significant (McNemar exact p = 1.9e-09) but within the allowed 5.0 pp")
+    better = regression_of(base, [case(i, exact_match=i >= 30) for i in range(1000)], "exact_match=2pp")
+    assert better.reason == ("exact match 100.0% vs 97.0% in the baseline (0 worse / 30 better of 1000 paired cases); "
+                             "McNemar exact p = 1.9e-09; allowed 2.0 pp")  # fmt: skip
+
+
+def test_value_formats() -> None:
+    assert [gate.format_value("exact_match", v) for v in (None, float("nan"), 0.1234)] == ["-", "-", "12.3%"]
+    assert gate.format_value("bertscore", 0.91234) == "0.912"
+    errors = {"kind": "errors", "metric": "error_rate", "scope": "s", "passed": True, "reason": "r"}
+    assert gate.check_cells({**errors, "observed": None})["observed"] == "0.0%"
+    assert gate.check_cells({**errors, "observed": 0.0})["observed"] == "0.0%"
+    with pytest.raises(ValueError) as info:
+        parse_max_drops("exact_match=2%")
+    assert str(info.value) == "'exact_match=2%': write percentage points, e.g. 2pp, or a fraction, e.g. 0.02"
+    with pytest.raises(ValueError, match=r"^direction must be 'under' or 'over', got 'sideways'$"):
+        parse_thresholds("exact_match=0.5", "sideways")

@@ -439,3 +439,21 @@ def test_bootstrap_edges() -> None:
     values = [0.2, 0.9, 0.4, 0.7, 0.1, 0.3]
     assert bootstrap_mean(values) == bootstrap_mean(values, 0.95, 2000, 0)
     assert bootstrap_mean(values, seed=1) != bootstrap_mean(values)  # the seed is used
+
+
+def test_arguments_are_checked_even_with_nothing_to_compare() -> None:
+    """With no pairs the test returns early, after its own checks: a bad margin or alpha is still an error."""
+    with pytest.raises(ValueError, match=r"margin must be in \[0, 1\), got 1.0"):
+        paired_exact_match_test([], [], 1.0)
+    for alpha in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\), got"):
+            paired_exact_match_test([], [], 0.02, alpha)
+    with pytest.raises(ValueError, match=r"^need 0 <= discordant <= n_pairs and n_pairs >= 1, got 0, 0$"):
+        mcnemar_min_detectable(0, 0)
+    with pytest.raises(ValueError, match=r"^need 0 <= discordant <= n_pairs and n_pairs >= 1, got 3, 2$"):
+        mcnemar_min_detectable(2, 3)
+    for alpha in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"^alpha must be in \(0, 1\), got"):
+            mcnemar_min_detectable(10, 5, alpha)
+    with pytest.raises(ValueError, match=r"^discordant counts must be >= 0, got b=-1, c=0$"):
+        mcnemar_exact(-1, 0)
