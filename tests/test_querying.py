@@ -380,9 +380,24 @@ def test_a_failure_that_is_not_retryable_ends_at_once_with_its_error() -> None:
 
 
 def test_the_jitter_lengthens_the_backoff_by_up_to_half() -> None:
-    """A draw of 0.5: the first wait is 0.5 s x (0.5 + 0.25) = 0.375 s."""
-    outcome, _ = _ask(_Scripted(CallFailed("HTTP 500", True)), attempts=2, jitter=0.5)
-    assert outcome.attempts == 2 and 0.375 - 0.004 <= outcome.latency_s < 0.55
+    """A draw at the top of the range: waits of 0.5 s x (0.5 + 0.5) and 1 s x 1, 1.5 s in all (a third of the draw
+    instead of half would make it 1.25 s)."""
+    outcome, _ = _ask(_Scripted(CallFailed("HTTP 500", True), CallFailed("HTTP 500", True)), jitter=1.0)
+    assert outcome.attempts == 3 and 1.5 - 0.004 <= outcome.latency_s < 2.5
+
+
+def test_calls_outside_a_batch_share_the_limit_on_calls_in_flight() -> None:
+    """Ten single asks submitted at once (late cases, uncached coders) still run at most 3 at a time."""
+    coder = _Counting()
+    engine = QueryEngine({"m": coder}, concurrency=3, attempts=1, timeout=5)
+    case = Case("m", "icd10cm", "A00.0", "Cholera")
+    try:
+        futures = [engine.submit(CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i)) for i in range(10)]
+        outcomes = [f.result(timeout=10) for f in futures]
+    finally:
+        engine.close()
+    assert coder.most == 3
+    assert [o.text for o in outcomes[:4]] == ["Code: A00.0", "Code: A00.1", "Code: A00.2", "Code: A00.3"]
 
 
 def test_a_coder_bug_is_an_error_outcome_not_a_crash() -> None:
