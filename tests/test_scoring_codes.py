@@ -267,3 +267,39 @@ def test_billable_keys_are_the_dotless_codes_of_each_table_built_once(tmp_path: 
     assert billable_keys(one) is keys  # built once
     assert billable_keys(two) == frozenset({"B000"})
     assert billable_keys(one) is keys
+
+
+def test_answer_fields_that_depend_on_the_profile(tmp_path: Path) -> None:
+    """Hand-read: the paper profile predicts the first match only, but codes and their count are the default
+    reading of the whole answer; a billable code is not "valid but not billable"; a code of the asked system
+    is not looked for in other systems; the study checked no CPT code, so CPT's validity fields are None."""
+    icd10 = load_system("icd10cm")
+    paper = score_answer(icd10, "E11.9", "Code: E11.9, or E11.65", "paper")
+    assert (paper["predicted_code"], paper["codes"], paper["n_codes"]) == ("E11.9", ["E11.9", "E11.65"], 2)
+    assert paper["valid_not_billable"] is False
+    near = score_answer(icd10, "T38.3X5A", "Code: T38.3X5D")
+    assert (near["valid"], near["billable"], near["valid_not_billable"]) == (True, True, False)
+    both = score_answer(icd10, "E11.9", "Code: E11.9 (ICD-9-CM 250.00)")
+    assert (both["other_system"], both["other_system_code"], both["crosswalk_match"]) == (None, None, None)
+    path = tmp_path / "cpt.csv"
+    path.write_text("code,description\n99213,Office visit\n")
+    cpt = score_answer(load_system("cpt", path), "99213", "Code: 99213", "paper")
+    assert (cpt["exact_match"], cpt["valid"], cpt["billable"], cpt["fabricated"], cpt["valid_not_billable"]) == (
+        True, None, None, None, None)
+    with pytest.raises(ValueError, match=r"^unknown scoring profile 'nope'; choose from default, paper$"):
+        code_metrics(icd10, "E11.9", "E11.9", "nope")
+
+
+def test_fields_of_an_unanswered_case() -> None:
+    """A failed call reads nothing and scores nothing: every answer-derived field empty or None."""
+    assert unscored_fields("paper") == {
+        "profile": "paper", "codes": [], "predicted_code": None, "n_codes": 0, "exact_match": None, "valid": None,
+        "billable": None, "fabricated": None, "length_match": None, "digit_match": None, "digit_positions": [],
+        "predicted_description": None, "valid_not_billable": None, "hierarchy_level": None, "same_chapter": None,
+        "same_block": None, "same_category": None, "same_subcategory": None, "other_system": None,
+        "other_system_code": None, "crosswalk_match": None}  # fmt: skip
+    assert unscored_fields()["profile"] == "default"
+
+
+def test_a_reference_without_characters_matches_no_digit() -> None:
+    assert digit_match("", "E11.9") == 0.0 and digit_match(".", ".") == 0.0 and digit_positions("", "E") == []
