@@ -1002,3 +1002,14 @@ def test_value_formats() -> None:
     assert str(info.value) == "'exact_match=2%': write percentage points, e.g. 2pp, or a fraction, e.g. 0.02"
     with pytest.raises(ValueError, match=r"^direction must be 'under' or 'over', got 'sideways'$"):
         parse_thresholds("exact_match=0.5", "sideways")
+
+
+def test_a_continuous_improvement_is_significant_only_when_its_interval_clears_zero() -> None:
+    """Every case up by 0.5: a one-point interval at +0.5, significant. One case of ten up from 0 to 1: the
+    interval's lower end is exactly 0 (a resample misses that case with probability 0.9**10 = 0.35): not."""
+    base = [case(i, digit_match=0.5) for i in range(8)]
+    up = regression_of([case(i, digit_match=1.0) for i in range(8)], base, "digit_match=0.05")
+    assert up.passed and up.ci == (0.5, 0.5) and up.details["significant"] is True
+    base = [case(i, digit_match=0.0) for i in range(10)]
+    one = regression_of([case(i, digit_match=1.0 if i == 0 else 0.0) for i in range(10)], base, "digit_match=0.05")
+    assert one.ci is not None and one.ci[0] == 0.0 and one.details["significant"] is False
