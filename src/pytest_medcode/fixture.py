@@ -8,6 +8,7 @@ import pytest
 
 from pytest_medcode.cases import Case
 from pytest_medcode.records import ERROR, PROPERTY, explain
+from pytest_medcode.safetext import visible
 
 if TYPE_CHECKING:
     from pytest_medcode.session import MedcodeSession
@@ -50,8 +51,8 @@ def detach_record(item: pytest.Item) -> None:
 def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:
     """What ``--junitxml`` shows per case, so CI systems list the codes beside the test."""
 
-    def text(value: Any) -> str:
-        return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    def text(value: Any) -> str:  # control characters as \xNN: XML cannot hold most, terminals obey them
+        return "" if value is None else str(value).lower() if isinstance(value, bool) else visible(value)
 
     return [
         ("expected_code", text(record.get("code"))),

@@ -36,6 +36,14 @@ class ProgressLine:
                 self._last_log = now
                 self._tr.write_line(line)
 
+    def notice(self, line: str) -> None:
+        """A line of its own (a wait on a locked cache), kept above the progress line."""
+        with self._lock:
+            if self._shown:
+                self._tr.write_line("")
+                self._shown = False
+            self._tr.write_line(line, yellow=True)
+
 
 class ProgressWatcher(threading.Thread):
     """Controller-side: shows the progress a worker writes, until told to stop or the phase ends."""

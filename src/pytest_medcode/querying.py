@@ -36,6 +36,7 @@ class Outcome:
     attempts: int
     usage: dict[str, Any] = field(default_factory=dict)
     cached: bool | None = None  # None: a coder whose answers are not cached (lookup)
+    chars: int | None = None  # the answer's true length when ``text`` was cut (cache.ANSWER_LIMIT)
 
 
 @dataclass
@@ -202,17 +203,24 @@ class QueryEngine:
             while queue:
                 index, request = queue.popleft()
                 outcome = await self._ask_one(request)
-                on_result(index, outcome)
+                try:
+                    on_result(index, outcome)
+                except BaseException:
+                    queue.clear()  # stop asking at once; calls already in flight finish and are handed over
+                    raise
                 self.progress.done += 1
                 if outcome.error is not None:
                     self.progress.errors += 1
 
         workers = [asyncio.ensure_future(worker()) for _ in range(min(limiter.ceiling, len(requests)))]
         try:
-            await asyncio.gather(*workers)
+            ended = await asyncio.gather(*workers, return_exceptions=True)
         finally:
             for w in workers:
                 w.cancel()
+        for end in ended:
+            if isinstance(end, BaseException):
+                raise end
 
     async def _ask_one(self, request: CodeRequest) -> Outcome:
         coder = self._coders[request.case.model]

@@ -11,6 +11,7 @@ from typing import Any
 from pytest_medcode.cases import Case
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.querying import Outcome
+from pytest_medcode.safetext import visible
 from pytest_medcode.scoring.codes import score_answer, unscored_fields
 
 PROPERTY = "medcode_record"
@@ -46,7 +47,7 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
     if outcome.text is None:
         record.update(outcome=ERROR, **unscored_fields(profile))
         return record
-    record.update(raw_answer=outcome.text[:RAW_ANSWER_LIMIT], answer_chars=len(outcome.text))
+    record.update(raw_answer=outcome.text[:RAW_ANSWER_LIMIT], answer_chars=outcome.chars or len(outcome.text))
     return score_record(record, system, outcome.text, profile)
 
 
@@ -61,10 +62,15 @@ def score_record(record: dict[str, Any], system: CodeSystem, text: str, profile:
 
 
 def explain(record: dict[str, Any], limit: int = 200) -> str:
-    """The failure message a person reads in the test report."""
+    """The failure message a person reads in the test report (control characters shown as ``\\xNN``)."""
+    return visible(_explain(record, limit))
+
+
+def _explain(record: dict[str, Any], limit: int) -> str:
     raw = record.get("raw_answer") or ""
-    if len(raw) > limit:
-        raw = raw[:limit] + f"... [{len(raw) - limit} more characters]"
+    if len(raw) > limit:  # the note counts the whole answer, not the excerpt the record keeps
+        total = max(record.get("answer_chars") or 0, len(raw))
+        raw = raw[:limit] + f"... [{total - limit} more characters]"
     if record["outcome"] == ERROR:
         return (
             f"model call failed after {record['attempts']} attempt(s): {record['error']}\n"

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode import __version__, consistency, distributed, variants
+from pytest_medcode import __version__, consistency, distributed, preflight, variants
 from pytest_medcode.aggregate import summarize
-from pytest_medcode.cache import ResponseStore, request_key
+from pytest_medcode.cache import CacheError, ResponseStore, request_key
 from pytest_medcode.cases import Case, CodeList, build_cases, read_code_list, select_codes
 from pytest_medcode.coders import Coder, CodeRequest, CoderUnavailable, resolve_coder
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
@@ -37,6 +37,7 @@ from pytest_medcode.reports import files, html, markdown, tables, terminal
 from pytest_medcode.scoring import session_metrics
 
 CASE_PARAM = "medcode_case"
+STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
 
 
 class MedcodeSession:
@@ -44,6 +45,8 @@ class MedcodeSession:
     baseline: list[dict[str, Any]] | None = None
     verdict: Verdict | None = None
     report_problems: tuple[str, ...] = ()  # report.md / report.html that could not be written
+    report_failure: str | None = None  # the run folder could not be written (exit 4; the tables still print)
+    stopped: str | None = None  # the query phase stopped (the cache failed): why
     current_item: pytest.Item | None = None  # the test that is running: where the medcode fixture records
     similarity: session_metrics.SimilarityReport | None = None  # the end-of-session similarity pass
 
@@ -111,6 +114,24 @@ class MedcodeSession:
                 self.baseline = load_run(s.gate.baseline).records
             except RunFormatError as exc:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
+        if self.reporting:
+            self.check_destinations()
+
+    def check_destinations(self) -> None:
+        """Everything the run writes (cache, run folder, their disk space), checked before the first call."""
+        s = self.settings
+        cases = len(self._cases) if self._cases is not None else (
+            (s.sample or preflight.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
+            * max(1, len(s.temperatures)) * s.repeats)
+        cache = self.cache_paths()[0] if s.cache is not None else None
+        problem = preflight.check(cache, self.report_root(), cases, s.max_tokens)
+        if problem:
+            raise pytest.UsageError(problem)
+
+    def report_root(self) -> Path:
+        """Where run folders go (--medcode-report-dir, relative to where pytest was started)."""
+        root = self.settings.report_dir
+        return root if root.is_absolute() else self.config.invocation_params.dir / root
 
     # -- collection -----------------------------------------------------------------------
     def system(self, name: str) -> CodeSystem:
@@ -153,23 +174,40 @@ class MedcodeSession:
         keys = [self.key_for(r) for r in requests]
         self._keys.update(zip(cases, keys))
         unique = dict(zip(keys, requests))
-        self._answers.update(self.phase().run(list(unique), list(unique.values())))
+        try:
+            self._answers.update(self.phase().run(list(unique), list(unique.values())))
+        except CacheError as exc:
+            self.stop(str(exc))
+            return
         self.query_progress = self.phase().progress
 
+    def stop(self, reason: str) -> None:
+        """The cache failed: no more calls. One line and exit 4; under xdist a worker cannot end the run
+        from collection, so its cases without an answer are skipped and carry the reason to the controller."""
+        self.stopped = reason
+        if not distributed.is_worker(self.config):
+            raise pytest.UsageError(reason)
+
+    def cache_paths(self) -> tuple[Path, Path]:
+        """The response cache file and this run's state folder (its lock, progress and stop files)."""
+        s = self.settings
+        if s.cache is not None:
+            path = s.cache if s.cache.is_absolute() else self.config.rootpath / s.cache
+            return path, path.parent / "runs" / self.run_id
+        # a store for this run only, so xdist workers still share answers
+        state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
+        return state / "responses.sqlite3", state
+
     def phase(self) -> QueryPhase:
+        """The query phase and its response store (CacheError when the store cannot be opened)."""
         if self._phase is None:
-            s = self.settings
-            if s.cache is not None:
-                path = s.cache if s.cache.is_absolute() else self.config.rootpath / s.cache
-                state = path.parent / "runs" / self.run_id
-            else:  # a store for this run only, so xdist workers still share answers
-                state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
-                path = state / "responses.sqlite3"
+            path, state = self.cache_paths()
+            writer = self._progress_writer()
             try:
-                store = ResponseStore(path)
+                store = ResponseStore(path, notify=writer.notice if writer is not None else None)
             except (OSError, sqlite3.Error) as exc:
-                raise pytest.UsageError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
-            self._phase = QueryPhase(store, self.engine, state, self.started, s.retry_errors, self._progress_writer())
+                raise CacheError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
+            self._phase = QueryPhase(store, self.engine, state, self.started, self.settings.retry_errors, writer)
         return self._phase
 
     def _progress_writer(self):
@@ -211,12 +249,26 @@ class MedcodeSession:
         else:
             key = self._keys.get(case)
             outcome = self._answers.get(key) if key is not None else None
+            if outcome is None and self.stopped is not None:
+                self._skip_stopped()
             if outcome is None:  # not seen by the query phase (a case created outside collection)
                 request = self.request_for(case)
                 key = self.key_for(request)
-                outcome = self.phase().run([key], [request])[key]
+                try:
+                    outcome = self.phase().run([key], [request])[key]
+                except CacheError as exc:
+                    self.stopped = str(exc)
+                    self._skip_stopped()
                 self._answers[key] = outcome
         return build_record(case, self.system(case.system), outcome, self.settings.profile)
+
+    def _skip_stopped(self) -> None:
+        """A case the stopped phase never asked: the run ends with the reason (exit 4), the case is not scored."""
+        if self.reporting:
+            pytest.exit(self.stopped or "", returncode=pytest.ExitCode.USAGE_ERROR)
+        if self.current_item is not None:
+            self.current_item.user_properties.append((STOP_PROPERTY, self.stopped))
+        pytest.skip(f"not asked: {self.stopped}")
 
     # -- xdist controller ----------------------------------------------------------------------
     def for_workers(self) -> dict[str, Any]:
@@ -226,7 +278,7 @@ class MedcodeSession:
     def watch_workers(self) -> None:
         """Follow the query phase, which a worker runs: show its progress (unless -q), keep its timing."""
         if distributed.is_distributed(self.config) and not distributed.is_worker(self.config):
-            self._watcher = ProgressWatcher(self.phase().state_dir / "progress.json", self._progress_writer())
+            self._watcher = ProgressWatcher(self.cache_paths()[1] / "progress.json", self._progress_writer())
             self._watcher.start()
 
     def stop_watching(self) -> None:
@@ -256,6 +308,10 @@ class MedcodeSession:
         if not self.reporting:  # a worker: xdist has sent the record on; the worker's copy of the report
             report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]  # need not keep it
             return
+        for name, value in report.user_properties:
+            if name == STOP_PROPERTY:  # a worker's query phase stopped (the cache failed): end the run
+                self.stopped = value
+                pytest.exit(value, returncode=pytest.ExitCode.USAGE_ERROR)
         for i, (name, value) in enumerate(report.user_properties):
             if name == PROPERTY:
                 if distributed.from_worker(report):  # unpickled: every record has its own copy of every key
@@ -312,8 +368,8 @@ class MedcodeSession:
         self.stop_watching()  # under xdist pytest_runtestloop is xdist's alone: the phase's timing is kept here
         if self._phase is not None:
             self._phase.store.close()
-            if self.reporting:
-                shutil.rmtree(self._phase.state_dir, ignore_errors=True)
+        if self.reporting and (self._phase is not None or distributed.is_distributed(self.config)):
+            shutil.rmtree(self.cache_paths()[1], ignore_errors=True)  # lock, progress and stop files of this run
         if not self.reporting:
             return
         records = self.ordered_records()
@@ -323,14 +379,16 @@ class MedcodeSession:
             self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
         if not self.records:
             return
-        run_dir = self.settings.report_dir
-        if not run_dir.is_absolute():
-            run_dir = self.config.invocation_params.dir / run_dir
-        self.run_dir = run_dir / self.run_id
-        files.write_cases(records, self.run_dir / "cases.parquet")
+        self.run_dir = self.report_root() / self.run_id
         self.summary_data = self.summary(records)
-        files.write_json(self.summary_data, self.run_dir / "summary.json")
-        files.point_latest(self.run_dir)
+        try:
+            files.write_cases(records, self.run_dir / "cases.parquet")
+            files.write_json(self.summary_data, self.run_dir / "summary.json")
+            files.point_latest(self.run_dir)
+        except OSError as exc:  # the tables still print; the answers are in the cache; exit 4 (exitstatus)
+            self.report_failure = (f"could not write the run folder {self.run_dir}: {exc.strerror or exc}; "
+                                   "the answers are kept in the response cache, a re-run writes it without asking")
+            return
         problems = []
         for name, module in (("report.md", markdown), ("report.html", html)):
             try:
@@ -363,7 +421,10 @@ class MedcodeSession:
             tr.write_line(f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
                           f"{queries['retries']} retries, {queries['errors']} failed")
         self.display_dimensions(tr)
-        tr.write_line(f"run folder: {self.run_dir}")
+        if self.report_failure is not None:
+            tr.write_line(f"error: {self.report_failure}", red=True, bold=True)
+        else:
+            tr.write_line(f"run folder: {self.run_dir}")
         for problem in self.report_problems:
             tr.write_line(f"warning: {problem}", yellow=True)
         self.display_gate(tr)
@@ -416,7 +477,11 @@ class MedcodeSession:
 
     def exitstatus(self, status: int) -> int:
         """Gate mode: 1 when the gate failed. A passed gate leaves pytest's status (0, or 1 when a test
-        broke for another reason than a wrong code; interruptions and internal errors are kept)."""
+        broke for another reason than a wrong code; interruptions and internal errors are kept).
+        A run folder that could not be written is exit 4 (usage error), whatever the codes were."""
+        if self.report_failure is not None and status in (
+                pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return pytest.ExitCode.USAGE_ERROR
         if self.verdict is None or self.verdict.passed:
             return status
         if status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):

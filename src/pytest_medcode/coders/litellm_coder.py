@@ -74,9 +74,13 @@ class LiteLLMCoder:
         except Exception as exc:
             raise _classify(exc) from None
         try:
-            text = response.choices[0].message.content or ""
+            choice = response.choices[0]
+            text = choice.message.content
         except (AttributeError, IndexError, TypeError) as exc:
             raise CallFailed(f"malformed response: {exc}") from None
+        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
+            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                             retryable=False)
         usage: dict[str, Any] = {}
         u = getattr(response, "usage", None)
         if u is not None:

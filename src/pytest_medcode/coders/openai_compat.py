@@ -65,9 +65,13 @@ class OpenAICompatibleCoder:
         except (json.JSONDecodeError, ValueError, TypeError) as exc:  # a malformed body
             raise CallFailed(f"malformed response: {exc.__class__.__name__}") from None
         try:
-            text = response.choices[0].message.content or ""
+            choice = response.choices[0]
+            text = choice.message.content
         except (AttributeError, IndexError, TypeError) as exc:
             raise CallFailed(f"malformed response: {exc}") from None
+        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
+            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                             retryable=False)
         usage: dict[str, Any] = {}
         if response.usage is not None:
             usage = {"prompt_tokens": response.usage.prompt_tokens,

@@ -152,7 +152,7 @@ class Request:
         return extract_description(self.last_user_message)
 
 
-Responder = Callable[[Request], str]
+Responder = Callable[[Request], "str | None"]  # None: ``"content": null`` (no answer text at all)
 LatencyFn = Callable[[Request], float]
 
 _BRACKETED = re.compile(r"<([^<>]*)>")
@@ -902,15 +902,15 @@ class ScriptedServer:
                     del self._stats.successes_per_key[key]
             raise
 
-    def _completion_payload(self, request: Request, text: str) -> tuple[bytes, str]:
-        """The OpenAI chat-completion (or SSE stream) body for ``text``."""
-        finish_reason = "stop"
-        words = text.split()
+    def _completion_payload(self, request: Request, text: str | None) -> tuple[bytes, str]:
+        """The OpenAI chat-completion (or SSE stream) body for ``text`` (None: ``content: null``)."""
+        finish_reason = "stop" if text is not None else "content_filter"
+        words = text.split() if text is not None else []
         if request.max_tokens is not None and len(words) > request.max_tokens:
             text = " ".join(words[: request.max_tokens])
             finish_reason = "length"
         prompt_tokens = sum(_word_count(_content_text(m.get("content"))) for m in request.messages)
-        completion_tokens = _word_count(text)
+        completion_tokens = _word_count(text or "")
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
