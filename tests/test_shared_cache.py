@@ -74,11 +74,16 @@ def claims_in(cache: Path) -> int:
 
 
 def assert_one_line(proc: subprocess.CompletedProcess[str], pattern: str) -> str:
-    """Exit 4 and one ``ERROR:`` line on stderr that contains ``pattern``; no traceback anywhere."""
+    """Exit 4 and one line with ``pattern``, no traceback: ``ERROR: ...`` on stderr, or (under xdist, where a
+    worker's problem ends the run from the controller) pytest's ``! ... Exit: ... !`` line."""
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text and "INTERNALERROR" not in text, text[-4000:]
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, text[-4000:]
     lines = proc.stderr.strip().splitlines()
+    if not lines:
+        lines = [line for line in proc.stdout.splitlines() if "Exit: " in line]
+        assert len(lines) == 1 and lines[0].startswith("!") and pattern in lines[0], proc.stdout[-3000:]
+        return lines[0]
     assert len(lines) == 1 and lines[0].startswith("ERROR: ") and pattern in lines[0], proc.stderr
     return lines[0]
 
@@ -137,14 +142,16 @@ time.sleep({seconds})
     return proc
 
 
-def test_a_cache_locked_by_another_process_is_waited_for_then_one_line_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_a_cache_locked_by_another_process_is_waited_for_then_one_line_naming_it(
+        tmp_path: Path, workers: tuple[str, ...]) -> None:
     chosen = codes(5, offset=3)
     with ScriptedServer(mapping_responder({d: c for c, d in chosen})) as server:
         run = Run(tmp_path, chosen, server)
         run.cache.parent.mkdir(parents=True)
         holder = hold_write_lock(run.cache, 60)
         try:
-            proc = run.run()
+            proc = run.run(*workers)
             line = assert_one_line(proc, "is locked")
             assert f"pid {holder.pid}" in line and "nothing was moved or lost" in line
             assert server.stats.total_requests == 0  # the claim comes before any call: nothing paid
@@ -174,8 +181,9 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
 def test_a_full_disk_stops_at_once_keeps_what_arrived_and_the_rerun_asks_only_the_rest(
-        tmp_path: Path, small_disk: Path) -> None:
+        tmp_path: Path, small_disk: Path, workers: tuple[str, ...]) -> None:
     chosen = codes(200, offset=11)
     # 12 KB an answer (one word: the server cuts answers at max_tokens words): 200 do not fit in 2 MB, though
     # the run's rough size estimate (1 KB a case) passes the check before the first call.
@@ -186,13 +194,13 @@ def test_a_full_disk_stops_at_once_keeps_what_arrived_and_the_rerun_asks_only_th
 
     with ScriptedServer(respond) as server:
         run = Run(tmp_path / "run", chosen, server, small_disk / "responses.sqlite3")
-        full = run.run()
+        full = run.run(*workers)
         line = assert_one_line(full, "disk full")
         assert "stopped asking" in line and "a re-run asks only what is missing" in line
         asked_first = server.stats.total_requests
         assert 0 < asked_first < 200
         subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)  # space freed
-        again = run.run()
+        again = run.run(*workers)
         assert again.returncode == 0 and "200 passed" in again.stdout, (again.stdout + again.stderr)[-3000:]
         # Every answer that arrived before the stop was kept (in the cache or its .pending file): none asked twice.
         assert server.stats.duplicate_successes() == {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -74,6 +75,13 @@ def read_progress(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def stop_paths(state_dir: Path) -> list[Path]:
+    """Where a stopped phase leaves its reason: the run's state folder, or the temp folder when that
+    folder's disk is the full one."""
+    return [state_dir / "stopped.txt",
+            Path(tempfile.gettempdir()) / "pytest-medcode" / "stopped" / f"{state_dir.name}.txt"]
+
+
 class QueryPhase:
     def __init__(
         self,
@@ -105,8 +113,8 @@ class QueryPhase:
         return self.state_dir / "progress.json"
 
     @property
-    def stop_path(self) -> Path:
-        return self.state_dir / "stopped.txt"
+    def stop_paths(self) -> list[Path]:
+        return stop_paths(self.state_dir)
 
     def _usable(self, stored: Stored) -> bool:
         """A stored error from an earlier run is asked again only with --medcode-retry-errors."""
@@ -233,19 +241,24 @@ class QueryPhase:
             message += (f"; {n} answer(s) received but not written are kept in {where} and go into the cache "
                         "on the next run" if where else f"; {n} answer(s) received could not be kept anywhere")
         message += "; a re-run asks only what is missing"
-        try:
-            self.stop_path.write_text(message)
-        except OSError:
-            pass
+        for path in self.stop_paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(message)
+                break
+            except OSError:
+                path.unlink(missing_ok=True)
         raise type(exc)(message) from None
 
     def _check_stopped(self) -> None:
         """Another process of this run stopped the phase (the cache failed): stop here too, with its reason."""
-        try:
-            message = self.stop_path.read_text()
-        except OSError:
-            return
-        raise CacheError(message)
+        for path in self.stop_paths:
+            try:
+                message = path.read_text()
+            except OSError:
+                continue
+            if message:
+                raise CacheError(message)
 
     def _report_file(self) -> None:
         try:

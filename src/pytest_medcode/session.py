@@ -28,7 +28,7 @@ from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_
 from pytest_medcode.compare import RunFormatError, load_run
 from pytest_medcode.gate import Verdict, render_verdict
 from pytest_medcode.options import Settings
-from pytest_medcode.phase import QueryPhase
+from pytest_medcode.phase import QueryPhase, stop_paths
 from pytest_medcode.progress import ProgressLine, ProgressWatcher
 from pytest_medcode.prompts import PromptTemplate, TemplateError, load_template
 from pytest_medcode.querying import Outcome, Progress, QueryEngine
@@ -370,6 +370,8 @@ class MedcodeSession:
             self._phase.store.close()
         if self.reporting and (self._phase is not None or distributed.is_distributed(self.config)):
             shutil.rmtree(self.cache_paths()[1], ignore_errors=True)  # lock, progress and stop files of this run
+            for stop in stop_paths(self.cache_paths()[1]):
+                stop.unlink(missing_ok=True)
         if not self.reporting:
             return
         records = self.ordered_records()
