@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS responses (
     chars INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claimants (owner TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
 
 T = TypeVar("T")
@@ -244,7 +245,7 @@ class ResponseStore:
     def _init(self, conn: sqlite3.Connection) -> None:
         """Create what is missing (no write at all when nothing is: a locked file still opens for reading)."""
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"responses", "meta", "claims"} <= tables:
+        if not {"responses", "meta", "claims", "claimants"} <= tables:
             conn.executescript(_DDL)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         if "chars" not in {row[1] for row in conn.execute("PRAGMA table_info(responses)")}:
@@ -343,29 +344,37 @@ class ResponseStore:
         def take(conn: sqlite3.Connection) -> tuple[list[str], dict[str, str]]:
             conn.execute("BEGIN IMMEDIATE")
             now = time.time()
+            live = {who for who, expires in conn.execute("SELECT owner, expires FROM claimants")
+                    if who != owner and expires > now and _owner_alive(who)}
             held: dict[str, str] = {}
             for chunk in _chunks(keys, _CHUNK):
                 marks = ",".join("?" * len(chunk))
-                for key, who, expires in conn.execute(
-                        f"SELECT key, owner, expires FROM claims WHERE key IN ({marks})", chunk):
-                    if who != owner and expires > now and _owner_alive(who):
+                for key, who in conn.execute(f"SELECT key, owner FROM claims WHERE key IN ({marks})", chunk):
+                    if who in live:
                         held[key] = who
             mine = [k for k in keys if k not in held]
-            conn.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", [(k, owner, now + ttl_s) for k in mine])
+            conn.execute("INSERT OR REPLACE INTO claimants VALUES (?, ?)", (owner, now + ttl_s))
+            conn.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?)", [(k, owner) for k in mine])
             conn.execute("COMMIT")
             return mine, held
 
         return self._run(take)
 
     def renew(self, owner: str, ttl_s: float) -> None:
-        """The heartbeat: push back the expiry of every claim of ``owner``."""
-        self._run(lambda conn: conn.execute("UPDATE claims SET expires = ? WHERE owner = ?",
+        """The heartbeat: push back the expiry of every claim of ``owner`` (one row, however many claims)."""
+        self._run(lambda conn: conn.execute("UPDATE claimants SET expires = ? WHERE owner = ?",
                                             (time.time() + ttl_s, owner)))
 
     def release(self, owner: str) -> None:
         """End ``owner``'s claims (after its answers are stored); best effort, as expiry ends them anyway."""
+        def end(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+            conn.execute("DELETE FROM claimants WHERE owner = ?", (owner,))
+            conn.execute("COMMIT")
+
         try:
-            self._run(lambda conn: conn.execute("DELETE FROM claims WHERE owner = ?", (owner,)))
+            self._run(end)
         except CacheError:
             pass
 
