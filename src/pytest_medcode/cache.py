@@ -423,6 +423,11 @@ class ResponseStore:
                     return done  # still full: the file stays for the next run
                 spilled.unlink(missing_ok=True)
                 done += len(entries)
+            if folder != self.path.parent:
+                try:
+                    folder.rmdir()  # the temp-folder fallback, once empty
+                except OSError:
+                    pass
         return done
 
     # -- housekeeping ---------------------------------------------------------------------------------------
