@@ -154,6 +154,9 @@ def test_a_cache_locked_by_another_process_is_waited_for_then_one_line_naming_it
             proc = run.run(*workers)
             line = assert_one_line(proc, "is locked")
             assert f"pid {holder.pid}" in line and "nothing was moved or lost" in line
+            if not workers:  # the wait is shown while it lasts (a worker has no terminal)
+                assert f"medcode: waiting for the response cache {run.cache}: locked, held by pid {holder.pid}" \
+                    in proc.stdout
             assert server.stats.total_requests == 0  # the claim comes before any call: nothing paid
         finally:
             holder.kill()

@@ -169,7 +169,7 @@ class ResponseStore:
     # -- connections and error handling ------------------------------------------------------------
     @property
     def _busy_ms(self) -> int:
-        return int(min(2.0, self.wait_s) * 1000)
+        return int(min(2.0, self.wait_s / 4) * 1000)  # SQLite's own wait per try; ours counts the total
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection, opened again when the file was replaced (a salvage, here or elsewhere)."""
