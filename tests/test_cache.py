@@ -206,6 +206,7 @@ def test_answers_that_could_not_be_written_are_spilled_and_imported_on_the_next_
     spilled = store.spill({"a": ("m", Stored("Code: E11.9", None, {"prompt_tokens": 3}, 0.2, 1, 5.0)),
                            "b": ("m", Stored(None, "HTTP 500", {}, 1.0, 3, 5.0))})
     assert spilled is not None and spilled.parent == tmp_path
+    assert spilled.stat().st_mode & 0o777 == 0o600  # answers may be private; the fallback folder is shared
     store.close()
     again = ResponseStore(path)
     rows = again.get_many(["stored", "a", "b"])

@@ -395,8 +395,9 @@ class ResponseStore:
             target = folder / name
             tmp = folder / f".{name}.tmp"
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "w", encoding="utf-8") as fh:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # only this user may read it: the temp folder is shared, and answers may be private
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
                     fh.write(lines)
                     fh.flush()
                     os.fsync(fh.fileno())
