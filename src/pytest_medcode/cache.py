@@ -158,7 +158,7 @@ class ResponseStore:
         self.path = path
         self.wait_s = wait_s if wait_s is not None else env_seconds("MEDCODE_CACHE_WAIT_S", DEFAULT_WAIT_S)
         self.notify = notify
-        self.recovered: tuple[int, int, Path] | None = None  # (rows kept, rows lost, damaged file) after a salvage
+        self.recovered: tuple[int, int | None, Path] | None = None  # (rows kept, lost, damaged file) after a salvage
         self._local = threading.local()
         self._generation = 0
         self._recover_lock = threading.Lock()
@@ -289,9 +289,10 @@ class ResponseStore:
             os.replace(fresh, self.path)
         self.recovered = (len(found.rows), found.lost, aside)
         reason = " ".join(str(exc).split())
+        lost = "every row (no table could be read)" if found.lost is None else str(found.lost)
         warnings.warn(
             f"pytest-medcode: response cache {self.path} was damaged ({reason}); salvaged {len(found.rows)} row(s), "
-            f"lost {found.lost}; the damaged file is kept as {aside.name}",
+            f"lost {lost}; the damaged file is kept as {aside.name}",
             stacklevel=4,
         )
 

@@ -22,11 +22,11 @@ _MAX_JUMPS = 64
 class Salvage:
     rows: dict[str, tuple[Any, ...]]  # key -> the row's columns, in ``columns`` order
     columns: tuple[str, ...]
-    known: int  # rows the file is known to have held (kept + lost)
+    known: int | None  # rows the file is known to have held (kept + lost); None: its table could not be read
 
     @property
-    def lost(self) -> int:
-        return max(0, self.known - len(self.rows))
+    def lost(self) -> int | None:
+        return None if self.known is None else max(0, self.known - len(self.rows))
 
 
 def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
@@ -34,11 +34,11 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
     except sqlite3.Error:
-        return Salvage({}, columns, 0)
+        return Salvage({}, columns, None)
     try:
         present = _columns(conn)
         if present is None:
-            return Salvage({}, columns, 0)
+            return Salvage({}, columns, None)
         select = ", ".join(c if c in present else "NULL" for c in columns)
         by_rowid: dict[int, tuple[Any, ...]] = {}
         for rowid, row in _scan(conn, f"SELECT rowid, {select} FROM responses WHERE rowid > ? ORDER BY rowid",
