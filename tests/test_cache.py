@@ -255,3 +255,16 @@ def test_claims_hold_off_other_processes_until_answered_expired_or_their_owner_d
     one.renew(other, 60)
     time.sleep(0.35)
     assert two.claim(["r1"], me, 60) == ([], {"r1": other})
+
+
+def test_a_file_this_version_wrote_still_takes_rows_the_way_earlier_versions_write_them(tmp_path: Path) -> None:
+    """Runs of an earlier plugin version may share the file: its eight-value INSERT must keep working."""
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("big", "m", Stored("Code: I10 " + "z" * 30_000, None, {}, 0.0, 1))
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
+                   ("old", "m", "Code: E11.9", None, "{}", 0.1, 1, time.time()))
+    rows = store.get_many(["big", "old"])
+    assert rows["old"].text == "Code: E11.9" and rows["old"].chars is None
+    assert rows["big"].chars == 30_010 and rows["big"].usage == {}

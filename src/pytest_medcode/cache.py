@@ -21,7 +21,8 @@ What the store promises, and how:
   ends when its answers are stored, when its owner's heartbeat stops (expiry), or at once when its
   owner is a dead process on this machine.
 - **Bounded rows.** An answer longer than :data:`ANSWER_LIMIT` characters is stored cut to that
-  length, with its true length in ``chars``.
+  length, with its true length in the row's ``usage`` (``answer_chars``): no new column, so versions
+  of the plugin that predate it can still write to a shared file.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from pytest_medcode.salvage import salvage
 SCHEMA_VERSION = 1
 ANSWER_LIMIT = 20_000  # characters of one answer kept in the cache (and in the record); the length is kept too
 _CHUNK = 900  # SQLite's default limit on bound parameters is 999
-_COLUMNS = ("key", "model", "text", "error", "usage", "latency_s", "attempts", "created", "chars")
+_COLUMNS = ("key", "model", "text", "error", "usage", "latency_s", "attempts", "created")
+_LENGTH = "answer_chars"  # in ``usage``: the true length of an answer stored cut
 DEFAULT_WAIT_S = 120.0  # how long a locked cache is waited for (MEDCODE_CACHE_WAIT_S)
 DEFAULT_CLAIM_TTL_S = 60.0  # a claim not renewed for this long is void (MEDCODE_CLAIM_TTL_S)
 _NOTIFY_EVERY_S = 5.0
@@ -61,8 +63,7 @@ CREATE TABLE IF NOT EXISTS responses (
     usage TEXT,
     latency_s REAL,
     attempts INTEGER,
-    created REAL NOT NULL,
-    chars INTEGER
+    created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL);
@@ -248,8 +249,6 @@ class ResponseStore:
         if not {"responses", "meta", "claims", "claimants"} <= tables:
             conn.executescript(_DDL)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        if "chars" not in {row[1] for row in conn.execute("PRAGMA table_info(responses)")}:
-            conn.execute("ALTER TABLE responses ADD COLUMN chars INTEGER")  # a cache from before the column
         conn.execute("SELECT count(*) FROM responses").fetchone()  # reads the key index: fails fast on damage
         problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
@@ -300,13 +299,14 @@ class ResponseStore:
     def put(self, key: str, model: str, stored: Stored) -> None:
         """Write one result; a later success replaces an earlier error, never the reverse."""
         text, chars = clip_answer(stored.text, stored.chars)
-        row = (key, model, text, stored.error, json.dumps(stored.usage), stored.latency_s, stored.attempts,
-               stored.created or time.time(), chars)
+        usage = stored.usage if text is None or chars == len(text) else {**stored.usage, _LENGTH: chars}
+        row = (key, model, text, stored.error, json.dumps(usage), stored.latency_s, stored.attempts,
+               stored.created or time.time())
         columns = ",".join(_COLUMNS)
         if text is not None:
-            sql = f"INSERT OR REPLACE INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?,?)"
+            sql = f"INSERT OR REPLACE INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?)"
         else:
-            sql = (f"INSERT INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+            sql = (f"INSERT INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
                    "error=excluded.error, attempts=excluded.attempts, created=excluded.created "
                    "WHERE responses.text IS NULL")
 
@@ -324,13 +324,14 @@ class ResponseStore:
             out: dict[str, Stored] = {}
             for chunk in _chunks(wanted, _CHUNK):
                 marks = ",".join("?" * len(chunk))
-                for key, text, error, usage, latency, attempts, created, chars in conn.execute(
-                    "SELECT key, text, error, usage, latency_s, attempts, created, chars FROM responses "
+                for key, text, error, usage, latency, attempts, created in conn.execute(
+                    "SELECT key, text, error, usage, latency_s, attempts, created FROM responses "
                     f"WHERE key IN ({marks})",
                     chunk,
                 ):
-                    out[key] = Stored(text, error, json.loads(usage or "{}"), latency or 0.0, attempts or 0,
-                                      created, chars)
+                    used = json.loads(usage or "{}")
+                    chars = used.pop(_LENGTH, None)
+                    out[key] = Stored(text, error, used, latency or 0.0, attempts or 0, created, chars)
             return out
 
         return self._run(read)
@@ -479,7 +480,7 @@ def _write_fresh(path: Path, rows: Iterable[tuple[Any, ...]]) -> None:
         conn.executescript(_DDL)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT OR REPLACE INTO responses ({','.join(_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)",
+        conn.executemany(f"INSERT OR REPLACE INTO responses ({','.join(_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
                          [r for r in rows if r[1] is not None and r[7] is not None])
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode=WAL")
