@@ -321,3 +321,14 @@ def test_sigterm_stops_like_ctrl_c_keeps_the_answers_and_leaves_no_lock(tmp_path
         again = run.run()
         assert again.returncode == 0 and "60 passed" in again.stdout
         assert server.stats.total_requests <= 60 + 2  # at most the calls in flight at the signal again
+
+
+def test_too_little_free_space_for_the_run_is_one_line_before_any_call(tmp_path: Path, small_disk: Path) -> None:
+    chosen = codes(1000)
+    with ScriptedServer(mapping_responder({d: c for c, d in chosen})) as server:
+        run = Run(tmp_path / "run", chosen, server, small_disk / "responses.sqlite3")
+        proc = run.run("--medcode-report-dir", str(small_disk / "reports"))
+        # 1 MB margin per folder + 1000 cases x (1 KB + 4 bytes x 50 max tokens), cache and reports on one disk
+        assert_one_line(proc, f"not enough free space in {small_disk}: 2.1 MB free, this run of 1000 case(s) "
+                              "needs about 3.3 MB")
+        assert server.stats.total_requests == 0
