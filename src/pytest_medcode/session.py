@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode import __version__, consistency, distributed, preflight, variants
+from pytest_medcode import __version__, consistency, destinations, distributed, variants
 from pytest_medcode.aggregate import summarize
 from pytest_medcode.cache import CacheError, ResponseStore, request_key
 from pytest_medcode.cases import Case, CodeList, build_cases, read_code_list, select_codes
@@ -121,10 +121,10 @@ class MedcodeSession:
         """Everything the run writes (cache, run folder, their disk space), checked before the first call."""
         s = self.settings
         cases = len(self._cases) if self._cases is not None else (
-            (s.sample or preflight.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
+            (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
             * max(1, len(s.temperatures)) * s.repeats)
         cache = self.cache_paths()[0] if s.cache is not None else None
-        problem = preflight.check(cache, self.report_root(), cases, s.max_tokens)
+        problem = destinations.check(cache, self.report_root(), cases, s.max_tokens)
         if problem:
             raise pytest.UsageError(problem)
 
