@@ -11,6 +11,7 @@ each entry checks its own case.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import xml.dom.minidom
@@ -40,6 +41,9 @@ class Usage:
     args: tuple[str, ...]
     error: str  # fnmatch pattern of the one line
     files: dict[str, bytes] = field(default_factory=dict)
+    #: Serve the scripted API for the run, failing every request this way ("" for a working one); ``{base}``,
+    #: ``{root}`` and ``{closed}`` (a port nothing listens on) in ``args`` become its URLs.
+    server: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,33 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "profile-unknown": Usage(("--medcode-profile", "nope"), "*--medcode-profile 'nope': choose from*"),
     "ini-bad-sample": Usage((), "*--medcode-sample 'lots': expected a whole number",
                             {"pytest.ini": b"[pytest]\nmedcode_sample = lots\n"}),
+    "show-failures-word": Usage(("--medcode-show-failures", "some"), "*--medcode-show-failures 'some': expected*"),
+    "circuit-breaker-negative": Usage(("--medcode-circuit-breaker", "-1"), "*--medcode-circuit-breaker '-1': must*"),
+    # -- models and endpoints: caught before the first case (preflight) ----------------------------
+    "model-unknown-provider": Usage(("--model", "foo/bar"), "*--model foo/bar: litellm knows no provider*"),
+    "model-no-provider": Usage(("--model", "notamodel"), "*--model notamodel: litellm knows no provider*"),
+    "api-base-not-a-url": Usage(("--model", "openai/x", "--medcode-api-base", "not-a-url"),
+                                "*--medcode-api-base 'not-a-url': expected an http(s) URL*"),
+    "api-base-not-a-url-unused": Usage(("--medcode-api-base", "ftp:/x"), "*--medcode-api-base 'ftp:/x': expected*"),
+    "endpoint-refuses-connections": Usage(("--model", "openai/x", "--medcode-api-base", "{closed}"),
+                                          "*--model openai/x: the check request at http://127.0.0.1:*/v1 failed "
+                                          "after 3 attempt(s): APIConnectionError*server running*"),
+    "endpoint-404-on-chat-path": Usage(("--model", "openai/x", "--medcode-api-base", "{root}/nope/v1"),
+                                       "*--model openai/x: the check request*failed after 1 attempt(s): HTTP 404 "
+                                       "NotFoundError: Unknown path /nope/v1/chat/completions*", server=""),
+    "endpoint-answers-html": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                   "*--model openai/x:*did not answer with a chat completion*<!doctype html>*",
+                                   server="html"),
+    "endpoint-unknown-model": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                    "*HTTP 404 NotFoundError: The model `x` does not exist*check the model name*",
+                                    server="404"),
+    "endpoint-wrong-key": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                "*HTTP 401 AuthenticationError: Incorrect API key*check the API key*", server="401"),
+    "endpoint-wrong-key-litellm": Usage(("--model", "x", "--medcode-api-base", "{base}"),
+                                        "*--model x:*HTTP 401 AuthenticationError: Incorrect API key*", server="401"),
+    "endpoint-quota-exhausted": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                      "*HTTP 429 RateLimitError: You exceeded your current quota*quota is exhausted*",
+                                      server="quota"),
     # -- prompt templates -------------------------------------------------------------------------
     "template-unknown-placeholder": template(b"What is {code} for <{description}>?", "*unknown placeholder(s) {code}*"),
     "template-unbalanced-brace": template(b"What is the {system code for <{description}>?", "*prompt template t.txt:*"),
@@ -217,6 +248,13 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, errors="replace", timeout=TIMEOUT_S)
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
     for marker in ("Traceback", "INTERNALERROR"):
         assert marker not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-4000:]
@@ -272,7 +310,13 @@ def test_bad_input_is_a_one_line_error_or_a_scored_case(name: str, request: pyte
         return
     (tmp_path / "test_code_query.py").write_text(BENCHMARK)
     write_files(tmp_path, entry.files)
-    proc = run(tmp_path, *entry.args)
+    if isinstance(entry, Usage) and (entry.server is not None or any("{closed}" in a for a in entry.args)):
+        with ScriptedServer(outage=entry.server or None) as server:
+            urls = {"base": server.base_url, "root": server.url, "closed": f"http://127.0.0.1:{closed_port()}/v1"}
+            proc = run(tmp_path, *(a.format(**urls) for a in entry.args))
+            assert server.stats.total_requests <= 3  # one probe (with its retries), not a request per case
+    else:
+        proc = run(tmp_path, *entry.args)
     assert_no_traceback(proc)
     if isinstance(entry, Usage):
         assert proc.returncode == pytest.ExitCode.USAGE_ERROR, (proc.stdout + proc.stderr)[-3000:]

@@ -7,6 +7,7 @@ import types
 import pytest
 
 from pytest_medcode.distributed import exit_with_controller, is_worker, share_with_worker
+from pytest_medcode.failure_output import FailureOutput, user_wants_everything
 from pytest_medcode.fixture import Medcode, detach_record
 from pytest_medcode.options import addoptions, parse_settings
 from pytest_medcode.redaction import redact_run_secrets
@@ -32,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_fixtures(session), "medcode-fixtures")
     if session.settings.gate.active:  # a hook on every report: only where it has work
         config.pluginmanager.register(_GateStatus(session), "medcode-gate-status")
+    shown = session.settings.show_failures
+    if session.reporting and shown is not None and not user_wants_everything(config):
+        failure_output = FailureOutput(shown, session.run_folder, session.record_of)
+        config.pluginmanager.register(failure_output, "medcode-failure-output")
     if not is_worker(config):  # a worker dies with its controller (exit_with_controller)
         config.stash[_undo_sigterm] = handle_sigterm()
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_medcode.phase import read_progress
+from pytest_medcode.phase import read_json
 
 _LOG_EVERY_S = 10.0
 
@@ -59,7 +59,7 @@ class ProgressWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self._every):
-            data = read_progress(self._path)
+            data = read_json(self._path)
             if data and data["line"] != self._seen:
                 self.last = data
                 self._seen = data["line"]

@@ -7,6 +7,7 @@ the only process otherwise). The plugin's hooks hand off to it in a line or two.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
 import secrets
@@ -29,10 +30,12 @@ from pytest_medcode.compare import RunFormatError, load_run
 from pytest_medcode.gate import Verdict, render_verdict
 from pytest_medcode.options import Settings
 from pytest_medcode.phase import QueryPhase, stop_paths
+from pytest_medcode.preflight import failure_line, probe, remote_coders
 from pytest_medcode.progress import ProgressLine, ProgressWatcher
 from pytest_medcode.prompts import PromptTemplate, TemplateError, load_template
-from pytest_medcode.querying import Outcome, Progress, QueryEngine
-from pytest_medcode.records import ERROR, INCORRECT, NO_CODE, PROPERTY, build_record
+from pytest_medcode.querying import Outcome, Progress, QueryEngine, failure_reasons, render_failure_reasons
+from pytest_medcode.records import ERROR, INCORRECT, NO_CODE, PROPERTY, RecordRows, build_record
+from pytest_medcode.report_memory import ReportMemory
 from pytest_medcode.reports import files, html, markdown, tables, terminal
 from pytest_medcode.scoring import session_metrics
 
@@ -56,8 +59,9 @@ class MedcodeSession:
         self.reporting = not distributed.is_worker(config)
         self.started = time.time()
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        self.records: list[dict[str, Any]] = []
-        self._record_nodeids: list[str] = []  # beside records: where each came from, to put them in order
+        self.rows = RecordRows()  # the records as they arrive (reporting process)
+        self.records: list[dict[str, Any]] = []  # every record, in collection order, once the tests are done
+        self.memory = ReportMemory(config, worker=not self.reporting)
         self._collection_order: dict[str, int] | None = None  # nodeid → position (xdist controller)
         self.junit = bool(config.getoption("xmlpath", None))  # --junitxml: the codes go in as properties
         self.run_dir: Path | None = None
@@ -68,7 +72,7 @@ class MedcodeSession:
         self._cases: list[Case] | None = None
         self._engine: QueryEngine | None = None
         self._phase: QueryPhase | None = None
-        self._answers: dict[str, Outcome] = {}
+        self._unkept: dict[str, Outcome] = {}  # outcomes the response store does not keep (phase.py)
         self._keys: dict[Case, str] = {}  # the query phase's cache key per case, so a test need not redo it
         self._watcher: ProgressWatcher | None = None
         self.query_progress: Progress | None = None
@@ -116,6 +120,10 @@ class MedcodeSession:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
         if self.reporting:
             self.check_destinations()
+        if s.preflight and distributed.is_distributed(self.config) and not distributed.is_worker(self.config):
+            self.preflight(self.cases())  # the xdist controller, before any worker starts
+            self._cases = None  # it runs no case itself: the tables and cases are the workers'
+            self._systems = {n: t for n, t in self._systems.items() if n in s.codesets}
 
     def check_destinations(self) -> None:
         """Everything the run writes (cache, run folder, their disk space), checked before the first call."""
@@ -132,6 +140,21 @@ class MedcodeSession:
         """Where run folders go (--medcode-report-dir, relative to where pytest was started)."""
         root = self.settings.report_dir
         return root if root.is_absolute() else self.config.invocation_params.dir / root
+
+    def preflight(self, cases: list[Case]) -> None:
+        """One real request per API model before any case (preflight.py); a failed setup is one line, exit 4."""
+        first: dict[str, Case] = {}
+        for case in cases:
+            if case.model not in first and remote_coders(self.coders[case.model]):
+                first[case.model] = case
+        for model, case in first.items():
+            request = self.request_for(case)
+            try:
+                failed = probe(model, request, self.key_for(request), self.phase(), self.engine().ask)
+            except CacheError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            if failed is not None:
+                raise pytest.UsageError(failure_line(model, self.coders[model], failed))
 
     # -- collection -----------------------------------------------------------------------
     def system(self, name: str) -> CodeSystem:
@@ -170,16 +193,19 @@ class MedcodeSession:
         cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
         if not cases:
             return
-        requests = [self.request_for(c) for c in cases]
-        keys = [self.key_for(r) for r in requests]
-        self._keys.update(zip(cases, keys))
-        unique = dict(zip(keys, requests))
+        if self.settings.preflight and not distributed.is_distributed(self.config):
+            self.preflight(cases)  # the selected cases only: -k and --lf leave the rest unasked
+        unique: dict[str, Case] = {}
+        for case in cases:  # one request at a time: only the keys are kept
+            key = self._keys[case] = self.key_for(self.request_for(case))
+            unique.setdefault(key, case)
         try:
-            self._answers.update(self.phase().run(list(unique), list(unique.values())))
+            self._unkept.update(self.phase().run(list(unique), lambda key: self.request_for(unique[key])))
         except CacheError as exc:
             self.stop(str(exc))
             return
         self.query_progress = self.phase().progress
+        release_free_memory()
 
     def stop(self, reason: str) -> None:
         """The cache failed: no more calls. One line and exit 4; under xdist a worker cannot end the run
@@ -240,7 +266,7 @@ class MedcodeSession:
     def engine(self) -> QueryEngine:
         if self._engine is None:
             s = self.settings
-            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm)
+            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker)
         return self._engine
 
     def ask(self, case: Case) -> dict[str, Any]:
@@ -248,18 +274,23 @@ class MedcodeSession:
             outcome = self.engine().ask(self.request_for(case))
         else:
             key = self._keys.get(case)
-            outcome = self._answers.get(key) if key is not None else None
-            if outcome is None and self.stopped is not None:
-                self._skip_stopped()
-            if outcome is None:  # not seen by the query phase (a case created outside collection)
+            request = None
+            if key is None:  # not seen by the query phase (a case created outside collection)
                 request = self.request_for(case)
                 key = self.key_for(request)
-                try:
-                    outcome = self.phase().run([key], [request])[key]
-                except CacheError as exc:
-                    self.stopped = str(exc)
+            try:
+                outcome = self._unkept.get(key) or self.phase().outcome(key)
+                if outcome is None and self.stopped is None:
+                    request = request or self.request_for(case)
+                    self._unkept.update(self.phase().run([key], lambda _: request))
+                    outcome = self._unkept.get(key) or self.phase().outcome(key)
+            except CacheError as exc:
+                self.stopped = str(exc)
+                outcome = None
+            if outcome is None:
+                if self.stopped is not None:
                     self._skip_stopped()
-                self._answers[key] = outcome
+                raise RuntimeError(f"pytest-medcode: no outcome for {case.id} after asking")  # a bug, not input
         return build_record(case, self.system(case.system), outcome, self.settings.profile)
 
     def _skip_stopped(self) -> None:
@@ -299,41 +330,49 @@ class MedcodeSession:
             "retries": sum(max(0, (r.get("attempts") or 1) - 1) for r in asked),
             "errors": sum(1 for r in cached if r.get("outcome") == "error"),
             "phase_s": phase.get("elapsed_s") if phase else None,
+            "failures": failure_reasons(records),
         }
 
     # -- reporting (controller) ---------------------------------------------------------------
     def add_report(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        if not self.reporting:  # a worker: xdist has sent the record on; the worker's copy of the report
-            report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]  # need not keep it
-            return
-        for name, value in report.user_properties:
-            if name == STOP_PROPERTY:  # a worker's query phase stopped (the cache failed): end the run
-                self.stopped = value
-                pytest.exit(value, returncode=pytest.ExitCode.USAGE_ERROR)
-        for i, (name, value) in enumerate(report.user_properties):
+        """Every report, after every other plugin has seen it: keep the record, and let pytest forget what
+        it never shows (report_memory.py)."""
+        if report.when == "call":
+            if self.reporting:
+                for name, value in report.user_properties:
+                    if name == STOP_PROPERTY:  # a worker's query phase stopped (the cache failed): end the run
+                        self.stopped = value
+                        pytest.exit(value, returncode=pytest.ExitCode.USAGE_ERROR)
+            for i, (name, value) in enumerate(report.user_properties):
+                if name != PROPERTY:
+                    continue
+                if not self.reporting:  # a worker: xdist has sent the record on; the worker need not keep it
+                    report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]
+                elif isinstance(value, dict):
+                    if distributed.from_worker(report):  # unpickled: every record has its own copy of every key
+                        value = distributed.compact(value)
+                    position = self.rows.append(value, report.nodeid)
+                    report.user_properties[i] = (name, position)  # the row stands for it from now on
+                break
+            else:
+                self.memory.seen(report, is_case=False)
+                return
+        self.memory.seen(report, is_case=report.when == "call")
+
+    def record_of(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The record a benchmark case's call report stands for (reporting process), else None."""
+        for name, value in getattr(report, "user_properties", ()):
             if name == PROPERTY:
-                if distributed.from_worker(report):  # unpickled: every record has its own copy of every key
-                    value = distributed.compact(value)
-                    report.user_properties[i] = (name, value)
-                self.records.append(value)
-                self._record_nodeids.append(report.nodeid)
+                if isinstance(value, int):
+                    return self.rows.record(value)
+                return value if isinstance(value, dict) else None
+        return None
 
     def collection_finished(self, nodeids: list[str]) -> None:
         """xdist controller: the order the workers collected the tests in (the same on every worker)."""
         if self._collection_order is None:
             self._collection_order = {nodeid: i for i, nodeid in enumerate(nodeids)}
 
-    def ordered_records(self) -> list[dict[str, Any]]:
-        """Records in collection order, whatever order workers finished them in (without xdist they arrive
-        in it). From the test ids, not the case list: the controller need not load the code tables."""
-        order = self._collection_order
-        if not order:
-            return list(self.records)
-        last = len(order)
-        positions = [order.get(nodeid, last) for nodeid in self._record_nodeids]
-        return [self.records[i] for i in sorted(range(len(positions)), key=positions.__getitem__)]
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         results = summarize(records, seed=self.settings.seed, by=consistency.group_fields(records),
@@ -374,7 +413,9 @@ class MedcodeSession:
                 stop.unlink(missing_ok=True)
         if not self.reporting:
             return
-        records = self.ordered_records()
+        # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
+        # ids, not the case list: the controller need not load the code tables.
+        self.records = records = self.rows.take(self._collection_order)
         if records:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
             self.score_session(records)
         if self.settings.gate.active:
@@ -422,6 +463,8 @@ class MedcodeSession:
             took = f" in {queries['phase_s']:.1f} s" if queries["asked"] and queries.get("phase_s") else ""
             tr.write_line(f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
                           f"{queries['retries']} retries, {queries['errors']} failed")
+        for line in render_failure_reasons(queries.get("failures") or {}):
+            tr.write_line(line, yellow=True)
         self.display_dimensions(tr)
         if self.report_failure is not None:
             tr.write_line(f"error: {self.report_failure}", red=True, bold=True)
@@ -449,6 +492,10 @@ class MedcodeSession:
             for line in consistency.render_consistency(data["consistency"]):
                 tr.write_line(line)
 
+    def run_folder(self) -> str | None:
+        """Where this run's reports went (None before they are written, or when nothing was recorded)."""
+        return str(self.run_dir) if self.run_dir is not None else None
+
     # -- gate mode ------------------------------------------------------------------------------
     def display_gate(self, tr: Any) -> None:
         """The verdict, its numbers and its reason: the last lines of the summary."""
@@ -469,12 +516,12 @@ class MedcodeSession:
         (u). Both are passed tests to pytest and JUnit (with the codes as properties); the gate judges."""
         if not self.settings.gate.active or report.when != "call" or not report.passed:
             return None
-        for name, value in report.user_properties:
-            if name == PROPERTY and isinstance(value, dict):
-                if value.get("outcome") == ERROR:
-                    return "unanswered", "u", ("UNANSWERED", {"yellow": True})
-                if value.get("outcome") in (INCORRECT, NO_CODE):
-                    return "mismatched", "m", ("MISMATCH", {"yellow": True})
+        record = self.record_of(report)
+        if record is not None:
+            if record.get("outcome") == ERROR:
+                return "unanswered", "u", ("UNANSWERED", {"yellow": True})
+            if record.get("outcome") in (INCORRECT, NO_CODE):
+                return "mismatched", "m", ("MISMATCH", {"yellow": True})
         return None
 
     def exitstatus(self, status: int) -> int:
@@ -489,6 +536,15 @@ class MedcodeSession:
         if status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
             return pytest.ExitCode.TESTS_FAILED
         return status
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc keeps it otherwise): the prompts built to key every
+    case are gone after the query phase, and with -n each worker would go on holding their pages."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _cases_of(items: list[pytest.Item]) -> list[Case]:
