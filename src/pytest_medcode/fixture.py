@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from pytest_medcode.session import MedcodeSession
 
 
+FAILURE = pytest.StashKey[str]()
+
+
 class Medcode:
     """Asks the case's model (through the shared query engine), scores and records the answer."""
 
@@ -31,13 +34,25 @@ class Medcode:
         return record
 
     def check(self, case: Case) -> dict[str, Any]:
-        """Query, then fail the test unless the predicted code is exactly the reference code."""
+        """Query; the test fails unless the predicted code is exactly the reference code. The record is
+        returned either way and the test's report carries the failure (as a soft assertion does): no
+        exception, so no traceback is built and kept for each of tens of thousands of wrong codes."""
         record = self.query(case)
         if record["outcome"] == ERROR or not record["exact_match"]:
-            if self._session.settings.gate.active:
-                return record  # gate mode: shown as 'mismatched'/'unanswered'; the gate judges the run
-            pytest.fail(explain(record), pytrace=False)
+            if not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
+                (self._node or self._session.current_item).stash[FAILURE] = explain(record)
         return record
+
+
+def mark_failed(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A case :meth:`Medcode.check` found wrong: its call report fails, the explanation as its text."""
+    failure = item.stash.get(FAILURE, None)
+    if failure is None or report.when != "call":
+        return
+    del item.stash[FAILURE]
+    if report.passed:  # a test that went on to fail for another reason keeps that failure
+        report.outcome = "failed"
+        report.longrepr = failure
 
 
 def detach_record(item: pytest.Item) -> None:

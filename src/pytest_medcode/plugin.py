@@ -8,7 +8,7 @@ import pytest
 
 from pytest_medcode.distributed import exit_with_controller, is_worker, share_with_worker
 from pytest_medcode.failure_output import FailureOutput, user_wants_everything
-from pytest_medcode.fixture import Medcode, detach_record
+from pytest_medcode.fixture import Medcode, detach_record, mark_failed
 from pytest_medcode.options import addoptions, parse_settings
 from pytest_medcode.redaction import redact_run_secrets
 from pytest_medcode.session import CASE_PARAM, MedcodeSession
@@ -93,6 +93,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if call.when == "call":
         detach_record(item)  # the call report has it; teardown's need not carry a second copy
+        mark_failed(item, report)
     return report
 
 
