@@ -184,11 +184,17 @@ class QueryPhase:
 
     def outcome(self, key: str) -> Outcome | None:
         """A key's kept outcome, read from the store when its case runs (None if the store has none)."""
-        stored = self.store.get_many([key]).get(key)
-        if stored is None or not self._usable(stored):
-            return None
-        return Outcome(stored.text, stored.error, stored.latency_s, stored.attempts, stored.usage,
-                       cached=stored.created < self.run_started, chars=stored.chars)
+        return self.outcomes([key]).get(key)
+
+    def outcomes(self, keys: list[str]) -> dict[str, Outcome]:
+        """The kept outcomes of ``keys``, in one pass over the store."""
+        out: dict[str, Outcome] = {}
+        for start in range(0, len(keys), _COLLECT_CHUNK):
+            for key, stored in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
+                if self._usable(stored):
+                    out[key] = Outcome(stored.text, stored.error, stored.latency_s, stored.attempts, stored.usage,
+                                       cached=stored.created < self.run_started, chars=stored.chars)
+        return out
 
     def _collect(self, keys: list[str], done: set[str], unkept: dict[str, Outcome]) -> int:
         """Mark the keys that are answered (in the store, or unkept by this run's other processes); the

@@ -73,6 +73,7 @@ class MedcodeSession:
         self._engine: QueryEngine | None = None
         self._phase: QueryPhase | None = None
         self._unkept: dict[str, Outcome] = {}  # outcomes the response store does not keep (phase.py)
+        self._answers: dict[str, Outcome] = {}  # without xdist: every kept outcome, read once after the phase
         self._keys: dict[Case, str] = {}  # the query phase's cache key per case, so a test need not redo it
         self._watcher: ProgressWatcher | None = None
         self.query_progress: Progress | None = None
@@ -201,6 +202,8 @@ class MedcodeSession:
             unique.setdefault(key, case)
         try:
             self._unkept.update(self.phase().run(list(unique), lambda key: self.request_for(unique[key])))
+            if not distributed.is_distributed(self.config):  # one process: read every answer in one pass
+                self._answers = self.phase().outcomes(list(unique))  # (xdist workers read each as it runs)
         except CacheError as exc:
             self.stop(str(exc))
             return
@@ -279,7 +282,7 @@ class MedcodeSession:
                 request = self.request_for(case)
                 key = self.key_for(request)
             try:
-                outcome = self._unkept.get(key) or self.phase().outcome(key)
+                outcome = self._unkept.get(key) or self._answers.get(key) or self.phase().outcome(key)
                 if outcome is None and self.stopped is None:
                     request = request or self.request_for(case)
                     self._unkept.update(self.phase().run([key], lambda _: request))
