@@ -11,6 +11,7 @@ each entry checks its own case.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import xml.dom.minidom
@@ -40,6 +41,9 @@ class Usage:
     args: tuple[str, ...]
     error: str  # fnmatch pattern of the one line
     files: dict[str, bytes] = field(default_factory=dict)
+    #: Serve the scripted API for the run, failing every request this way ("" for a working one); ``{base}``,
+    #: ``{root}`` and ``{closed}`` (a port nothing listens on) in ``args`` become its URLs.
+    server: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,10 @@ class Scored:
 class Answer:
     """What the model answers for one case (``code`` of ``system``), and what the case must become."""
 
-    text: Callable[[str], str]  # the reference code -> the answer
+    text: Callable[[str], str | None]  # the reference code -> the answer (None: "content": null)
     check: Callable[[dict[str, Any]], bool]
     system: str = "icd10cm"
+    scored: bool = True  # False: the case must end as a failed call (outcome "error"), not a scored one
 
 
 def csv(text: str) -> dict[str, bytes]:
@@ -85,6 +90,11 @@ def baseline(summary: bytes | None, cases: bytes | None = None) -> dict[str, byt
 BASELINE = ("--medcode-sample", "1", "--medcode-system", "icd10cm", "--medcode-baseline", "base")
 WIDE = {ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ."}  # full-width forms
 CYRILLIC = str.maketrans("ABCEHKMOPTX", "АВСЕНКМОРТХ")
+
+
+#: Clear the screen, set the window title, ring the bell, CSI (C1) red, DEL: what `cat report.md` would obey.
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07 \x9b31m red \x7f"
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\x7f")
 
 
 def ascii_or_none(code: str | None) -> bool:
@@ -135,6 +145,33 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "profile-unknown": Usage(("--medcode-profile", "nope"), "*--medcode-profile 'nope': choose from*"),
     "ini-bad-sample": Usage((), "*--medcode-sample 'lots': expected a whole number",
                             {"pytest.ini": b"[pytest]\nmedcode_sample = lots\n"}),
+    "show-failures-word": Usage(("--medcode-show-failures", "some"), "*--medcode-show-failures 'some': expected*"),
+    "circuit-breaker-negative": Usage(("--medcode-circuit-breaker", "-1"), "*--medcode-circuit-breaker '-1': must*"),
+    # -- models and endpoints: caught before the first case (preflight) ----------------------------
+    "model-unknown-provider": Usage(("--model", "foo/bar"), "*--model foo/bar: litellm knows no provider*"),
+    "model-no-provider": Usage(("--model", "notamodel"), "*--model notamodel: litellm knows no provider*"),
+    "api-base-not-a-url": Usage(("--model", "openai/x", "--medcode-api-base", "not-a-url"),
+                                "*--medcode-api-base 'not-a-url': expected an http(s) URL*"),
+    "api-base-not-a-url-unused": Usage(("--medcode-api-base", "ftp:/x"), "*--medcode-api-base 'ftp:/x': expected*"),
+    "endpoint-refuses-connections": Usage(("--model", "openai/x", "--medcode-api-base", "{closed}"),
+                                          "*--model openai/x: the check request at http://127.0.0.1:*/v1 failed "
+                                          "after 3 attempt(s): APIConnectionError*server running*"),
+    "endpoint-404-on-chat-path": Usage(("--model", "openai/x", "--medcode-api-base", "{root}/nope/v1"),
+                                       "*--model openai/x: the check request*failed after 1 attempt(s): HTTP 404 "
+                                       "NotFoundError: Unknown path /nope/v1/chat/completions*", server=""),
+    "endpoint-answers-html": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                   "*--model openai/x:*did not answer with a chat completion*<!doctype html>*",
+                                   server="html"),
+    "endpoint-unknown-model": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                    "*HTTP 404 NotFoundError: The model `x` does not exist*check the model name*",
+                                    server="404"),
+    "endpoint-wrong-key": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                "*HTTP 401 AuthenticationError: Incorrect API key*check the API key*", server="401"),
+    "endpoint-wrong-key-litellm": Usage(("--model", "x", "--medcode-api-base", "{base}"),
+                                        "*--model x:*HTTP 401 AuthenticationError: Incorrect API key*", server="401"),
+    "endpoint-quota-exhausted": Usage(("--model", "openai/x", "--medcode-api-base", "{base}"),
+                                      "*HTTP 429 RateLimitError: You exceeded your current quota*quota is exhausted*",
+                                      server="quota"),
     # -- prompt templates -------------------------------------------------------------------------
     "template-unknown-placeholder": template(b"What is {code} for <{description}>?", "*unknown placeholder(s) {code}*"),
     "template-unbalanced-brace": template(b"What is the {system code for <{description}>?", "*prompt template t.txt:*"),
@@ -152,6 +189,13 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "baseline-garbage-parquet": Usage(BASELINE, "*not a readable Parquet file*",
                                       baseline(json.dumps({"schema_version": 1}).encode(), b"PAR1 junk")),
     "baseline-missing": Usage(("--medcode-baseline", "nowhere"), "*--medcode-baseline nowhere: no such run*"),
+    # -- where the run writes: checked before the first call ---------------------------------------
+    "report-dir-under-a-file": Usage(("--medcode-sample", "1", "--medcode-report-dir", "f/reports"),
+                                     "*f/reports: cannot create it, */f is a file, not a folder", {"f": b"x"}),
+    "cache-under-a-file": Usage(("--medcode-sample", "1", "--medcode-cache", "f/responses.sqlite3"),
+                                "*--medcode-cache */f: cannot create it, */f is a file, not a folder", {"f": b"x"}),
+    "cache-is-a-folder": Usage(("--medcode-sample", "1", "--medcode-cache", "c"),
+                               "*--medcode-cache */c: is a folder, not a file", {"c/x": b""}),
     # -- answers a model may give -------------------------------------------------------------------
     "answer-empty": Answer(lambda code: "", lambda r: r["outcome"] == "no_code"),
     "answer-whitespace": Answer(lambda code: " \n\t\r\n ", lambda r: r["outcome"] == "no_code"),
@@ -192,6 +236,10 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "answer-json": Answer(lambda code: json.dumps({"code": code}), lambda r: r["outcome"] == "correct"),
     "answer-same-code-thirty-times": Answer(lambda code: ", ".join([code] * 30),
                                             lambda r: r["outcome"] == "correct" and r["n_codes"] == 1),
+    "answer-content-null": Answer(lambda code: None, lambda r: "content: null" in (r["error"] or ""), scored=False),
+    "answer-terminal-escapes": Answer(lambda code: f"Code: A00.0 {ESCAPES}", lambda r: r["outcome"] == "incorrect"),
+    "answer-2mb-wrong": Answer(lambda code: "Code: A00.0 " + "z" * 2_000_000,
+                               lambda r: r["answer_chars"] == 2_000_012 and len(r["raw_answer"]) == 20_000),
 }
 
 
@@ -206,6 +254,13 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One real run; a hang fails the entry (TimeoutExpired) instead of the suite."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--medcode-no-similarity", *args]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, errors="replace", timeout=TIMEOUT_S)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
@@ -228,14 +283,14 @@ def answer_codes() -> dict[str, tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def answered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict], subprocess.CompletedProcess]:
+def answered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict], subprocess.CompletedProcess, Path]:
     root = tmp_path_factory.mktemp("answers")
     chosen = answer_codes()
     text_of = {d: ENTRIES[name].text(code) for name, (_, code, d) in chosen.items()}  # type: ignore[union-attr]
     (root / "test_code_query.py").write_text(BENCHMARK)
     (root / "codes.csv").write_text("system,code\n" + "".join(f"{s},{c}\n" for s, c, _ in chosen.values()))
 
-    def respond(request: Request) -> str:
+    def respond(request: Request) -> str | None:
         return text_of.get(request.description or "", "Code: 000")
 
     with ScriptedServer(respond) as server:
@@ -244,7 +299,7 @@ def answered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict],
                    "--junitxml", "junit.xml", "-rA")
     records = {r["code"]: r for r in pq.read_table(root / "reports" / "latest" / "cases.parquet").to_pylist()}
     xml.dom.minidom.parse(str(root / "junit.xml"))  # the JUnit writer took every answer
-    return {name: records[code] for name, (_, code, _) in chosen.items()}, proc
+    return {name: records[code] for name, (_, code, _) in chosen.items()}, proc, root
 
 
 # -- the catalogue ---------------------------------------------------------------------------------
@@ -254,16 +309,22 @@ def test_bad_input_is_a_one_line_error_or_a_scored_case(name: str, request: pyte
                                                         tmp_path: Path) -> None:
     entry = ENTRIES[name]
     if isinstance(entry, Answer):
-        records, proc = request.getfixturevalue("answered")
+        records, proc, _ = request.getfixturevalue("answered")
         assert_no_traceback(proc)
         assert proc.returncode in (0, 1), proc.stdout[-3000:]
         record = records[name]
-        assert record["outcome"] in SCORED, record
+        assert (record["outcome"] in SCORED) is entry.scored, record
         assert entry.check(record), {k: record[k] for k in ("outcome", "predicted_code", "n_codes", "raw_answer")}
         return
     (tmp_path / "test_code_query.py").write_text(BENCHMARK)
     write_files(tmp_path, entry.files)
-    proc = run(tmp_path, *entry.args)
+    if isinstance(entry, Usage) and (entry.server is not None or any("{closed}" in a for a in entry.args)):
+        with ScriptedServer(outage=entry.server or None) as server:
+            urls = {"base": server.base_url, "root": server.url, "closed": f"http://127.0.0.1:{closed_port()}/v1"}
+            proc = run(tmp_path, *(a.format(**urls) for a in entry.args))
+            assert server.stats.total_requests <= 3  # one probe (with its retries), not a request per case
+    else:
+        proc = run(tmp_path, *entry.args)
     assert_no_traceback(proc)
     if isinstance(entry, Usage):
         assert proc.returncode == pytest.ExitCode.USAGE_ERROR, (proc.stdout + proc.stderr)[-3000:]
@@ -275,3 +336,20 @@ def test_bad_input_is_a_one_line_error_or_a_scored_case(name: str, request: pyte
         cases = pq.read_table(tmp_path / "reports" / "latest" / "cases.parquet").to_pylist()
         assert len(cases) == entry.cases
         assert {c["outcome"] for c in cases} <= SCORED
+
+
+def test_model_text_reaches_no_report_or_terminal_with_raw_control_characters(
+        answered: tuple[dict[str, dict], subprocess.CompletedProcess, Path]) -> None:
+    """ESC, BEL, CSI and DEL from an answer are shown as \\x1b, \\x07, \\x9b, \\x7f everywhere a person reads."""
+    _, proc, root = answered
+    latest = root / "reports" / "latest"
+    sinks = {"terminal": proc.stdout, "report.md": (latest / "report.md").read_text(encoding="utf-8"),
+             "report.html": (latest / "report.html").read_text(encoding="utf-8"),
+             "junit.xml": (root / "junit.xml").read_text(encoding="utf-8")}
+    for sink, text in sinks.items():
+        assert not [c for c in RAW_CONTROLS if c in text], sink
+    shown = "\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m red \\x7f"
+    assert shown in sinks["terminal"] and shown in sinks["report.html"]
+    assert shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]") in sinks["report.md"]  # Markdown-escaped
+    # the note on a cut answer counts the answer (2,000,012 characters), not the 20,000 the record keeps
+    assert "[1999812 more characters]" in sinks["terminal"]

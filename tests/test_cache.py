@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from pytest_medcode.cache import ResponseStore, Stored, request_key
+from pytest_medcode.cache import ANSWER_LIMIT, CacheBusy, CacheFull, ResponseStore, Stored, owner_id, request_key
 
 
 def test_key_depends_on_every_generation_input_and_is_order_free() -> None:
@@ -54,7 +58,7 @@ def test_many_keys_in_one_read(tmp_path: Path) -> None:
 def test_a_damaged_store_is_moved_aside_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.warns(UserWarning, match="damaged"):
+    with pytest.warns(UserWarning, match=r"damaged .*salvaged 0 row\(s\), lost every row \(no table could be read\)"):
         store = ResponseStore(path)
     store.put("k", "m", Stored("x", None, {}, 0.0, 1))
     assert store.get_many(["k"])["k"].text == "x"
@@ -90,3 +94,189 @@ def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["cache", "clear", "--path", str(path)]) == 0
     assert ResponseStore(path).get_many(["a", "b"]) == {}
     assert main(["cache", "stats", "--path", str(tmp_path / "none.sqlite3")]) == 2
+
+
+# -- a hostile environment: real files, real locks, real processes -----------------------------------
+
+def fill(store: ResponseStore, n: int, text: str = "Code: X", width: int = 150) -> list[str]:
+    keys = [f"{i:064x}" for i in range(n)]
+    for key in keys:
+        store.put(key, "m", Stored(text + "y" * width, None, {}, 0.1, 1))
+    return keys
+
+
+def leaf_pages(path: Path, name: str) -> list[tuple[int, int]]:
+    """(page number, rows on it) of the leaf pages of table or index ``name``, after a checkpoint."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return db.execute("SELECT pageno, ncell FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno",
+                          (name,)).fetchall()
+
+
+def overwrite_page(path: Path, page: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek((page - 1) * 4096)
+        fh.write(b"\xa5" * 4096)
+
+
+def test_damage_inside_a_file_that_opens_is_salvaged_with_exact_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    keys = fill(store, 2000)
+    store.close()
+    pages = leaf_pages(path, "responses")
+    page, rows_on_it = pages[len(pages) // 2]
+    assert rows_on_it == 15  # 4 KB pages of ~250-byte rows
+    overwrite_page(path, page)
+    with pytest.warns(UserWarning, match=r"salvaged 1985 row\(s\), lost 15; the damaged file is kept as"):
+        store = ResponseStore(path)
+    assert store.recovered is not None and store.recovered[:2] == (1985, 15)
+    assert len(store.get_many(keys)) == 1985
+    assert len(list(tmp_path.glob("r.sqlite3.damaged-*[0-9]"))) == 1  # kept, with its -wal and -shm beside it
+    store.put("new", "m", Stored("x", None, {}, 0.0, 1))  # the fresh file takes answers
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_damage_found_while_the_store_is_open_is_salvaged_then(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    keys = fill(store, 600)
+    index_pages = leaf_pages(path, "sqlite_autoindex_responses_1")
+    table_pages = leaf_pages(path, "responses")
+    page, rows_on_it = table_pages[1]
+    overwrite_page(path, page)  # a page of answers goes bad under an open store
+    with pytest.warns(UserWarning, match=rf"salvaged {600 - rows_on_it} row\(s\), lost {rows_on_it};"):
+        found = store.get_many(keys)
+    assert len(found) == 600 - rows_on_it
+    assert index_pages  # the key index was intact: the count of lost rows is exact
+
+
+def test_an_index_page_lost_as_well_still_keeps_every_readable_answer(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    keys = fill(store, 1000)
+    store.close()
+    table_page, rows_on_it = leaf_pages(path, "responses")[3]
+    index_page, _ = leaf_pages(path, "sqlite_autoindex_responses_1")[2]
+    overwrite_page(path, table_page)
+    overwrite_page(path, index_page)
+    with pytest.warns(UserWarning, match="salvaged 9[0-9][0-9] row"):
+        store = ResponseStore(path)
+    assert len(store.get_many(keys)) == 1000 - rows_on_it  # every row on an intact table page
+
+
+def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """A second process holding the write lock (BEGIN IMMEDIATE) on ``path`` for ``seconds``."""
+    script = (f"import sqlite3, time; db = sqlite3.connect({str(path)!r}, isolation_level=None); "
+              f"db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep({seconds})")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_locked_store_is_busy_not_damaged_and_names_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("before", "m", Stored("kept", None, {}, 0.0, 1))
+    store.close()
+    holder = hold_write_lock(path, 30)
+    notes: list[str] = []
+    try:
+        started = time.monotonic()
+        store = ResponseStore(path, wait_s=1.5, notify=notes.append)  # opening needs no write
+        assert store.get_many(["before"])["before"].text == "kept"  # reads go on beside a writer
+        with pytest.raises(CacheBusy, match=rf"is locked, held by pid {holder.pid} .*nothing was moved or lost"):
+            store.put("after", "m", Stored("x", None, {}, 0.0, 1))
+        assert 1.4 < time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not list(tmp_path.glob("*.damaged-*"))
+    store.put("after", "m", Stored("x", None, {}, 0.0, 1))  # free again: the same file, nothing lost
+    assert set(store.get_many(["before", "after"])) == {"before", "after"}
+
+
+def test_a_full_file_raises_cache_full_and_keeps_every_committed_answer(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    pages = store._conn().execute("PRAGMA page_count").fetchone()[0]
+    store._conn().execute(f"PRAGMA max_page_count = {pages + 3}")  # SQLITE_FULL after three more pages
+    written = []
+    with pytest.raises(CacheFull, match="disk full"):
+        for i in range(1000):
+            store.put(f"k{i}", "m", Stored("Code: E11.9 " + "z" * 500, None, {}, 0.0, 1))
+            written.append(f"k{i}")
+    assert 0 < len(written) < 1000
+    assert set(store.get_many(written)) == set(written)
+
+
+def test_answers_that_could_not_be_written_are_spilled_and_imported_on_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("stored", "m", Stored("Code: I10", None, {}, 0.0, 1))
+    spilled = store.spill({"a": ("m", Stored("Code: E11.9", None, {"prompt_tokens": 3}, 0.2, 1, 5.0)),
+                           "b": ("m", Stored(None, "HTTP 500", {}, 1.0, 3, 5.0))})
+    assert spilled is not None and spilled.parent == tmp_path
+    assert spilled.stat().st_mode & 0o777 == 0o600  # answers may be private; the fallback folder is shared
+    store.close()
+    again = ResponseStore(path)
+    rows = again.get_many(["stored", "a", "b"])
+    assert rows["a"].text == "Code: E11.9" and rows["a"].usage == {"prompt_tokens": 3} and rows["a"].created == 5.0
+    assert rows["b"].error == "HTTP 500"
+    assert not spilled.exists()
+
+
+def test_answers_over_the_limit_are_stored_cut_with_their_true_length(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("big", "m", Stored("Code: E11.9 " + "z" * 2_000_000, None, {}, 0.0, 1))
+    stored = store.get_many(["big"])["big"]
+    assert len(stored.text) == ANSWER_LIMIT == 20_000
+    assert stored.chars == 2_000_012
+    store.close()
+    assert sum(f.stat().st_size for f in tmp_path.glob("r.sqlite3*")) < 200_000  # not 2 MB
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claims_hold_off_other_processes_until_answered_expired_or_their_owner_died(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    one, two = ResponseStore(path), ResponseStore(path)
+    me = owner_id("run-a")
+    other = me.replace(f"|{os.getpid()}|", f"|{os.getppid()}|")  # a live process on this machine
+    assert one.claim(["k1", "k2", "k3"], other, 60) == (["k1", "k2", "k3"], {})
+    mine, held = two.claim(["k2", "k3", "k4"], me, 60)
+    assert mine == ["k4"] and held == {"k2": other, "k3": other}
+    one.release(other)
+    assert two.claim(["k2", "k3"], me, 60) == (["k2", "k3"], {})
+    # expired: its owner stopped renewing
+    assert one.claim(["e1"], other, 0.05)[0] == ["e1"]
+    time.sleep(0.1)
+    assert two.claim(["e1"], me, 60) == (["e1"], {})
+    # its owner is a dead process on this machine: void at once, whatever the expiry
+    dead = me.replace(f"|{os.getpid()}|", f"|{dead_pid()}|")
+    assert one.claim(["d1"], dead, 3600)[0] == ["d1"]
+    assert two.claim(["d1"], me, 60) == (["d1"], {})
+    # renewing keeps a claim alive past its first expiry
+    assert one.claim(["r1"], other, 0.3)[0] == ["r1"]
+    one.renew(other, 60)
+    time.sleep(0.35)
+    assert two.claim(["r1"], me, 60) == ([], {"r1": other})
+
+
+def test_a_file_this_version_wrote_still_takes_rows_the_way_earlier_versions_write_them(tmp_path: Path) -> None:
+    """Runs of an earlier plugin version may share the file: its eight-value INSERT must keep working."""
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    store.put("big", "m", Stored("Code: I10 " + "z" * 30_000, None, {}, 0.0, 1))
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
+                   ("old", "m", "Code: E11.9", None, "{}", 0.1, 1, time.time()))
+    rows = store.get_many(["big", "old"])
+    assert rows["old"].text == "Code: E11.9" and rows["old"].chars is None
+    assert rows["big"].chars == 30_010 and rows["big"].usage == {}

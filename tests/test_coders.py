@@ -3,6 +3,7 @@ the benchmark, the LLM-backed coders against a real OpenAI-compatible server the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -12,7 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK, missing
+from pytest_medcode.cases import Case
+from pytest_medcode.coders import CallFailed, CodeRequest
+from pytest_medcode.coders.litellm_coder import LiteLLMCoder
 from pytest_medcode.coders.local import runtime_problem
+from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.server import Request, ScriptedServer
 
@@ -341,3 +346,18 @@ def test_local_smollm2_runs_offline_alone_and_composed(pytester, pairs) -> None:
     assert all(r["raw_answer"] for r in records)
     assert records[2]["verify_rounds"] in (0, 1, 2)
     assert _local_servers() == []  # stopped at the end of the session
+
+
+@pytest.mark.parametrize("coder_class", [OpenAICompatibleCoder, LiteLLMCoder])
+def test_content_null_is_a_failed_call_and_an_empty_answer_is_an_answer(coder_class) -> None:
+    """``"content": null`` is no answer at all (a filter, a refusal): a failed call, never "no code"."""
+    request = CodeRequest(Case("openai/m", "icd10cm", "I10", "Essential (primary) hypertension"),
+                          (("user", "ICD-10-CM code for <Essential (primary) hypertension>?"),), 0.0, 20)
+    with ScriptedServer(lambda r: None) as server:
+        coder = coder_class("openai/m", server.base_url, 10.0)
+        with pytest.raises(CallFailed, match=r"no answer text \(content: null, finish_reason: content_filter\)") \
+                as failed:
+            asyncio.run(coder.answer(request))
+        assert failed.value.retryable is False
+    with ScriptedServer(lambda r: "") as server:
+        assert asyncio.run(coder_class("openai/m", server.base_url, 10.0).answer(request)).text == ""

@@ -40,15 +40,24 @@ def test_no_api_key_in_anything_a_run_writes(
             "url-userinfo": f"http://medcode:{url_key}@127.0.0.1:{server.port}/v1",
             "url-query": f"{server.base_url}?api_key={url_key}",
         }[where]
+        models = [arg for m in MODELS for arg in ("--model", m)]
+        checked = pytester.runpytest_subprocess(*models, "--medcode-api-base", api_base, "--medcode-system",
+                                                "icd10cm", "--medcode-codes", "codes.csv", "--medcode-no-similarity",
+                                                "--medcode-cache", "cache/check.sqlite3", "-p", "no:cacheprovider",
+                                                timeout=180)
+        preflight = [("preflight stdout", checked.stdout.str().encode()),
+                     ("preflight stderr", checked.stderr.str().encode())]
         result = pytester.runpytest_subprocess(
-            *[arg for m in MODELS for arg in ("--model", m)], "--medcode-api-base", api_base,
+            *models, "--medcode-api-base", api_base, "--medcode-no-preflight",
             "--medcode-system", "icd10cm", "--medcode-codes", "codes.csv", "--medcode-no-similarity",
             "--medcode-cache", "cache/responses.sqlite3", "--medcode-report-dir", "out/reports",
             "--junitxml", "out/junit.xml", "-rA", "-v", "--log-file", "out/run.log", "-o", "log_file_level=DEBUG",
             "--log-level", "DEBUG", "-p", "no:cacheprovider", timeout=180,
         )
         stats = server.stats
-    # The run worked (a key in the URL may be refused by the server: those cases are errors, not crashes).
+    # The preflight check either passed or stopped the run in one line (a key in the URL may be refused, or
+    # break the path); the run without it worked (refused calls are errors, not crashes).
+    assert checked.ret in (0, 1, pytest.ExitCode.USAGE_ERROR), checked.stdout.str()[-2000:]
     # (No check for "Traceback": litellm's DEBUG log carries traceback strings of its own cost lookups.)
     assert result.ret in (0, 1), result.stdout.str()[-2000:]
     if where == "environment":
@@ -59,7 +68,7 @@ def test_no_api_key_in_anything_a_run_writes(
     kinds = {p.suffix for p in files}
     assert {".parquet", ".json", ".xml", ".log", ".sqlite3"} <= kinds, kinds
     assert (pytester.path / "out" / "run.log").stat().st_size > 0
-    outputs = [("stdout", result.stdout.str().encode()), ("stderr", result.stderr.str().encode())]
+    outputs = [("stdout", result.stdout.str().encode()), ("stderr", result.stderr.str().encode()), *preflight]
     for name, data in [*outputs, *((str(p), p.read_bytes()) for p in written_files(pytester.path))]:
         for secret in (env_key, url_key):
             assert secret.encode() not in data, f"{secret} leaked into {name}"

@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_medcode import __version__
+
+if TYPE_CHECKING:
+    from pytest_medcode.cache import ResponseStore
 
 
 def _cmd_systems(args: argparse.Namespace) -> int:
@@ -117,13 +121,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     """Inspect or trim the response cache (the file ``--medcode-cache`` names)."""
-    from pytest_medcode.cache import ResponseStore
+    from pytest_medcode.cache import CacheError, ResponseStore
 
     path = Path(args.path)
     if not path.exists():
         print(f"medcode: no response cache at {path}", file=sys.stderr)
         return 2
-    store = ResponseStore(path)
+    try:
+        return _cache_action(ResponseStore(path), args)
+    except CacheError as exc:  # locked by a run, a full disk: one line
+        print(f"medcode cache: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cache_action(store: ResponseStore, args: argparse.Namespace) -> int:
     if args.action == "stats":
         stats = store.stats()
         print(f"{stats['path']}: {stats['bytes'] / 1e6:.1f} MB")

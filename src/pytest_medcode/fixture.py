@@ -8,9 +8,13 @@ import pytest
 
 from pytest_medcode.cases import Case
 from pytest_medcode.records import ERROR, PROPERTY, explain
+from pytest_medcode.safetext import visible
 
 if TYPE_CHECKING:
     from pytest_medcode.session import MedcodeSession
+
+
+FAILURE = pytest.StashKey[str]()
 
 
 class Medcode:
@@ -30,13 +34,25 @@ class Medcode:
         return record
 
     def check(self, case: Case) -> dict[str, Any]:
-        """Query, then fail the test unless the predicted code is exactly the reference code."""
+        """Query; the test fails unless the predicted code is exactly the reference code. The record is
+        returned either way and the test's report carries the failure (as a soft assertion does): no
+        exception, so no traceback is built and kept for each of tens of thousands of wrong codes."""
         record = self.query(case)
         if record["outcome"] == ERROR or not record["exact_match"]:
-            if self._session.settings.gate.active:
-                return record  # gate mode: shown as 'mismatched'/'unanswered'; the gate judges the run
-            pytest.fail(explain(record), pytrace=False)
+            if not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
+                (self._node or self._session.current_item).stash[FAILURE] = explain(record)
         return record
+
+
+def mark_failed(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A case :meth:`Medcode.check` found wrong: its call report fails, the explanation as its text."""
+    failure = item.stash.get(FAILURE, None)
+    if failure is None or report.when != "call":
+        return
+    del item.stash[FAILURE]
+    if report.passed:  # a test that went on to fail for another reason keeps that failure
+        report.outcome = "failed"
+        report.longrepr = failure
 
 
 def detach_record(item: pytest.Item) -> None:
@@ -50,8 +66,8 @@ def detach_record(item: pytest.Item) -> None:
 def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:
     """What ``--junitxml`` shows per case, so CI systems list the codes beside the test."""
 
-    def text(value: Any) -> str:
-        return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    def text(value: Any) -> str:  # control characters as \xNN: XML cannot hold most, terminals obey them
+        return "" if value is None else str(value).lower() if isinstance(value, bool) else visible(value)
 
     return [
         ("expected_code", text(record.get("code"))),

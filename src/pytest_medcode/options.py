@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +24,7 @@ from pytest_medcode.gate import (
     parse_max_drops,
     parse_thresholds,
 )
+from pytest_medcode.redaction import public_url
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
 
@@ -76,6 +77,12 @@ OPTIONS: list[Option] = [
     Option("medcode-rpm", "model calls started per minute, for the whole run (all workers)", None, "N"),
     Option("medcode-retry-errors", "ask again the cases whose calls failed in earlier runs", None, "",
            flag=True),
+    Option("medcode-no-preflight", "skip the probe request that checks each API model, endpoint and key "
+           "before the first case", None, "", flag=True),
+    Option("medcode-circuit-breaker", "stop asking a model after K identical failures in a row that another "
+           "attempt cannot fix (bad key, unknown model, quota, unreachable endpoint); 0: never", "5", "K"),
+    Option("medcode-show-failures", "failing cases shown in full in the summary; the rest are tallied (all "
+           "still fail). 'all' for pytest's full listing, as -v, --tb or -r also give", "10", "N|all"),
     # The release gate (gate.py). Any of these turns on gate mode: wrong codes stop being test
     # failures and the exit status is the gate's verdict.
     Option("medcode-fail-under", "gate: fail when a rate is below its limit, per model and system; comma "
@@ -158,6 +165,9 @@ class Settings:
     bertscore_model: str | None = None  # None: the bundled offline model
     bertscore_device: str | None = None
     similarity: bool = True  # False: --medcode-no-similarity
+    preflight: bool = True  # False: --medcode-no-preflight
+    circuit_breaker: int = 5  # identical fatal failures in a row that stop asking a model; 0: never
+    show_failures: int | None = 10  # None: every failure in pytest's own summary
 
     def to_dict(self) -> dict[str, Any]:
         """What a report records of the configuration (no secrets exist in Settings)."""
@@ -171,7 +181,7 @@ class Settings:
             "prompt": self.prompt,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "api_base": _public_url(self.api_base),
+            "api_base": public_url(self.api_base),
             "timeout": self.timeout,
             "attempts": self.attempts,
             "concurrency": self.concurrency,
@@ -188,6 +198,8 @@ class Settings:
             "bertscore_model": self.bertscore_model,
             "bertscore_device": self.bertscore_device,
             "similarity": self.similarity,
+            "preflight": self.preflight,
+            "circuit_breaker": self.circuit_breaker,
         }
 
 
@@ -251,16 +263,37 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
-def _public_url(url: str | None) -> str | None:
-    """A URL fit for a report: no user:password@, no query string (keys sometimes ride there)."""
-    if not url:
-        return url
+def _shown(value: Any) -> int | None:
+    """``--medcode-show-failures``: a count, or ``all`` (None: show everything, as pytest does)."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise pytest.UsageError(f"--medcode-show-failures {value!r}: expected a whole number (0 or more) or 'all'")
+    return number
+
+
+
+def _api_base(value: str | None) -> str | None:
+    """An http(s) URL with a host, or nothing: a typo must not cost hundreds of failed calls."""
+    if not value or not str(value).strip():
+        return None
+    url = str(value).strip()
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        return "(unparsable URL, not shown)"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        ok = False
+    if not ok:
+        shown = url if "@" not in url and "?" not in url else public_url(url)  # no secret in an error line
+        raise pytest.UsageError(f"--medcode-api-base {shown!r}: expected an http(s) URL with a host, "
+                                "e.g. http://127.0.0.1:8000/v1")
+    return url
 
 
 def _gate(values: dict[str, Any]) -> GateSpec:
@@ -327,7 +360,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         prompt=str(values["medcode_prompt"]),
         temperature=temperatures[0],
         max_tokens=_number(int, "--medcode-max-tokens", 1)(values["medcode_max_tokens"]),
-        api_base=values["medcode_api_base"] or None,
+        api_base=_api_base(values["medcode_api_base"]),
         timeout=_number(float, "--medcode-timeout", 0.1)(values["medcode_timeout"]),
         attempts=_number(int, "--medcode-attempts", 1, 100)(values["medcode_attempts"]),
         concurrency=_number(int, "--medcode-concurrency", 1, 4096)(values["medcode_concurrency"]),
@@ -348,6 +381,9 @@ def parse_settings(config: pytest.Config) -> Settings:
         bertscore_device=str(values["medcode_bertscore_device"]).strip() or None
         if values["medcode_bertscore_device"] else None,
         similarity=not _flag(values["medcode_no_similarity"]),
+        preflight=not _flag(values["medcode_no_preflight"]),
+        circuit_breaker=_number(int, "--medcode-circuit-breaker", 0, 1_000_000)(values["medcode_circuit_breaker"]),
+        show_failures=_shown(values["medcode_show_failures"]),
     )
 
 

@@ -6,13 +6,16 @@ import types
 
 import pytest
 
-from pytest_medcode.distributed import exit_with_controller, share_with_worker
-from pytest_medcode.fixture import Medcode, detach_record
+from pytest_medcode.distributed import exit_with_controller, is_worker, share_with_worker
+from pytest_medcode.failure_output import FailureOutput, user_wants_everything
+from pytest_medcode.fixture import Medcode, detach_record, mark_failed
 from pytest_medcode.options import addoptions, parse_settings
 from pytest_medcode.redaction import redact_run_secrets
 from pytest_medcode.session import CASE_PARAM, MedcodeSession
+from pytest_medcode.signals import handle_sigterm
 
 session_key = pytest.StashKey[MedcodeSession]()
+_undo_sigterm = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_fixtures(session), "medcode-fixtures")
     if session.settings.gate.active:  # a hook on every report: only where it has work
         config.pluginmanager.register(_GateStatus(session), "medcode-gate-status")
+    shown = session.settings.show_failures
+    if session.reporting and shown is not None and not user_wants_everything(config):
+        failure_output = FailureOutput(shown, session.run_folder, session.record_of)
+        config.pluginmanager.register(failure_output, "medcode-failure-output")
+    if not is_worker(config):  # a worker dies with its controller (exit_with_controller)
+        config.stash[_undo_sigterm] = handle_sigterm()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    undo = config.stash.get(_undo_sigterm, None)
+    if callable(undo):
+        undo()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -78,6 +93,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if call.when == "call":
         detach_record(item)  # the call report has it; teardown's need not carry a second copy
+        mark_failed(item, report)
     return report
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_medcode.phase import read_progress
+from pytest_medcode.phase import read_json
 
 _LOG_EVERY_S = 10.0
 
@@ -36,6 +36,14 @@ class ProgressLine:
                 self._last_log = now
                 self._tr.write_line(line)
 
+    def notice(self, line: str) -> None:
+        """A line of its own (a wait on a locked cache), kept above the progress line."""
+        with self._lock:
+            if self._shown:
+                self._tr.write_line("")
+                self._shown = False
+            self._tr.write_line(line, yellow=True)
+
 
 class ProgressWatcher(threading.Thread):
     """Controller-side: shows the progress a worker writes, until told to stop or the phase ends."""
@@ -51,7 +59,7 @@ class ProgressWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self._every):
-            data = read_progress(self._path)
+            data = read_json(self._path)
             if data and data["line"] != self._seen:
                 self.last = data
                 self._seen = data["line"]

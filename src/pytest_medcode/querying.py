@@ -13,9 +13,8 @@ import random
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +35,10 @@ class Outcome:
     attempts: int
     usage: dict[str, Any] = field(default_factory=dict)
     cached: bool | None = None  # None: a coder whose answers are not cached (lookup)
+    chars: int | None = None  # the answer's true length when ``text`` was cut (cache.ANSWER_LIMIT)
+    #: The failure is the setup's (key, model, quota, endpoint), or the call was never made: not an answer
+    #: to keep, so a rerun after the fix asks the question again.
+    keep: bool = True
 
 
 @dataclass
@@ -134,6 +137,33 @@ class _RateLimit:
             await asyncio.sleep(start - now)
 
 
+class CircuitBreaker:
+    """Stops asking a model that failed ``limit`` times in a row with the same error that another attempt
+    cannot fix (a refused key, an unknown model, an exhausted quota, an endpoint that never answers): the
+    rest of its cases end at once with that reason instead of each paying a timeout or a retry loop."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tripped: dict[str, str] = {}  # model → the reason, shown on each case it stopped
+        self._streak: dict[str, tuple[str, int]] = {}
+
+    def record(self, model: str, outcome: Outcome, counts: bool) -> None:
+        if not self.limit or model in self.tripped:
+            return
+        if outcome.error is None or not counts:
+            self._streak.pop(model, None)
+            return
+        last, n = self._streak.get(model, ("", 0))
+        n = n + 1 if outcome.error == last else 1
+        self._streak[model] = (outcome.error, n)
+        if n >= self.limit:
+            self.tripped[model] = f"stopped asking {model} after {n} identical failures in a row: {outcome.error}"
+
+    def refuse(self, model: str) -> Outcome | None:
+        reason = self.tripped.get(model)
+        return None if reason is None else Outcome(None, f"not asked: {reason}", 0.0, 0, keep=False)
+
+
 class QueryEngine:
     def __init__(
         self,
@@ -142,12 +172,14 @@ class QueryEngine:
         attempts: int,
         timeout: float,
         rpm: float | None = None,
+        breaker: int = 0,
     ) -> None:
         self._coders = coders
         self._concurrency = concurrency
         self._attempts = attempts
         self._timeout = timeout
         self._rpm = rpm
+        self.breaker = CircuitBreaker(breaker)
         self._rng = random.Random()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="medcode-queries", daemon=True)
@@ -175,11 +207,8 @@ class QueryEngine:
             raise
 
     def ask(self, request: CodeRequest) -> Outcome:
-        """One request, outside a batch (coders that are not cached, or a late case)."""
+        """One request, outside a batch (coders that are not cached, a late case, a preflight probe)."""
         return asyncio.run_coroutine_threadsafe(self._ask_one(request), self._loop).result()
-
-    def submit(self, request: CodeRequest) -> Future[Outcome]:
-        return asyncio.run_coroutine_threadsafe(self._ask_one(request), self._loop)
 
     def close(self) -> None:
         if self._loop.is_running():
@@ -202,23 +231,40 @@ class QueryEngine:
             while queue:
                 index, request = queue.popleft()
                 outcome = await self._ask_one(request)
-                on_result(index, outcome)
+                try:
+                    on_result(index, outcome)
+                except BaseException:
+                    queue.clear()  # stop asking at once; calls already in flight finish and are handed over
+                    raise
                 self.progress.done += 1
                 if outcome.error is not None:
                     self.progress.errors += 1
 
         workers = [asyncio.ensure_future(worker()) for _ in range(min(limiter.ceiling, len(requests)))]
         try:
-            await asyncio.gather(*workers)
+            ended = await asyncio.gather(*workers, return_exceptions=True)
         finally:
             for w in workers:
                 w.cancel()
+        for end in ended:
+            if isinstance(end, BaseException):
+                raise end
 
     async def _ask_one(self, request: CodeRequest) -> Outcome:
-        coder = self._coders[request.case.model]
+        model = request.case.model
+        refused = self.breaker.refuse(model)
+        if refused is not None:
+            return refused
+        outcome, counts = await self._attempt_all(request, self._coders[model])
+        self.breaker.record(model, outcome, counts)
+        return outcome
+
+    async def _attempt_all(self, request: CodeRequest, coder: Coder) -> tuple[Outcome, bool]:
+        """The outcome after the last attempt, and whether it is a failure the circuit breaker counts."""
         limiter, rate = self._controls()
         start = time.perf_counter()
         error = "no attempt made"
+        setup = False
         for attempt in range(1, self._attempts + 1):
             delay: float | None = None
             async with limiter:
@@ -227,23 +273,45 @@ class QueryEngine:
                 try:
                     reply = await asyncio.wait_for(coder.answer(request), timeout=self._timeout + 5.0)
                     limiter.success()
-                    return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt, reply.usage)
+                    return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt,
+                                   reply.usage), False
                 except CallFailed as exc:
-                    error = str(exc)
+                    error, setup = str(exc), exc.setup
                     if not exc.retryable:
-                        return Outcome(None, error, time.perf_counter() - start, attempt)
+                        return Outcome(None, error, time.perf_counter() - start, attempt, keep=not setup), True
                     delay = exc.retry_after
                     if "429" in error or "RateLimit" in error:  # both coders' wording of a 429
                         limiter.throttle(epoch)
                 except TimeoutError:
-                    error = f"no answer within {self._timeout + 5.0:.0f} s"
+                    error, setup = f"no answer within {self._timeout + 5.0:.0f} s", False
                 except Exception as exc:  # a coder's own bug: keep the run alive, report it on the case
-                    error = f"{exc.__class__.__name__}: {exc}"
+                    error, setup = f"{exc.__class__.__name__}: {exc}", False
             if attempt < self._attempts:
                 self.progress.retries += 1
                 backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
                 await asyncio.sleep(max(delay or 0.0, backoff * (0.5 + self._rng.random() / 2)))
-        return Outcome(None, error, time.perf_counter() - start, self._attempts)
+        # Retries spent: an endpoint that never answered is the setup's fault; a server error is not.
+        return Outcome(None, error, time.perf_counter() - start, self._attempts, keep=not setup), setup
+
+
+def failure_reasons(records: Sequence[dict[str, Any]], top: int = 3) -> dict[str, list[list[Any]]]:
+    """Per model, its most frequent reasons for a failed call with their counts: an outage is named once
+    in the summary instead of on thousands of cases."""
+    per_model: dict[str, Counter[str]] = {}
+    for r in records:
+        if r.get("outcome") == "error":
+            per_model.setdefault(r["model"], Counter())[r.get("error") or "unknown error"] += 1
+    return {model: [[reason, n] for reason, n in reasons.most_common(top)] for model, reasons in per_model.items()}
+
+
+def render_failure_reasons(failures: dict[str, list[list[Any]]]) -> list[str]:
+    lines = []
+    for model, reasons in failures.items():
+        lines.append(f"failed calls of {model}:")
+        lines.extend(f"  {n:,} × {reason}" for reason, n in reasons)
+        if any(str(reason).startswith("not asked:") for reason, _ in reasons):
+            lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
+    return lines
 
 
 def _valid_text(text: str) -> str:

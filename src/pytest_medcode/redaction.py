@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
 _MIN_LENGTH = 8  # shorter values ("1", "true") are not keys, and masking them would garble logs
@@ -29,6 +29,18 @@ def url_secrets(url: str | None) -> list[str]:
     except ValueError:
         return []
     return [value for value in found if value]
+
+
+def public_url(url: str | None) -> str | None:
+    """A URL fit for a report: no user:password@, no query string (keys sometimes ride there)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return "(unparsable URL, not shown)"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def redact_logs(values: Iterable[str | None]) -> None:

@@ -7,6 +7,7 @@ the only process otherwise). The plugin's hooks hand off to it in a line or two.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
 import secrets
@@ -19,24 +20,27 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode import __version__, consistency, distributed, variants
+from pytest_medcode import __version__, consistency, destinations, distributed, variants
 from pytest_medcode.aggregate import summarize
-from pytest_medcode.cache import ResponseStore, request_key
+from pytest_medcode.cache import CacheError, ResponseStore, request_key
 from pytest_medcode.cases import Case, CodeList, build_cases, read_code_list, select_codes
 from pytest_medcode.coders import Coder, CodeRequest, CoderUnavailable, resolve_coder
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
 from pytest_medcode.compare import RunFormatError, load_run
 from pytest_medcode.gate import Verdict, render_verdict
 from pytest_medcode.options import Settings
-from pytest_medcode.phase import QueryPhase
+from pytest_medcode.phase import QueryPhase, stop_paths
+from pytest_medcode.preflight import failure_line, probe, remote_coders
 from pytest_medcode.progress import ProgressLine, ProgressWatcher
 from pytest_medcode.prompts import PromptTemplate, TemplateError, load_template
-from pytest_medcode.querying import Outcome, Progress, QueryEngine
-from pytest_medcode.records import ERROR, INCORRECT, NO_CODE, PROPERTY, build_record
+from pytest_medcode.querying import Outcome, Progress, QueryEngine, failure_reasons, render_failure_reasons
+from pytest_medcode.records import ERROR, INCORRECT, NO_CODE, PROPERTY, RecordRows, build_record
+from pytest_medcode.report_memory import ReportMemory
 from pytest_medcode.reports import files, html, markdown, tables, terminal
 from pytest_medcode.scoring import session_metrics
 
 CASE_PARAM = "medcode_case"
+STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
 
 
 class MedcodeSession:
@@ -44,6 +48,8 @@ class MedcodeSession:
     baseline: list[dict[str, Any]] | None = None
     verdict: Verdict | None = None
     report_problems: tuple[str, ...] = ()  # report.md / report.html that could not be written
+    report_failure: str | None = None  # the run folder could not be written (exit 4; the tables still print)
+    stopped: str | None = None  # the query phase stopped (the cache failed): why
     current_item: pytest.Item | None = None  # the test that is running: where the medcode fixture records
     similarity: session_metrics.SimilarityReport | None = None  # the end-of-session similarity pass
 
@@ -53,8 +59,9 @@ class MedcodeSession:
         self.reporting = not distributed.is_worker(config)
         self.started = time.time()
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        self.records: list[dict[str, Any]] = []
-        self._record_nodeids: list[str] = []  # beside records: where each came from, to put them in order
+        self.rows = RecordRows()  # the records as they arrive (reporting process)
+        self.records: list[dict[str, Any]] = []  # every record, in collection order, once the tests are done
+        self.memory = ReportMemory(config, worker=not self.reporting)
         self._collection_order: dict[str, int] | None = None  # nodeid → position (xdist controller)
         self.junit = bool(config.getoption("xmlpath", None))  # --junitxml: the codes go in as properties
         self.run_dir: Path | None = None
@@ -65,7 +72,8 @@ class MedcodeSession:
         self._cases: list[Case] | None = None
         self._engine: QueryEngine | None = None
         self._phase: QueryPhase | None = None
-        self._answers: dict[str, Outcome] = {}
+        self._unkept: dict[str, Outcome] = {}  # outcomes the response store does not keep (phase.py)
+        self._answers: dict[str, Outcome] = {}  # without xdist: every kept outcome, read once after the phase
         self._keys: dict[Case, str] = {}  # the query phase's cache key per case, so a test need not redo it
         self._watcher: ProgressWatcher | None = None
         self.query_progress: Progress | None = None
@@ -111,6 +119,43 @@ class MedcodeSession:
                 self.baseline = load_run(s.gate.baseline).records
             except RunFormatError as exc:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
+        if self.reporting:
+            self.check_destinations()
+        if s.preflight and distributed.is_distributed(self.config) and not distributed.is_worker(self.config):
+            self.preflight(self.cases())  # the xdist controller, before any worker starts
+            self._cases = None  # it runs no case itself: the tables and cases are the workers'
+            self._systems = {n: t for n, t in self._systems.items() if n in s.codesets}
+
+    def check_destinations(self) -> None:
+        """Everything the run writes (cache, run folder, their disk space), checked before the first call."""
+        s = self.settings
+        cases = len(self._cases) if self._cases is not None else (
+            (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
+            * max(1, len(s.temperatures)) * s.repeats)
+        cache = self.cache_paths()[0] if s.cache is not None else None
+        problem = destinations.check(cache, self.report_root(), cases, s.max_tokens)
+        if problem:
+            raise pytest.UsageError(problem)
+
+    def report_root(self) -> Path:
+        """Where run folders go (--medcode-report-dir, relative to where pytest was started)."""
+        root = self.settings.report_dir
+        return root if root.is_absolute() else self.config.invocation_params.dir / root
+
+    def preflight(self, cases: list[Case]) -> None:
+        """One real request per API model before any case (preflight.py); a failed setup is one line, exit 4."""
+        first: dict[str, Case] = {}
+        for case in cases:
+            if case.model not in first and remote_coders(self.coders[case.model]):
+                first[case.model] = case
+        for model, case in first.items():
+            request = self.request_for(case)
+            try:
+                failed = probe(model, request, self.key_for(request), self.phase(), self.engine().ask)
+            except CacheError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            if failed is not None:
+                raise pytest.UsageError(failure_line(model, self.coders[model], failed))
 
     # -- collection -----------------------------------------------------------------------
     def system(self, name: str) -> CodeSystem:
@@ -149,27 +194,49 @@ class MedcodeSession:
         cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
         if not cases:
             return
-        requests = [self.request_for(c) for c in cases]
-        keys = [self.key_for(r) for r in requests]
-        self._keys.update(zip(cases, keys))
-        unique = dict(zip(keys, requests))
-        self._answers.update(self.phase().run(list(unique), list(unique.values())))
+        if self.settings.preflight and not distributed.is_distributed(self.config):
+            self.preflight(cases)  # the selected cases only: -k and --lf leave the rest unasked
+        unique: dict[str, Case] = {}
+        for case in cases:  # one request at a time: only the keys are kept
+            key = self._keys[case] = self.key_for(self.request_for(case))
+            unique.setdefault(key, case)
+        try:
+            self._unkept.update(self.phase().run(list(unique), lambda key: self.request_for(unique[key])))
+            if not distributed.is_distributed(self.config):  # one process: read every answer in one pass
+                self._answers = self.phase().outcomes(list(unique))  # (xdist workers read each as it runs)
+        except CacheError as exc:
+            self.stop(str(exc))
+            return
         self.query_progress = self.phase().progress
+        release_free_memory()
+
+    def stop(self, reason: str) -> None:
+        """The cache failed: no more calls. One line and exit 4; under xdist a worker cannot end the run
+        from collection, so its cases without an answer are skipped and carry the reason to the controller."""
+        self.stopped = reason
+        if not distributed.is_worker(self.config):
+            raise pytest.UsageError(reason)
+
+    def cache_paths(self) -> tuple[Path, Path]:
+        """The response cache file and this run's state folder (its lock, progress and stop files)."""
+        s = self.settings
+        if s.cache is not None:
+            path = s.cache if s.cache.is_absolute() else self.config.rootpath / s.cache
+            return path, path.parent / "runs" / self.run_id
+        # a store for this run only, so xdist workers still share answers
+        state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
+        return state / "responses.sqlite3", state
 
     def phase(self) -> QueryPhase:
+        """The query phase and its response store (CacheError when the store cannot be opened)."""
         if self._phase is None:
-            s = self.settings
-            if s.cache is not None:
-                path = s.cache if s.cache.is_absolute() else self.config.rootpath / s.cache
-                state = path.parent / "runs" / self.run_id
-            else:  # a store for this run only, so xdist workers still share answers
-                state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
-                path = state / "responses.sqlite3"
+            path, state = self.cache_paths()
+            writer = self._progress_writer()
             try:
-                store = ResponseStore(path)
+                store = ResponseStore(path, notify=writer.notice if writer is not None else None)
             except (OSError, sqlite3.Error) as exc:
-                raise pytest.UsageError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
-            self._phase = QueryPhase(store, self.engine, state, self.started, s.retry_errors, self._progress_writer())
+                raise CacheError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
+            self._phase = QueryPhase(store, self.engine, state, self.started, self.settings.retry_errors, writer)
         return self._phase
 
     def _progress_writer(self):
@@ -202,7 +269,7 @@ class MedcodeSession:
     def engine(self) -> QueryEngine:
         if self._engine is None:
             s = self.settings
-            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm)
+            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker)
         return self._engine
 
     def ask(self, case: Case) -> dict[str, Any]:
@@ -210,13 +277,32 @@ class MedcodeSession:
             outcome = self.engine().ask(self.request_for(case))
         else:
             key = self._keys.get(case)
-            outcome = self._answers.get(key) if key is not None else None
-            if outcome is None:  # not seen by the query phase (a case created outside collection)
+            request = None
+            if key is None:  # not seen by the query phase (a case created outside collection)
                 request = self.request_for(case)
                 key = self.key_for(request)
-                outcome = self.phase().run([key], [request])[key]
-                self._answers[key] = outcome
+            try:
+                outcome = self._unkept.get(key) or self._answers.get(key) or self.phase().outcome(key)
+                if outcome is None and self.stopped is None:
+                    request = request or self.request_for(case)
+                    self._unkept.update(self.phase().run([key], lambda _: request))
+                    outcome = self._unkept.get(key) or self.phase().outcome(key)
+            except CacheError as exc:
+                self.stopped = str(exc)
+                outcome = None
+            if outcome is None:
+                if self.stopped is not None:
+                    self._skip_stopped()
+                raise RuntimeError(f"pytest-medcode: no outcome for {case.id} after asking")  # a bug, not input
         return build_record(case, self.system(case.system), outcome, self.settings.profile)
+
+    def _skip_stopped(self) -> None:
+        """A case the stopped phase never asked: the run ends with the reason (exit 4), the case is not scored."""
+        if self.reporting:
+            pytest.exit(self.stopped or "", returncode=pytest.ExitCode.USAGE_ERROR)
+        if self.current_item is not None:
+            self.current_item.user_properties.append((STOP_PROPERTY, self.stopped))
+        pytest.skip(f"not asked: {self.stopped}")
 
     # -- xdist controller ----------------------------------------------------------------------
     def for_workers(self) -> dict[str, Any]:
@@ -226,7 +312,7 @@ class MedcodeSession:
     def watch_workers(self) -> None:
         """Follow the query phase, which a worker runs: show its progress (unless -q), keep its timing."""
         if distributed.is_distributed(self.config) and not distributed.is_worker(self.config):
-            self._watcher = ProgressWatcher(self.phase().state_dir / "progress.json", self._progress_writer())
+            self._watcher = ProgressWatcher(self.cache_paths()[1] / "progress.json", self._progress_writer())
             self._watcher.start()
 
     def stop_watching(self) -> None:
@@ -247,37 +333,49 @@ class MedcodeSession:
             "retries": sum(max(0, (r.get("attempts") or 1) - 1) for r in asked),
             "errors": sum(1 for r in cached if r.get("outcome") == "error"),
             "phase_s": phase.get("elapsed_s") if phase else None,
+            "failures": failure_reasons(records),
         }
 
     # -- reporting (controller) ---------------------------------------------------------------
     def add_report(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        if not self.reporting:  # a worker: xdist has sent the record on; the worker's copy of the report
-            report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]  # need not keep it
-            return
-        for i, (name, value) in enumerate(report.user_properties):
+        """Every report, after every other plugin has seen it: keep the record, and let pytest forget what
+        it never shows (report_memory.py)."""
+        if report.when == "call":
+            if self.reporting:
+                for name, value in report.user_properties:
+                    if name == STOP_PROPERTY:  # a worker's query phase stopped (the cache failed): end the run
+                        self.stopped = value
+                        pytest.exit(value, returncode=pytest.ExitCode.USAGE_ERROR)
+            for i, (name, value) in enumerate(report.user_properties):
+                if name != PROPERTY:
+                    continue
+                if not self.reporting:  # a worker: xdist has sent the record on; the worker need not keep it
+                    report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]
+                elif isinstance(value, dict):
+                    if distributed.from_worker(report):  # unpickled: every record has its own copy of every key
+                        value = distributed.compact(value)
+                    position = self.rows.append(value, report.nodeid)
+                    report.user_properties[i] = (name, position)  # the row stands for it from now on
+                break
+            else:
+                self.memory.seen(report, is_case=False)
+                return
+        self.memory.seen(report, is_case=report.when == "call")
+
+    def record_of(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The record a benchmark case's call report stands for (reporting process), else None."""
+        for name, value in getattr(report, "user_properties", ()):
             if name == PROPERTY:
-                if distributed.from_worker(report):  # unpickled: every record has its own copy of every key
-                    value = distributed.compact(value)
-                    report.user_properties[i] = (name, value)
-                self.records.append(value)
-                self._record_nodeids.append(report.nodeid)
+                if isinstance(value, int):
+                    return self.rows.record(value)
+                return value if isinstance(value, dict) else None
+        return None
 
     def collection_finished(self, nodeids: list[str]) -> None:
         """xdist controller: the order the workers collected the tests in (the same on every worker)."""
         if self._collection_order is None:
             self._collection_order = {nodeid: i for i, nodeid in enumerate(nodeids)}
 
-    def ordered_records(self) -> list[dict[str, Any]]:
-        """Records in collection order, whatever order workers finished them in (without xdist they arrive
-        in it). From the test ids, not the case list: the controller need not load the code tables."""
-        order = self._collection_order
-        if not order:
-            return list(self.records)
-        last = len(order)
-        positions = [order.get(nodeid, last) for nodeid in self._record_nodeids]
-        return [self.records[i] for i in sorted(range(len(positions)), key=positions.__getitem__)]
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         results = summarize(records, seed=self.settings.seed, by=consistency.group_fields(records),
@@ -312,25 +410,31 @@ class MedcodeSession:
         self.stop_watching()  # under xdist pytest_runtestloop is xdist's alone: the phase's timing is kept here
         if self._phase is not None:
             self._phase.store.close()
-            if self.reporting:
-                shutil.rmtree(self._phase.state_dir, ignore_errors=True)
+        if self.reporting and (self._phase is not None or distributed.is_distributed(self.config)):
+            shutil.rmtree(self.cache_paths()[1], ignore_errors=True)  # lock, progress and stop files of this run
+            for stop in stop_paths(self.cache_paths()[1]):
+                stop.unlink(missing_ok=True)
         if not self.reporting:
             return
-        records = self.ordered_records()
+        # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
+        # ids, not the case list: the controller need not load the code tables.
+        self.records = records = self.rows.take(self._collection_order)
         if records:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
             self.score_session(records)
         if self.settings.gate.active:
             self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
         if not self.records:
             return
-        run_dir = self.settings.report_dir
-        if not run_dir.is_absolute():
-            run_dir = self.config.invocation_params.dir / run_dir
-        self.run_dir = run_dir / self.run_id
-        files.write_cases(records, self.run_dir / "cases.parquet")
+        self.run_dir = self.report_root() / self.run_id
         self.summary_data = self.summary(records)
-        files.write_json(self.summary_data, self.run_dir / "summary.json")
-        files.point_latest(self.run_dir)
+        try:
+            files.write_cases(records, self.run_dir / "cases.parquet")
+            files.write_json(self.summary_data, self.run_dir / "summary.json")
+            files.point_latest(self.run_dir)
+        except OSError as exc:  # the tables still print; the answers are in the cache; exit 4 (exitstatus)
+            self.report_failure = (f"could not write the run folder {self.run_dir}: {exc.strerror or exc}; "
+                                   "the answers are kept in the response cache, a re-run writes it without asking")
+            return
         problems = []
         for name, module in (("report.md", markdown), ("report.html", html)):
             try:
@@ -362,8 +466,13 @@ class MedcodeSession:
             took = f" in {queries['phase_s']:.1f} s" if queries["asked"] and queries.get("phase_s") else ""
             tr.write_line(f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
                           f"{queries['retries']} retries, {queries['errors']} failed")
+        for line in render_failure_reasons(queries.get("failures") or {}):
+            tr.write_line(line, yellow=True)
         self.display_dimensions(tr)
-        tr.write_line(f"run folder: {self.run_dir}")
+        if self.report_failure is not None:
+            tr.write_line(f"error: {self.report_failure}", red=True, bold=True)
+        else:
+            tr.write_line(f"run folder: {self.run_dir}")
         for problem in self.report_problems:
             tr.write_line(f"warning: {problem}", yellow=True)
         self.display_gate(tr)
@@ -386,6 +495,10 @@ class MedcodeSession:
             for line in consistency.render_consistency(data["consistency"]):
                 tr.write_line(line)
 
+    def run_folder(self) -> str | None:
+        """Where this run's reports went (None before they are written, or when nothing was recorded)."""
+        return str(self.run_dir) if self.run_dir is not None else None
+
     # -- gate mode ------------------------------------------------------------------------------
     def display_gate(self, tr: Any) -> None:
         """The verdict, its numbers and its reason: the last lines of the summary."""
@@ -406,22 +519,35 @@ class MedcodeSession:
         (u). Both are passed tests to pytest and JUnit (with the codes as properties); the gate judges."""
         if not self.settings.gate.active or report.when != "call" or not report.passed:
             return None
-        for name, value in report.user_properties:
-            if name == PROPERTY and isinstance(value, dict):
-                if value.get("outcome") == ERROR:
-                    return "unanswered", "u", ("UNANSWERED", {"yellow": True})
-                if value.get("outcome") in (INCORRECT, NO_CODE):
-                    return "mismatched", "m", ("MISMATCH", {"yellow": True})
+        record = self.record_of(report)
+        if record is not None:
+            if record.get("outcome") == ERROR:
+                return "unanswered", "u", ("UNANSWERED", {"yellow": True})
+            if record.get("outcome") in (INCORRECT, NO_CODE):
+                return "mismatched", "m", ("MISMATCH", {"yellow": True})
         return None
 
     def exitstatus(self, status: int) -> int:
         """Gate mode: 1 when the gate failed. A passed gate leaves pytest's status (0, or 1 when a test
-        broke for another reason than a wrong code; interruptions and internal errors are kept)."""
+        broke for another reason than a wrong code; interruptions and internal errors are kept).
+        A run folder that could not be written is exit 4 (usage error), whatever the codes were."""
+        if self.report_failure is not None and status in (
+                pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return pytest.ExitCode.USAGE_ERROR
         if self.verdict is None or self.verdict.passed:
             return status
         if status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
             return pytest.ExitCode.TESTS_FAILED
         return status
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc keeps it otherwise): the prompts built to key every
+    case are gone after the query phase, and with -n each worker would go on holding their pages."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _cases_of(items: list[pytest.Item]) -> list[Case]:

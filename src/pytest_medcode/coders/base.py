@@ -14,12 +14,20 @@ class CoderUnavailable(Exception):
 
 
 class CallFailed(Exception):
-    """One call failed; ``retryable`` says whether another attempt may succeed."""
+    """One call failed; ``retryable`` says whether another attempt may succeed.
 
-    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
+    ``setup`` marks a failure that says nothing about the question — a wrong key, an unknown model, an
+    exhausted quota, an endpoint that is not an OpenAI-compatible API or cannot be reached — so it is
+    not kept as the case's answer (a rerun after the fix asks it) and it counts towards the circuit
+    breaker that stops asking a model that fails every call the same way.
+    """
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None,
+                 setup: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.setup = setup
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ the network.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from pytest_medcode.coders.base import CallFailed, CodeRequest, CoderUnavailable, Reply
+from pytest_medcode.coders.errors import not_a_completion, refused, short, status_failure
 
 _PLACEHOLDER_KEY = "sk-no-key-needed"  # local OpenAI-compatible servers need some key string
 
@@ -25,6 +27,7 @@ def import_litellm() -> Any:
 
 class LiteLLMCoder:
     cacheable = True
+    remote = True  # asks an API over the network: checked by a probe request before the run
 
     def __init__(self, name: str, api_base: str | None, timeout: float) -> None:
         self.name = name
@@ -38,6 +41,14 @@ class LiteLLMCoder:
         if self.api_base:
             return  # a custom endpoint decides for itself whether it wants a key
         litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(self.name)
+        except Exception:  # litellm names no provider for this model: no call can succeed
+            raise CoderUnavailable(
+                f"--model {self.name}: litellm knows no provider for this name; give one it knows "
+                "(gpt-4o, gemini/gemini-pro, anthropic/claude-3-5-sonnet-20240620, ollama/llama3), or "
+                "openai/NAME with --medcode-api-base for an OpenAI-compatible server"
+            ) from None
         try:
             env = litellm.validate_environment(model=self.name)
         except Exception as exc:  # unknown provider names raise here
@@ -74,9 +85,13 @@ class LiteLLMCoder:
         except Exception as exc:
             raise _classify(exc) from None
         try:
-            text = response.choices[0].message.content or ""
+            choice = response.choices[0]
+            text = choice.message.content
         except (AttributeError, IndexError, TypeError) as exc:
             raise CallFailed(f"malformed response: {exc}") from None
+        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
+            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                             retryable=False)
         usage: dict[str, Any] = {}
         u = getattr(response, "usage", None)
         if u is not None:
@@ -87,6 +102,11 @@ class LiteLLMCoder:
         except Exception:  # unknown prices are normal for local models
             usage["cost_usd"] = None
         return Reply(text=text, usage=usage)
+
+
+# "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key" → the API's words
+_LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+Error: )?(\w+Exception - )?")
+_SETUP_ERRORS = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 
 
 def _classify(exc: Exception) -> CallFailed:
@@ -101,8 +121,16 @@ def _classify(exc: Exception) -> CallFailed:
         except (TypeError, ValueError):
             retry_after = None
     name = exc.__class__.__name__
-    retryable = status is None or status in (408, 409, 429) or (isinstance(status, int) and status >= 500)
-    if name in ("AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError"):
-        retryable = False
-    message = str(exc).splitlines()[0] if str(exc) else name
-    return CallFailed(f"{name}: {message[:300]}", retryable=retryable, retry_after=retry_after)
+    message = _LITELLM_PREFIX.sub("", str(exc).splitlines()[0]) if str(exc) else name
+    if "invalid response from llm endpoint" in message.lower():  # a web page, not an API, answered
+        return not_a_completion(message.partition("Received:")[2].strip() or message)
+    if refused(exc):
+        return CallFailed(f"{name}: {short(message)}", retryable=True, setup=True)
+    if isinstance(status, int) and 400 <= status < 600:
+        failure = status_failure(status, name, message, getattr(exc, "code", None), retry_after)
+        if name in _SETUP_ERRORS or name == "BadRequestError":
+            failure.retryable = False
+        failure.setup = failure.setup or name in _SETUP_ERRORS
+        return failure
+    return CallFailed(f"{name}: {short(message)}", retryable=True, retry_after=retry_after)
+

@@ -12,12 +12,14 @@ import os
 from typing import Any
 
 from pytest_medcode.coders.base import CallFailed, CodeRequest, Reply
+from pytest_medcode.coders.errors import no_answer, not_a_completion, status_failure
 
 PLACEHOLDER_KEY = "sk-no-key-needed"  # local servers need some key string; never a real one
 
 
 class OpenAICompatibleCoder:
     cacheable = True
+    remote = True  # asks an API over the network: checked by a probe request before the run
 
     def __init__(self, name: str, api_base: str, timeout: float) -> None:
         self.name = name
@@ -56,23 +58,39 @@ class OpenAICompatibleCoder:
                 max_tokens=request.max_tokens,
             )
         except openai.APIStatusError as exc:
-            status = exc.status_code
-            retry_after = _retry_after(exc.response.headers)
-            retryable = status in (408, 409, 429) or status >= 500
-            raise CallFailed(f"HTTP {status} {exc.__class__.__name__}", retryable, retry_after) from None
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise status_failure(exc.status_code, exc.__class__.__name__, _api_message(exc),
+                                 getattr(exc, "code", None), _retry_after(exc.response.headers)) from None
+        except openai.APITimeoutError as exc:
             raise CallFailed(exc.__class__.__name__) from None
+        except openai.APIConnectionError as exc:
+            raise no_answer(exc.__class__.__name__, exc) from None
         except (json.JSONDecodeError, ValueError, TypeError) as exc:  # a malformed body
             raise CallFailed(f"malformed response: {exc.__class__.__name__}") from None
+        if isinstance(response, str | bytes):  # the client hands back a body that is not JSON as it came
+            raise not_a_completion(response)
         try:
-            text = response.choices[0].message.content or ""
+            choice = response.choices[0]
+            text = choice.message.content
         except (AttributeError, IndexError, TypeError) as exc:
             raise CallFailed(f"malformed response: {exc}") from None
+        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
+            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                             retryable=False)
         usage: dict[str, Any] = {}
         if response.usage is not None:
             usage = {"prompt_tokens": response.usage.prompt_tokens,
                      "completion_tokens": response.usage.completion_tokens}
         return Reply(text=text, usage=usage)
+
+
+def _api_message(exc: Any) -> str:
+    """The API's own words ("The model `x` does not exist"), not the client's summary of them."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(exc, "message", "") or "")
 
 
 def _retry_after(headers: Any) -> float | None:

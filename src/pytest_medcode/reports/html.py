@@ -31,6 +31,7 @@ from pytest_medcode.reports.markdown import (
     wrong_answers,
 )
 from pytest_medcode.reports.tables import format_cell
+from pytest_medcode.safetext import visible
 
 __all__ = ["CSP", "esc", "paper_table", "render", "write"]
 
@@ -85,8 +86,9 @@ ul.warnings li { color: #9a6700; }
 
 
 def esc(value: Any) -> str:
-    """Any value as safe HTML text (quotes too, so it is also safe inside attributes)."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """Any value as safe HTML text (quotes too, so it is also safe inside attributes), control characters
+    shown as ``\\xNN`` (HTML escaping leaves ESC and BEL in the file, and in a terminal that prints it)."""
+    return html.escape(visible(value), quote=True)
 
 
 def _slug(text: str) -> str:
@@ -415,7 +417,7 @@ def _wrong_section(records: Sequence[dict[str, Any]]) -> str:
                 clip(r.get("description"), 90),
                 r.get("predicted_code") or "-",
                 r.get("outcome"),
-                clip(redact(answer)),
+                clip(redact(answer), total=r.get("answer_chars") if r.get("raw_answer") is not None else None),
             ]
         )
     if not rows:

@@ -7,7 +7,8 @@ lacks them. What only the reports need (wrong answers, per-case score distributi
 records here, and :mod:`pytest_medcode.reports.html` shares these helpers.
 
 Model output is untrusted: every cell that can hold it is escaped for Markdown and for the HTML that
-Markdown viewers allow.
+Markdown viewers allow, and its control characters are shown as ``\\xNN`` (:mod:`pytest_medcode.safetext`),
+so ``cat report.md`` prints text, never terminal escape sequences.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from pytest_medcode.aggregate import summarize
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.reports.tables import build_tables, format_cell
+from pytest_medcode.safetext import visible
 
 __all__ = [
     "GROUP_DIMENSIONS",
@@ -136,10 +138,13 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\1***@", _SECRET.sub(lambda m: m.group(1) + "***", text))
 
 
-def clip(text: str | None, limit: int = RAW_LIMIT) -> str:
+def clip(text: str | None, limit: int = RAW_LIMIT, total: int | None = None) -> str:
+    """At most ``limit`` characters, and how many more there were (of ``total``: the whole answer's length,
+    when ``text`` is already the excerpt a record keeps)."""
     if not text:
         return ""
-    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+    total = max(total or 0, len(text))
+    return text if total <= limit else text[:limit] + f"… [{total - limit} more characters]"
 
 
 # -- Markdown ----------------------------------------------------------------------------------
@@ -149,8 +154,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|!~])")
 
 def cell(text: Any) -> str:
     """Untrusted text → one Markdown table cell: one line, Markdown specials and HTML escaped."""
-    s = "" if text is None else str(text)
-    s = " ".join(s.split())
+    s = " ".join(visible(text).split())
     s = _MD_SPECIAL.sub(r"\\\1", s)
     return html.escape(s, quote=False)  # after: a backslash before "&lt;" would print the entity
 
@@ -273,7 +277,8 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
                 r.get("code"),
                 r.get("predicted_code") or "-",
                 r.get("outcome"),
-                clip(redact(r.get("raw_answer") or r.get("error") or "")),
+                clip(redact(r.get("raw_answer") or r.get("error") or ""),
+                     total=r.get("answer_chars") if r.get("raw_answer") else None),
             ]
             for r in wrong
         ]

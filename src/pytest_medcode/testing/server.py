@@ -35,6 +35,7 @@ from typing import Any, Self
 __all__ = [
     "FAULT_KINDS",
     "KEY_IGNORED_FIELDS",
+    "OUTAGES",
     "FaultPlan",
     "LatencyFn",
     "Request",
@@ -71,6 +72,10 @@ KEY_IGNORED_FIELDS: frozenset[str] = frozenset(
         "prompt_cache_key",
     }
 )
+
+#: Setup failures a ``ScriptedServer`` can show for every request (``outage``): a revoked key, a model the
+#: API does not have, an exhausted quota, or a web page where the API should be.
+OUTAGES: tuple[str, ...] = ("401", "404", "quota", "html")
 
 #: Every fault a ``FaultPlan`` can inject, in the order their rates are stacked on [0, 1).
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "reset")
@@ -152,7 +157,7 @@ class Request:
         return extract_description(self.last_user_message)
 
 
-Responder = Callable[[Request], str]
+Responder = Callable[[Request], "str | None"]  # None: ``"content": null`` (no answer text at all)
 LatencyFn = Callable[[Request], float]
 
 _BRACKETED = re.compile(r"<([^<>]*)>")
@@ -673,8 +678,15 @@ class ScriptedServer:
         port: int = 0,
         models: Sequence[str] = ("medcode-test",),
         verbose: bool = False,
+        outage: str | None = None,
+        outage_after: int = 0,
     ) -> None:
+        if outage is not None and outage not in OUTAGES:
+            raise ValueError(f"outage must be one of {OUTAGES}")
         self.responder: Responder = responder or mapping_responder({})
+        #: Every chat request after the first ``outage_after`` fails this way (settable while serving).
+        self.outage = outage
+        self.outage_after = outage_after
         self.latency = latency
         self.faults = faults
         self.require_key = require_key
@@ -835,7 +847,12 @@ class ScriptedServer:
             stats.total_requests += 1
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            outage = self.outage if stats.total_requests > self.outage_after else None
         try:
+            if outage is not None:
+                self._fault(f"outage_{outage}", key)
+                _send_outage(handler, outage, str(body.get("model", "")))
+                return
             self._answer(handler, Request.from_body(body, attempt))
         finally:
             with self._lock:
@@ -909,15 +926,15 @@ class ScriptedServer:
                     del self._stats.successes_per_key[key]
             raise
 
-    def _completion_payload(self, request: Request, text: str) -> tuple[bytes, str]:
-        """The OpenAI chat-completion (or SSE stream) body for ``text``."""
-        finish_reason = "stop"
-        words = text.split()
+    def _completion_payload(self, request: Request, text: str | None) -> tuple[bytes, str]:
+        """The OpenAI chat-completion (or SSE stream) body for ``text`` (None: ``content: null``)."""
+        finish_reason = "stop" if text is not None else "content_filter"
+        words = text.split() if text is not None else []
         if request.max_tokens is not None and len(words) > request.max_tokens:
             text = " ".join(words[: request.max_tokens])
             finish_reason = "length"
         prompt_tokens = sum(_word_count(_content_text(m.get("content"))) for m in request.messages)
-        completion_tokens = _word_count(text)
+        completion_tokens = _word_count(text or "")
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -961,6 +978,23 @@ class ScriptedServer:
         return stream.encode("utf-8"), "text/event-stream"
 
 
+def _send_outage(handler: _Handler, outage: str, model: str) -> None:
+    """The answers real APIs give when the setup, not the question, is wrong."""
+    if outage == "401":
+        handler._send_unauthorised()
+    elif outage == "404":
+        handler._send_json(404, _error_body(
+            f"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error",
+            code="model_not_found"))
+    elif outage == "quota":
+        handler._send_json(429, _error_body(
+            "You exceeded your current quota, please check your plan and billing details.", "insufficient_quota",
+            code="insufficient_quota"))
+    else:
+        handler._send(200, b"<!doctype html><html><head><title>Welcome</title></head><body>It works!</body></html>",
+                      "text/html; charset=utf-8")
+
+
 def _format_seconds(seconds: float) -> str:
     """Retry-After value: an integer when whole (the standard form), else a decimal clients accept."""
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
@@ -1001,6 +1035,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--faults", default="", help="e.g. rate_429=0.1,retry_after=1,rate_500=0.05,seed=0")
     parser.add_argument("--require-key", default=None, help="answer 401 unless this bearer token is sent")
     parser.add_argument("--models", default="medcode-test", help="comma-separated ids for GET /v1/models")
+    parser.add_argument("--outage", choices=OUTAGES, help="fail every request this way (after --outage-after)")
+    parser.add_argument("--outage-after", type=int, default=0, help="requests answered before the outage")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON on SIGTERM/SIGINT")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return parser
@@ -1047,6 +1083,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         port=args.port,
         models=[m for m in args.models.split(",") if m],
         verbose=args.verbose,
+        outage=args.outage,
+        outage_after=args.outage_after,
     )
     server.start()
     try:

@@ -1,0 +1,87 @@
+"""Failure output that stays linear: the first cases in full, the rest tallied, every failure still counted.
+
+Real pytest runs (pytester) of a model that is wrong on every case, against the scripted server.
+"""
+
+from __future__ import annotations
+
+import xml.dom.minidom
+
+import pytest
+
+from conftest import BENCHMARK
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.testing.server import ScriptedServer, echo_responder
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+N = 30
+
+
+@pytest.fixture
+def wrong_run(pytester: pytest.Pytester):
+    """A run of ``N`` ICD-10-CM cases whose model answers ``A00.0`` to everything (no case is A00.0)."""
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    codes = [c for c, _ in load_system("icd10cm").billable_codes()[2000 : 2000 + N]]
+    (pytester.path / "codes.csv").write_text("code\n" + "\n".join(codes) + "\n")
+    with ScriptedServer(echo_responder("Code: A00.0")) as server:
+        base = ["--medcode-system", "icd10cm", "--medcode-codes", "codes.csv", "--medcode-no-similarity",
+                "--model", "openai/m", "--medcode-api-base", server.base_url, "--medcode-cache", "c.sqlite3"]
+        yield lambda *args: pytester.runpytest_subprocess(*base, *args)
+
+
+def failed_lines(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if line.startswith("FAILED ")]
+
+
+def headers(result: pytest.RunResult) -> list[str]:
+    """The FAILURES section's one header per shown failure."""
+    return [line for line in result.outlines if line.startswith("_") and "test_code_query[" in line]
+
+
+def test_default_mode_shows_ten_cases_and_tallies_the_rest(wrong_run, pytester: pytest.Pytester) -> None:
+    result = wrong_run("--junitxml", "junit.xml")
+    result.assert_outcomes(failed=N)  # every case still fails the run
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert len(failed_lines(result)) == 10
+    assert len(headers(result)) == 10
+    result.stdout.fnmatch_lines([
+        "pytest-medcode: 20 more failing case(s) not listed above (20 wrong code)",
+        "  by model · system: openai/m · icd10cm 20",
+        "  every case with its answer: report.html and cases.parquet in *reports*",
+        "  each still fails the run*only the first 10 are printed*",
+        f"*{N} failed*",
+    ])
+    junit = xml.dom.minidom.parse(str(pytester.path / "junit.xml"))
+    assert len(junit.getElementsByTagName("failure")) == N  # JUnit XML lists every failure
+
+
+def test_last_failed_reruns_every_failure_not_only_those_shown(wrong_run, pytester: pytest.Pytester) -> None:
+    wrong_run("-p", "cacheprovider")
+    again = wrong_run("-p", "cacheprovider", "--lf")
+    again.assert_outcomes(failed=N)
+    again.stdout.fnmatch_lines(["run-last-failure: rerun previous 30 failures"])
+
+
+@pytest.mark.parametrize("more", [["-v"], ["--tb=short"], ["-rf"], ["--medcode-show-failures", "all"]])
+def test_asking_for_more_gives_pytests_full_listing(wrong_run, more: list[str]) -> None:
+    result = wrong_run(*more)
+    result.assert_outcomes(failed=N)
+    assert len(failed_lines(result)) == N
+    assert "more failing case(s) not listed above" not in result.stdout.str()
+
+
+def test_a_different_count_and_other_tests_failures_are_always_shown(wrong_run, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_other="def test_unrelated():\n    assert 1 == 2\n")
+    result = wrong_run("--medcode-show-failures", "3", "test_code_query.py", "test_other.py")
+    result.assert_outcomes(failed=N + 1)
+    shown = failed_lines(result)
+    assert len(shown) == 4 and any("test_other.py::test_unrelated" in line for line in shown)
+    result.stdout.fnmatch_lines(["pytest-medcode: 27 more failing case(s) not listed above (27 wrong code)"])
+
+
+def test_zero_shows_only_the_tally(wrong_run) -> None:
+    result = wrong_run("--medcode-show-failures", "0", "-n", "2")
+    result.assert_outcomes(failed=N)
+    assert failed_lines(result) == [] and headers(result) == []
+    result.stdout.fnmatch_lines([f"pytest-medcode: {N} more failing case(s) not listed above ({N} wrong code)"])

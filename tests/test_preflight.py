@@ -1,0 +1,155 @@
+"""A wrong model, key or endpoint costs one line and seconds, not thousands of failing cases.
+
+Before the first case each API model answers one probe (its first case, kept and reused); mid-run, a
+model that fails the same unfixable way K times in a row is no longer asked (the circuit breaker), its
+remaining cases end as ``error`` with the reason, and a rerun after the fix asks only what is missing.
+Everything runs against the project's scripted OpenAI-compatible server, with the real clients.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import BENCHMARK
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.testing.server import FaultPlan, ScriptedServer, mapping_responder
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def pairs(n: int) -> list[tuple[str, str]]:
+    return load_system("icd10cm").billable_codes()[500 : 500 + n]
+
+
+def setup_run(pytester: pytest.Pytester, codes: list[tuple[str, str]]) -> list[str]:
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    path = pytester.path / "codes.csv"
+    path.write_text("code\n" + "\n".join(c for c, _ in codes) + "\n")
+    return ["--medcode-system", "icd10cm", "--medcode-codes", str(path), "-p", "no:cacheprovider",
+            "--medcode-no-similarity", "--medcode-cache", str(pytester.path / "cache" / "responses.sqlite3")]
+
+
+def knows(codes: list[tuple[str, str]]) -> ScriptedServer:
+    return ScriptedServer(mapping_responder({d: c for c, d in codes}))
+
+
+def records(pytester: pytest.Pytester) -> list[dict]:
+    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_refused_key_stops_the_run_before_any_case_with_one_line(pytester: pytest.Pytester, workers: str) -> None:
+    codes = pairs(30)
+    base = setup_run(pytester, codes)
+    with ScriptedServer(outage="401") as server:
+        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+                                               "-n", workers)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert server.stats.total_requests == 1  # a 401 is not retried, and no case was asked
+    errors = [line for line in result.errlines if line.strip()]
+    assert len(errors) == 1, result.errlines
+    assert errors[0].startswith("ERROR: --model openai/m: the check request at http://127.0.0.1:")
+    assert "HTTP 401 AuthenticationError: Incorrect API key" in errors[0]
+    assert not (pytester.path / "reports").exists()
+
+
+def test_the_probe_is_the_first_case_and_its_answer_is_not_paid_twice(pytester: pytest.Pytester) -> None:
+    codes = pairs(12)
+    base = setup_run(pytester, codes)
+    with knows(codes) as server:
+        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        result.assert_outcomes(passed=12)
+        assert server.stats.total_requests == 12  # the probe was case 1: 11 more calls, not 12
+        assert server.duplicate_successes() == {}
+    result.stdout.fnmatch_lines(["model calls: 12 asked*, 0 from the cache, 0 retries, 0 failed"])
+
+
+def test_a_fully_cached_run_needs_no_probe_and_no_network(pytester: pytest.Pytester) -> None:
+    codes = pairs(8)
+    base = setup_run(pytester, codes)
+    with knows(codes) as server:
+        pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        server.outage = "401"  # the key is revoked: a replay of recorded answers must still work
+        again = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        again.assert_outcomes(passed=8)
+        assert server.stats.total_requests == 8  # nothing asked the second time
+    again.stdout.fnmatch_lines(["model calls: 0 asked, 8 from the cache*"])
+
+
+def test_a_rate_limited_probe_is_the_first_cases_outcome_not_a_setup_error(pytester: pytest.Pytester) -> None:
+    """Only setup failures stop the run: a 429 (or 500) on the probe is retried like any call."""
+    codes = pairs(5)
+    base = setup_run(pytester, codes)
+    with knows(codes) as server:
+        server.faults = FaultPlan(rate_429=1.0, retry_after=0.05, max_faults_per_key=1)  # each key: one 429
+        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        result.assert_outcomes(passed=5)
+        assert server.stats.status_counts[429] == 5 and server.stats.successes == 5  # each: one 429, then through
+
+
+def test_a_wrapped_models_failure_names_the_wrapped_model(pytester: pytest.Pytester) -> None:
+    base = setup_run(pytester, pairs(3))
+    with ScriptedServer(outage="404") as server:
+        result = pytester.runpytest_subprocess(*base, "--model", "rag:openai/x", "--medcode-api-base",
+                                               server.base_url)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --model rag:openai/x (the model openai/x it wraps): the check request*"
+                                 "HTTP 404 NotFoundError: The model `x` does not exist*"])
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_key_revoked_mid_run_stops_that_model_and_a_rerun_asks_only_the_rest(
+    pytester: pytest.Pytester, workers: str
+) -> None:
+    codes = pairs(60)
+    base = setup_run(pytester, codes)
+    args = [*base, "--model", "openai/m", "--medcode-concurrency", "1", "-n", workers]
+    with knows(codes) as server:
+        server.outage, server.outage_after = "401", 20  # the first 20 calls are answered, then every one is 401
+        result = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        assert server.stats.total_requests == 25  # 20 answers, then 5 identical 401s trip the breaker
+        result.assert_outcomes(passed=20, failed=40)
+        rows = records(pytester)
+        errors = [r for r in rows if r["outcome"] == "error"]
+        assert len(errors) == 40
+        assert sum(r["attempts"] == 0 for r in errors) == 35  # never asked
+        reason = "stopped asking openai/m after 5 identical failures in a row: HTTP 401 AuthenticationError"
+        assert all(reason in r["error"] for r in errors if r["attempts"] == 0)
+        summary = json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
+        failures = summary["queries"]["failures"]["openai/m"]
+        assert [n for _, n in failures] == [35, 5]
+        result.stdout.fnmatch_lines(["failed calls of openai/m:", f"  35 × not asked: {reason}*",
+                                     "  5 × HTTP 401 AuthenticationError*", "*a rerun asks only those"])
+
+        server.outage = None  # the key is fixed
+        again = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        again.assert_outcomes(passed=60)
+        assert server.stats.total_requests == 25 + 40  # exactly the missing cases, once each
+        assert server.duplicate_successes() == {}
+
+
+def test_no_preflight_and_a_dead_key_end_every_case_as_one_named_error(pytester: pytest.Pytester) -> None:
+    codes = pairs(40)
+    base = setup_run(pytester, codes)
+    with ScriptedServer(outage="quota") as server:
+        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+                                               "--medcode-no-preflight", "--medcode-concurrency", "1")
+        assert server.stats.total_requests == 5  # quota errors are not retried; five trip the breaker
+    result.assert_outcomes(failed=40)
+    assert len(result.outlines) < 200  # not 40 tracebacks: ten cases in full, the rest tallied
+    assert {r["outcome"] for r in records(pytester)} == {"error"}
+    result.stdout.fnmatch_lines(["failed calls of openai/m:", "  35 × not asked: stopped asking openai/m after 5 "
+                                 "identical failures in a row: HTTP 429 RateLimitError: You exceeded your current "
+                                 "quota*"])
+
+
+def test_circuit_breaker_zero_asks_every_case(pytester: pytest.Pytester) -> None:
+    base = setup_run(pytester, pairs(12))
+    with ScriptedServer(outage="401") as server:
+        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+                                               "--medcode-no-preflight", "--medcode-circuit-breaker", "0")
+        assert server.stats.total_requests == 12
+    result.assert_outcomes(failed=12)
