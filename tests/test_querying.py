@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
 import pytest
@@ -387,13 +388,15 @@ def test_the_jitter_lengthens_the_backoff_by_up_to_half() -> None:
 
 
 def test_calls_outside_a_batch_share_the_limit_on_calls_in_flight() -> None:
-    """Ten single asks submitted at once (late cases, uncached coders) still run at most 3 at a time."""
+    """Ten single asks from ten threads at once (late cases, uncached coders) still run at most 3 at a time."""
     coder = _Counting()
     engine = QueryEngine({"m": coder}, concurrency=3, attempts=1, timeout=5)
     case = Case("m", "icd10cm", "A00.0", "Cholera")
     try:
-        futures = [engine.submit(CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i)) for i in range(10)]
-        outcomes = [f.result(timeout=10) for f in futures]
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            futures = [pool.submit(engine.ask, CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i))
+                       for i in range(10)]
+            outcomes = [f.result(timeout=10) for f in futures]
     finally:
         engine.close()
     assert coder.most == 3
