@@ -57,20 +57,20 @@ class Run:
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def answers_in(cache: Path) -> int:
+def _count(cache: Path, query: str) -> int:
     try:
         with sqlite3.connect(cache, timeout=10) as db:
-            return db.execute("SELECT count(*) FROM responses WHERE text IS NOT NULL").fetchone()[0]
+            return db.execute(query).fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
+
+
+def answers_in(cache: Path) -> int:
+    return _count(cache, "SELECT count(*) FROM responses WHERE text IS NOT NULL")
 
 
 def claims_in(cache: Path) -> int:
-    try:
-        with sqlite3.connect(cache, timeout=10) as db:
-            return db.execute("SELECT count(*) FROM claims").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+    return _count(cache, "SELECT count(*) FROM claims")
 
 
 def assert_one_line(proc: subprocess.CompletedProcess[str], pattern: str) -> str:
