@@ -55,7 +55,7 @@ def test_parsing_never_fails_and_returns_canonical_codes(text: str) -> None:
         assert system.canonical(code) == code
 
 
-# -- the paper profile: the authors' extraction (REFERENCE.md §1) -------------------------------------------
+# -- the paper profile: the authors' extraction (Code/LLM.py) -------------------------------------------------
 
 
 @pytest.mark.parametrize(

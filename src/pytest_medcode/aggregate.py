@@ -115,7 +115,7 @@ def summarize_group(
         "length_match": proportion("length_match"),
         "codes_per_answer": mean(r.get("n_codes") for r in answered),
         "digit_match": mean(r.get("digit_match") for r in answered),
-        # -- added with the study's full metric set (issue 4); the keys above keep their meaning
+        # -- the study's full metric set and ours beyond it; the keys above keep their meaning for older readers
         "profile": profiles[0] if len(profiles) == 1 else ",".join(profiles) or None,
         "incorrect_n": incorrect,
         "incorrect": wilson(incorrect, n).to_dict(),

@@ -139,13 +139,6 @@ class Pairing:
     only_new: int
     model_map: dict[str, str] = field(default_factory=dict)  # baseline model → new model, for a model swap
 
-    def by_group(self) -> dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]]:
-        """Pairs per (new model, system)."""
-        out: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        for b, w in self.pairs:
-            out.setdefault((str(w["model"]), str(w["system"])), []).append((b, w))
-        return out
-
     def notes(self) -> list[str]:
         """What a reader of the verdict should know about how the runs were matched."""
         out = [

@@ -97,16 +97,16 @@ OPTIONS: list[Option] = [
     Option("medcode-alpha", "gate: significance level of the regression tests (default 0.05)", None, "A"),
     Option("medcode-max-error-rate", "gate: largest share of failed model calls per model and system "
            "(default 0.05)", None, "X"),
-    # Coders and robustness (issue 6).
+    # Coders and robustness.
     Option("medcode-rag-k", "rag:MODEL: candidate codes retrieved for the model to choose from", "15", "K"),
     Option("medcode-verify-rounds", "verify:MODEL: follow-ups when an answer names no existing billable "
            "code", "2", "N"),
     Option("medcode-variant", "comma list of description variants, each a case dimension: "
            "exact, abbrev, synonym, typo, reorder, lay", "exact", "LIST"),
     Option("medcode-repeats", "ask each case K times (self-consistency is reported)", "1", "K"),
-    # Scoring (issue 4).
+    # Scoring.
     Option("medcode-profile", "how answers are read and scored: default (whole codes, existence in the "
-           "table), or paper (the authors' first-match regexes and billable-list validity, REFERENCE.md §1)",
+           "table), or paper (the authors' first-match regexes and billable-list validity; README, Profiles)",
            "default", "default|paper"),
     Option("medcode-bertscore-model", "BERTScore model: a Hugging Face name or a local path (default: the "
            "bundled all-MiniLM-L6-v2, offline)", None, "NAME_OR_PATH"),

@@ -57,7 +57,7 @@ def extract_default(system: str, text: str) -> Parsed:
 
 
 # The authors' patterns (Soroush et al., Code/LLM.py), verbatim: no word boundaries, upper case only, and
-# Python's Unicode-aware \d, as theirs. REFERENCE.md §1.
+# Python's Unicode-aware \d, as theirs (README, "Profiles").
 PAPER_PATTERNS: dict[str, re.Pattern[str]] = {
     "cpt": re.compile(r"\d+"),
     "icd10cm": re.compile(r"([A-Z]\d{2})[.]?\d{0,3}[A-Z]?"),
@@ -73,7 +73,7 @@ _PAPER_DOTLESS: dict[str, tuple[re.Pattern[str], int]] = {
 
 
 def extract_paper(system: str, text: str) -> Parsed:
-    """The authors' extraction: the first match only, as written, trailing dots stripped (REFERENCE.md §1).
+    """The authors' extraction: the first match only, as written, trailing dots stripped (``Code/LLM.py``).
 
     ``T38.3X5A`` reads as ``T38.3X``; an ICD-9 answer's first run of 4-5 digits anywhere (a year too)
     gets a dot after the third digit and wins; ``e11.9`` is not read at all. No match → no code.

@@ -174,10 +174,6 @@ class LocalServer:
             return ""
         return f" (last log line: {lines[-1][:200]}; log: {self.log_path})" if lines else ""
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         self.base_url = None

@@ -2,7 +2,7 @@
 
 Models write codes as ``e11.9``, ``E119``, ``E11 .9`` or ``E11.9.``; the tables store them without
 dots. A *key* (upper case, no dots, no spaces) is what lookups use; the *canonical* form puts the
-dot back where the classification puts it (REFERENCE.md §3, "Dot rules").
+dot back where the classification puts it (the ``dot_*`` functions below, one per system).
 """
 
 from __future__ import annotations

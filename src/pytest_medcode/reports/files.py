@@ -46,7 +46,7 @@ CORE_COLUMNS = pa.schema(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("cost_usd", pa.float64()),
-        # Scoring (issue 4): the profile the case was scored under, end-of-session similarity (None where the
+        # Scoring: the profile the case was scored under, end-of-session similarity (None where the
         # predicted code has no description), and the beyond-the-study per-case values.
         ("profile", pa.string()),
         ("meteor", pa.float64()),

@@ -1,4 +1,4 @@
-"""Per-case code metrics, as the study defined them (REFERENCE.md §1), and the answer → fields step.
+"""Per-case code metrics, as the study defined them (the authors' ``Code/Analysis.py``), and the answer → fields step.
 
 Pure functions of (reference code, predicted code, code system); "no code" is an explicit None
 and scores as not exact, not valid, length 0, no digits matched. Two profiles:

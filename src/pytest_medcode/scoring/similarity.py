@@ -178,10 +178,6 @@ def tokenize(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(text.casefold()))
 
 
-def _normalised(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 class _NoSynonyms:
     """Stands in for nltk's WordNet reader: METEOR then matches on exact words and Porter stems only."""
 
