@@ -145,3 +145,32 @@ def test_the_installed_command(worse_run: Path, base_run: Path) -> None:
                           env=ENV, timeout=120)  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("medcode gate FAILED")
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["lookup", "icd11", "E11.9"], 2, "medcode lookup: unknown system 'icd11'; choose from icd9cm, icd9cm-proc, "
+                                          "icd10cm, cpt"),
+        (["lookup", "cpt", "99213"], 2, "medcode lookup: CPT descriptors are licensed and not bundled: give your "
+                                        "file with --codeset PATH (CSV, TSV or Parquet with code and description "
+                                        "columns)"),
+        (["lookup", "cpt", "99213", "--codeset", "/nonexistent/cpt.csv"], 2,
+         "medcode lookup: /nonexistent/cpt.csv: no such file"),
+    ],
+)
+def test_lookup_bad_input_is_one_line(args: list[str], status: int, message: str, capsys) -> None:
+    assert main(args) == status
+    out, err = capsys.readouterr()
+    assert (out, err.strip().splitlines()) == ("", [message])
+
+
+def test_lookup_reads_any_spelling_and_names_the_system_when_a_code_is_not_in_it(tmp_path: Path, capsys) -> None:
+    assert main(["lookup", "ICD10CM", "e119"]) == 0
+    assert json.loads(capsys.readouterr().out)["code"] == "E11.9"
+    assert main(["lookup", "icd10cm", "E11.99"]) == 1
+    assert capsys.readouterr().out == "E11.99: not a code of ICD-10-CM\n"
+    cpt = tmp_path / "cpt.csv"
+    cpt.write_text("code,description\n99213,Office visit\n")
+    assert main(["lookup", "cpt", "99213", "--codeset", str(cpt)]) == 0
+    assert json.loads(capsys.readouterr().out)["description"] == "Office visit"

@@ -27,11 +27,24 @@ def _cmd_systems(args: argparse.Namespace) -> int:
 
 
 def _cmd_lookup(args: argparse.Namespace) -> int:
-    from pytest_medcode.codesystems import load_system
+    from pytest_medcode.codesystems import SYSTEMS, CodeFileError, load_system
 
-    entry = load_system(args.system).lookup(args.code)
+    spec = SYSTEMS.get(args.system.strip().lower())
+    if spec is None:
+        print(f"medcode lookup: unknown system {args.system!r}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        return 2
+    if spec.rows is None and not args.codeset:
+        print(f"medcode lookup: {spec.title} descriptors are licensed and not bundled: give your file with "
+              "--codeset PATH (CSV, TSV or Parquet with code and description columns)", file=sys.stderr)
+        return 2
+    try:
+        system = load_system(spec.name, Path(args.codeset).expanduser() if args.codeset else None)
+    except CodeFileError as exc:
+        print(f"medcode lookup: {exc}", file=sys.stderr)
+        return 2
+    entry = system.lookup(args.code)
     if entry is None:
-        print(f"{args.code}: not a {args.system} code")
+        print(f"{args.code}: not a code of {spec.title}")
         return 1
     print(json.dumps(entry.__dict__, indent=2))
     return 0
@@ -189,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("systems", help="list the code systems and their releases").set_defaults(func=_cmd_systems)
     p = sub.add_parser("lookup", help="look a code up in a system's table")
-    p.add_argument("system")
-    p.add_argument("code")
+    p.add_argument("system", help="code system: icd9cm, icd9cm-proc, icd10cm or cpt")
+    p.add_argument("code", help="the code, in any form a model writes (E11.9, e119, 250.00)")
+    p.add_argument("--codeset", default=None, metavar="PATH",
+                   help="the system's table file (CSV/TSV/Parquet with code and description; needed for cpt)")
     p.set_defaults(func=_cmd_lookup)
     p = sub.add_parser("show", help="print the results table of a run folder")
     p.add_argument("run_dir", nargs="?", default="reports/latest")
