@@ -121,7 +121,8 @@ def test_a_key_revoked_mid_run_stops_that_model_and_a_rerun_asks_only_the_rest(
         summary = json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
         failures = summary["queries"]["failures"]["openai/m"]
         assert [n for _, n in failures] == [35, 5]
-        result.stdout.fnmatch_lines(["failed calls of openai/m:", f"  35 × not asked: {reason}*",
+        result.stdout.fnmatch_lines(["model calls: 25 asked*, 0 from the cache, 0 retries, 40 failed, 35 not asked",
+                                     "failed calls of openai/m:", f"  35 × not asked: {reason}*",
                                      "  5 × HTTP 401 AuthenticationError*", "*a rerun asks only those"])
 
         server.outage = None  # the key is fixed

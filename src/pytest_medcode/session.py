@@ -324,12 +324,14 @@ class MedcodeSession:
     def query_stats(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Cache hits and misses, retries and failed calls of the cached coders' cases."""
         cached = [r for r in records if r.get("cache_hit") is not None]
-        asked = [r for r in cached if not r["cache_hit"]]
+        fresh = [r for r in cached if not r["cache_hit"]]
+        asked = [r for r in fresh if r.get("attempts")]  # the rest were never asked (the circuit breaker)
         phase = self.query_progress.to_dict() if self.query_progress else self.query_progress_seen
         return {
             "cache": str(self.settings.cache) if self.settings.cache else None,
-            "cache_hits": len(cached) - len(asked),
+            "cache_hits": len(cached) - len(fresh),
             "asked": len(asked),
+            "not_asked": len(fresh) - len(asked),
             "retries": sum(max(0, (r.get("attempts") or 1) - 1) for r in asked),
             "errors": sum(1 for r in cached if r.get("outcome") == "error"),
             "phase_s": phase.get("elapsed_s") if phase else None,
@@ -462,10 +464,11 @@ class MedcodeSession:
         for line in terminal.render_summary(self.summary_data):
             tr.write_line(line)
         queries = self.summary_data["queries"]
-        if queries["asked"] or queries["cache_hits"]:
+        if queries["asked"] or queries["cache_hits"] or queries.get("not_asked"):
             took = f" in {queries['phase_s']:.1f} s" if queries["asked"] and queries.get("phase_s") else ""
+            not_asked = f", {queries['not_asked']} not asked" if queries.get("not_asked") else ""
             tr.write_line(f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
-                          f"{queries['retries']} retries, {queries['errors']} failed")
+                          f"{queries['retries']} retries, {queries['errors']} failed{not_asked}")
         for line in render_failure_reasons(queries.get("failures") or {}):
             tr.write_line(line, yellow=True)
         self.display_dimensions(tr)
