@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,14 @@ def claims_in(cache: Path) -> int:
     return _count(cache, "SELECT count(*) FROM claims")
 
 
+def wait_until_asking(proc: subprocess.Popen, ready: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Poll until ``ready()`` while the run is alive; a run that dies or never gets there fails the test."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never started asking"
+        time.sleep(0.05)
+
+
 def assert_one_line(proc: subprocess.CompletedProcess[str], pattern: str) -> str:
     """Exit 4 and one line with ``pattern``, no traceback: ``ERROR: ...`` on stderr, or (under xdist, where a
     worker's problem ends the run from the controller) pytest's ``! ... Exit: ... !`` line."""
@@ -108,10 +117,7 @@ def test_a_crashed_runs_claims_do_not_hold_up_the_next_run(tmp_path: Path) -> No
     with ScriptedServer(mapping_responder({d: c for c, d in chosen}), latency=fixed_latency(0.2)) as server:
         run = Run(tmp_path, chosen, server)
         proc = run.start("--medcode-concurrency", "1")
-        deadline = time.monotonic() + 60
-        while not (run.cache.exists() and claims_in(run.cache) and answers_in(run.cache) >= 2):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run never started asking"
-            time.sleep(0.05)
+        wait_until_asking(proc, lambda: run.cache.exists() and claims_in(run.cache) and answers_in(run.cache) >= 2)
         proc.kill()
         proc.communicate()
         assert claims_in(run.cache) > 0  # left behind by the killed run ...
@@ -306,10 +312,7 @@ def test_sigterm_stops_like_ctrl_c_keeps_the_answers_and_leaves_no_lock(tmp_path
     with ScriptedServer(mapping_responder({d: c for c, d in chosen}), latency=fixed_latency(0.1)) as server:
         run = Run(tmp_path, chosen, server)
         proc = run.start("--medcode-concurrency", "2")
-        deadline = time.monotonic() + 60
-        while not (run.cache.exists() and answers_in(run.cache) >= 5):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run never started asking"
-            time.sleep(0.05)
+        wait_until_asking(proc, lambda: run.cache.exists() and answers_in(run.cache) >= 5)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == pytest.ExitCode.INTERRUPTED, (out + err)[-3000:]
