@@ -21,7 +21,6 @@ import pytest
 
 from pytest_medcode.records import ERROR, INCORRECT, NO_CODE
 
-DEFAULT_SHOWN = 10
 _PYTEST_REPORTCHARS_DEFAULT = "fE"
 _OUTCOME_WORDS = {INCORRECT: "wrong code", NO_CODE: "no code", ERROR: "call failed"}
 
