@@ -40,14 +40,16 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Module name -> (source file under src/, mutmut names of the mutants to run, the fast tests that exercise it).
 #: Of the cache only the key is core (the SQLite store is exercised by the end-to-end tests instead).
 MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "parsing": ("pytest_medcode/parsing.py", "pytest_medcode.parsing.*",
+    "parsing": ("pytest_medcode/scoring/parsing.py", "pytest_medcode.scoring.parsing.*",
                 ("test_parsing.py", "test_scoring_codes.py")),
     "scoring": ("pytest_medcode/scoring/codes.py", "pytest_medcode.scoring.codes.*",
                 ("test_scoring_codes.py", "test_aggregate.py")),
-    "stats": ("pytest_medcode/stats.py", "pytest_medcode.stats.*", ("test_stats.py", "test_gate.py")),
-    "gate": ("pytest_medcode/gate.py", "pytest_medcode.gate.*", ("test_gate.py",)),
-    "cache": ("pytest_medcode/cache.py", "pytest_medcode.cache.x_request_key__mutmut_*", ("test_cache.py",)),
-    "querying": ("pytest_medcode/querying.py", "pytest_medcode.querying.*", ("test_querying.py", "test_faults.py")),
+    "stats": ("pytest_medcode/results/stats.py", "pytest_medcode.results.stats.*", ("test_stats.py", "test_gate.py")),
+    "gate": ("pytest_medcode/results/gate.py", "pytest_medcode.results.gate.*", ("test_gate.py",)),
+    "cache": ("pytest_medcode/asking/cache.py", "pytest_medcode.asking.cache.x_request_key__mutmut_*",
+              ("test_cache.py",)),
+    "engine": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.*",
+               ("test_querying.py", "test_faults.py")),
 }
 #: mutmut's exit codes (mutmut/stats.py) as the statuses it reports.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",

@@ -22,9 +22,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pytest_medcode.cases import select_codes
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.prompts import load_template
+from pytest_medcode.dataset.cases import select_codes
+from pytest_medcode.dataset.prompts import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 32

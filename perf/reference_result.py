@@ -96,7 +96,7 @@ def run_pytest(args: list[str], work: Path, label: str) -> dict[str, Any]:
 
 
 def duplicates() -> dict[str, tuple[int, int]]:
-    from pytest_medcode.coders.lookup import index_for
+    from pytest_medcode.asking.coders.lookup import index_for
     from pytest_medcode.codesystems import BUNDLED, load_system
 
     return {
@@ -105,10 +105,10 @@ def duplicates() -> dict[str, tuple[int, int]]:
 
 
 def retrieval_recall(systems: list[str], sample: int, seed: int, variants: list[str], k: int) -> dict:
-    from pytest_medcode.cases import select_codes
-    from pytest_medcode.coders.lookup import index_for
+    from pytest_medcode.asking.coders.lookup import index_for
     from pytest_medcode.codesystems import load_system
-    from pytest_medcode.variants import perturb
+    from pytest_medcode.dataset.cases import select_codes
+    from pytest_medcode.dataset.variants import perturb
 
     out: dict[tuple[str, str], tuple[float, float, float]] = {}
     for name in systems:
@@ -130,7 +130,7 @@ def retrieval_recall(systems: list[str], sample: int, seed: int, variants: list[
 def _runtime() -> str:
     from importlib.metadata import version
 
-    from pytest_medcode.coders.local import LOCAL_MODELS, _parallel, _threads
+    from pytest_medcode.asking.coders.local import LOCAL_MODELS, _parallel, _threads
 
     path = LOCAL_MODELS["smollm2"].path()
     size = f"{path.stat().st_size / 1e6:.0f} MB" if path else "?"
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
 
     # 3. the coders side by side
-    from pytest_medcode.coders.local import runtime_problem
+    from pytest_medcode.asking.coders.local import runtime_problem
 
     problem = runtime_problem("smollm2")
     models = ["lookup"] if (problem or args.skip_llm) else ["lookup", *LLM_MODELS]
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += results_table(run, variants)
 
     # 4. lookup on every variant, larger sample
-    from pytest_medcode.variants import VARIANTS
+    from pytest_medcode.dataset.variants import VARIANTS
 
     wide = run_pytest(
         [

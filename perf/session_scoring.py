@@ -1,6 +1,6 @@
 """The end-of-session scoring pass as a run does it (a script, not a test).
 
-``perf/scoring_dedup.py`` measures the scorers alone. This times what :mod:`pytest_medcode.session` runs at the
+``perf/scoring_dedup.py`` measures the scorers alone. This times what :mod:`pytest_medcode.plugin.session` runs at the
 end of a session, on records shaped like a real benchmark's (eight models answering one reference list, exact
 answers, near misses, popular wrong codes, fabricated codes, answers with no code):
 
@@ -20,10 +20,10 @@ import resource
 import time
 from collections import defaultdict
 
-from pytest_medcode.aggregate import summarize
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.records import score_record
 from pytest_medcode.reports.tables import build_tables
+from pytest_medcode.results.aggregate import summarize
+from pytest_medcode.results.records import score_record
 from pytest_medcode.scoring.session_metrics import add_code_frequency, bert_scorer, score_similarity
 
 

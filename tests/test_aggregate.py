@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode.aggregate import SIMILARITY, digit_position_rates, summarize, top_codes
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.records import CORRECT, ERROR, INCORRECT, NO_CODE, score_record
+from pytest_medcode.results.aggregate import digit_position_rates, summarize, top_codes
+from pytest_medcode.results.records import score_record
 from pytest_medcode.scoring.codes import unscored_fields
+from pytest_medcode.vocabulary import CORRECT, ERROR, INCORRECT, NO_CODE, SIMILARITY
 
 #: Keys the gate, compare and the HTML/Markdown reports read: never renamed.
 STABLE_KEYS = {"exact_match", "valid", "fabricated", "billable", "length_match", "codes_per_answer", "digit_match",

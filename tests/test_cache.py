@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_medcode.cache import ANSWER_LIMIT, CacheBusy, CacheFull, ResponseStore, Stored, owner_id, request_key
+from pytest_medcode.asking.cache import ANSWER_LIMIT, CacheBusy, CacheFull, ResponseStore, Stored, owner_id, request_key
 
 
 def test_key_depends_on_every_generation_input_and_is_order_free() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_medcode.cases import build_cases, read_code_list, select_codes
 from pytest_medcode.codesystems import CodeFileError, load_system
+from pytest_medcode.dataset.cases import build_cases, read_code_list, select_codes
 
 
 def test_sample_is_deterministic_and_seed_dependent() -> None:

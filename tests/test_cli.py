@@ -14,9 +14,9 @@ import pytest
 
 from pytest_medcode.cli import main
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.compare import load_run
 from pytest_medcode.paths import cache_root
-from pytest_medcode.reports import files
+from pytest_medcode.runs import folder as files
+from pytest_medcode.runs.folder import load_run
 from pytest_medcode.scoring.codes import code_metrics
 from pytest_medcode.testing.server import wrong_code
 
@@ -126,7 +126,7 @@ def test_report_from_a_bare_parquet_into_another_folder(base_run: Path, tmp_path
     out = tmp_path / "out"
     assert main(["report", str(tmp_path / "cases.parquet"), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema_version"] == files.SUMMARY_SCHEMA_VERSION and summary["n_cases"] == 300
+    assert summary["schema_version"] == files.SCHEMA_VERSION and summary["n_cases"] == 300
     assert (out / "report.html").exists() and (out / "report.md").exists()
     assert not (tmp_path / "report.html").exists()
 

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK, missing
-from pytest_medcode.cases import Case
-from pytest_medcode.coders import CallFailed, CodeRequest
-from pytest_medcode.coders.litellm_coder import LiteLLMCoder
-from pytest_medcode.coders.local import runtime_problem
-from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
+from pytest_medcode.asking.coders import CallFailed, CodeRequest
+from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
+from pytest_medcode.asking.coders.local import runtime_problem
+from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
+from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.server import Request, ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -200,7 +200,7 @@ def test_verify_composes_with_rag(pytester, pairs) -> None:
 PRODUCT = """
 import asyncio
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.coders import Reply
+from pytest_medcode.asking.coders import Reply
 
 _TABLE = {d.lower(): c for c, d in load_system("icd10cm").billable_codes()}
 CALLS = []
@@ -308,7 +308,7 @@ def _local_servers() -> list[int]:
             ppid = int(re.search(r"PPid:\s+(\d+)", (entry / "status").read_text()).group(1))
         except (OSError, AttributeError):
             continue
-        if b"pytest_medcode.coders.local serve" in cmdline and ppid == os.getpid():
+        if b"pytest_medcode.asking.coders.local serve" in cmdline and ppid == os.getpid():
             out.append(int(entry.name))
     return out
 

@@ -1,4 +1,4 @@
-"""Reading a run folder back and pairing two runs' cases (pytest_medcode.compare)."""
+"""Reading a run folder back and pairing two runs' cases (pytest_medcode.runs.folder)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pytest_medcode import gate
-from pytest_medcode.compare import (
-    SCHEMA_METADATA_KEY,
-    PairingError,
-    Run,
-    RunFormatError,
-    comparison_lines,
-    load_run,
-    pair_records,
-)
 from pytest_medcode.paths import cache_root
-from pytest_medcode.reports import files
+from pytest_medcode.reports.verdict import comparison_lines
+from pytest_medcode.results import gate
+from pytest_medcode.results.pairing import PairingError, pair_records
+from pytest_medcode.results.rules import parse_max_drops
+from pytest_medcode.runs import folder as files
+from pytest_medcode.runs.folder import SCHEMA_METADATA_KEY, Run, RunFormatError, load_run
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 
@@ -68,7 +63,7 @@ def test_a_run_reads_back_from_its_folder_its_parquet_or_its_summary(run_folder:
 
 def test_the_cases_file_carries_its_schema_version(run_folder: Path) -> None:
     meta = pq.read_schema(run_folder / "cases.parquet").metadata
-    assert meta[SCHEMA_METADATA_KEY] == str(files.SUMMARY_SCHEMA_VERSION).encode()
+    assert meta[SCHEMA_METADATA_KEY] == str(files.SCHEMA_VERSION).encode()
 
 
 def test_the_cases_file_is_written_a_row_group_at_a_time(run: Run, tmp_path: Path,
@@ -162,7 +157,7 @@ def test_a_model_swap_pairs_only_between_single_model_runs(run: Run) -> None:
 def test_comparison_lines(run: Run) -> None:
     worse = [{**r, "exact_match": False, "outcome": "incorrect"} if i % 4 == 0 else r
              for i, r in enumerate(run.records)]  # fmt: skip
-    drops = gate.parse_max_drops("exact_match=2pp,digit_match=0.01")
+    drops = parse_max_drops("exact_match=2pp,digit_match=0.01")
     verdict = gate.evaluate(worse, run.records, max_drops=drops)
     lines = comparison_lines(verdict)
     assert lines[0].split() == ["scope", "metric", "n", "baseline", "new", "change", "worse/better", "p",

@@ -9,8 +9,10 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.consistency import group_fields, pivot, render_consistency, self_consistency
+from pytest_medcode.reports.terminal import render_consistency
+from pytest_medcode.results.consistency import pivot, self_consistency
 from pytest_medcode.testing.server import Request, ScriptedServer
+from pytest_medcode.vocabulary import group_fields
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
-from pytest_medcode.cases import Case
-from pytest_medcode.coders import CallFailed, CodeRequest, Reply
+from pytest_medcode.asking.coders import CallFailed, CodeRequest, Reply
+from pytest_medcode.asking.engine import QueryEngine
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.querying import QueryEngine
+from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.server import FaultPlan, Request, ScriptedServer, degrade, mapping_responder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -17,22 +17,16 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode import gate
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.compare import Run, load_run
-from pytest_medcode.gate import (
-    Check,
-    GateSpec,
-    MaxDrop,
-    Threshold,
-    evaluate,
-    parse_max_drops,
-    parse_thresholds,
-)
 from pytest_medcode.paths import cache_root
+from pytest_medcode.reports.verdict import check_cells, render_verdict
+from pytest_medcode.results.gate import Check, GateSpec, Verdict, evaluate
+from pytest_medcode.results.rules import MaxDrop, Threshold, parse_max_drops, parse_thresholds
+from pytest_medcode.results.stats import bootstrap_mean, paired_bootstrap_delta
+from pytest_medcode.runs.folder import Run, load_run
 from pytest_medcode.scoring.codes import code_metrics
-from pytest_medcode.stats import bootstrap_mean, paired_bootstrap_delta
 from pytest_medcode.testing.server import ScriptedServer, degrade, is_corrupted, mapping_responder, wrong_code
+from pytest_medcode.vocabulary import metric
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 #: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.
@@ -66,7 +60,7 @@ def fail_call(record: dict[str, Any]) -> dict[str, Any]:
             "valid": None, "billable": None, "fabricated": None, "predicted_code": None}  # fmt: skip
 
 
-def only(verdict: gate.Verdict, kind: str, metric: str, scope_part: str = "") -> Check:
+def only(verdict: Verdict, kind: str, metric: str, scope_part: str = "") -> Check:
     found = [c for c in verdict.checks if c.kind == kind and c.metric == metric and scope_part in c.scope]
     assert len(found) == 1, [c.scope for c in verdict.checks]
     return found[0]
@@ -277,7 +271,7 @@ def test_the_verdict_is_deterministic_and_renders_last(lookup_run: Run) -> None:
                     max_drops=parse_max_drops("exact_match=1pp,digit_match=1pp"), active=True)  # fmt: skip
     one, two = spec.evaluate(new, lookup_run.records), spec.evaluate(new, lookup_run.records)
     assert one.to_dict() == two.to_dict()
-    lines = gate.render_verdict(one)
+    lines = render_verdict(one)
     assert lines[-1].startswith("medcode gate FAILED: exact_match lookup / icd10cm: exact match dropped")
     assert all(not math.isnan(c.observed or 0.0) for c in one.checks)
 
@@ -615,7 +609,7 @@ def test_report_rows_and_the_saved_options_of_the_gate() -> None:
     verdict = evaluate(records, [case(i, exact_match=True) for i in range(5)],
                        thresholds=parse_thresholds("exact_match=0.8", "under"),
                        max_drops=parse_max_drops("exact_match=50pp"), max_error_rate=0.25)  # fmt: skip
-    rows = [gate.check_cells(c.to_dict()) for c in verdict.checks]
+    rows = [check_cells(c.to_dict()) for c in verdict.checks]
     by_kind = {r["check"]: r for r in rows}
     # 1 failed call of 5 = 20.0 %, within 25 %; 3 of 4 answered exact = 75.0 %, below 80 %.
     assert by_kind["errors"] == {"result": "pass", "check": "errors", "metric": "error_rate", "scope": "m / icd10cm",
@@ -626,11 +620,11 @@ def test_report_rows_and_the_saved_options_of_the_gate() -> None:
     regression = by_kind["regression"]
     assert (regression["result"], regression["observed"], regression["baseline"], regression["p"]) == (
         "pass", "75.0%", "100.0%", "1")
-    meteor = gate.check_cells({"kind": "regression", "metric": "meteor", "scope": "s", "passed": False,
+    meteor = check_cells({"kind": "regression", "metric": "meteor", "scope": "s", "passed": False,
                                "observed": 0.61234, "baseline": 0.7, "p_value": 0.000123456, "reason": "r"})
     assert (meteor["observed"], meteor["baseline"], meteor["p"], meteor["result"]) == ("0.612", "0.700", "0.000123",
                                                                                       "FAIL")  # fmt: skip
-    spec = gate.GateSpec(fail_under=parse_thresholds("icd10cm:exact_match=0.3", "under"),
+    spec = GateSpec(fail_under=parse_thresholds("icd10cm:exact_match=0.3", "under"),
                          fail_over=parse_thresholds("fabricated=15%", "over"), baseline=Path("ci/base"),
                          max_drops=parse_max_drops("exact_match=2pp,meteor=0.02"), alpha=0.01, max_error_rate=0.1,
                          active=True)  # fmt: skip
@@ -638,7 +632,7 @@ def test_report_rows_and_the_saved_options_of_the_gate() -> None:
         "active": True, "fail_under": ["icd10cm:exact_match=0.3"], "fail_over": ["fabricated=0.15"],
         "baseline": "ci/base", "max_drop": ["exact_match=2pp", "meteor=0.02"], "alpha": 0.01, "max_error_rate": 0.1,
     }  # fmt: skip
-    assert gate.GateSpec().to_dict()["baseline"] is None
+    assert GateSpec().to_dict()["baseline"] is None
 
 
 # -- each rule's full account, hand-computed -----------------------------------------------------
@@ -855,7 +849,7 @@ def test_render_verdict_lines() -> None:
     records += [{**case(19), "system": "icd9cm", "outcome": "error"}]
     verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.8", "under"))
     failing = "exact match 75.0% (95% CI 30.1%–95.4%, n=4) is below the limit 80.0%"
-    assert gate.render_verdict(verdict) == [
+    assert render_verdict(verdict) == [
         f"FAIL threshold exact_match [m / icd10cm]: {failing}",
         "PASS threshold exact_match [m / icd9cm]: exact match 100.0% (95% CI 83.2%–100.0%, n=19) is at least 80.0%",
         "PASS errors: failed calls within the allowed 5.0% in 2 groups (worst 5.0%)",
@@ -864,7 +858,7 @@ def test_render_verdict_lines() -> None:
         f"medcode gate FAILED: exact_match m / icd10cm: {failing}",
     ]  # fmt: skip
     one_group = evaluate(records[4:], thresholds=parse_thresholds("exact_match=0.8", "under"))
-    assert gate.render_verdict(one_group)[-2:] == [
+    assert render_verdict(one_group)[-2:] == [
         "PASS errors: failed calls within the allowed 5.0% in 1 group (worst 5.0%)",
         "medcode gate PASSED: all 2 checks passed",
     ]
@@ -905,7 +899,7 @@ def test_gate_spec_evaluates_with_its_own_options() -> None:
     base = [case(i, exact_match=True, digit_match=1.0) for i in range(100)]
     new = [case(i, exact_match=i >= 7, digit_match=0.5 if i < 30 else 1.0) for i in range(99)]
     new.append({**case(99), "outcome": "error"})
-    spec = gate.GateSpec(fail_under=parse_thresholds("digit_match=0.9", "under"),
+    spec = GateSpec(fail_under=parse_thresholds("digit_match=0.9", "under"),
                          max_drops=parse_max_drops("exact_match=6pp,digit_match=0.1"), alpha=0.01,
                          max_error_rate=0.0, active=True)  # fmt: skip
     direct = evaluate(new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0,
@@ -992,11 +986,11 @@ def test_similarity_thresholds_read_on_their_own_scale_and_odd_values_are_left_o
 
 
 def test_value_formats() -> None:
-    assert [gate.format_value("exact_match", v) for v in (None, float("nan"), 0.1234)] == ["-", "-", "12.3%"]
-    assert gate.format_value("bertscore", 0.91234) == "0.912"
+    assert [metric("exact_match").format(v) for v in (None, float("nan"), 0.1234)] == ["-", "-", "12.3%"]
+    assert metric("bertscore").format(0.91234) == "0.912"
     errors = {"kind": "errors", "metric": "error_rate", "scope": "s", "passed": True, "reason": "r"}
-    assert gate.check_cells({**errors, "observed": None})["observed"] == "0.0%"
-    assert gate.check_cells({**errors, "observed": 0.0})["observed"] == "0.0%"
+    assert check_cells({**errors, "observed": None})["observed"] == "0.0%"
+    assert check_cells({**errors, "observed": 0.0})["observed"] == "0.0%"
     with pytest.raises(ValueError) as info:
         parse_max_drops("exact_match=2%")
     assert str(info.value) == "'exact_match=2%': write percentage points, e.g. 2pp, or a fraction, e.g. 0.02"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import BENCHMARK
-from pytest_medcode.cases import select_codes
-from pytest_medcode.coders.lookup import LookupIndex, index_for
+from pytest_medcode.asking.coders.lookup import LookupIndex, index_for
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.variants import perturb
+from pytest_medcode.dataset.cases import select_codes
+from pytest_medcode.dataset.variants import perturb
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode import cli
-from pytest_medcode.aggregate import summarize
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.reports.tables import build_tables, format_cell, merge_error_tables, render_table
 from pytest_medcode.reports.terminal import render_summary
+from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.scoring.session_metrics import add_code_frequency, describe, score_similarity
 from pytest_medcode.scoring.similarity import (
     MeteorScorer,
@@ -152,7 +152,7 @@ def test_code_frequency_per_group() -> None:
 
 def _results() -> list[dict[str, Any]]:
     icd10, icd9 = load_system("icd10cm"), load_system("icd9cm")
-    from pytest_medcode.records import score_record
+    from pytest_medcode.results.records import score_record
 
     rows = []
     for model, answers in (("gpt-x", ["Code: E11.9", "Code: M24.131", "Code: E11.65"]),

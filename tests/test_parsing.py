@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pytest_medcode.codesystems import SYSTEMS, load_system
 from pytest_medcode.codesystems.normalize import key
-from pytest_medcode.parsing import extract, extract_paper
+from pytest_medcode.scoring.parsing import extract, extract_paper
 
 
 @pytest.mark.parametrize(

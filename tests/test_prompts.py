@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_medcode.prompts import TemplateError, load_template
+from pytest_medcode.dataset.prompts import TemplateError, load_template
 
 
 def test_paper_prompt_is_the_authors_text() -> None:

@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
-from pytest_medcode.cases import Case
-from pytest_medcode.coders import CallFailed, CodeRequest, Reply
-from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
+from pytest_medcode.asking.coders import CallFailed, CodeRequest, Reply
+from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
+from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.querying import Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
+from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.server import FaultPlan, ScriptedServer, fixed_latency, mapping_responder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -25,12 +25,15 @@ from typing import Any
 import pytest
 
 from conftest import missing
-from pytest_medcode.cases import select_codes
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.compare import load_run
+from pytest_medcode.dataset.cases import select_codes
 from pytest_medcode.paths import cache_root
+from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import html, markdown
+from pytest_medcode.results.aggregate import digit_position_rates
+from pytest_medcode.runs.folder import load_run
 from pytest_medcode.testing.server import ScriptedServer, mapping_responder
+from pytest_medcode.vocabulary import answered
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
@@ -306,7 +309,8 @@ def test_digit_positions_are_shares_by_position(lookup_records) -> None:
     records, _ = lookup_records
     half = [{**r, "digit_positions": [True, False]} if i % 2 else {**r, "digit_positions": [True, True, True]}
             for i, r in enumerate(records)]  # fmt: skip
-    assert markdown.digit_position_rates(half) == [
+    rates = digit_position_rates(answered(half))
+    assert [{k: p[k] for k in ("position", "value", "n")} for p in rates] == [
         {"position": 1, "value": 1.0, "n": 30},
         {"position": 2, "value": 0.5, "n": 30},
         {"position": 3, "value": 1.0, "n": 15},
@@ -315,7 +319,7 @@ def test_digit_positions_are_shares_by_position(lookup_records) -> None:
 
 def test_markdown_cells_are_escaped() -> None:
     assert markdown.cell("a|b\n<script>`x`*y*") == "a\\|b &lt;script&gt;\\`x\\`\\*y\\*"
-    assert markdown.redact("Bearer abcdefghij and https://u:p@h/x and api_key=secretvalue") == (
+    assert mask_credentials("Bearer abcdefghij and https://u:p@h/x and api_key=secretvalue") == (
         "Bearer *** and https://***@h/x and api_key=***"
     )
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.records import score_record
+from pytest_medcode.results.records import score_record
 from pytest_medcode.scoring.codes import (
     billable_keys,
     code_metrics,

@@ -134,7 +134,7 @@ def hold_write_lock(cache: Path, seconds: float) -> subprocess.Popen[str]:
     """Another process that commits one answer, then holds the write lock (BEGIN IMMEDIATE) for ``seconds``."""
     script = f"""
 import sqlite3, sys, time
-from pytest_medcode.cache import ResponseStore, Stored
+from pytest_medcode.asking.cache import ResponseStore, Stored
 store = ResponseStore(__import__("pathlib").Path({str(cache)!r}))
 store.put("committed-elsewhere", "openai/m", Stored("Code: Z00.00", None, {{}}, 0.0, 1))
 store.close()

@@ -1,4 +1,4 @@
-"""Tests for pytest_medcode.stats: intervals against known values, exact McNemar against exact arithmetic."""
+"""Tests for pytest_medcode.results.stats: intervals against known values, exact McNemar against exact arithmetic."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_medcode.stats import (
+from pytest_medcode.results.stats import (
     Estimate,
     PairedResult,
     bootstrap_mean,

@@ -15,17 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BENCHMARK
-from pytest_medcode import variants
-from pytest_medcode.cases import build_cases
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.variants import VARIANTS, VariantError, parse_variants, perturb
+from pytest_medcode.dataset import variants
+from pytest_medcode.dataset.cases import build_cases
+from pytest_medcode.dataset.variants import VARIANTS, VariantError, parse_variants, perturb
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SAMPLE_SCRIPT = """
 import json, sys
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.variants import VARIANTS, perturb
+from pytest_medcode.dataset.variants import VARIANTS, perturb
 pairs = load_system("icd10cm").billable_codes()[::2500]
 print(json.dumps({f"{c}:{v}": perturb(d, v, int(sys.argv[1]), c).text for c, d in pairs for v in VARIANTS}))
 """

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pytest_medcode import __version__
 
 if TYPE_CHECKING:
-    from pytest_medcode.cache import ResponseStore
+    from pytest_medcode.asking.cache import ResponseStore
 
 
 def _cmd_systems(args: argparse.Namespace) -> int:
@@ -65,49 +65,45 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def gate_default_drop() -> str:
-    from pytest_medcode.gate import DEFAULT_MAX_DROP
+    from pytest_medcode.results.rules import DEFAULT_MAX_DROP
 
     return DEFAULT_MAX_DROP
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     """Re-render summary.json's tables, report.md and report.html from cases.parquet."""
-    from pytest_medcode.aggregate import summarize
-    from pytest_medcode.compare import RunFormatError, load_run
-    from pytest_medcode.consistency import group_fields
-    from pytest_medcode.reports import files, html, markdown
-    from pytest_medcode.reports.tables import build_tables
     from pytest_medcode.reports.terminal import render_table
+    from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, summarise, write_run
 
     try:
         run = load_run(Path(args.run_dir))
     except RunFormatError as exc:
         print(f"medcode: {exc}", file=sys.stderr)
         return 2
-    summary = dict(run.summary or {"schema_version": files.SUMMARY_SCHEMA_VERSION, "run_id": run.folder.name})
+    summary = dict(run.summary or {"schema_version": SCHEMA_VERSION, "run_id": run.folder.name})
     seed = args.seed if args.seed is not None else int((summary.get("config") or {}).get("seed") or 0)
-    summary["n_cases"] = len(run.records)
-    summary["results"] = summarize(run.records, seed=seed, by=group_fields(run.records))
-    summary["tables"] = build_tables(summary["results"])
+    summary.update(summarise(run.records, seed=seed))
     out = Path(args.out) if args.out else run.folder
-    files.write_json(summary, out / "summary.json")
-    markdown.write(out / "report.md", run.records, summary, seed)
-    html.write(out / "report.html", run.records, summary, seed)
+    problems = write_run(out, run.records, summary, seed)
     print("\n".join(render_table(summary["results"])))
-    print(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")
-    return 0
+    for problem in problems:
+        print(f"medcode report: {problem}", file=sys.stderr)
+    print(f"wrote {out / 'cases.parquet'}, {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")
+    return 1 if problems else 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     """The paired comparison of two runs and the gate's verdict: exit 0 pass, 1 fail, 2 bad input."""
-    from pytest_medcode import gate
     from pytest_medcode.codesystems import SYSTEMS
-    from pytest_medcode.compare import RunFormatError, comparison_lines, load_run
+    from pytest_medcode.reports.verdict import comparison_lines, render_verdict
+    from pytest_medcode.results.gate import evaluate
+    from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
+    from pytest_medcode.runs.folder import RunFormatError, load_run
 
     try:
-        thresholds = (gate.parse_thresholds(args.fail_under, "under", SYSTEMS)
-                      + gate.parse_thresholds(args.fail_over, "over", SYSTEMS))
-        drops = gate.parse_max_drops(args.max_drop)
+        thresholds = (parse_thresholds(args.fail_under, "under", SYSTEMS)
+                      + parse_thresholds(args.fail_over, "over", SYSTEMS))
+        drops = parse_max_drops(args.max_drop)
         if not 0.0 < args.alpha < 1.0:
             raise ValueError(f"--alpha {args.alpha}: must be between 0 and 1")
         if not 0.0 <= args.max_error_rate <= 1.0:
@@ -117,8 +113,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"medcode compare: {exc}", file=sys.stderr)
         return 2
     seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
-    verdict = gate.evaluate(new.records, base.records, thresholds=thresholds, max_drops=drops,
-                            alpha=args.alpha, max_error_rate=args.max_error_rate, seed=seed)
+    verdict = evaluate(new.records, base.records, thresholds=thresholds, max_drops=drops,
+                       alpha=args.alpha, max_error_rate=args.max_error_rate, seed=seed)
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2, default=str))
     else:
@@ -128,13 +124,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         lines = comparison_lines(verdict)
         if lines:
             print("\n".join(lines) + "\n")
-        print("\n".join(gate.render_verdict(verdict)))
+        print("\n".join(render_verdict(verdict)))
     return 0 if verdict.passed else 1
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     """Inspect or trim the response cache (the file ``--medcode-cache`` names)."""
-    from pytest_medcode.cache import CacheError, ResponseStore
+    from pytest_medcode.asking.cache import CacheError, ResponseStore
 
     path = Path(args.path)
     if not path.exists():
@@ -171,7 +167,7 @@ def _cache_action(store: ResponseStore, args: argparse.Namespace) -> int:
 def _cmd_rescore(args: argparse.Namespace) -> int:
     """Score a run's raw answers again under another profile; writes a new run folder beside it."""
     from pytest_medcode.reports.terminal import render_summary
-    from pytest_medcode.scoring.rescore import RescoreError, rescore_run
+    from pytest_medcode.runs.rescore import RescoreError, rescore_run
 
     codesets = {}
     for value in args.codeset:

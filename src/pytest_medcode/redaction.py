@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -72,3 +73,13 @@ def redact_run_secrets(api_base: str | None) -> None:
     and credentials in ``--medcode-api-base``."""
     keys = [value for name, value in os.environ.items() if name.upper().endswith("_API_KEY")]
     redact_logs([*keys, *url_secrets(api_base)])
+
+
+_KEY_LIKE = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{6,}")
+_USERINFO = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
+
+
+def mask_credentials(text: str) -> str:
+    """Mask what looks like a key or URL credentials in text a provider wrote (its error messages), before a
+    report shows it: a key this run never registered (another provider's) is masked too."""
+    return _USERINFO.sub(r"\1***@", _KEY_LIKE.sub(lambda m: m.group(1) + "***", text))

@@ -6,8 +6,6 @@ The table is the unit that is built once, cached as Parquet and shipped into rep
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pytest_medcode.atomic import write_atomically
 from pytest_medcode.codesystems.normalize import key as code_key
 
 SCHEMA = pa.schema(
@@ -123,12 +122,4 @@ def rows_to_table(rows: Iterable[tuple], version: str) -> pa.Table:
 
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet through a temp file and rename, so readers never see half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: pq.write_table(table, tmp))

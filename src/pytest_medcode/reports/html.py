@@ -13,27 +13,26 @@ import html
 import json
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports.markdown import (
-    SIMILARITY_METRICS,
     clip,
-    digit_position_rates,
     has_values,
     records_of,
-    redact,
-    row_label,
     row_title,
     run_tables,
     similarity_values,
     wrong_answers,
 )
 from pytest_medcode.reports.tables import format_cell
+from pytest_medcode.reports.verdict import check_cells
+from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.safetext import visible
+from pytest_medcode.vocabulary import SIMILARITY, answered, group_label
 
-__all__ = ["CSP", "esc", "paper_table", "render", "write"]
+__all__ = ["CSP", "esc", "paper_table", "render"]
 
 #: No scripts, no fetches; inline styles and data: images only.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -144,7 +143,7 @@ def exact_match_chart(results: Sequence[dict[str, Any]]) -> str:
         est = row.get("exact_match") or {}
         y = top + i * row_h
         mid = y + row_h / 2
-        label = row_label(row)
+        label = group_label(row)
         out.append('<g class="bar">')
         out.append(
             f"<title>{esc(label)}: {esc(format_cell(est, 'percent'))}, n={esc(est.get('n', 0))}</title>"
@@ -174,7 +173,7 @@ def _positions(row: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[d
     rates = row.get("digit_positions")
     if isinstance(rates, list):
         return [p for p in rates if isinstance(p, dict) and p.get("value") is not None]
-    return digit_position_rates(records_of(row, records))
+    return digit_position_rates(answered(records_of(row, records)))
 
 
 def digit_position_chart(results: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> str:
@@ -209,7 +208,7 @@ def digit_position_chart(results: Sequence[dict[str, Any]], records: Sequence[di
     for i, (row, points) in enumerate(series):
         if not points:
             continue
-        color, label = _color(i), row_label(row)
+        color, label = _color(i), group_label(row)
         coords = " ".join(f"{_f(x_of(int(p['position'])))},{_f(y_of(p['value']))}" for p in points)
         out.append(f'<g class="series"><title>{esc(label)}</title>')
         out.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
@@ -314,8 +313,6 @@ def paper_table(table: dict[str, Any], level: str = "h3") -> str:
 def _gate_section(gate: dict[str, Any] | None) -> str:
     if not gate:
         return ""
-    from pytest_medcode.gate import check_cells
-
     state, word = ("pass", "PASSED") if gate["passed"] else ("fail", "FAILED")
     out = [
         '<section id="gate">',
@@ -373,7 +370,7 @@ def _top_codes_section(entries: Sequence[dict[str, Any]]) -> str:
 def _similarity_section(
     results: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], tables: dict[str, Any]
 ) -> str:
-    metrics = [m for m in SIMILARITY_METRICS if similarity_values(records, m)]
+    metrics = [m for m in SIMILARITY if similarity_values(records, m)]
     if not metrics:
         return ""
     out = [
@@ -396,7 +393,7 @@ def _similarity_section(
                 continue
             mean = f"mean {format_cell(row.get(m), 'score')}, n={len(values)}"
             out.append(
-                f"<div>{histogram_chart(f'chart-{m}-{i}', row_label(row), values, _color(i), mean)}</div>"
+                f"<div>{histogram_chart(f'chart-{m}-{i}', group_label(row), values, _color(i), mean)}</div>"
             )
         out.append("</div>")
     out.append("</section>")
@@ -417,7 +414,8 @@ def _wrong_section(records: Sequence[dict[str, Any]]) -> str:
                 clip(r.get("description"), 90),
                 r.get("predicted_code") or "-",
                 r.get("outcome"),
-                clip(redact(answer), total=r.get("answer_chars") if r.get("raw_answer") is not None else None),
+                clip(mask_credentials(answer),
+                     total=r.get("answer_chars") if r.get("raw_answer") is not None else None),
             ]
         )
     if not rows:
@@ -518,12 +516,3 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
             "",
         ]
     )
-
-
-def write(
-    path: Path, records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0
-) -> None:
-    from pytest_medcode.reports.files import _atomic
-
-    text = render(records, summary, seed)
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -1,7 +1,7 @@
 """``report.md``: the study's tables for a run, in Markdown.
 
 The numbers come from the run's results and paper-style tables (``summary.json``'s ``results`` and
-``tables``, built by :mod:`pytest_medcode.aggregate` and :mod:`pytest_medcode.reports.tables`), so the
+``tables``, built by :mod:`pytest_medcode.results.aggregate` and :mod:`pytest_medcode.reports.tables`), so the
 terminal, the summary and both reports always agree; they are rebuilt from the records when a summary
 lacks them. What only the reports need (wrong answers, per-case score distributions) is read from the
 records here, and :mod:`pytest_medcode.reports.html` shares these helpers.
@@ -17,35 +17,28 @@ import html
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from pytest_medcode.aggregate import summarize
 from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports.tables import build_tables, format_cell
+from pytest_medcode.reports.verdict import check_cells
+from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.safetext import visible
+from pytest_medcode.vocabulary import CORRECT, DIMENSIONS, GROUP_KEYS, answered
 
 __all__ = [
-    "GROUP_DIMENSIONS",
-    "SIMILARITY_METRICS",
     "cell",
     "clip",
-    "digit_position_rates",
     "has_values",
     "records_of",
-    "redact",
     "render",
-    "row_label",
     "row_title",
     "run_tables",
     "similarity_values",
-    "write",
     "wrong_answers",
 ]
 
-SIMILARITY_METRICS: tuple[str, ...] = ("meteor", "bertscore")
-#: Keys a results row may be grouped by, besides the metric values it carries.
-GROUP_DIMENSIONS: tuple[str, ...] = ("model", "system", "variant", "temperature", "repeat")
 WRONG_ANSWERS = 20
 RAW_LIMIT = 300
 
@@ -70,34 +63,10 @@ def row_title(title: str) -> str:
     return f"↳ {stripped}" if len(stripped) < len(title) else stripped
 
 
-def row_label(row: dict[str, Any]) -> str:
-    """``gpt-4 · icd10cm``, plus the run's other dimensions: ``gpt-4 [typo] T=0.6 · icd10cm``."""
-    text = str(row.get("model"))
-    if row.get("variant") is not None:
-        text += f" [{row['variant']}]"
-    if row.get("temperature") is not None:
-        text += f" T={row['temperature']}"
-    return f"{text} · {row.get('system')}"
-
-
 def records_of(row: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records a results row was computed from (same model, system and grouping dimensions)."""
-    dims = [d for d in GROUP_DIMENSIONS if d in row]
+    dims = [d for d in (*GROUP_KEYS, *DIMENSIONS) if d in row]
     return [r for r in records if all(r.get(d) == row[d] for d in dims)]
-
-
-def digit_position_rates(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``[{position, value, n}]``: share of answers matching the reference at its k-th non-dot
-    character, among references with at least k characters (a fallback when a results row lacks it)."""
-    hits: Counter[int] = Counter()
-    totals: Counter[int] = Counter()
-    for r in records:
-        if r.get("outcome") == "error":
-            continue
-        for k, ok in enumerate(r.get("digit_positions") or [], start=1):
-            totals[k] += 1
-            hits[k] += bool(ok)
-    return [{"position": k, "value": hits[k] / totals[k], "n": totals[k]} for k in sorted(totals)]
 
 
 def _number(v: Any) -> bool:
@@ -106,7 +75,7 @@ def _number(v: Any) -> bool:
 
 def similarity_values(records: Iterable[dict[str, Any]], metric: str) -> list[float]:
     """The per-case scores of ``metric`` (cases whose predicted code has a description)."""
-    return [float(r[metric]) for r in records if r.get("outcome") != "error" and _number(r.get(metric))]
+    return [float(r[metric]) for r in answered(records) if _number(r.get(metric))]
 
 
 def has_values(table: dict[str, Any] | None) -> bool:
@@ -120,22 +89,13 @@ def wrong_answers(records: Iterable[dict[str, Any]], limit: int = WRONG_ANSWERS)
     seen: Counter[tuple[Any, Any]] = Counter()
     out = []
     for r in records:
-        if r.get("outcome") == "correct":
+        if r.get("outcome") == CORRECT:
             continue
         key = (r.get("model"), r.get("system"))
         if seen[key] < limit:
             seen[key] += 1
             out.append(r)
     return out
-
-
-_SECRET = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{6,}")
-_USERINFO = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
-
-
-def redact(text: str) -> str:
-    """Mask what looks like a key or URL credentials in provider error messages."""
-    return _USERINFO.sub(r"\1***@", _SECRET.sub(lambda m: m.group(1) + "***", text))
 
 
 def clip(text: str | None, limit: int = RAW_LIMIT, total: int | None = None) -> str:
@@ -205,8 +165,6 @@ def _config_lines(summary: dict[str, Any]) -> list[str]:
 def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
     if not gate:
         return []
-    from pytest_medcode.gate import check_cells
-
     verdict = "PASSED" if gate["passed"] else "FAILED"
     lines = ["## Release gate", "", f"**{verdict}** — {cell(gate['reason'])}", ""]
     columns = ("result", "check", "metric", "scope", "observed", "p", "reason")
@@ -277,7 +235,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
                 r.get("code"),
                 r.get("predicted_code") or "-",
                 r.get("outcome"),
-                clip(redact(r.get("raw_answer") or r.get("error") or ""),
+                clip(mask_credentials(r.get("raw_answer") or r.get("error") or ""),
                      total=r.get("answer_chars") if r.get("raw_answer") else None),
             ]
             for r in wrong
@@ -293,12 +251,3 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         "",
     ]
     return "\n".join(out)
-
-
-def write(
-    path: Path, records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0
-) -> None:
-    from pytest_medcode.reports.files import _atomic
-
-    text = render(records, summary, seed)
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

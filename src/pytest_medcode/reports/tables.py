@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.reports.text import aligned
+from pytest_medcode.vocabulary import model_label
 
 __all__ = ["build_tables", "format_cell", "merge_error_tables", "render_table"]
 
@@ -46,21 +48,6 @@ def _ordered(values: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-#: Group keys besides model and system (robustness variants, temperature sweeps), shown in row labels.
-_DIMENSIONS = ("variant", "temperature")
-
-
-def _label(row: dict[str, Any]) -> str:
-    """The model, plus the run's other dimensions when results are grouped by them: ``gpt-4 [typo] T=0.6``."""
-    text = str(row["model"])
-    if row.get("variant") is not None:
-        text += f" [{row['variant']}]"
-    if row.get("temperature") is not None:
-        text += f" T={row['temperature']:g}" if isinstance(row["temperature"], (int, float)) else \
-            f" T={row['temperature']}"
-    return text
-
-
 def _cell(row: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
     if row is None:
         return None
@@ -73,9 +60,9 @@ def _model_system_table(
     kind: str,
 ) -> dict[str, Any]:
     """Rows = models; columns = metric × system (one metric: just the systems)."""
-    models = _ordered([_label(r) for r in results])
+    models = _ordered([model_label(r) for r in results])
     systems = _ordered([r["system"] for r in results])
-    by = {(_label(r), r["system"]): r for r in results}
+    by = {(model_label(r), r["system"]): r for r in results}
     columns = [
         {"key": f"{m}:{s}" if len(metrics) > 1 else s, "metric": m, "system": s,
          "title": f"{mt} {_title(s)}" if len(metrics) > 1 else _title(s)}
@@ -132,8 +119,8 @@ def _row_rank(key: str) -> tuple[int, int]:
 
 
 def _error_table(results: Sequence[dict[str, Any]], system: str) -> dict[str, Any]:
-    models = _ordered([_label(r) for r in results if r["system"] == system])
-    by = {_label(r): r for r in results if r["system"] == system}
+    models = _ordered([model_label(r) for r in results if r["system"] == system])
+    by = {model_label(r): r for r in results if r["system"] == system}
     per_model = {m: {key: (title, kind, cell) for key, title, kind, cell in _error_rows(by.get(m), system)}
                  for m in models}
     keys = sorted(_ordered([key for m in models for key in per_model[m]]), key=_row_rank)
@@ -171,8 +158,9 @@ def build_tables(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             [(f"{m}_all", t) for m, t in similarity], "score"),
         "error_analysis": [_error_table(results, s) for s in systems],
         "top_codes": [
-            {"model": _label(r), "system": r["system"], "example": getattr(SYSTEMS.get(r["system"]), "example", None),
-             "answered": r.get("answered"), "codes": r.get("top_codes") or []}
+            {"model": model_label(r), "system": r["system"],
+             "example": getattr(SYSTEMS.get(r["system"]), "example", None), "answered": r.get("answered"),
+             "codes": r.get("top_codes") or []}
             for r in results
         ],
     }
@@ -204,12 +192,7 @@ def render_table(table: dict[str, Any], ci: bool = True) -> list[str]:
     body = [[r["title"], *(format_cell(c, r["kind"], ci) for c in r["cells"])] for r in table["rows"]]
     if not body:
         return []
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [table["title"], line(header), "  ".join("-" * w for w in widths), *map(line, body)]
+    return [table["title"], *aligned(header, body, left=1)]
 
 
 def merge_error_tables(tables: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -1,11 +1,16 @@
-"""What the session prints at the end: the overview table, then the study's tables (reports/tables.py)."""
+"""Everything the terminal shows of a run: the overview table, the study's tables (reports/tables.py), the
+variant / temperature pivots, self-consistency, the model-call line and the gate's verdict."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pytest_medcode.reports.tables import build_tables, merge_error_tables
 from pytest_medcode.reports.tables import render_table as render_paper_table
+from pytest_medcode.reports.text import aligned
+from pytest_medcode.results.consistency import pivot
+from pytest_medcode.vocabulary import DIMENSIONS
 
 TOP_CODES_SHOWN = 5
 
@@ -45,18 +50,10 @@ def table_rows(groups: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 def render_table(groups: list[dict[str, Any]]) -> list[str]:
     """The one-line-per-(model, system) overview."""
     # Case dimensions (variant, temperature sweep) become columns after "system" when the run has them.
-    dims = [d for d in ("variant", "temperature") if any(d in g for g in groups)]
+    dims = [d for d in DIMENSIONS if any(d in g for g in groups)]
     headers = (*HEADERS[:2], *dims, *HEADERS[2:])
     body = [(*r[:2], *(_dim(g.get(d)) for d in dims), *r[2:]) for g, r in zip(groups, table_rows(groups))]
-    rows = [headers, *body]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    lines = []
-    for j, row in enumerate(rows):
-        cells = [c.ljust(w) if i < 2 + len(dims) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
+    return aligned(headers, body, left=2 + len(dims))
 
 
 def similarity_lines(tables: dict[str, Any]) -> list[str]:
@@ -133,4 +130,75 @@ def render_summary(summary: dict[str, Any]) -> list[str]:
         "Rates over answered cases, 95% Wilson intervals; means with a seeded bootstrap (2,000 resamples). "
         "errors: failed calls, not scored."
     )
+    return lines
+
+
+# -- what a run varies: pivots and self-consistency ---------------------------------------------------
+
+
+def _pct1(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def render_pivot(results: Sequence[dict[str, Any]], dimension: str) -> list[str]:
+    """Exact match with one column per value of ``dimension`` (how each coder degrades)."""
+    fields, values, rows = pivot(results, dimension)
+    label = "t=" if dimension == "temperature" else ""
+    headers = [*fields, *(f"{label}{_dim(v)}" for v in values)]
+    body = [(*map(_dim, row[:-1]), *map(_pct1, row[-1])) for row in rows]
+    return aligned(headers, body, left=len(fields))
+
+
+def render_consistency(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The self-consistency section: agreement across repeats and exact match per repeat."""
+    if not rows:
+        return []
+    dims = [d for d, default in DIMENSIONS.items() if any(r[d] != default for r in rows)]
+    headers = ["model", "system", *dims, "cases", "K", "agreement", "unanimous", "majority vote",
+               "any (pass@K)", "exact per repeat"]
+    body = []
+    for r in rows:
+        body.append((
+            r["model"], r["system"], *(_dim(r[d]) for d in dims),
+            str(r["cases"]), str(r["repeats"]), _pct1(r["agreement"]), _pct1(r["unanimous"]["value"]),
+            _pct1(r["majority_exact"]["value"]), _pct1(r["any_exact"]["value"]),
+            " ".join(_pct1(v) for v in r["exact_per_repeat"]),
+        ))
+    return aligned(headers, body, left=2 + len(dims))
+
+
+def dimension_lines(summary: dict[str, Any]) -> list[str]:
+    """Exact match by variant / temperature, and self-consistency across repeats, when the run varies them."""
+    lines: list[str] = []
+    for dimension in DIMENSIONS:
+        if any(dimension in row for row in summary["results"]):
+            title = f"exact match by {dimension}"
+            if dimension == "variant" and summary.get("synonym_source"):
+                title += f" (synonyms: {summary['synonym_source']})"
+            lines += ["", title, *render_pivot(summary["results"], dimension)]
+    if summary.get("consistency"):
+        lines += ["", "self-consistency over repeats (agreement: share of a case's answers that match its most "
+                  "frequent code)", *render_consistency(summary["consistency"])]
+    return lines
+
+
+def model_calls_line(queries: dict[str, Any]) -> str | None:
+    """``model calls: 40 asked in 3.1 s, 260 from the cache, 2 retries, 1 failed``; None when no cached
+    coder ran (a lookup-only run asks nothing worth counting)."""
+    if not (queries["asked"] or queries["cache_hits"] or queries.get("not_asked")):
+        return None
+    took = f" in {queries['phase_s']:.1f} s" if queries["asked"] and queries.get("phase_s") else ""
+    not_asked = f", {queries['not_asked']} not asked" if queries.get("not_asked") else ""
+    return (f"model calls: {queries['asked']} asked{took}, {queries['cache_hits']} from the cache, "
+            f"{queries['retries']} retries, {queries['errors']} failed{not_asked}")
+
+
+def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
+    """Each model's most frequent reasons for a failed call, with their counts."""
+    lines = []
+    for model, reasons in failures.items():
+        lines.append(f"failed calls of {model}:")
+        lines.extend(f"  {n:,} × {reason}" for reason, n in reasons)
+        if any(str(reason).startswith("not asked:") for reason, _ in reasons):
+            lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
     return lines

@@ -19,10 +19,10 @@ import threading
 from typing import Any
 
 from pytest_medcode.codesystems import CodeSystem
-from pytest_medcode.parsing import extract
 from pytest_medcode.scoring.crosswalk import EMPTY as NO_CROSSWALK
 from pytest_medcode.scoring.crosswalk import crosswalk_metrics
 from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, hierarchy_metrics
+from pytest_medcode.scoring.parsing import extract
 
 PROFILES: tuple[str, ...] = ("default", "paper")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS, CodeSystem, load_system
 from pytest_medcode.codesystems.normalize import key as code_key
-from pytest_medcode.parsing import extract_default
+from pytest_medcode.scoring.parsing import extract_default
 
 __all__ = ["OTHER_SYSTEMS", "crosswalk_metrics", "gem_pairs"]
 

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.vocabulary import ERROR
 
 __all__ = [
-    "SIMILARITY_COLUMNS",
     "SimilarityReport",
     "add_code_frequency",
     "bert_scorer",
@@ -35,8 +35,6 @@ __all__ = [
     "score_similarity",
 ]
 
-SIMILARITY_COLUMNS: tuple[str, ...] = ("meteor", "bertscore")
-_ERROR = "error"
 
 
 class Scorer(Protocol):
@@ -189,7 +187,7 @@ def score_similarity(
     todo: list[tuple[dict[str, Any], tuple[str, str]]] = []
     for r in records:
         cand = r.get("predicted_description")
-        if r.get("outcome") == _ERROR or not cand:
+        if r.get("outcome") == ERROR or not cand:
             continue
         name = str(r["system"])
         if name not in systems:
@@ -246,10 +244,10 @@ def add_code_frequency(records: Sequence[dict[str, Any]], by: Sequence[str] = ("
     """``code_frequency`` per record (in place): answered prompts of its group that returned the same code."""
     counts: Counter[tuple[Any, ...]] = Counter()
     for r in records:
-        if r.get("outcome") != _ERROR and r.get("predicted_code") is not None:
+        if r.get("outcome") != ERROR and r.get("predicted_code") is not None:
             counts[(*(r.get(k) for k in by), r["predicted_code"])] += 1
     for r in records:
-        if r.get("outcome") == _ERROR or r.get("predicted_code") is None:
+        if r.get("outcome") == ERROR or r.get("predicted_code") is None:
             r["code_frequency"] = None
         else:
             r["code_frequency"] = counts[(*(r.get(k) for k in by), r["predicted_code"])]

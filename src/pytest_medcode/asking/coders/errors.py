@@ -1,0 +1,61 @@
+"""One reading of an API failure for every client: may another attempt succeed, and is it the setup's
+fault (key, model name, quota, endpoint) rather than this question's?"""
+
+from __future__ import annotations
+
+import socket
+
+from pytest_medcode.asking.coders.base import CallFailed
+
+_MESSAGE_CHARS = 200
+
+
+def _quota(code: str | None, message: str) -> bool:
+    """OpenAI answers an exhausted quota with a 429 that no amount of waiting fixes."""
+    return code == "insufficient_quota" or "quota" in message.lower()
+
+
+def short(message: str | None) -> str:
+    """The first line of an API's error message, bounded: enough to act on, never a page of HTML."""
+    text = " ".join((message or "").split())
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
+
+
+def status_failure(status: int, kind: str, message: str | None, code: str | None = None,
+                   retry_after: float | None = None) -> CallFailed:
+    """A non-2xx answer → CallFailed with the retry decision and the API's own words."""
+    detail = short(message)
+    text = f"HTTP {status} {kind}" + (f": {detail}" if detail else "")
+    if status == 429 and _quota(code, detail):
+        return CallFailed(text, retryable=False, setup=True)
+    if status in (401, 403, 404):  # refused key, no access, unknown model or wrong path
+        return CallFailed(text, retryable=False, setup=True)
+    retryable = status in (408, 409, 429) or status >= 500
+    return CallFailed(text, retryable=retryable, retry_after=retry_after)
+
+
+def refused(exc: BaseException) -> bool:
+    """The connection was never made (refused, no such host): the endpoint is wrong or down. A connection
+    reset or a dropped answer on a live server is not that: it is one call's bad luck."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror) or type(cause).__name__ == "ConnectError":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def no_answer(kind: str, exc: BaseException) -> CallFailed:
+    """No HTTP answer at all: retried (a blip); a setup fault when nothing listens where we ask."""
+    cause = exc.__cause__ or exc.__context__
+    detail = short(str(cause)) if cause is not None and str(cause) else ""
+    return CallFailed(f"{kind}" + (f": {detail}" if detail else ""), retryable=True, setup=refused(exc))
+
+
+def not_a_completion(body: object) -> CallFailed:
+    """A 200 whose body is not a chat completion (an HTML page, a proxy's login form): a wrong endpoint."""
+    snippet = short(str(body))[:80]
+    return CallFailed(f"the endpoint did not answer with a chat completion (got {snippet!r}); is the URL "
+                      "the API's base, e.g. http://HOST:PORT/v1?", retryable=False, setup=True)

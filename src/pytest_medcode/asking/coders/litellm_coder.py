@@ -1,0 +1,136 @@
+"""Provider models through litellm: one name covers OpenAI, Gemini, Replicate, Ollama and more.
+
+litellm is imported on first use (it costs 3–4 s) with its price map read from the package, not
+the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from pytest_medcode.asking.coders.base import CallFailed, CodeRequest, CoderUnavailable, Reply
+from pytest_medcode.asking.coders.errors import not_a_completion, refused, short, status_failure
+
+_PLACEHOLDER_KEY = "sk-no-key-needed"  # local OpenAI-compatible servers need some key string
+
+
+def import_litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+class LiteLLMCoder:
+    cacheable = True
+    remote = True  # asks an API over the network: checked by a probe request before the run
+
+    def __init__(self, name: str, api_base: str | None, timeout: float) -> None:
+        self.name = name
+        self.api_base = api_base
+        self.timeout = timeout
+
+    def identity(self) -> dict[str, Any]:
+        return {"coder": "litellm", "model": self.name, "api_base": self.api_base}
+
+    def check(self) -> None:
+        if self.api_base:
+            return  # a custom endpoint decides for itself whether it wants a key
+        litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(self.name)
+        except Exception:  # litellm names no provider for this model: no call can succeed
+            raise CoderUnavailable(
+                f"--model {self.name}: litellm knows no provider for this name; give one it knows "
+                "(gpt-4o, gemini/gemini-pro, anthropic/claude-3-5-sonnet-20240620, ollama/llama3), or "
+                "openai/NAME with --medcode-api-base for an OpenAI-compatible server"
+            ) from None
+        try:
+            env = litellm.validate_environment(model=self.name)
+        except Exception as exc:  # unknown provider names raise here
+            raise CoderUnavailable(f"--model {self.name}: litellm does not know this model ({exc})") from None
+        missing = env.get("missing_keys") or []
+        if missing:
+            raise CoderUnavailable(
+                f"--model {self.name}: set {' and '.join(missing)} in the environment "
+                f"(or point --medcode-api-base at an OpenAI-compatible server)"
+            )
+
+    def _model_and_key(self) -> tuple[str, str | None]:
+        if not self.api_base:
+            return self.name, None
+        model = self.name if "/" in self.name else f"openai/{self.name}"
+        key = os.environ.get("OPENAI_API_KEY") or _PLACEHOLDER_KEY
+        return model, key
+
+    async def answer(self, request: CodeRequest) -> Reply:
+        litellm = import_litellm()
+        model, key = self._model_and_key()
+        try:
+            response = await litellm.acompletion(
+                model=model,
+                messages=request.chat(),
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+                api_base=self.api_base,
+                api_key=key,
+                timeout=self.timeout,
+                num_retries=0,
+                max_retries=0,
+            )
+        except Exception as exc:
+            raise _classify(exc) from None
+        try:
+            choice = response.choices[0]
+            text = choice.message.content
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise CallFailed(f"malformed response: {exc}") from None
+        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
+            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                             retryable=False)
+        usage: dict[str, Any] = {}
+        u = getattr(response, "usage", None)
+        if u is not None:
+            usage["prompt_tokens"] = getattr(u, "prompt_tokens", None)
+            usage["completion_tokens"] = getattr(u, "completion_tokens", None)
+        try:
+            usage["cost_usd"] = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # unknown prices are normal for local models
+            usage["cost_usd"] = None
+        return Reply(text=text, usage=usage)
+
+
+# "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key" → the API's words
+_LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+Error: )?(\w+Exception - )?")
+_SETUP_ERRORS = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
+
+
+def _classify(exc: Exception) -> CallFailed:
+    """litellm's exception → CallFailed with the retry decision and any Retry-After."""
+    status = getattr(exc, "status_code", None)
+    retry_after = None
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        try:
+            retry_after = float(headers.get("retry-after"))
+        except (TypeError, ValueError):
+            retry_after = None
+    name = exc.__class__.__name__
+    message = _LITELLM_PREFIX.sub("", str(exc).splitlines()[0]) if str(exc) else name
+    if "invalid response from llm endpoint" in message.lower():  # a web page, not an API, answered
+        return not_a_completion(message.partition("Received:")[2].strip() or message)
+    if refused(exc):
+        return CallFailed(f"{name}: {short(message)}", retryable=True, setup=True)
+    if isinstance(status, int) and 400 <= status < 600:
+        failure = status_failure(status, name, message, getattr(exc, "code", None), retry_after)
+        if name in _SETUP_ERRORS or name == "BadRequestError":
+            failure.retryable = False
+        failure.setup = failure.setup or name in _SETUP_ERRORS
+        return failure
+    return CallFailed(f"{name}: {short(message)}", retryable=True, retry_after=retry_after)
+

@@ -1,0 +1,104 @@
+"""``openai/NAME`` with ``--medcode-api-base``: straight to the OpenAI client, without litellm.
+
+For an OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama's /v1, a gateway) the official client
+is all that is needed, and it costs a fraction of litellm's CPU per call — which is what bounds
+throughput on a small CI machine once dozens of calls are in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pytest_medcode.asking.coders.base import CallFailed, CodeRequest, Reply
+from pytest_medcode.asking.coders.errors import no_answer, not_a_completion, status_failure
+
+PLACEHOLDER_KEY = "sk-no-key-needed"  # local servers need some key string; never a real one
+
+
+class OpenAICompatibleCoder:
+    cacheable = True
+    remote = True  # asks an API over the network: checked by a probe request before the run
+
+    def __init__(self, name: str, api_base: str, timeout: float) -> None:
+        self.name = name
+        self.model = name.split("/", 1)[1] if name.startswith("openai/") else name
+        self.api_base = api_base
+        self.timeout = timeout
+        self._client: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        # Same identity as the litellm path: the answer does not depend on the client library.
+        return {"coder": "litellm", "model": self.name, "api_base": self.api_base}
+
+    def check(self) -> None:
+        return None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                base_url=self.api_base,
+                api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+                max_retries=0,  # the query engine retries, honouring Retry-After, and counts attempts
+                timeout=self.timeout,
+            )
+        return self._client
+
+    async def answer(self, request: CodeRequest) -> Reply:
+        import openai
+
+        try:
+            response = await self._get_client().chat.completions.create(
+                model=self.model,
+                messages=request.chat(),
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+            )
+        except openai.APIStatusError as exc:
+            raise status_failure(exc.status_code, exc.__class__.__name__, _api_message(exc),
+                                 getattr(exc, "code", None), _retry_after(exc.response.headers)) from None
+        except openai.APITimeoutError as exc:
+            raise CallFailed(exc.__class__.__name__) from None
+        except openai.APIConnectionError as exc:
+            raise no_answer(exc.__class__.__name__, exc) from None
+        except (json.JSONDecodeError, ValueError, TypeError) as exc:  # a malformed body
+            raise CallFailed(f"malformed response: {exc.__class__.__name__}") from None
+        if isinstance(response, str | bytes):  # the client hands back a body that is not JSON as it came
+            raise not_a_completion(response)
+        try:
+            choice = response.choices[0]
+            text = choice.message.content
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise CallFailed(f"malformed response: {exc}") from None
+        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
+            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                             retryable=False)
+        usage: dict[str, Any] = {}
+        if response.usage is not None:
+            usage = {"prompt_tokens": response.usage.prompt_tokens,
+                     "completion_tokens": response.usage.completion_tokens}
+        return Reply(text=text, usage=usage)
+
+
+def _api_message(exc: Any) -> str:
+    """The API's own words ("The model `x` does not exist"), not the client's summary of them."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(exc, "message", "") or "")
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = headers.get("retry-after-ms")
+        if value is not None:
+            return float(value) / 1000
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

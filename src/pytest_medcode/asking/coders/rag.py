@@ -1,0 +1,61 @@
+"""``rag:<model>``: retrieve candidate codes, let the model choose (retrieve-then-rank, Kwan 2024).
+
+The study's closing suggestion made concrete: the ``lookup`` index retrieves the ``k`` billable codes
+whose descriptions best match the description asked (``--medcode-rag-k``, default 15, as in Kwan et
+al.), and ``<model>`` (any other ``--model`` value: a provider model, ``openai/NAME`` with
+``--medcode-api-base``, ``local:smollm2``, a ``python:`` product) picks one of them. The prompt
+replaces the study's single user turn; any later turns of the conversation (``verify:rag:...``
+appends its follow-ups) are kept after it. The recorded raw answer is what the model said, so a
+model that answers a code outside the list is scored on that code.
+
+Candidates are listed in retrieval order (best first): that is the information a retrieval tool
+gives, and a model that always takes the first one scores what ``lookup`` scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from pytest_medcode.asking.coders.base import Coder, CodeRequest, Reply, WrappingCoder
+from pytest_medcode.asking.coders.lookup import asked_description, candidates_table, index_for
+
+__all__ = ["RAG_PROMPT", "RETRIEVER", "RagCoder"]
+
+DEFAULT_K = 15
+#: Names the retrieval method; part of the cache identity so a better retriever never reuses answers.
+RETRIEVER = "lookup-rapidfuzz-v1"
+
+RAG_PROMPT = (
+    "Candidate {system} billing codes, each with its official description:\n"
+    "{candidates}\n\n"
+    "Which candidate is the most correct {system} billing code for this description: <{description}>?\n"
+    "Only answer with a single code from the list above. Do not explain. "
+    "ALWAYS respond in the following format:\n"
+    "Code: <code>"
+)
+
+
+class RagCoder(WrappingCoder):
+    def __init__(self, name: str, inner: Coder, k: int = DEFAULT_K, codesets: dict | None = None) -> None:
+        super().__init__(name, inner, codesets)
+        self.k = k
+
+    def identity(self) -> dict[str, Any]:
+        return {"coder": "rag", "k": self.k, "retriever": RETRIEVER, "prompt": RAG_PROMPT,
+                "inner": self.inner.identity()}
+
+    def prompt(self, request: CodeRequest) -> str:
+        """The retrieve-then-rank question for a request (retrieval included)."""
+        system = self.system(request)
+        description = asked_description(request)
+        candidates = index_for(system).search(description, self.k)
+        return RAG_PROMPT.format(
+            system=system.prompt_name, candidates=candidates_table(candidates), description=description
+        )
+
+    async def answer(self, request: CodeRequest) -> Reply:
+        text = await asyncio.to_thread(self.prompt, request)  # fuzzy retrieval takes ~20 ms: off the loop
+        messages = (("user", text), *request.messages[1:])
+        return await self.inner.answer(replace(request, messages=messages))

@@ -1,0 +1,302 @@
+"""Asks the coders: a bounded, adaptive number of calls in flight, retries, a global rate limit.
+
+One event loop runs in a background thread. A batch streams: a fixed pool of workers pulls the
+next request as soon as one finishes, so a slow call never holds back the rest (no batch
+barriers). Failed calls are retried with exponential backoff and jitter, honouring
+``Retry-After``; repeated 429s halve the number of calls in flight, successes win it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_medcode.asking.coders import CallFailed, Coder, CodeRequest
+
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 30.0
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass
+class Outcome:
+    """What became of one request: the answer text, or the error after the last attempt."""
+
+    text: str | None
+    error: str | None
+    latency_s: float
+    attempts: int
+    usage: dict[str, Any] = field(default_factory=dict)
+    cached: bool | None = None  # None: a coder whose answers are not cached (lookup)
+    chars: int | None = None  # the answer's true length when ``text`` was cut (cache.ANSWER_LIMIT)
+    #: The failure is the setup's (key, model, quota, endpoint), or the call was never made: not an answer
+    #: to keep, so a rerun after the fix asks the question again.
+    keep: bool = True
+
+
+@dataclass
+class Progress:
+    """Counters of a query phase, read by the progress display (any thread)."""
+
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    retries: int = 0
+    errors: int = 0
+    throttled: int = 0
+    limit: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        asked = self.done - self.cached
+        rate = asked / elapsed
+        left = self.total - self.done
+        eta = f"{left / rate:.0f}s" if rate > 0 and left else "-"
+        return (
+            f"medcode: {self.done}/{self.total} answered ({self.cached} cached) · {rate:.1f} calls/s · "
+            f"ETA {eta} · {self.retries} retries · {self.errors} errors"
+            + (f" · throttled to {self.limit} in flight" if self.throttled else "")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("total", "done", "cached", "retries", "errors", "throttled")}
+        out["elapsed_s"] = round((self.finished or time.monotonic()) - self.started, 3)
+        return out
+
+
+class _Limiter:
+    """Calls in flight, with a ceiling that 429s lower and successes raise again (AIMD)."""
+
+    def __init__(self, ceiling: int, progress: Progress) -> None:
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.in_flight = 0
+        self._ok_streak = 0
+        self.epoch = 0  # bumped by each cut: a burst of 429s cuts once, as TCP cuts once per window
+        self._cond = asyncio.Condition()
+        self._progress = progress
+        progress.limit = ceiling
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    def throttle(self, since: int) -> None:
+        """Halve the limit for a 429 to a call started at ``since``; the 429s of calls already in
+        flight at the last cut are the same burst and cut nothing more (else 32 -> 1 at once)."""
+        if since != self.epoch:
+            return
+        self.epoch += 1
+        self._ok_streak = 0
+        self.limit = max(1, self.limit // 2)
+        self._progress.throttled += 1
+        self._progress.limit = self.limit
+
+    def success(self) -> None:
+        """One more call in flight per window of successes (``limit`` of them since the last step), as
+        TCP grows its window: a fixed run of N successes in a row never comes under a steady 429 rate."""
+        if self.limit < self.ceiling:
+            self._ok_streak += 1
+            if self._ok_streak >= self.limit:
+                self._ok_streak = 0
+                self.limit += 1
+                self._progress.limit = self.limit
+
+
+class _RateLimit:
+    """At most ``rpm`` call starts per minute for the whole process (the only one that calls)."""
+
+    def __init__(self, rpm: float | None) -> None:
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+class CircuitBreaker:
+    """Stops asking a model that failed ``limit`` times in a row with the same error that another attempt
+    cannot fix (a refused key, an unknown model, an exhausted quota, an endpoint that never answers): the
+    rest of its cases end at once with that reason instead of each paying a timeout or a retry loop."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tripped: dict[str, str] = {}  # model → the reason, shown on each case it stopped
+        self._streak: dict[str, tuple[str, int]] = {}
+
+    def record(self, model: str, outcome: Outcome, counts: bool) -> None:
+        if not self.limit or model in self.tripped:
+            return
+        if outcome.error is None or not counts:
+            self._streak.pop(model, None)
+            return
+        last, n = self._streak.get(model, ("", 0))
+        n = n + 1 if outcome.error == last else 1
+        self._streak[model] = (outcome.error, n)
+        if n >= self.limit:
+            self.tripped[model] = f"stopped asking {model} after {n} identical failures in a row: {outcome.error}"
+
+    def refuse(self, model: str) -> Outcome | None:
+        reason = self.tripped.get(model)
+        return None if reason is None else Outcome(None, f"not asked: {reason}", 0.0, 0, keep=False)
+
+
+class QueryEngine:
+    def __init__(
+        self,
+        coders: dict[str, Coder],
+        concurrency: int,
+        attempts: int,
+        timeout: float,
+        rpm: float | None = None,
+        breaker: int = 0,
+    ) -> None:
+        self._coders = coders
+        self._concurrency = concurrency
+        self._attempts = attempts
+        self._timeout = timeout
+        self._rpm = rpm
+        self.breaker = CircuitBreaker(breaker)
+        self._rng = random.Random()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="medcode-queries", daemon=True)
+        self._thread.start()
+        self.progress = Progress()
+        self._limiter: _Limiter | None = None
+        self._rate: _RateLimit | None = None
+
+    # -- public, called from the pytest thread -------------------------------------------------
+    def run_batch(
+        self,
+        requests: Sequence[CodeRequest],
+        on_result: Callable[[int, Outcome], None],
+        progress: Progress | None = None,
+    ) -> None:
+        """Ask every request, streaming; ``on_result(index, outcome)`` runs (in the engine thread) as each
+        one finishes, so answers can be stored the moment they arrive. Blocks until all are done."""
+        if progress is not None:
+            self.progress = progress
+        fut = asyncio.run_coroutine_threadsafe(self._batch(requests, on_result), self._loop)
+        try:
+            fut.result()
+        except BaseException:
+            fut.cancel()
+            raise
+
+    def ask(self, request: CodeRequest) -> Outcome:
+        """One request, outside a batch (coders that are not cached, a late case, a preflight probe)."""
+        return asyncio.run_coroutine_threadsafe(self._ask_one(request), self._loop).result()
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    # -- engine thread ----------------------------------------------------------------------------
+    def _controls(self) -> tuple[_Limiter, _RateLimit]:
+        if self._limiter is None or self._rate is None:
+            self._limiter = _Limiter(self._concurrency, self.progress)
+            self._rate = _RateLimit(self._rpm)
+        return self._limiter, self._rate
+
+    async def _batch(self, requests: Sequence[CodeRequest], on_result: Callable[[int, Outcome], None]) -> None:
+        self._limiter = None
+        limiter, _ = self._controls()
+        queue = deque(enumerate(requests))
+
+        async def worker() -> None:
+            while queue:
+                index, request = queue.popleft()
+                outcome = await self._ask_one(request)
+                try:
+                    on_result(index, outcome)
+                except BaseException:
+                    queue.clear()  # stop asking at once; calls already in flight finish and are handed over
+                    raise
+                self.progress.done += 1
+                if outcome.error is not None:
+                    self.progress.errors += 1
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(limiter.ceiling, len(requests)))]
+        try:
+            ended = await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            for w in workers:
+                w.cancel()
+        for end in ended:
+            if isinstance(end, BaseException):
+                raise end
+
+    async def _ask_one(self, request: CodeRequest) -> Outcome:
+        model = request.case.model
+        refused = self.breaker.refuse(model)
+        if refused is not None:
+            return refused
+        outcome, counts = await self._attempt_all(request, self._coders[model])
+        self.breaker.record(model, outcome, counts)
+        return outcome
+
+    async def _attempt_all(self, request: CodeRequest, coder: Coder) -> tuple[Outcome, bool]:
+        """The outcome after the last attempt, and whether it is a failure the circuit breaker counts."""
+        limiter, rate = self._controls()
+        start = time.perf_counter()
+        error = "no attempt made"
+        setup = False
+        for attempt in range(1, self._attempts + 1):
+            delay: float | None = None
+            async with limiter:
+                epoch = limiter.epoch
+                await rate.wait()
+                try:
+                    reply = await asyncio.wait_for(coder.answer(request), timeout=self._timeout + 5.0)
+                    limiter.success()
+                    return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt,
+                                   reply.usage), False
+                except CallFailed as exc:
+                    error, setup = str(exc), exc.setup
+                    if not exc.retryable:
+                        return Outcome(None, error, time.perf_counter() - start, attempt, keep=not setup), True
+                    delay = exc.retry_after
+                    if "429" in error or "RateLimit" in error:  # both coders' wording of a 429
+                        limiter.throttle(epoch)
+                except TimeoutError:
+                    error, setup = f"no answer within {self._timeout + 5.0:.0f} s", False
+                except Exception as exc:  # a coder's own bug: keep the run alive, report it on the case
+                    error, setup = f"{exc.__class__.__name__}: {exc}", False
+            if attempt < self._attempts:
+                self.progress.retries += 1
+                backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+                await asyncio.sleep(max(delay or 0.0, backoff * (0.5 + self._rng.random() / 2)))
+        # Retries spent: an endpoint that never answered is the setup's fault; a server error is not.
+        return Outcome(None, error, time.perf_counter() - start, self._attempts, keep=not setup), setup
+
+
+def _valid_text(text: str) -> str:
+    """The answer as storable text: a lone surrogate (JSON allows ``"\\ud800"``) becomes U+FFFD, as no
+    UTF-8 writer (SQLite, Parquet, JUnit XML) can take one and a model's answer must not stop the run."""
+    if isinstance(text, str) and _SURROGATE.search(text):
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

@@ -1,0 +1,357 @@
+"""The query phase: every selected case answered once, before the tests read the answers.
+
+Across the processes of one run (the xdist workers, or the one pytest process) exactly one holds
+the run's lock and asks the model for every key not yet in the response store; the others wait
+and read. If that process dies, the lock is released and another takes over where it stopped, so
+no answered key is asked again and none is lost. Across runs that share a cache (two CI jobs on one
+machine), the asking process first claims its keys in the cache file itself: a key another live
+process has claimed is waited for, not asked, and the claims of a process that died end with it.
+Progress is written to a small JSON file that the process with the terminal displays.
+
+When the cache cannot take answers (disk full, locked too long) the phase stops asking at once,
+keeps the answers it holds in a ``.pending`` file the next run imports, tells the run's other
+processes (``stopped.txt``) and raises one :class:`~pytest_medcode.asking.cache.CacheError`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pytest_medcode.asking.cache import (
+    DEFAULT_CLAIM_TTL_S,
+    CacheError,
+    ResponseStore,
+    Stored,
+    clip_answer,
+    env_seconds,
+    owner_id,
+    owner_pid,
+)
+from pytest_medcode.asking.coders import CodeRequest
+from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine
+
+_POLL_S = 0.2
+_PROGRESS_EVERY_S = 0.5
+_COLLECT_CHUNK = 5_000
+
+
+@contextmanager
+def try_lock(path: Path) -> Iterator[bool]:
+    """Non-blocking exclusive lock; released by the OS if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically: a reader in another process sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_progress(path: Path, progress: Progress) -> None:
+    write_json(path, {**progress.to_dict(), "line": progress.line()})
+
+
+def stop_paths(state_dir: Path) -> list[Path]:
+    """Where a stopped phase leaves its reason: the run's state folder, or the temp folder when that
+    folder's disk is the full one."""
+    return [state_dir / "stopped.txt",
+            Path(tempfile.gettempdir()) / "pytest-medcode" / "stopped" / f"{state_dir.name}.txt"]
+
+
+class QueryPhase:
+    def __init__(
+        self,
+        store: ResponseStore,
+        engine: Callable[[], QueryEngine],
+        state_dir: Path,
+        run_started: float,
+        retry_errors: bool,
+        show: Callable[..., None] | None = None,
+    ) -> None:
+        self.store = store
+        self._engine = engine
+        self.state_dir = state_dir
+        self.run_started = run_started
+        self.retry_errors = retry_errors
+        self._show = show
+        self.progress = Progress()
+        self.owner = owner_id(state_dir.name)
+        self.claim_ttl = env_seconds("MEDCODE_CLAIM_TTL_S", DEFAULT_CLAIM_TTL_S)
+        self.pending: dict[str, tuple[str, Stored]] = {}  # received, not written (the cache failed)
+        self.held_elsewhere: dict[str, str] = {}  # keys another process has claimed -> its owner id
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "query.lock"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.state_dir / "progress.json"
+
+    @property
+    def stop_paths(self) -> list[Path]:
+        return stop_paths(self.state_dir)
+
+    @property
+    def breaker_path(self) -> Path:
+        """Models the circuit breaker stopped, so a process that takes over asking does not start again."""
+        return self.state_dir / "breaker.json"
+
+    @property
+    def unkept_path(self) -> Path:
+        """This run's outcomes that the response cache must not keep (a failed setup, a call never made):
+        shared with the run's other processes, so each case reads the outcome its question really had."""
+        return self.state_dir / "unkept.json"
+
+    def _usable(self, stored: Stored) -> bool:
+        """A stored error from an earlier run is asked again only with --medcode-retry-errors."""
+        if stored.text is not None:
+            return True
+        return not (self.retry_errors and stored.created < self.run_started)
+
+    def run(self, keys: Sequence[str], request_of: Callable[[str], CodeRequest]) -> dict[str, Outcome]:
+        """Every key answered, asking only what the store does not hold (CacheError: the phase stopped);
+        the outcomes the store does not keep (a failed setup, a call never made) are returned, the rest
+        are read back with :meth:`outcome` when their case runs.
+
+        Nothing is held per key but the key: at 75k cases every worker of an xdist run would otherwise hold
+        every answer and, while asking, every prompt (``request_of`` builds only the requests asked)."""
+        wanted = dict.fromkeys(keys)
+        self.progress = Progress(total=len(wanted))
+        done: set[str] = set()
+        unkept: dict[str, Outcome] = {}
+        first = True
+        while True:
+            cached = self._collect([k for k in wanted if k not in done], done, unkept)
+            if first:  # answered before the run (a preflight probe's answer is this run's)
+                self.progress.done, self.progress.cached = len(done), cached
+                first = False
+            missing = [k for k in wanted if k not in done]
+            if not missing:
+                break
+            self._check_stopped()
+            asked = False
+            with try_lock(self.lock_path) as leader:
+                if leader:
+                    asked = self._ask(missing, request_of, done, unkept)
+            if not asked:
+                self._wait()
+        self.progress.done = len(done)
+        self.progress.finished = time.monotonic()
+        self._report_file()
+        if self._show is not None and self.progress.done > self.progress.cached:
+            self._show(self.progress.line(), final=True)
+        return unkept
+
+    def claim_one(self, key: str) -> bool:
+        """Claim one key before asking it outside the phase (the preflight probe), so that a run sharing
+        the cache does not ask it at the same time; :meth:`release` ends the claim."""
+        mine, _ = self.store.claim([key], self.owner, self.claim_ttl)
+        return bool(mine)
+
+    def release(self) -> None:
+        self.store.release(self.owner)
+
+    def outcome(self, key: str) -> Outcome | None:
+        """A key's kept outcome, read from the store when its case runs (None if the store has none)."""
+        return self.outcomes([key]).get(key)
+
+    def outcomes(self, keys: list[str]) -> dict[str, Outcome]:
+        """The kept outcomes of ``keys``, in one pass over the store."""
+        out: dict[str, Outcome] = {}
+        for start in range(0, len(keys), _COLLECT_CHUNK):
+            for key, stored in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
+                if self._usable(stored):
+                    out[key] = Outcome(stored.text, stored.error, stored.latency_s, stored.attempts, stored.usage,
+                                       cached=stored.created < self.run_started, chars=stored.chars)
+        return out
+
+    def _collect(self, keys: list[str], done: set[str], unkept: dict[str, Outcome]) -> int:
+        """Mark the keys that are answered (in the store, or unkept by this run's other processes); the
+        number of them answered before this run (cache hits)."""
+        cached = 0
+        for start in range(0, len(keys), _COLLECT_CHUNK):  # a chunk at a time: stored rows are not kept
+            for key, stored in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
+                if self._usable(stored):
+                    done.add(key)
+                    cached += stored.created < self.run_started
+        shared = read_json(self.unkept_path) if self.unkept_path.exists() else None
+        if shared:
+            for key in keys:
+                if key not in done and key in shared:
+                    error, attempts, latency_s = shared[key]
+                    unkept[key] = Outcome(None, error, latency_s, attempts, cached=False, keep=False)
+                    done.add(key)
+        return cached
+
+    def _ask(self, missing: list[str], request_of: Callable[[str], CodeRequest], done: set[str],
+             unkept: dict[str, Outcome]) -> bool:
+        """Ask for the missing keys this process can claim; False when another process has claimed them all."""
+        # Another process may have answered some keys between our read and taking the lock.
+        self._collect(missing, done, unkept)
+        todo = [k for k in missing if k not in done]
+        if not todo:
+            return True
+        try:
+            mine, self.held_elsewhere = self.store.claim(todo, self.owner, self.claim_ttl)
+            if not mine:
+                return False
+            self._collect(mine, done, unkept)  # answered and released by another process just before our claim
+            mine = [k for k in mine if k not in done]
+            if mine:
+                with self._heartbeat():
+                    self._ask_claimed(mine, request_of, done, unkept)
+        except CacheError as exc:
+            self._stop(exc)
+        finally:
+            self.store.release(self.owner)
+        return True
+
+    def _ask_claimed(self, todo: list[str], request_of: Callable[[str], CodeRequest], done: set[str],
+                     unkept: dict[str, Outcome]) -> None:
+        requests = [request_of(k) for k in todo]
+        engine = self._engine()
+        engine.progress = self.progress
+        engine.breaker.tripped.update(read_json(self.breaker_path) or {})
+        self.progress.done = len(done)
+        last = [0.0]
+        broken: list[CacheError] = []
+        shared: dict[str, list[Any]] = {}
+
+        def on_result(index: int, outcome: Outcome) -> None:
+            key = todo[index]
+            outcome.cached = False
+            done.add(key)
+            if not outcome.keep:  # a failed setup or a call never made: this run's, never the cache's
+                unkept[key] = outcome
+                shared[key] = [outcome.error, outcome.attempts, outcome.latency_s]
+                return
+            outcome.text, outcome.chars = clip_answer(outcome.text, outcome.chars)  # as a re-run will read it
+            stored = Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s, outcome.attempts,
+                            time.time(), outcome.chars)
+            model = requests[index].case.model
+            if broken:  # the cache already failed: keep it in memory, don't wait on the cache again
+                self.pending[key] = (model, stored)
+                raise broken[0]
+            try:
+                self.store.put(key, model, stored)
+            except CacheError as exc:
+                broken.append(exc)
+                self.pending[key] = (model, stored)
+                raise
+            now = time.monotonic()
+            if now - last[0] >= _PROGRESS_EVERY_S:
+                last[0] = now
+                self._report()
+
+        try:
+            engine.run_batch(requests, on_result, self.progress)
+        finally:
+            if engine.breaker.tripped:
+                write_json(self.breaker_path, engine.breaker.tripped)
+            if shared:
+                write_json(self.unkept_path, {**(read_json(self.unkept_path) or {}), **shared})
+        self._report()
+
+    @contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Renew this process's claims while it asks, so other runs keep waiting for it (not asking)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.claim_ttl / 3):
+                try:
+                    self.store.renew(self.owner, self.claim_ttl)
+                except CacheError:
+                    pass
+            self.store.close()
+
+        thread = threading.Thread(target=beat, name="medcode-claims", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _stop(self, exc: CacheError) -> None:
+        """Keep the answers the cache could not take, tell the run's other processes, raise one line."""
+        message = str(exc) + "; stopped asking"
+        if self.pending:
+            where = self.store.spill(self.pending)
+            n = len(self.pending)
+            message += (f"; {n} answer(s) received but not written are kept in {where} and go into the cache "
+                        "on the next run" if where else f"; {n} answer(s) received could not be kept anywhere")
+        message += "; a re-run asks only what is missing"
+        for path in self.stop_paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(message)
+                break
+            except OSError:
+                path.unlink(missing_ok=True)
+        raise type(exc)(message) from None
+
+    def _check_stopped(self) -> None:
+        """Another process of this run stopped the phase (the cache failed): stop here too, with its reason."""
+        for path in self.stop_paths:
+            try:
+                message = path.read_text()
+            except OSError:
+                continue
+            if message:
+                raise CacheError(message)
+
+    def _report_file(self) -> None:
+        try:
+            write_progress(self.progress_path, self.progress)
+        except OSError:  # progress is a convenience; never let it stop the run
+            pass
+
+    def _report(self) -> None:
+        self._report_file()
+        if self._show is not None:
+            self._show(self.progress.line())
+
+    def _wait(self) -> None:
+        time.sleep(_POLL_S)
+        if self._show is None:
+            return
+        if self.held_elsewhere:
+            owners = sorted({owner_pid(o) for o in self.held_elsewhere.values()})
+            self._show(f"medcode: waiting for {len(self.held_elsewhere)} answer(s) another run is asking "
+                       f"(pid {', '.join(owners) or '?'}) · {self.progress.line().removeprefix('medcode: ')}")
+            return
+        data = read_json(self.progress_path)
+        if data:
+            self._show(data["line"])

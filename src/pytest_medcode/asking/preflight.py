@@ -1,0 +1,80 @@
+"""Before the first case: each model that asks an API answers one real request, or the run stops.
+
+Only a failure of the setup stops it (a refused key, an unknown model or path, an exhausted quota, an
+endpoint that is not an API or cannot be reached): a rate limit or a server error on the probe is the
+first case's own outcome, kept like any other.
+
+A wrong model name, endpoint or key otherwise shows up as thousands of identical failing cases (and,
+with retries, minutes of waiting). One probe per model turns it into one line and exit code 4 within
+seconds. The probe is the model's first selected case (its first case at all under xdist, where the controller
+probes before the workers collect), so its answer is kept and the run does not pay twice;
+a model whose first case is already answered in the response cache is not probed at all (a replayed
+run needs no network).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pytest_medcode.asking.cache import Stored
+from pytest_medcode.asking.coders import CodeRequest
+from pytest_medcode.asking.engine import Outcome
+from pytest_medcode.asking.phase import QueryPhase
+from pytest_medcode.redaction import public_url
+
+_HINTS = (
+    ("HTTP 401", "check the API key in the environment"),
+    ("HTTP 403", "check the API key's access to this model"),
+    ("HTTP 404", "check the model name and that --medcode-api-base ends with the API's /v1"),
+    ("quota", "the account's quota is exhausted"),
+    ("Connection", "is the server running and --medcode-api-base right?"),
+)
+
+
+def remote_coders(coder: Any) -> list[Any]:
+    """The coders in a chain (``verify:rag:gpt-4`` → rag → gpt-4) that ask an API over the network."""
+    found = []
+    while coder is not None:
+        if getattr(coder, "remote", False):
+            found.append(coder)
+        coder = getattr(coder, "inner", None)
+    return found
+
+
+def failure_line(model: str, coder: Any, outcome: Outcome) -> str:
+    """One line naming the model, where it was asked, why it failed, and what to do."""
+    remote = next(iter(remote_coders(coder)), coder)
+    where = public_url(getattr(remote, "api_base", None))  # never a key that rides in the URL
+    asked = f" at {where}" if where else ""
+    inner = "" if getattr(remote, "name", model) == model else f" (the model {remote.name} it wraps)"
+    hint = next((h for needle, h in _HINTS if needle.lower() in (outcome.error or "").lower()), None)
+    return (f"--model {model}{inner}: the check request{asked} failed after {outcome.attempts} attempt(s): "
+            f"{outcome.error}" + (f"; {hint}" if hint else "") + " (--medcode-no-preflight skips this check)")
+
+
+def probe(
+    model: str,
+    request: CodeRequest,
+    key: str,
+    phase: QueryPhase,
+    ask: Callable[[CodeRequest], Outcome],
+) -> Outcome | None:
+    """Ask ``model`` its first case unless the cache already answers it; the outcome of a failed setup
+    (a key, model, quota or endpoint that is wrong), else None. Any other outcome is the case's own
+    and is kept, so the query phase does not ask it again."""
+    store = phase.store
+    if store.get_many([key]):
+        return None  # asked in an earlier run: the setup worked then, and a replay needs no network
+    if not phase.claim_one(key):
+        return None  # a run sharing the cache is asking it right now: that answer will serve this run too
+    try:
+        outcome = ask(request)
+        if outcome.keep:  # an answer, or this question's own failure (a 500 say): the case's outcome
+            store.put(key, model, Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s,
+                                         outcome.attempts, time.time(), outcome.chars))
+            return None
+        return outcome
+    finally:
+        phase.release()

@@ -1,0 +1,74 @@
+"""The query phase's progress line: rewritten in place on a terminal, a line every few seconds in
+a CI log, nothing with ``-q``. Under xdist the asking happens in a worker, whose output pytest
+hides, so the controller follows the worker's progress file instead."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pytest_medcode.asking.phase import read_json
+
+_LOG_EVERY_S = 10.0
+
+
+class ProgressLine:
+    def __init__(self, tr: Any) -> None:
+        self._tr = tr
+        self._tty = bool(getattr(tr, "isatty", False))
+        self._last_log = 0.0
+        self._shown = False
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str, final: bool = False) -> None:
+        with self._lock:
+            if self._tty:
+                self._tr.rewrite(line, erase=True)
+                self._shown = True
+                if final:
+                    self._tr.write_line("")
+                    self._shown = False
+                return
+            now = time.monotonic()
+            if final or now - self._last_log >= _LOG_EVERY_S:
+                self._last_log = now
+                self._tr.write_line(line)
+
+    def notice(self, line: str) -> None:
+        """A line of its own (a wait on a locked cache), kept above the progress line."""
+        with self._lock:
+            if self._shown:
+                self._tr.write_line("")
+                self._shown = False
+            self._tr.write_line(line, yellow=True)
+
+
+class ProgressWatcher(threading.Thread):
+    """Controller-side: shows the progress a worker writes, until told to stop or the phase ends."""
+
+    def __init__(self, path: Path, show: ProgressLine | None, every_s: float = 0.5) -> None:
+        super().__init__(name="medcode-progress", daemon=True)
+        self._path = path
+        self._show = show
+        self._every = every_s
+        self._stop_event = threading.Event()
+        self._seen: str | None = None
+        self.last: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._every):
+            data = read_json(self._path)
+            if data and data["line"] != self._seen:
+                self.last = data
+                self._seen = data["line"]
+                done = data["done"] >= data["total"]
+                if self._show is not None:
+                    self._show(data["line"], final=done)
+                if done:
+                    return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=2)

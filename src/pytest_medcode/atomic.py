@@ -1,0 +1,30 @@
+"""Files written whole or not at all: a temp file beside the target, then a rename.
+
+A reader (another xdist worker, a CI step, a viewer) never sees half a file, and a run killed mid-write
+leaves the previous file in place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["write_atomically", "write_text_atomically"]
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp_path)`` fills a temp file in ``path``'s folder, which then replaces ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -1,0 +1,101 @@
+"""Failure output that stays linear at any run size.
+
+pytest's FAILURES section looks up each failed test's teardown report by scanning every report of the
+session, so its cost grows with failures × tests: 49,000 wrong codes among 74,719 cases is billions of
+comparisons (hours) and megabytes of text nobody reads. A benchmark of a weak model *expects* most cases
+to fail, so by default the first few failing cases are shown in full and the rest are tallied by outcome
+and model × system, with where every case is kept (report.html, cases.parquet).
+
+Only the terminal summary changes: every failure still counts in the exit status, the final
+"N failed" line, ``--lf``, JUnit XML and the reports. A user who asks for more gets pytest's own output:
+``-v``, ``--tb=...``, ``-r...`` or ``--medcode-show-failures all``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from pytest_medcode.results.records import ERROR, INCORRECT, NO_CODE
+
+_PYTEST_REPORTCHARS_DEFAULT = "fE"
+_OUTCOME_WORDS = {INCORRECT: "wrong code", NO_CODE: "no code", ERROR: "call failed"}
+
+
+def user_wants_everything(config: pytest.Config) -> bool:
+    """The user asked pytest for more detail than the default: give them pytest's own summary."""
+    option = config.option
+    return (
+        config.get_verbosity() > 0
+        or getattr(option, "tbstyle", "auto") != "auto"
+        or getattr(option, "reportchars", _PYTEST_REPORTCHARS_DEFAULT) != _PYTEST_REPORTCHARS_DEFAULT
+    )
+
+
+RecordOf = Callable[[Any], "dict[str, Any] | None"]
+
+
+def split_failures(reports: Iterable[Any], shown: int, record_of: RecordOf) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The failed reports to leave in pytest's summary (every non-benchmark failure and the first ``shown``
+    benchmark cases, in order) and the records of the benchmark cases held back."""
+    kept: list[Any] = []
+    held: list[dict[str, Any]] = []
+    cases = 0
+    for report in reports:
+        record = record_of(report) if getattr(report, "when", None) == "call" else None
+        if record is None:
+            kept.append(report)
+        elif cases < shown:
+            cases += 1
+            kept.append(report)
+        else:
+            held.append(record)
+    return kept, held
+
+
+def tally_lines(held: list[dict[str, Any]], shown: int, where: str | None) -> list[str]:
+    """What is said of the failing cases that were not shown: how many, of which kind, where they are."""
+    if not held:
+        return []
+    outcomes = Counter(_OUTCOME_WORDS.get(r.get("outcome"), str(r.get("outcome"))) for r in held)
+    groups = Counter(f"{r.get('model')} · {r.get('system')}" for r in held)
+    kinds = ", ".join(f"{n:,} {word}" for word, n in outcomes.most_common())
+    lines = [f"pytest-medcode: {len(held):,} more failing case(s) not listed above ({kinds})"]
+    by_group = ", ".join(f"{name} {n:,}" for name, n in groups.most_common(6))
+    if len(groups) > 6:
+        by_group += f", and {len(groups) - 6} more"
+    lines.append(f"  by model · system: {by_group}")
+    if where:
+        lines.append(f"  every case with its answer: report.html and cases.parquet in {where}")
+    lines.append(f"  each still fails the run (exit status, --lf, JUnit XML); only the first {shown} are printed: "
+                 "-v, --tb=..., -rf or --medcode-show-failures all print every one")
+    return lines
+
+
+class FailureOutput:
+    """Registered on the process that prints the summary, when the user did not ask for every failure."""
+
+    def __init__(self, shown: int, where: Callable[[], str | None], record_of: RecordOf) -> None:
+        self.shown = shown
+        self._where = where
+        self._record_of = record_of
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: around pytest's own FAILURES and -r summary
+    def pytest_terminal_summary(self, terminalreporter: Any):
+        stats = terminalreporter.stats
+        every = stats.get("failed")
+        held: list[dict[str, Any]] = []
+        if every:
+            kept, held = split_failures(every, self.shown, self._record_of)
+            if held:
+                stats["failed"] = kept
+        try:
+            return (yield)
+        finally:
+            if held:
+                stats["failed"] = every  # the final "N failed" line counts every failure
+                for line in tally_lines(held, self.shown, self._where()):
+                    terminalreporter.write_line(line, yellow=True)

@@ -1,0 +1,189 @@
+"""pytest hooks: each hands off, in a line or two, to the objects that do the work.
+
+- :class:`~pytest_medcode.plugin.session.MedcodeSession`, on every process: cases, coders, the query phase;
+- :class:`~pytest_medcode.plugin.reporter.MedcodeReporter`, only where the report is made (the xdist
+  controller, or the only process): records, the run folder, the summary, the gate;
+- :class:`~pytest_medcode.plugin.fixture.Medcode`, the ``medcode`` fixture a benchmark test touches.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from pytest_medcode.plugin.failure_output import FailureOutput, user_wants_everything
+from pytest_medcode.plugin.fixture import Medcode, detach_record, mark_failed
+from pytest_medcode.plugin.options import addoptions, parse_settings
+from pytest_medcode.plugin.report_memory import ReportMemory, forget_sent
+from pytest_medcode.plugin.reporter import MedcodeReporter
+from pytest_medcode.plugin.session import CASE_PARAM, MedcodeSession
+from pytest_medcode.plugin.signals import handle_sigterm
+from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, share_with_worker
+from pytest_medcode.redaction import redact_run_secrets
+
+#: The hooks pytest finds on ``pytest_medcode.plugin``, which re-exports them.
+__all__ = [
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_unconfigure",
+    "pytest_generate_tests",
+    "pytest_collection_modifyitems",
+    "pytest_sessionstart",
+    "pytest_runtestloop",
+    "pytest_configure_node",
+    "pytest_xdist_node_collection_finished",
+    "pytest_sessionfinish",
+    "pytest_runtest_makereport",
+    "pytest_runtest_setup",
+]
+
+session_key = pytest.StashKey[MedcodeSession]()
+reporter_key = pytest.StashKey[MedcodeReporter]()
+fixture_key = pytest.StashKey[Medcode]()
+_undo_sigterm = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    addoptions(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "medcode: a medical code querying case (added by pytest-medcode)")
+    exit_with_controller(config)
+    session = MedcodeSession(config, parse_settings(config))
+    redact_run_secrets(session.settings.api_base)
+    session.validate()
+    config.stash[session_key] = session
+    if is_worker(config):
+        config.pluginmanager.register(_WorkerReports(ReportMemory(config, worker=True)), "medcode-worker-reports")
+    else:
+        reporter = MedcodeReporter(session)
+        reporter.validate()
+        session.preflight_for_workers()  # after the checks above: nothing is asked for a run that cannot report
+        config.stash[reporter_key] = reporter
+        config.pluginmanager.register(_ReporterPlugin(reporter), "medcode-reporter")
+        if session.settings.gate.active:  # a hook on every report: only where it has work
+            config.pluginmanager.register(_GateStatus(reporter), "medcode-gate-status")
+        shown = session.settings.show_failures
+        if shown is not None and not user_wants_everything(config):
+            failure_output = FailureOutput(shown, reporter.run_folder, reporter.record_of)
+            config.pluginmanager.register(failure_output, "medcode-failure-output")
+        config.stash[_undo_sigterm] = handle_sigterm()  # a worker dies with its controller instead
+    fixture = config.stash[fixture_key] = Medcode(session)
+    config.pluginmanager.register(_fixtures(fixture), "medcode-fixtures")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    undo = config.stash.get(_undo_sigterm, None)
+    if callable(undo):
+        undo()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CASE_PARAM in metafunc.fixturenames:
+        metafunc.config.stash[session_key].parametrize(metafunc)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[session_key].query_phase(items)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reporter = session.config.stash.get(reporter_key, None)
+    if reporter is not None:
+        reporter.watch_workers()
+
+
+def pytest_runtestloop(session: pytest.Session) -> None:
+    reporter = session.config.stash.get(reporter_key, None)
+    if reporter is not None:
+        reporter.stop_watching()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: hand the run id to each worker so they share one query phase."""
+    share_with_worker(node, node.config.stash[reporter_key].for_workers())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """xdist controller: the collection order, so records are reported in it."""
+    node.config.stash[reporter_key].collection_finished(ids)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    reporter = session.config.stash.get(reporter_key, None)
+    if reporter is not None:
+        reporter.stop_watching()  # before the run's progress file goes (under xdist the runtestloop is xdist's)
+    session.config.stash[session_key].close()
+    if reporter is not None:
+        reporter.finish()
+        session.exitstatus = reporter.exitstatus(session.exitstatus)  # gate mode: the gate decides
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if call.when == "call":
+        detach_record(item)  # the call report has it; teardown's need not carry a second copy
+        mark_failed(item, report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.config.stash[fixture_key].running = item
+
+
+class _ReporterPlugin:
+    """The reporter's hooks: registered only where the report is made."""
+
+    def __init__(self, reporter: MedcodeReporter) -> None:
+        self.reporter = reporter
+
+    @pytest.hookimpl(trylast=True)  # after every other plugin (JUnit XML, the terminal) has seen the report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reporter.add_report(report)
+
+    @pytest.hookimpl(trylast=True)  # the gate verdict is the last thing printed
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        self.reporter.display(terminalreporter)
+
+
+class _WorkerReports:
+    """An xdist worker's reports, once xdist has sent them on: let go of what the controller now holds."""
+
+    def __init__(self, memory: ReportMemory) -> None:
+        self.memory = memory
+
+    @pytest.hookimpl(trylast=True)  # after xdist's worker has sent the report to the controller
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        forget_sent(report, self.memory)
+
+
+def _fixtures(fixture: Medcode) -> types.ModuleType:
+    """The ``medcode`` fixture, bound to this config's object so that it asks for no other fixture: one
+    that asks for ``request`` (or ``pytestconfig``, which does) makes pytest build a fixture definition
+    on every test, ~4 s at 75k cases. A module, not a plugin-class method (deprecated for session scope)."""
+
+    @pytest.fixture(scope="session", name="medcode")
+    def medcode() -> Medcode:
+        """Asks, scores and records one case: ``medcode.check(medcode_case)``."""
+        return fixture
+
+    module = types.ModuleType(f"{__name__}.fixtures")
+    module.medcode = medcode  # type: ignore[attr-defined]
+    return module
+
+
+class _GateStatus:
+    """Gate mode: wrong codes show as 'mismatched', failed calls as 'unanswered' (not failures)."""
+
+    def __init__(self, reporter: MedcodeReporter) -> None:
+        self.reporter = reporter
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, object] | None:
+        return self.reporter.teststatus(report)

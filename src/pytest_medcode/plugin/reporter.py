@@ -1,0 +1,261 @@
+"""The reporting side of a run: registered only on the process that makes the report (the xdist
+controller, or the only process), as pytest-xdist registers its ``DSession`` only on the controller.
+
+It receives every case's record from the reports, keeps them compactly, and at the end scores what
+needs the whole run (similarity, code frequency), judges the gate, writes the run folder and prints
+the summary. The asking is :class:`~pytest_medcode.plugin.session.MedcodeSession`'s, on every process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode import __version__
+from pytest_medcode.asking import destinations
+from pytest_medcode.asking.progress import ProgressWatcher
+from pytest_medcode.dataset import variants
+from pytest_medcode.plugin import xdist
+from pytest_medcode.plugin.report_memory import ReportMemory
+from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
+from pytest_medcode.reports import terminal
+from pytest_medcode.reports.verdict import render_verdict
+from pytest_medcode.results.gate import Verdict
+from pytest_medcode.results.queries import query_stats
+from pytest_medcode.results.records import PROPERTY, RecordRows
+from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
+from pytest_medcode.scoring import session_metrics
+from pytest_medcode.vocabulary import ERROR, WRONG, group_fields
+
+__all__ = ["MedcodeReporter"]
+
+
+class MedcodeReporter:
+    baseline: list[dict[str, Any]] | None = None  # gate mode: the baseline run's records
+    verdict: Verdict | None = None  # gate mode, once finish() ran
+    report_problems: tuple[str, ...] = ()  # report.md / report.html that could not be written
+    report_failure: str | None = None  # the run folder could not be written (exit 4; the tables still print)
+    similarity: session_metrics.SimilarityReport | None = None  # the end-of-session similarity pass
+    run_dir: Path | None = None
+    summary_data: dict[str, Any]
+
+    def __init__(self, session: MedcodeSession) -> None:
+        self.session = session
+        self.config = session.config
+        self.settings = session.settings
+        self.rows = RecordRows()  # the records as they arrive
+        self.records: list[dict[str, Any]] = []  # every record, in collection order, once the tests are done
+        self.memory = ReportMemory(self.config, worker=False)
+        self._collection_order: dict[str, int] | None = None  # nodeid → position (xdist controller)
+        self._watcher: ProgressWatcher | None = None
+        self._phase_seen: dict[str, Any] | None = None  # the workers' query phase, as last seen
+
+    # -- configure time ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """The baseline and everything the run writes, checked before any case runs (pytest.UsageError)."""
+        s = self.settings
+        if s.gate.baseline is not None:
+            try:
+                self.baseline = load_run(s.gate.baseline).records
+            except RunFormatError as exc:
+                raise pytest.UsageError(f"--medcode-baseline {exc}") from None
+        cases = self.session.case_count() if self.session.has_cases() else (
+            (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
+            * max(1, len(s.temperatures)) * s.repeats)
+        cache = self.session.cache_paths()[0] if s.cache is not None else None
+        problem = destinations.check(cache, self.report_root(), cases, s.max_tokens)
+        if problem:
+            raise pytest.UsageError(problem)
+
+    def report_root(self) -> Path:
+        """Where run folders go (--medcode-report-dir, relative to where pytest was started)."""
+        root = self.settings.report_dir
+        return root if root.is_absolute() else self.config.invocation_params.dir / root
+
+    # -- xdist controller ------------------------------------------------------------------------------
+    def for_workers(self) -> dict[str, Any]:
+        """What every worker must share with the controller: the run id and start time."""
+        return {"run_id": self.session.run_id, "started": self.session.started}
+
+    def watch_workers(self) -> None:
+        """Follow the query phase, which a worker runs: show its progress (unless -q), keep its timing."""
+        if xdist.is_distributed(self.config):
+            self._watcher = ProgressWatcher(self.session.cache_paths()[1] / "progress.json",
+                                            self.session.progress_writer())
+            self._watcher.start()
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._phase_seen = self._watcher.last
+            self._watcher = None
+
+    def collection_finished(self, nodeids: list[str]) -> None:
+        """The order the workers collected the tests in (the same on every worker)."""
+        if self._collection_order is None:
+            self._collection_order = {nodeid: i for i, nodeid in enumerate(nodeids)}
+
+    # -- records, as the reports arrive ------------------------------------------------------------------
+    def add_report(self, report: pytest.TestReport) -> None:
+        """Every report, after every other plugin has seen it: keep the record, and let pytest forget what
+        it never shows (report_memory.py)."""
+        is_case = False
+        if report.when == "call":
+            for name, value in report.user_properties:
+                if name == STOP_PROPERTY:  # a worker's query phase stopped (the cache failed): end the run
+                    self.session.stopped = value
+                    pytest.exit(value, returncode=pytest.ExitCode.USAGE_ERROR)
+            for i, (name, value) in enumerate(report.user_properties):
+                if name != PROPERTY:
+                    continue
+                if isinstance(value, dict):
+                    if xdist.from_worker(report):  # unpickled: every record has its own copy of every key
+                        value = xdist.compact(value)
+                    position = self.rows.append(value, report.nodeid)
+                    report.user_properties[i] = (name, position)  # the row stands for it from now on
+                is_case = True
+                break
+        self.memory.seen(report, is_case=is_case)
+
+    def record_of(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The record a benchmark case's call report stands for, else None."""
+        for name, value in getattr(report, "user_properties", ()):
+            if name == PROPERTY:
+                if isinstance(value, int):
+                    return self.rows.record(value)
+                return value if isinstance(value, dict) else None
+        return None
+
+    # -- the end of the run -------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Score what needs the whole run, judge the gate, and write the run folder."""
+        self.stop_watching()  # under xdist pytest_runtestloop is xdist's alone: the phase's timing is kept here
+        # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
+        # ids, not the case list: the controller need not load the code tables.
+        self.records = records = self.rows.take(self._collection_order)
+        if records:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
+            self.score_session(records)
+        if self.settings.gate.active:
+            self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
+        if not records:
+            return
+        self.run_dir = self.report_root() / self.session.run_id
+        self.summary_data = self.summary(records)
+        try:
+            self.report_problems = write_run(self.run_dir, records, self.summary_data, self.settings.seed)
+            point_latest(self.run_dir)
+        except OSError as exc:  # the tables still print; the answers are in the cache; exit 4 (exitstatus)
+            self.report_failure = (f"could not write the run folder {self.run_dir}: {exc.strerror or exc}; "
+                                   "the answers are kept in the response cache, a re-run writes it without asking")
+
+    def score_session(self, records: list[dict[str, Any]]) -> None:
+        """Description similarity for every record, scored once here, and code frequency."""
+        s = self.settings
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        announce = tr.write_line if tr is not None and self.config.get_verbosity() >= 0 else None
+        self.similarity = session_metrics.score_similarity(
+            records, self.session.system, enabled=s.similarity, bertscore_model=s.bertscore_model,
+            bertscore_device=s.bertscore_device, announce=announce,
+        )
+        session_metrics.add_code_frequency(records, group_fields(records))
+
+    def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """summary.json: the run's settings and provenance, then its numbers (runs.folder.summarise)."""
+        session, s = self.session, self.settings
+        phase = session.query_progress.to_dict() if session.query_progress else self._phase_seen
+        numbers = summarise(records, seed=s.seed,
+                            similarity=self.similarity.available() if self.similarity is not None else None)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": session.run_id,
+            "created": dt.datetime.fromtimestamp(session.started, dt.UTC).isoformat(),
+            "duration_s": round(time.time() - session.started, 3),
+            "plugin_version": __version__,
+            "config": s.to_dict(),
+            "prompt_template": session.template.text,
+            "code_systems": {n: session.system_version(n) for n in s.systems},
+            "n_cases": numbers["n_cases"],
+            "profile": s.profile,
+            "similarity": self.similarity.to_dict() if self.similarity is not None else None,
+            "results": numbers["results"],
+            "tables": numbers["tables"],
+            "consistency": numbers["consistency"],
+            "synonym_source": variants.synonym_source() if "synonym" in s.variants else None,
+            "queries": query_stats(records, str(s.cache) if s.cache else None,
+                                   phase.get("elapsed_s") if phase else None),
+            "gate": self.verdict.to_dict() if self.verdict is not None else None,
+        }
+
+    def run_folder(self) -> str | None:
+        """Where this run's reports went (None before they are written, or when nothing was recorded)."""
+        return str(self.run_dir) if self.run_dir is not None else None
+
+    # -- the terminal ------------------------------------------------------------------------------------
+    def display(self, tr: Any) -> None:
+        if self.run_dir is not None:
+            self.display_summary(tr)
+        self.display_gate(tr)
+
+    def display_summary(self, tr: Any) -> None:
+        tr.write_sep("=", "pytest-medcode")
+        for line in terminal.render_summary(self.summary_data):
+            tr.write_line(line)
+        queries = self.summary_data["queries"]
+        calls = terminal.model_calls_line(queries)
+        if calls is not None:
+            tr.write_line(calls)
+        for line in terminal.failure_reason_lines(queries.get("failures") or {}):
+            tr.write_line(line, yellow=True)
+        for line in terminal.dimension_lines(self.summary_data):
+            tr.write_line(line)
+        if self.report_failure is not None:
+            tr.write_line(f"error: {self.report_failure}", red=True, bold=True)
+        else:
+            tr.write_line(f"run folder: {self.run_dir}")
+        for problem in self.report_problems:
+            tr.write_line(f"warning: {problem}", yellow=True)
+
+    def display_gate(self, tr: Any) -> None:
+        """The verdict, its numbers and its reason: the last lines of the summary."""
+        if self.verdict is None:
+            return
+        tr.write_sep("=", "pytest-medcode gate")
+        wrong = sum(1 for r in self.records if r.get("outcome") in WRONG)
+        unanswered = sum(1 for r in self.records if r.get("outcome") == ERROR)
+        tr.write_line(f"gate mode: {wrong} wrong code(s) recorded as 'mismatched' and {unanswered} failed "
+                      "call(s) as 'unanswered', not as test failures; the gate decides the exit status")
+        lines = render_verdict(self.verdict)
+        for line in lines[:-1]:
+            tr.write_line(line, red=line.startswith("FAIL"), yellow=line.startswith("warning"))
+        tr.write_line(lines[-1], bold=True, green=self.verdict.passed, red=not self.verdict.passed)
+
+    # -- gate mode ----------------------------------------------------------------------------------------
+    def teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
+        """Gate mode: a case with a wrong code is 'mismatched' (m), one whose call failed 'unanswered'
+        (u). Both are passed tests to pytest and JUnit (with the codes as properties); the gate judges."""
+        if report.when != "call" or not report.passed:
+            return None
+        record = self.record_of(report)
+        if record is not None:
+            if record.get("outcome") == ERROR:
+                return "unanswered", "u", ("UNANSWERED", {"yellow": True})
+            if record.get("outcome") in WRONG:
+                return "mismatched", "m", ("MISMATCH", {"yellow": True})
+        return None
+
+    def exitstatus(self, status: int) -> int:
+        """Gate mode: 1 when the gate failed. A passed gate leaves pytest's status (0, or 1 when a test
+        broke for another reason than a wrong code; interruptions and internal errors are kept).
+        A run folder that could not be written is exit 4 (usage error), whatever the codes were."""
+        if self.report_failure is not None and status in (
+                pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return pytest.ExitCode.USAGE_ERROR
+        if self.verdict is None or self.verdict.passed:
+            return status
+        if status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return pytest.ExitCode.TESTS_FAILED
+        return status

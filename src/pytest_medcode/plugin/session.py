@@ -1,0 +1,310 @@
+"""The asking side of a run: one object per pytest process, kept in ``config.stash``.
+
+Every process that runs cases (each xdist worker, or the only process) has one: it owns the settings,
+the code tables, the cases, the coders, the query engine and the response cache, and turns a case into
+its record. What only the reporting process does — keep the records, score the whole run, write the
+run folder, print the summary — is :class:`~pytest_medcode.plugin.reporter.MedcodeReporter`'s.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import datetime as dt
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode.asking.cache import CacheError, ResponseStore, request_key
+from pytest_medcode.asking.coders import Coder, CodeRequest, CoderUnavailable, resolve_coder
+from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine
+from pytest_medcode.asking.phase import QueryPhase, stop_paths
+from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
+from pytest_medcode.asking.progress import ProgressLine
+from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
+from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
+from pytest_medcode.dataset.prompts import PromptTemplate, TemplateError, load_template
+from pytest_medcode.plugin import xdist
+from pytest_medcode.plugin.options import Settings
+from pytest_medcode.results.records import build_record
+
+CASE_PARAM = "medcode_case"
+STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
+
+
+class MedcodeSession:
+    stopped: str | None = None  # the query phase stopped (the cache failed): why
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.reporting = not xdist.is_worker(config)  # the process that reports (MedcodeReporter) is here too
+        self.started = time.time()
+        self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        self.junit = bool(config.getoption("xmlpath", None))  # --junitxml: the codes go in as properties
+        self.template: PromptTemplate
+        self.coders: dict[str, Coder] = {}
+        self._systems: dict[str, CodeSystem] = {}
+        self._code_list: CodeList | None = None
+        self._cases: list[Case] | None = None
+        self._engine: QueryEngine | None = None
+        self._phase: QueryPhase | None = None
+        self._unkept: dict[str, Outcome] = {}  # outcomes the response store does not keep (phase.py)
+        self._answers: dict[str, Outcome] = {}  # without xdist: every kept outcome, read once after the phase
+        self._keys: dict[Case, str] = {}  # the query phase's cache key per case, so a test need not redo it
+        self.query_progress: Progress | None = None
+        shared = xdist.from_controller(config)
+        if shared:
+            self.run_id, self.started = shared["run_id"], shared["started"]
+
+    # -- configure time: everything the user gave is checked before any case runs ------------
+    def validate(self) -> None:
+        """Raise pytest.UsageError (one line, exit 4) for any input that cannot work."""
+        s = self.settings
+        try:
+            self.template = load_template(s.prompt)
+        except TemplateError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        for system in s.systems:
+            if SYSTEMS[system].rows is None and system not in s.codesets:
+                raise pytest.UsageError(
+                    f"--medcode-system {system}: {SYSTEMS[system].title} is not bundled (its descriptors are "
+                    f"licensed); give your file with --medcode-codeset {system}=PATH"
+                )
+        try:
+            for system, path in s.codesets.items():
+                self._systems[system] = load_system(system, path)
+            if s.codes_file is not None:
+                self._code_list = read_code_list(s.codes_file, s.systems)
+        except CodeFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if self._code_list is not None:
+            self.cases()  # a listed code not in its system: one line now, not a collection error later
+        try:
+            self.coders = {m: resolve_coder(m, s) for m in s.models}
+        except CoderUnavailable as exc:
+            raise pytest.UsageError(str(exc)) from None
+        for coder in self.coders.values():
+            try:
+                coder.check()
+            except CoderUnavailable as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def preflight_for_workers(self) -> None:
+        """The xdist controller probes each API model before any worker starts (preflight.py); it runs no
+        case itself, so the cases and tables it loaded for that are let go."""
+        if self.settings.preflight and xdist.is_distributed(self.config) and not xdist.is_worker(self.config):
+            self.preflight(self.cases())
+            self._cases = None
+            self._systems = {n: t for n, t in self._systems.items() if n in self.settings.codesets}
+
+    def has_cases(self) -> bool:
+        return self._cases is not None
+
+    def case_count(self) -> int:
+        return len(self.cases())
+
+    def preflight(self, cases: list[Case]) -> None:
+        """One real request per API model before any case (preflight.py); a failed setup is one line, exit 4."""
+        first: dict[str, Case] = {}
+        for case in cases:
+            if case.model not in first and remote_coders(self.coders[case.model]):
+                first[case.model] = case
+        for model, case in first.items():
+            request = self.request_for(case)
+            try:
+                failed = probe(model, request, self.key_for(request), self.phase(), self.engine().ask)
+            except CacheError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            if failed is not None:
+                raise pytest.UsageError(failure_line(model, self.coders[model], failed))
+
+    # -- collection -----------------------------------------------------------------------
+    def system(self, name: str) -> CodeSystem:
+        if name not in self._systems:
+            self._systems[name] = load_system(name, self.settings.codesets.get(name))
+        return self._systems[name]
+
+    def system_version(self, name: str) -> str:
+        """The release of a system, without loading a bundled table for it (the xdist controller has none)."""
+        if name in self._systems:
+            return self._systems[name].version
+        return SYSTEMS[name].release or ""
+
+    def cases(self) -> list[Case]:
+        if self._cases is None:
+            s = self.settings
+            try:
+                per_system = {
+                    name: select_codes(self.system(name), s.sample, s.seed, self._code_list) for name in s.systems
+                }
+            except CodeFileError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            self._cases = build_cases(s.models, per_system, s.variants, s.seed, s.temperatures, s.repeats)
+        return self._cases
+
+    def parametrize(self, metafunc: pytest.Metafunc) -> None:
+        cases = self.cases()
+        metafunc.parametrize(CASE_PARAM, cases, ids=[c.id for c in cases])
+
+    def query_phase(self, items: list[pytest.Item]) -> None:
+        """Answer every selected case of a cached coder before the tests run (see phase.py).
+
+        Deselected cases (-k, --lf) are never asked. Answers stream into the response store as
+        they arrive; the tests then read them. Coders that are not cached answer in the test.
+        """
+        cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
+        if not cases:
+            return
+        if self.settings.preflight and not xdist.is_distributed(self.config):
+            self.preflight(cases)  # the selected cases only: -k and --lf leave the rest unasked
+        unique: dict[str, Case] = {}
+        for case in cases:  # one request at a time: only the keys are kept
+            key = self._keys[case] = self.key_for(self.request_for(case))
+            unique.setdefault(key, case)
+        try:
+            self._unkept.update(self.phase().run(list(unique), lambda key: self.request_for(unique[key])))
+            if not xdist.is_distributed(self.config):  # one process: read every answer in one pass
+                self._answers = self.phase().outcomes(list(unique))  # (xdist workers read each as it runs)
+        except CacheError as exc:
+            self.stop(str(exc))
+            return
+        self.query_progress = self.phase().progress
+        release_free_memory()
+
+    def stop(self, reason: str) -> None:
+        """The cache failed: no more calls. One line and exit 4; under xdist a worker cannot end the run
+        from collection, so its cases without an answer are skipped and carry the reason to the controller."""
+        self.stopped = reason
+        if not xdist.is_worker(self.config):
+            raise pytest.UsageError(reason)
+
+    def cache_paths(self) -> tuple[Path, Path]:
+        """The response cache file and this run's state folder (its lock, progress and stop files)."""
+        s = self.settings
+        if s.cache is not None:
+            path = s.cache if s.cache.is_absolute() else self.config.rootpath / s.cache
+            return path, path.parent / "runs" / self.run_id
+        # a store for this run only, so xdist workers still share answers
+        state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
+        return state / "responses.sqlite3", state
+
+    def phase(self) -> QueryPhase:
+        """The query phase and its response store (CacheError when the store cannot be opened)."""
+        if self._phase is None:
+            path, state = self.cache_paths()
+            writer = self.progress_writer()
+            try:
+                store = ResponseStore(path, notify=writer.notice if writer is not None else None)
+            except (OSError, sqlite3.Error) as exc:
+                raise CacheError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
+            self._phase = QueryPhase(store, self.engine, state, self.started, self.settings.retry_errors, writer)
+        return self._phase
+
+    def progress_writer(self) -> ProgressLine | None:
+        """Where the phase's progress line goes: the terminal of a process that has one, unless -q."""
+        if not self.reporting or self.config.get_verbosity() < 0:
+            return None
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return None
+        return ProgressLine(tr)
+
+    # -- running ----------------------------------------------------------------------------
+    def request_for(self, case: Case) -> CodeRequest:
+        system = self.system(case.system)
+        messages = self.template.messages(system.prompt_name, case.asked_description, system.example)
+        return CodeRequest(
+            case=case,
+            messages=tuple((m["role"], m["content"]) for m in messages),
+            temperature=self.settings.temperature if case.temperature is None else case.temperature,
+            max_tokens=self.settings.max_tokens,
+            repeat=case.repeat or 0,
+        )
+
+    def key_for(self, request: CodeRequest) -> str:
+        """Response-cache key: the coder's identity and everything in the request but the case."""
+        # getattr, not dataclasses.asdict: the same JSON, without a deep copy of every prompt (hot at 75k cases)
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request) if f.name != "case"}
+        return request_key({**self.coders[request.case.model].identity(), **fields})
+
+    def engine(self) -> QueryEngine:
+        if self._engine is None:
+            s = self.settings
+            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker)
+        return self._engine
+
+    def ask(self, case: Case) -> dict[str, Any]:
+        if not self.coders[case.model].cacheable:
+            outcome = self.engine().ask(self.request_for(case))
+        else:
+            key = self._keys.get(case)
+            request = None
+            if key is None:  # not seen by the query phase (a case created outside collection)
+                request = self.request_for(case)
+                key = self.key_for(request)
+            try:
+                outcome = self._unkept.get(key) or self._answers.get(key) or self.phase().outcome(key)
+                if outcome is None and self.stopped is None:
+                    request = request or self.request_for(case)
+                    self._unkept.update(self.phase().run([key], lambda _: request))
+                    outcome = self._unkept.get(key) or self.phase().outcome(key)
+            except CacheError as exc:
+                self.stopped = str(exc)
+                outcome = None
+            if outcome is None:
+                if self.stopped is not None:
+                    self._skip_stopped()
+                raise RuntimeError(f"pytest-medcode: no outcome for {case.id} after asking")  # a bug, not input
+        return build_record(case, self.system(case.system), outcome, self.settings.profile)
+
+    def _skip_stopped(self) -> None:
+        """A case the stopped phase never asked: the run ends with the reason (exit 4), the case is not scored."""
+        if self.reporting:
+            pytest.exit(self.stopped or "", returncode=pytest.ExitCode.USAGE_ERROR)
+        raise CaseNotAsked(self.stopped or "")
+
+    # -- the end ------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the engine and the coders (local:MODEL stops its server), close the cache; the reporting
+        process also removes this run's lock, progress and stop files."""
+        if self._engine is not None:
+            self._engine.close()
+        for coder in self.coders.values():
+            close = getattr(coder, "close", None)
+            if close is not None:
+                close()
+        if self._phase is not None:
+            self._phase.store.close()
+        if self.reporting and (self._phase is not None or xdist.is_distributed(self.config)):
+            shutil.rmtree(self.cache_paths()[1], ignore_errors=True)
+            for stop in stop_paths(self.cache_paths()[1]):
+                stop.unlink(missing_ok=True)
+
+
+class CaseNotAsked(Exception):
+    """A worker's case the stopped query phase never asked; the fixture skips it and tells the controller."""
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc keeps it otherwise): the prompts built to key every
+    case are gone after the query phase, and with -n each worker would go on holding their pages."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _cases_of(items: list[pytest.Item]) -> list[Case]:
+    out = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and CASE_PARAM in callspec.params:
+            out.append(callspec.params[CASE_PARAM])
+    return out

@@ -1,0 +1,166 @@
+"""The words every result speaks: metrics, outcomes, the dimensions cases are grouped by, and group labels.
+
+Aggregation, the gate, run comparison, the reports and the terminal all read these from here, so a
+metric added (or a dimension a run can vary) is added once and shows up everywhere. Standard library
+only: it sits below every other layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CORRECT",
+    "DIMENSIONS",
+    "ERROR",
+    "GROUP_KEYS",
+    "INCORRECT",
+    "METRICS",
+    "NO_CODE",
+    "OUTCOMES",
+    "PAIR_KEYS",
+    "PAIR_EXTRA_KEYS",
+    "RATE",
+    "SCORE",
+    "SIMILARITY",
+    "WRONG",
+    "Metric",
+    "answered",
+    "dimension_text",
+    "format_p",
+    "group_fields",
+    "group_label",
+    "metric",
+    "model_label",
+    "varied_dimensions",
+]
+
+# -- outcomes: what became of one case --------------------------------------------------------------
+
+#: The answer named the reference code / another code / no code at all; or the call failed.
+CORRECT, INCORRECT, NO_CODE, ERROR = "correct", "incorrect", "no_code", "error"
+OUTCOMES: tuple[str, ...] = (CORRECT, INCORRECT, NO_CODE, ERROR)
+#: Outcomes that are a wrong answer (a failed call is not: it is counted apart, never scored).
+WRONG: tuple[str, ...] = (INCORRECT, NO_CODE)
+
+
+def answered(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records whose call returned an answer: every rate's denominator."""
+    return [r for r in records if r.get("outcome") != ERROR]
+
+
+# -- metrics: per-case values the gate can judge and the reports show ------------------------------
+
+#: A yes/no per case: a rate with a Wilson interval; McNemar's test against a baseline.
+RATE = "rate"
+#: A value in [0, 1] per case: a mean with a bootstrap interval; a paired bootstrap against a baseline.
+SCORE = "score"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # RATE or SCORE
+    lower_is_better: bool = False  # takes fail-over limits; a rise is its worsening
+    optional: bool = False  # computed only with the 'metrics' extra (description similarity)
+    percent: bool = True  # shown as a percentage; else as a 3-decimal score
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    def format(self, value: float | None) -> str:
+        """A value as people read it: ``12.3%``, or ``0.912`` for a similarity score; ``-`` for none."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return f"{100 * value:.1f}%" if self.percent else f"{value:.3f}"
+
+    def format_delta(self, delta: float) -> str:
+        return f"{100 * delta:+.1f} pp" if self.percent else f"{delta:+.3f}"
+
+    def format_margin(self, margin: float) -> str:
+        return f"{100 * margin:.1f} pp" if self.percent else f"{margin:.3f}"
+
+    def margin_text(self, margin: float) -> str:
+        """A margin as an option value: ``2pp`` for a rate, ``0.02`` for a score."""
+        return f"{round(100 * margin, 6):g}pp" if self.percent else f"{margin:g}"
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("exact_match", RATE),
+        Metric("valid", RATE),
+        Metric("billable", RATE),
+        Metric("fabricated", RATE, lower_is_better=True),
+        Metric("length_match", RATE),
+        Metric("digit_match", SCORE),
+        Metric("meteor", SCORE, optional=True, percent=False),
+        Metric("bertscore", SCORE, optional=True, percent=False),
+    )
+}
+#: Description-similarity metrics, scored once at the end of a session (the ``metrics`` extra).
+SIMILARITY: tuple[str, ...] = tuple(name for name, m in METRICS.items() if m.optional)
+
+
+def format_p(p: float) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001."""
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def metric(name: str) -> Metric:
+    """The metric called ``name``; an unknown name is shown as a rate (a column a newer run added)."""
+    return METRICS.get(name) or Metric(name, RATE)
+
+
+# -- dimensions: how cases are grouped, paired and labelled ---------------------------------------
+
+#: Every results row is one (model, system) group at least.
+GROUP_KEYS: tuple[str, ...] = ("model", "system")
+#: What else a run may vary, with the value that means "not varied"; a run that varies one is grouped,
+#: judged and labelled per value of it.
+DIMENSIONS: dict[str, Any] = {"variant": "exact", "temperature": None}
+#: A case of one run is the same question as a case of another when these agree...
+PAIR_KEYS: tuple[str, ...] = ("model", "system", "code")
+#: ...and these too, when both runs carry them.
+PAIR_EXTRA_KEYS: tuple[str, ...] = (*DIMENSIONS, "repeat")
+
+
+def varied_dimensions(records: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The dimensions some record carries a non-default value of."""
+    records = list(records)
+    return tuple(d for d, default in DIMENSIONS.items() if any(r.get(d, default) != default for r in records))
+
+
+def group_fields(records: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """How to group a run's records: ``("model", "system")`` plus each dimension the run varies."""
+    return (*GROUP_KEYS, *varied_dimensions(records))
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def dimension_text(row: Mapping[str, Any]) -> str:
+    """`` [typo] T=0.6`` for a row of a run that varies them, else empty."""
+    text = ""
+    if row.get("variant") is not None:
+        text += f" [{row['variant']}]"
+    if row.get("temperature") is not None:
+        text += f" T={_value(row['temperature'])}"
+    return text
+
+
+def model_label(row: Mapping[str, Any]) -> str:
+    """A row's model with the run's other dimensions, for tables whose columns are the systems:
+    ``gpt-4 [typo] T=0.6``."""
+    return f"{row.get('model')}{dimension_text(row)}"
+
+
+def group_label(row: Mapping[str, Any]) -> str:
+    """A results group, the same in the gate's checks, the reports and the terminal:
+    ``gpt-4 / icd10cm``, ``gpt-4 / icd10cm [typo] T=0.6``."""
+    return f"{row.get('model')} / {row.get('system')}{dimension_text(row)}"
