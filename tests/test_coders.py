@@ -19,7 +19,8 @@ from pytest_medcode.coders.litellm_coder import LiteLLMCoder
 from pytest_medcode.coders.local import runtime_problem
 from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.server import Request, ScriptedServer
+from pytest_medcode.testing.responders import Request
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

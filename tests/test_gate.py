@@ -32,7 +32,8 @@ from pytest_medcode.gate import (
 from pytest_medcode.paths import cache_root
 from pytest_medcode.scoring.codes import code_metrics
 from pytest_medcode.stats import bootstrap_mean, paired_bootstrap_delta
-from pytest_medcode.testing.server import ScriptedServer, degrade, is_corrupted, mapping_responder, wrong_code
+from pytest_medcode.testing.responders import degrade, is_corrupted, mapping_responder, wrong_code
+from pytest_medcode.testing.server import ScriptedServer
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 #: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.

@@ -30,7 +30,8 @@ from pytest_medcode.codesystems import load_system
 from pytest_medcode.compare import load_run
 from pytest_medcode.paths import cache_root
 from pytest_medcode.reports import html, markdown
-from pytest_medcode.testing.server import ScriptedServer, mapping_responder
+from pytest_medcode.testing.responders import mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
