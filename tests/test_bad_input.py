@@ -26,7 +26,8 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.server import Request, ScriptedServer
+from pytest_medcode.testing.responders import Request
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

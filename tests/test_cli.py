@@ -18,7 +18,7 @@ from pytest_medcode.paths import cache_root
 from pytest_medcode.runs import folder as files
 from pytest_medcode.runs.folder import load_run
 from pytest_medcode.scoring.codes import code_metrics
-from pytest_medcode.testing.server import wrong_code
+from pytest_medcode.testing.responders import wrong_code
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 ENV = {**os.environ, "MEDCODE_CACHE_DIR": str(cache_root())}

@@ -19,7 +19,8 @@ from pytest_medcode.asking.coders.local import runtime_problem
 from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import Case
-from pytest_medcode.testing.server import Request, ScriptedServer
+from pytest_medcode.testing.responders import Request
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -11,7 +11,8 @@ from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.reports.terminal import render_consistency
 from pytest_medcode.results.consistency import pivot, self_consistency
-from pytest_medcode.testing.server import Request, ScriptedServer
+from pytest_medcode.testing.responders import Request
+from pytest_medcode.testing.server import ScriptedServer
 from pytest_medcode.vocabulary import group_fields
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

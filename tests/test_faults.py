@@ -25,7 +25,9 @@ from pytest_medcode.asking.coders import CallFailed, CodeRequest, Reply
 from pytest_medcode.asking.engine import QueryEngine
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import Case
-from pytest_medcode.testing.server import FaultPlan, Request, ScriptedServer, degrade, mapping_responder
+from pytest_medcode.testing.faults import FaultPlan
+from pytest_medcode.testing.responders import Request, degrade, mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -25,7 +25,8 @@ from pytest_medcode.results.rules import MaxDrop, Threshold, parse_max_drops, pa
 from pytest_medcode.results.stats import bootstrap_mean, paired_bootstrap_delta
 from pytest_medcode.runs.folder import Run, load_run
 from pytest_medcode.scoring.codes import code_metrics
-from pytest_medcode.testing.server import ScriptedServer, degrade, is_corrupted, mapping_responder, wrong_code
+from pytest_medcode.testing.responders import degrade, is_corrupted, mapping_responder, wrong_code
+from pytest_medcode.testing.server import ScriptedServer
 from pytest_medcode.vocabulary import metric
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"

@@ -24,7 +24,9 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.server import Request, ScriptedServer, fixed_latency, mapping_responder
+from pytest_medcode.testing.faults import fixed_latency
+from pytest_medcode.testing.responders import Request, mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.server import ScriptedServer, mapping_responder
+from pytest_medcode.testing.responders import mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -27,7 +27,9 @@ from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import Case
-from pytest_medcode.testing.server import FaultPlan, ScriptedServer, fixed_latency, mapping_responder
+from pytest_medcode.testing.faults import FaultPlan, fixed_latency
+from pytest_medcode.testing.responders import mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -32,7 +32,8 @@ from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import html, markdown
 from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.runs.folder import load_run
-from pytest_medcode.testing.server import ScriptedServer, mapping_responder
+from pytest_medcode.testing.responders import mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 from pytest_medcode.vocabulary import answered
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"

@@ -13,7 +13,9 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.server import ScriptedServer, mapping_responder, token_hash
+from pytest_medcode.testing.responders import mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
+from pytest_medcode.testing.stats import token_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -21,7 +21,9 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.server import ScriptedServer, fixed_latency, mapping_responder
+from pytest_medcode.testing.faults import fixed_latency
+from pytest_medcode.testing.responders import mapping_responder
+from pytest_medcode.testing.server import ScriptedServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

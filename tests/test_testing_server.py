@@ -23,23 +23,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_medcode.testing.server import (
-    FAULT_KINDS,
-    FaultPlan,
+from pytest_medcode.testing.faults import FAULT_KINDS, FaultPlan, fixed_latency, lognormal_latency
+from pytest_medcode.testing.responders import (
     Request,
-    ScriptedServer,
     corrupt_answer,
     degrade,
     echo_responder,
     extract_description,
-    fixed_latency,
     is_corrupted,
-    lognormal_latency,
     mapping_responder,
     request_key,
-    token_hash,
     wrong_code,
 )
+from pytest_medcode.testing.server import ScriptedServer
+from pytest_medcode.testing.stats import token_hash
 
 DIABETES = "Type 2 diabetes mellitus without complications"
 ANSWERS = {DIABETES: "E11.9", "Essential (primary) hypertension": "I10"}
