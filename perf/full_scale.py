@@ -138,7 +138,7 @@ def folder_size(path: Path) -> int:
 
 def start_server(answers: Path, wrong_fraction: float, port: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_medcode.testing.server", "--port", str(port), "--answers", str(answers),
+        [sys.executable, "-m", "pytest_medcode.testing", "--port", str(port), "--answers", str(answers),
          "--wrong-fraction", str(wrong_fraction), "--seed", "0"],
         stdout=subprocess.PIPE, text=True,
     )

@@ -37,7 +37,7 @@ def server_stats(base_url: str) -> dict:
 
 def start_server(mapping: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_medcode.testing.server", "--port", "0", "--answers", str(mapping),
+        [sys.executable, "-m", "pytest_medcode.testing", "--port", "0", "--answers", str(mapping),
          "--latency", "lognormal", "--median", "0.3", "--p95", "2.0", "--seed", "0"],
         stdout=subprocess.PIPE, text=True,
     )

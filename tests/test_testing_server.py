@@ -483,7 +483,7 @@ def test_cli_serves_reports_stats_and_writes_them_on_sigterm(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "pytest_medcode.testing.server",
+            "pytest_medcode.testing",
             "--port",
             "0",
             "--answers",

@@ -8,5 +8,5 @@ same deterministic server, instead of mocking our code.
 - ``responders``: the ``Request`` a responder sees, the answers it gives, and deliberately wrong ones.
 - ``faults``: how slow it is (latency functions) and when it fails (``FaultPlan``).
 - ``stats``: ``ServerStats``, the counters tests assert on.
-- ``cli``: ``python -m pytest_medcode.testing.server``, the server as its own process.
+- ``cli``: ``python -m pytest_medcode.testing``, the server as its own process.
 """

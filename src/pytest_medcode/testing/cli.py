@@ -1,6 +1,6 @@
 """Command-line entry: run the scripted server as its own process, so perf runs don't share a GIL.
 
-Invoked as ``python -m pytest_medcode.testing.server`` (the server module hands over to ``main``).
+Invoked as ``python -m pytest_medcode.testing`` (testing/__main__.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _load_answers(path: Path) -> dict[str, str]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pytest_medcode.testing.server",
+        prog="python -m pytest_medcode.testing",
         description="Serve a scripted OpenAI-compatible API; prints the base URL, runs until killed.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -571,8 +571,3 @@ def _format_seconds(seconds: float) -> str:
     """Retry-After value: an integer when whole (the standard form), else a decimal clients accept."""
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
-
-if __name__ == "__main__":
-    from pytest_medcode.testing.cli import main
-
-    sys.exit(main())
