@@ -24,7 +24,8 @@ import pytest
 from conftest import BENCHMARK
 from pytest_medcode.asking.coders import CallFailed, CodeRequest, Reply
 from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
-from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
+from pytest_medcode.asking.engine import Outcome, QueryEngine, _Limiter, _RateLimit, _valid_text
+from pytest_medcode.asking.progress import Progress
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.faults import FaultPlan, fixed_latency

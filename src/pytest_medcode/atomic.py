@@ -5,12 +5,14 @@ leaves the previous file in place."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["write_atomically", "write_text_atomically"]
+__all__ = ["read_json", "write_atomically", "write_json", "write_text_atomically"]
 
 
 def write_atomically(path: Path, write: Callable[[str], None]) -> None:
@@ -28,3 +30,18 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
 
 def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Small state files other processes poll (progress, a tripped breaker): compact JSON, replaced whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A state file, or None when it is absent or half-written by a process that died."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

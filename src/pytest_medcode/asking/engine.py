@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_medcode.asking.coders import CallFailed, Coder, CodeRequest
+from pytest_medcode.asking.progress import Progress
 
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
@@ -39,38 +40,6 @@ class Outcome:
     #: The failure is the setup's (key, model, quota, endpoint), or the call was never made: not an answer
     #: to keep, so a rerun after the fix asks the question again.
     keep: bool = True
-
-
-@dataclass
-class Progress:
-    """Counters of a query phase, read by the progress display (any thread)."""
-
-    total: int = 0
-    done: int = 0
-    cached: int = 0
-    retries: int = 0
-    errors: int = 0
-    throttled: int = 0
-    limit: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        asked = self.done - self.cached
-        rate = asked / elapsed
-        left = self.total - self.done
-        eta = f"{left / rate:.0f}s" if rate > 0 and left else "-"
-        return (
-            f"medcode: {self.done}/{self.total} answered ({self.cached} cached) · {rate:.1f} calls/s · "
-            f"ETA {eta} · {self.retries} retries · {self.errors} errors"
-            + (f" · throttled to {self.limit} in flight" if self.throttled else "")
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("total", "done", "cached", "retries", "errors", "throttled")}
-        out["elapsed_s"] = round((self.finished or time.monotonic()) - self.started, 3)
-        return out
 
 
 class _Limiter:

@@ -16,7 +16,6 @@ processes (``stopped.txt``) and raises one :class:`~pytest_medcode.asking.cache.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import tempfile
 import threading
@@ -37,7 +36,9 @@ from pytest_medcode.asking.cache import (
     owner_pid,
 )
 from pytest_medcode.asking.coders import CodeRequest
-from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine
+from pytest_medcode.asking.engine import Outcome, QueryEngine
+from pytest_medcode.asking.progress import Progress, write_progress
+from pytest_medcode.atomic import read_json, write_json
 
 _POLL_S = 0.2
 _PROGRESS_EVERY_S = 0.5
@@ -61,24 +62,6 @@ def try_lock(path: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically: a reader in another process sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_progress(path: Path, progress: Progress) -> None:
-    write_json(path, {**progress.to_dict(), "line": progress.line()})
 
 
 def stop_paths(state_dir: Path) -> list[Path]:

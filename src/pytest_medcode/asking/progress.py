@@ -1,17 +1,55 @@
-"""The query phase's progress line: rewritten in place on a terminal, a line every few seconds in
-a CI log, nothing with ``-q``. Under xdist the asking happens in a worker, whose output pytest
+"""The query phase's progress: its counters, and its line — rewritten in place on a terminal, a line every
+few seconds in a CI log, nothing with ``-q``. Under xdist the asking happens in a worker, whose output pytest
 hides, so the controller follows the worker's progress file instead."""
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_medcode.asking.phase import read_json
+from pytest_medcode.atomic import read_json, write_json
 
 _LOG_EVERY_S = 10.0
+
+
+@dataclass
+class Progress:
+    """Counters of a query phase, read by the progress display (any thread)."""
+
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    retries: int = 0
+    errors: int = 0
+    throttled: int = 0
+    limit: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        asked = self.done - self.cached
+        rate = asked / elapsed
+        left = self.total - self.done
+        eta = f"{left / rate:.0f}s" if rate > 0 and left else "-"
+        return (
+            f"medcode: {self.done}/{self.total} answered ({self.cached} cached) · {rate:.1f} calls/s · "
+            f"ETA {eta} · {self.retries} retries · {self.errors} errors"
+            + (f" · throttled to {self.limit} in flight" if self.throttled else "")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("total", "done", "cached", "retries", "errors", "throttled")}
+        out["elapsed_s"] = round((self.finished or time.monotonic()) - self.started, 3)
+        return out
+
+
+def write_progress(path: Path, progress: Progress) -> None:
+    """The progress file an xdist controller follows (ProgressWatcher)."""
+    write_json(path, {**progress.to_dict(), "line": progress.line()})
 
 
 class ProgressLine:

@@ -23,10 +23,10 @@ import pytest
 
 from pytest_medcode.asking.cache import CacheError, ResponseStore, request_key
 from pytest_medcode.asking.coders import Coder, CodeRequest, CoderUnavailable, resolve_coder
-from pytest_medcode.asking.engine import Outcome, Progress, QueryEngine
+from pytest_medcode.asking.engine import Outcome, QueryEngine
 from pytest_medcode.asking.phase import QueryPhase, stop_paths
 from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
-from pytest_medcode.asking.progress import ProgressLine
+from pytest_medcode.asking.progress import Progress, ProgressLine
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
 from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
 from pytest_medcode.dataset.prompts import PromptTemplate, TemplateError, load_template

@@ -205,7 +205,7 @@ def score_similarity(
         announce(f"pytest-medcode: scoring description similarity, {report.scorable:,} cases, "
                  f"{report.pairs:,} distinct description pairs")
 
-    m = meteor if meteor is not None else None
+    m = meteor
     if m is None:
         try:
             m = meteor_scorer()

@@ -8,9 +8,12 @@ Built-in names: ``lookup``; ``rag:<model>`` and ``verify:<model>`` wrap any othe
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from pytest_medcode.asking.coders.base import CallFailed, Coder, CodeRequest, CoderUnavailable, Reply
-from pytest_medcode.plugin.options import Settings
+
+if TYPE_CHECKING:
+    from pytest_medcode.plugin.options import Settings
 
 __all__ = ["CallFailed", "CodeRequest", "Coder", "CoderUnavailable", "Reply", "resolve_coder"]
 
