@@ -287,6 +287,14 @@ class AcmeCoder:
             out.write(json.dumps({{"closed": self.name}}) + "\\n")
 
 
+class OldCoder(AcmeCoder):
+    close = None  # written before coders had close()
+
+
+def make_old(name, options):
+    return OldCoder(name, options)
+
+
 def make(name, options):
     with open(OUT, "a") as out:
         out.write(json.dumps({{"name": name, "type": type(options).__module__ + "." + type(options).__qualname__,
@@ -305,7 +313,8 @@ def test_a_third_party_factory_from_an_entry_point_gets_coder_options(pytester) 
                         test_code_query=BENCHMARK)
     dist = pytester.mkdir("acme_coders-1.0.dist-info")
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-coders\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[pytest_medcode.coders]\nacme = acme_coders:make\n")
+    (dist / "entry_points.txt").write_text("[pytest_medcode.coders]\nacme = acme_coders:make\n"
+                                           "acme-old = acme_coders:make_old\n")
     (pytester.path / "codes.csv").write_text("code\n" + "\n".join(c for c, _ in pairs) + "\n")
     table = pytester.path / "icd10cm-table.csv"  # the user's own table: its path reaches the factory
     table.write_text("code,description\n" + "".join(f'{c},"{d}"\n' for c, d in pairs))
@@ -321,4 +330,8 @@ def test_a_third_party_factory_from_an_entry_point_gets_coder_options(pytester) 
                     "fields": {"api_base": "http://127.0.0.1:9/v1", "timeout": 12.0, "rag_k": 7, "verify_rounds": 1},
                     "codesets": {"icd10cm": str(table)}}
     assert closed == {"closed": "acme"}
+    result = pytester.runpytest("--model", "acme-old", "--medcode-sample", "1", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--model acme-old: the coder made by acme_coders:make_old has no close() "
+                                 "(see pytest_medcode.api.Coder)*"])
 

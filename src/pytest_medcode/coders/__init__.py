@@ -17,6 +17,7 @@ from pytest_medcode.api import CallFailed, Coder, CoderOptions, CoderUnavailable
 __all__ = ["CallFailed", "Coder", "CoderOptions", "CoderUnavailable", "Question", "Reply", "resolve_coder"]
 
 ENTRY_POINT_GROUP = "pytest_medcode.coders"
+_PROTOCOL = ("identity", "check", "answer", "close")
 
 
 def resolve_coder(name: str, options: CoderOptions) -> Coder:
@@ -30,7 +31,7 @@ def resolve_coder(name: str, options: CoderOptions) -> Coder:
         return _resolve_prefixed(name, prefix, rest, options)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            return ep.load()(name, options)
+            return _checked(ep.value, ep.load()(name, options))
     if name.startswith("openai/") and options.api_base:
         from pytest_medcode.coders.openai_compat import OpenAICompatibleCoder
 
@@ -38,6 +39,15 @@ def resolve_coder(name: str, options: CoderOptions) -> Coder:
     from pytest_medcode.coders.litellm_coder import LiteLLMCoder
 
     return LiteLLMCoder(name, options.api_base, options.timeout)
+
+
+def _checked(origin: str, coder: Coder) -> Coder:
+    """A third-party coder with the whole protocol, or one line now (not an AttributeError at the end)."""
+    missing = [m for m in _PROTOCOL if not callable(getattr(coder, m, None))]
+    if missing:
+        raise CoderUnavailable(f"--model {getattr(coder, 'name', origin)}: the coder made by {origin} has no "
+                               f"{', '.join(m + '()' for m in missing)} (see pytest_medcode.api.Coder)")
+    return coder
 
 
 def _resolve_prefixed(name: str, prefix: str, rest: str, options: CoderOptions) -> Coder:
