@@ -335,3 +335,26 @@ def test_a_third_party_factory_from_an_entry_point_gets_coder_options(pytester) 
     result.stderr.fnmatch_lines(["*--model acme-old: the coder made by acme_coders:make_old has no close() "
                                  "(see pytest_medcode.api.Coder)*"])
 
+
+
+def test_the_response_cache_key_is_the_one_earlier_releases_wrote(pytester) -> None:
+    """The keys computed before coders were handed a Question (from the request's case-less fields): a cache
+    filled by an earlier release still answers the same cases."""
+    codes = pytester.path / "codes.csv"
+    codes.write_text("code,system\nE11.9,icd10cm\nI10,icd10cm\n250.00,icd9cm\n")
+    config = _configured(pytester, "--model", "rag:openai/m", "--medcode-system", "icd10cm,icd9cm",
+                         "--medcode-codes", str(codes), "--medcode-variant", "exact,typo",
+                         "--medcode-repeats", "2", "--medcode-temperature", "0.2,0.7")
+    session = config.stash[session_key]
+    keys = {c.id: session.key_for(c.model, session.request_for(c)) for c in session.cases()}
+    assert len(keys) == 48
+    assert {i: keys[i] for i in ("openai/m-icd10cm-E11.9-t0.2-r0", "openai/m-icd9cm-250.00-typo-t0.7-r1",
+                                 "rag:openai/m-icd10cm-I10-t0.7-r1")} == {
+        "openai/m-icd10cm-E11.9-t0.2-r0": "a9206b3cac3aaa0572cacd903ddc3fc861381b58139b94da29d38c6a3132d500",
+        "openai/m-icd9cm-250.00-typo-t0.7-r1": "49ac352f53fd4723348195d07fef499f8fc4fe19bd0145cc805f5161d3f1f234",
+        "rag:openai/m-icd10cm-I10-t0.7-r1": "331a1532f700f4770585d02c612073388945ad275d1a1575677c26ecc962e658",
+    }
+    # one temperature and one asking: the same question, so the same key as t0.2-r0 above
+    single = _configured(pytester, "--medcode-system", "icd10cm", "--medcode-codes", str(codes)).stash[session_key]
+    (case,) = [c for c in single.cases() if c.code == "E11.9"]
+    assert single.key_for(case.model, single.request_for(case)) == keys["openai/m-icd10cm-E11.9-t0.2-r0"]
