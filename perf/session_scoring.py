@@ -1,7 +1,7 @@
 """The end-of-session scoring pass as a run does it (a script, not a test).
 
-``perf/scoring_dedup.py`` measures the scorers alone. This times what :mod:`pytest_medcode.plugin.session` runs at the
-end of a session, on records shaped like a real benchmark's (eight models answering one reference list, exact
+``perf/scoring_dedup.py`` measures the scorers alone. This times what :mod:`pytest_medcode.plugin.reporter` runs at
+the end of a session, on records shaped like a real benchmark's (eight models answering one reference list, exact
 answers, near misses, popular wrong codes, fabricated codes, answers with no code):
 
 1. per-case scoring of the raw answers, as each test does it (``score_answer``: extraction, validity,

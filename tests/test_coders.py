@@ -13,12 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK, missing
-from pytest_medcode.asking.coders import CallFailed, CodeRequest
+from pytest_medcode.asking.coders import CallFailed, Question
 from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
 from pytest_medcode.asking.coders.local import runtime_problem
 from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.responders import Request
 from pytest_medcode.testing.server import ScriptedServer
 
@@ -201,23 +200,23 @@ def test_verify_composes_with_rag(pytester, pairs) -> None:
 PRODUCT = """
 import asyncio
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.asking.coders import Reply
+from pytest_medcode.api import Reply
 
 _TABLE = {d.lower(): c for c, d in load_system("icd10cm").billable_codes()}
 CALLS = []
 
-def sync_coder(request):
-    CALLS.append(request.case.asked_description)
-    return "Code: " + _TABLE.get(request.case.asked_description.lower(), "none")
+def sync_coder(question):
+    CALLS.append(question.description)
+    return "Code: " + _TABLE.get(question.description.lower(), "none")
 
-async def async_coder(request):
+async def async_coder(question):
     await asyncio.sleep(0)
-    return Reply(text="Code: " + _TABLE[request.case.asked_description.lower()], usage={"prompt_tokens": 7})
+    return Reply(text="Code: " + _TABLE[question.description.lower()], usage={"prompt_tokens": 7})
 
-def broken(request):
+def broken(question):
     raise RuntimeError("database is down")
 
-def wrong_type(request):
+def wrong_type(question):
     return 42
 """
 
@@ -352,8 +351,8 @@ def test_local_smollm2_runs_offline_alone_and_composed(pytester, pairs) -> None:
 @pytest.mark.parametrize("coder_class", [OpenAICompatibleCoder, LiteLLMCoder])
 def test_content_null_is_a_failed_call_and_an_empty_answer_is_an_answer(coder_class) -> None:
     """``"content": null`` is no answer at all (a filter, a refusal): a failed call, never "no code"."""
-    request = CodeRequest(Case("openai/m", "icd10cm", "I10", "Essential (primary) hypertension"),
-                          (("user", "ICD-10-CM code for <Essential (primary) hypertension>?"),), 0.0, 20)
+    request = Question("icd10cm", "Essential (primary) hypertension",
+                       (("user", "ICD-10-CM code for <Essential (primary) hypertension>?"),), 0.0, 20)
     with ScriptedServer(lambda r: None) as server:
         coder = coder_class("openai/m", server.base_url, 10.0)
         with pytest.raises(CallFailed, match=r"no answer text \(content: null, finish_reason: content_filter\)") \

@@ -21,10 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
-from pytest_medcode.asking.coders import CallFailed, CodeRequest, Reply
-from pytest_medcode.asking.engine import QueryEngine
+from pytest_medcode.asking.coders import CallFailed, Question, Reply
+from pytest_medcode.asking.engine import Call, QueryEngine
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.faults import FaultPlan
 from pytest_medcode.testing.responders import Request, degrade, mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -178,19 +177,18 @@ def test_a_burst_of_429s_halves_the_calls_in_flight_once_and_successes_win_them_
         def __init__(self) -> None:
             self.seen: Counter[int] = Counter()
 
-        async def answer(self, request: CodeRequest) -> Reply:
-            self.seen[request.repeat] += 1
+        async def answer(self, question: Question) -> Reply:
+            self.seen[question.repeat] += 1
             await asyncio.sleep(0.01)
-            if self.seen[request.repeat] == 1 and request.repeat < 32:  # the first wave, all in flight together
+            if self.seen[question.repeat] == 1 and question.repeat < 32:  # the first wave, all in flight together
                 raise CallFailed("HTTP 429 RateLimitError", True, 0.01)
             return Reply("Code: A00.0")
 
     engine = QueryEngine({"m": Coder()}, concurrency=32, attempts=3, timeout=5)
-    case = Case("m", "icd10cm", "A00.0", "Cholera")
-    requests = [CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i) for i in range(800)]
+    calls = [Call("m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50, repeat=i)) for i in range(800)]
     limits: list[int] = []
     try:
-        engine.run_batch(requests, lambda index, outcome: limits.append(engine.progress.limit))
+        engine.run_batch(calls, lambda index, outcome: limits.append(engine.progress.limit))
     finally:
         engine.close()
     assert engine.progress.throttled == 1

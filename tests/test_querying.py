@@ -22,12 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
-from pytest_medcode.asking.coders import CallFailed, CodeRequest, Reply
+from pytest_medcode.asking.coders import CallFailed, Question, Reply
 from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
-from pytest_medcode.asking.engine import Outcome, QueryEngine, _Limiter, _RateLimit, _valid_text
-from pytest_medcode.asking.progress import Progress
+from pytest_medcode.asking.engine import Call, Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.dataset.cases import Case
 from pytest_medcode.testing.faults import FaultPlan, fixed_latency
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -225,10 +223,9 @@ def ask_through_the_engine(server: ScriptedServer, attempts: int = 3) -> tuple[O
     coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=5.0)
     engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=attempts, timeout=5.0)
     engine._rng = _NoJitter()
-    request = CodeRequest(Case("openai/m", "icd10cm", "E11.9", DIABETES),
-                          (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)  # fmt: skip
+    question = Question("icd10cm", DIABETES, (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)
     try:
-        outcome = engine.ask(request)
+        outcome = engine.ask("openai/m", question)
     finally:
         engine.close()
     (times,) = server.stats.attempt_times.values()
@@ -307,14 +304,14 @@ class _Counting:
         self.in_flight = 0
         self.most = 0
 
-    async def answer(self, request: CodeRequest) -> Reply:
+    async def answer(self, question: Question) -> Reply:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
             await asyncio.sleep(0.01)
-            if request.repeat % 5 == 4:
+            if question.repeat % 5 == 4:
                 raise CallFailed("HTTP 400 BadRequestError", False)
-            return Reply(f"Code: A00.{request.repeat}")
+            return Reply(f"Code: A00.{question.repeat}")
         finally:
             self.in_flight -= 1
 
@@ -324,11 +321,10 @@ def test_a_batch_streams_every_request_once_within_the_concurrency() -> None:
     without retry, so progress counts 12 done, 2 errors, 0 retries."""
     coder = _Counting()
     engine = QueryEngine({"m": coder}, concurrency=3, attempts=3, timeout=5)
-    case = Case("m", "icd10cm", "A00.0", "Cholera")
-    requests = [CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i) for i in range(12)]
+    calls = [Call("m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50, repeat=i)) for i in range(12)]
     seen: dict[int, Outcome] = {}
     try:
-        engine.run_batch(requests, lambda index, outcome: seen.__setitem__(index, outcome))
+        engine.run_batch(calls, lambda index, outcome: seen.__setitem__(index, outcome))
     finally:
         engine.close()
     assert sorted(seen) == list(range(12)) and coder.most == 3
@@ -346,7 +342,7 @@ class _Scripted:
     def __init__(self, *errors: CallFailed) -> None:
         self.errors = list(errors)
 
-    async def answer(self, request: CodeRequest) -> Reply:
+    async def answer(self, question: Question) -> Reply:
         if self.errors:
             raise self.errors.pop(0)
         return Reply("Code: A00.0", {"prompt_tokens": 7})
@@ -356,7 +352,7 @@ def _ask(coder: object, attempts: int = 3, jitter: float = 0.0) -> tuple[Outcome
     engine = QueryEngine({"m": coder}, concurrency=2, attempts=attempts, timeout=5)  # type: ignore[dict-item]
     engine._rng = _NoJitter() if jitter == 0.0 else _FixedJitter(jitter)
     try:
-        return engine.ask(CodeRequest(Case("m", "icd10cm", "A00.0", "Cholera"), (("user", "q"),), 0.2, 50)), engine
+        return engine.ask("m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50)), engine
     finally:
         engine.close()
 
@@ -394,10 +390,9 @@ def test_calls_outside_a_batch_share_the_limit_on_calls_in_flight() -> None:
     """Ten single asks from ten threads at once (late cases, uncached coders) still run at most 3 at a time."""
     coder = _Counting()
     engine = QueryEngine({"m": coder}, concurrency=3, attempts=1, timeout=5)
-    case = Case("m", "icd10cm", "A00.0", "Cholera")
     try:
         with ThreadPoolExecutor(max_workers=10) as pool:
-            futures = [pool.submit(engine.ask, CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i))
+            futures = [pool.submit(engine.ask, "m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50, repeat=i))
                        for i in range(10)]
             outcomes = [f.result(timeout=10) for f in futures]
     finally:
@@ -411,7 +406,7 @@ def test_a_coder_bug_is_an_error_outcome_not_a_crash() -> None:
         name = "m"
         cacheable = True
 
-        async def answer(self, request: CodeRequest) -> Reply:
+        async def answer(self, question: Question) -> Reply:
             raise KeyError("choices")
 
     outcome, _ = _ask(Broken(), attempts=1)
@@ -422,10 +417,10 @@ def test_requests_per_minute_space_the_engine_s_calls() -> None:
     """600 per minute: one start every 0.1 s, so 4 calls take at least 0.3 s."""
     coder = _Scripted()
     engine = QueryEngine({"m": coder}, concurrency=4, attempts=1, timeout=5, rpm=600)
-    case = Case("m", "icd10cm", "A00.0", "Cholera")
     started = time.monotonic()
     try:
-        engine.run_batch([CodeRequest(case, (("user", "q"),), 0.2, 50, repeat=i) for i in range(4)],
+        engine.run_batch([Call("m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50, repeat=i))
+                          for i in range(4)],
                          lambda index, outcome: None, progress=(progress := Progress(total=4)))  # fmt: skip
     finally:
         engine.close()

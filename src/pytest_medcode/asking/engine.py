@@ -1,7 +1,8 @@
 """Asks the coders: a bounded, adaptive number of calls in flight, retries, a global rate limit.
 
-One event loop runs in a background thread. A batch streams: a fixed pool of workers pulls the
-next request as soon as one finishes, so a slow call never holds back the rest (no batch
+One event loop runs in a background thread. Each call pairs a question with the model that answers it
+(:class:`Call`): the question is all the coder sees, the model name routes it. A batch streams: a
+fixed pool of workers pulls the next call as soon as one finishes, so a slow call never holds back the rest (no batch
 barriers). Failed calls are retried with exponential backoff and jitter, honouring
 ``Retry-After``; repeated 429s halve the number of calls in flight, successes win it back.
 """
@@ -16,9 +17,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from pytest_medcode.asking.coders import CallFailed, Coder, CodeRequest
+from pytest_medcode.asking.coders import CallFailed, Coder, Question
 from pytest_medcode.asking.progress import Progress
 
 _BACKOFF_BASE = 0.5
@@ -26,9 +27,16 @@ _BACKOFF_CAP = 30.0
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+class Call(NamedTuple):
+    """One question for one model: the engine routes by ``model`` and hands the coder ``question`` alone."""
+
+    model: str
+    question: Question
+
+
 @dataclass
 class Outcome:
-    """What became of one request: the answer text, or the error after the last attempt."""
+    """What became of one call: the answer text, or the error after the last attempt."""
 
     text: str | None
     error: str | None
@@ -160,24 +168,25 @@ class QueryEngine:
     # -- public, called from the pytest thread -------------------------------------------------
     def run_batch(
         self,
-        requests: Sequence[CodeRequest],
+        calls: Sequence[Call],
         on_result: Callable[[int, Outcome], None],
         progress: Progress | None = None,
     ) -> None:
-        """Ask every request, streaming; ``on_result(index, outcome)`` runs (in the engine thread) as each
+        """Ask every call, streaming; ``on_result(index, outcome)`` runs (in the engine thread) as each
         one finishes, so answers can be stored the moment they arrive. Blocks until all are done."""
         if progress is not None:
             self.progress = progress
-        fut = asyncio.run_coroutine_threadsafe(self._batch(requests, on_result), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self._batch(calls, on_result), self._loop)
         try:
             fut.result()
         except BaseException:
             fut.cancel()
             raise
 
-    def ask(self, request: CodeRequest) -> Outcome:
-        """One request, outside a batch (coders that are not cached, a late case, a preflight probe)."""
-        return asyncio.run_coroutine_threadsafe(self._ask_one(request), self._loop).result()
+    def ask(self, model: str, question: Question) -> Outcome:
+        """One question to one model, outside a batch (coders that are not cached, a late case, a preflight
+        probe)."""
+        return asyncio.run_coroutine_threadsafe(self._ask_one(Call(model, question)), self._loop).result()
 
     def close(self) -> None:
         if self._loop.is_running():
@@ -191,15 +200,15 @@ class QueryEngine:
             self._rate = _RateLimit(self._rpm)
         return self._limiter, self._rate
 
-    async def _batch(self, requests: Sequence[CodeRequest], on_result: Callable[[int, Outcome], None]) -> None:
+    async def _batch(self, calls: Sequence[Call], on_result: Callable[[int, Outcome], None]) -> None:
         self._limiter = None
         limiter, _ = self._controls()
-        queue = deque(enumerate(requests))
+        queue = deque(enumerate(calls))
 
         async def worker() -> None:
             while queue:
-                index, request = queue.popleft()
-                outcome = await self._ask_one(request)
+                index, call = queue.popleft()
+                outcome = await self._ask_one(call)
                 try:
                     on_result(index, outcome)
                 except BaseException:
@@ -209,7 +218,7 @@ class QueryEngine:
                 if outcome.error is not None:
                     self.progress.errors += 1
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(limiter.ceiling, len(requests)))]
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(limiter.ceiling, len(calls)))]
         try:
             ended = await asyncio.gather(*workers, return_exceptions=True)
         finally:
@@ -219,16 +228,16 @@ class QueryEngine:
             if isinstance(end, BaseException):
                 raise end
 
-    async def _ask_one(self, request: CodeRequest) -> Outcome:
-        model = request.case.model
+    async def _ask_one(self, call: Call) -> Outcome:
+        model = call.model
         refused = self.breaker.refuse(model)
         if refused is not None:
             return refused
-        outcome, counts = await self._attempt_all(request, self._coders[model])
+        outcome, counts = await self._attempt_all(call.question, self._coders[model])
         self.breaker.record(model, outcome, counts)
         return outcome
 
-    async def _attempt_all(self, request: CodeRequest, coder: Coder) -> tuple[Outcome, bool]:
+    async def _attempt_all(self, question: Question, coder: Coder) -> tuple[Outcome, bool]:
         """The outcome after the last attempt, and whether it is a failure the circuit breaker counts."""
         limiter, rate = self._controls()
         start = time.perf_counter()
@@ -240,7 +249,7 @@ class QueryEngine:
                 epoch = limiter.epoch
                 await rate.wait()
                 try:
-                    reply = await asyncio.wait_for(coder.answer(request), timeout=self._timeout + 5.0)
+                    reply = await asyncio.wait_for(coder.answer(question), timeout=self._timeout + 5.0)
                     limiter.success()
                     return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt,
                                    reply.usage), False

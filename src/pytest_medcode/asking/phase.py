@@ -35,8 +35,7 @@ from pytest_medcode.asking.cache import (
     owner_id,
     owner_pid,
 )
-from pytest_medcode.asking.coders import CodeRequest
-from pytest_medcode.asking.engine import Outcome, QueryEngine
+from pytest_medcode.asking.engine import Call, Outcome, QueryEngine
 from pytest_medcode.asking.progress import Progress, write_progress
 from pytest_medcode.atomic import read_json, write_json
 
@@ -122,13 +121,13 @@ class QueryPhase:
             return True
         return not (self.retry_errors and stored.created < self.run_started)
 
-    def run(self, keys: Sequence[str], request_of: Callable[[str], CodeRequest]) -> dict[str, Outcome]:
+    def run(self, keys: Sequence[str], call_of: Callable[[str], Call]) -> dict[str, Outcome]:
         """Every key answered, asking only what the store does not hold (CacheError: the phase stopped);
         the outcomes the store does not keep (a failed setup, a call never made) are returned, the rest
         are read back with :meth:`outcome` when their case runs.
 
         Nothing is held per key but the key: at 75k cases every worker of an xdist run would otherwise hold
-        every answer and, while asking, every prompt (``request_of`` builds only the requests asked)."""
+        every answer and, while asking, every prompt (``call_of`` builds only the calls asked)."""
         wanted = dict.fromkeys(keys)
         self.progress = Progress(total=len(wanted))
         done: set[str] = set()
@@ -146,7 +145,7 @@ class QueryPhase:
             asked = False
             with try_lock(self.lock_path) as leader:
                 if leader:
-                    asked = self._ask(missing, request_of, done, unkept)
+                    asked = self._ask(missing, call_of, done, unkept)
             if not asked:
                 self._wait()
         self.progress.done = len(done)
@@ -197,7 +196,7 @@ class QueryPhase:
                     done.add(key)
         return cached
 
-    def _ask(self, missing: list[str], request_of: Callable[[str], CodeRequest], done: set[str],
+    def _ask(self, missing: list[str], call_of: Callable[[str], Call], done: set[str],
              unkept: dict[str, Outcome]) -> bool:
         """Ask for the missing keys this process can claim; False when another process has claimed them all."""
         # Another process may have answered some keys between our read and taking the lock.
@@ -213,16 +212,16 @@ class QueryPhase:
             mine = [k for k in mine if k not in done]
             if mine:
                 with self._heartbeat():
-                    self._ask_claimed(mine, request_of, done, unkept)
+                    self._ask_claimed(mine, call_of, done, unkept)
         except CacheError as exc:
             self._stop(exc)
         finally:
             self.store.release(self.owner)
         return True
 
-    def _ask_claimed(self, todo: list[str], request_of: Callable[[str], CodeRequest], done: set[str],
+    def _ask_claimed(self, todo: list[str], call_of: Callable[[str], Call], done: set[str],
                      unkept: dict[str, Outcome]) -> None:
-        requests = [request_of(k) for k in todo]
+        calls = [call_of(k) for k in todo]
         engine = self._engine()
         engine.progress = self.progress
         engine.breaker.tripped.update(read_json(self.breaker_path) or {})
@@ -242,7 +241,7 @@ class QueryPhase:
             outcome.text, outcome.chars = clip_answer(outcome.text, outcome.chars)  # as a re-run will read it
             stored = Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s, outcome.attempts,
                             time.time(), outcome.chars)
-            model = requests[index].case.model
+            model = calls[index].model
             if broken:  # the cache already failed: keep it in memory, don't wait on the cache again
                 self.pending[key] = (model, stored)
                 raise broken[0]
@@ -258,7 +257,7 @@ class QueryPhase:
                 self._report()
 
         try:
-            engine.run_batch(requests, on_result, self.progress)
+            engine.run_batch(calls, on_result, self.progress)
         finally:
             if engine.breaker.tripped:
                 write_json(self.breaker_path, engine.breaker.tripped)

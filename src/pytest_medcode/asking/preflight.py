@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_medcode.asking.cache import Stored
-from pytest_medcode.asking.coders import CodeRequest
+from pytest_medcode.asking.coders import Question
 from pytest_medcode.asking.engine import Outcome
 from pytest_medcode.asking.phase import QueryPhase
 from pytest_medcode.redaction import public_url
@@ -56,10 +56,10 @@ def failure_line(model: str, coder: Any, outcome: Outcome) -> str:
 
 def probe(
     model: str,
-    request: CodeRequest,
+    question: Question,
     key: str,
     phase: QueryPhase,
-    ask: Callable[[CodeRequest], Outcome],
+    ask: Callable[[str, Question], Outcome],
 ) -> Outcome | None:
     """Ask ``model`` its first case unless the cache already answers it; the outcome of a failed setup
     (a key, model, quota or endpoint that is wrong), else None. Any other outcome is the case's own
@@ -70,7 +70,7 @@ def probe(
     if not phase.claim_one(key):
         return None  # a run sharing the cache is asking it right now: that answer will serve this run too
     try:
-        outcome = ask(request)
+        outcome = ask(model, question)
         if outcome.keep:  # an answer, or this question's own failure (a 500 say): the case's outcome
             store.put(key, model, Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s,
                                          outcome.attempts, time.time(), outcome.chars))

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pytest_medcode.api import CoderOptions
 from pytest_medcode.codesystems import BUNDLED, SYSTEMS
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
@@ -163,6 +164,11 @@ class Settings:
     preflight: bool = True  # False: --medcode-no-preflight
     circuit_breaker: int = 5  # identical fatal failures in a row that stop asking a model; 0: never
     show_failures: int | None = 10  # None: every failure in pytest's own summary
+
+    def coder_options(self) -> CoderOptions:
+        """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
+        return CoderOptions(api_base=self.api_base, timeout=self.timeout, codesets=self.codesets,
+                            rag_k=self.rag_k, verify_rounds=self.verify_rounds)
 
     def to_dict(self) -> dict[str, Any]:
         """What a report records of the configuration (no secrets exist in Settings)."""

@@ -9,7 +9,6 @@ run folder, print the summary — is :class:`~pytest_medcode.plugin.reporter.Med
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import datetime as dt
 import secrets
 import shutil
@@ -22,8 +21,8 @@ from typing import Any
 import pytest
 
 from pytest_medcode.asking.cache import CacheError, ResponseStore, request_key
-from pytest_medcode.asking.coders import Coder, CodeRequest, CoderUnavailable, resolve_coder
-from pytest_medcode.asking.engine import Outcome, QueryEngine
+from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, resolve_coder
+from pytest_medcode.asking.engine import Call, Outcome, QueryEngine
 from pytest_medcode.asking.phase import QueryPhase, stop_paths
 from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
 from pytest_medcode.asking.progress import Progress, ProgressLine
@@ -36,6 +35,8 @@ from pytest_medcode.results.records import build_record
 
 CASE_PARAM = "medcode_case"
 STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
+#: The question's fields in the response-cache key, as they have been since the cache existed.
+_KEYED = ("messages", "temperature", "max_tokens", "repeat")
 
 
 class MedcodeSession:
@@ -87,7 +88,7 @@ class MedcodeSession:
         if self._code_list is not None:
             self.cases()  # a listed code not in its system: one line now, not a collection error later
         try:
-            self.coders = {m: resolve_coder(m, s) for m in s.models}
+            self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
         except CoderUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
         for coder in self.coders.values():
@@ -117,9 +118,9 @@ class MedcodeSession:
             if case.model not in first and remote_coders(self.coders[case.model]):
                 first[case.model] = case
         for model, case in first.items():
-            request = self.request_for(case)
+            question = self.request_for(case)
             try:
-                failed = probe(model, request, self.key_for(request), self.phase(), self.engine().ask)
+                failed = probe(model, question, self.key_for(model, question), self.phase(), self.engine().ask)
             except CacheError as exc:
                 raise pytest.UsageError(str(exc)) from None
             if failed is not None:
@@ -166,10 +167,10 @@ class MedcodeSession:
             self.preflight(cases)  # the selected cases only: -k and --lf leave the rest unasked
         unique: dict[str, Case] = {}
         for case in cases:  # one request at a time: only the keys are kept
-            key = self._keys[case] = self.key_for(self.request_for(case))
+            key = self._keys[case] = self.key_for(case.model, self.request_for(case))
             unique.setdefault(key, case)
         try:
-            self._unkept.update(self.phase().run(list(unique), lambda key: self.request_for(unique[key])))
+            self._unkept.update(self.phase().run(list(unique), lambda key: self.call_for(unique[key])))
             if not xdist.is_distributed(self.config):  # one process: read every answer in one pass
                 self._answers = self.phase().outcomes(list(unique))  # (xdist workers read each as it runs)
         except CacheError as exc:
@@ -217,22 +218,28 @@ class MedcodeSession:
         return ProgressLine(tr)
 
     # -- running ----------------------------------------------------------------------------
-    def request_for(self, case: Case) -> CodeRequest:
+    def request_for(self, case: Case) -> Question:
+        """What the case's coder is asked: the case stays here, so the reference code never reaches a coder."""
         system = self.system(case.system)
         messages = self.template.messages(system.prompt_name, case.asked_description, system.example)
-        return CodeRequest(
-            case=case,
+        return Question(
+            system=case.system,
+            description=case.asked_description,
             messages=tuple((m["role"], m["content"]) for m in messages),
             temperature=self.settings.temperature if case.temperature is None else case.temperature,
             max_tokens=self.settings.max_tokens,
             repeat=case.repeat or 0,
         )
 
-    def key_for(self, request: CodeRequest) -> str:
-        """Response-cache key: the coder's identity and everything in the request but the case."""
-        # getattr, not dataclasses.asdict: the same JSON, without a deep copy of every prompt (hot at 75k cases)
-        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request) if f.name != "case"}
-        return request_key({**self.coders[request.case.model].identity(), **fields})
+    def call_for(self, case: Case) -> Call:
+        return Call(case.model, self.request_for(case))
+
+    def key_for(self, model: str, question: Question) -> str:
+        """Response-cache key: the model's coder identity and the prompt and generation parameters.
+
+        Exactly the fields the key has always had, so the caches of earlier runs stay valid."""
+        fields = {name: getattr(question, name) for name in _KEYED}
+        return request_key({**self.coders[model].identity(), **fields})
 
     def engine(self) -> QueryEngine:
         if self._engine is None:
@@ -242,18 +249,18 @@ class MedcodeSession:
 
     def ask(self, case: Case) -> dict[str, Any]:
         if not self.coders[case.model].cacheable:
-            outcome = self.engine().ask(self.request_for(case))
+            outcome = self.engine().ask(case.model, self.request_for(case))
         else:
             key = self._keys.get(case)
             request = None
             if key is None:  # not seen by the query phase (a case created outside collection)
                 request = self.request_for(case)
-                key = self.key_for(request)
+                key = self.key_for(case.model, request)
             try:
                 outcome = self._unkept.get(key) or self._answers.get(key) or self.phase().outcome(key)
                 if outcome is None and self.stopped is None:
                     request = request or self.request_for(case)
-                    self._unkept.update(self.phase().run([key], lambda _: request))
+                    self._unkept.update(self.phase().run([key], lambda _: Call(case.model, request)))
                     outcome = self._unkept.get(key) or self.phase().outcome(key)
             except CacheError as exc:
                 self.stopped = str(exc)
@@ -276,10 +283,8 @@ class MedcodeSession:
         process also removes this run's lock, progress and stop files."""
         if self._engine is not None:
             self._engine.close()
-        for coder in self.coders.values():
-            close = getattr(coder, "close", None)
-            if close is not None:
-                close()
+        for coder in self.coders.values():  # local:MODEL stops its server here
+            coder.close()
         if self._phase is not None:
             self._phase.store.close()
         if self.reporting and (self._phase is not None or xdist.is_distributed(self.config)):

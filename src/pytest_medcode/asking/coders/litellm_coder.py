@@ -10,7 +10,7 @@ import os
 import re
 from typing import Any
 
-from pytest_medcode.asking.coders.base import CallFailed, CodeRequest, CoderUnavailable, Reply
+from pytest_medcode.asking.coders.base import CallFailed, CoderUnavailable, Question, Reply
 from pytest_medcode.asking.coders.errors import not_a_completion, refused, short, status_failure
 
 _PLACEHOLDER_KEY = "sk-no-key-needed"  # local OpenAI-compatible servers need some key string
@@ -60,6 +60,9 @@ class LiteLLMCoder:
                 f"(or point --medcode-api-base at an OpenAI-compatible server)"
             )
 
+    def close(self) -> None:
+        """Nothing to release: litellm keeps its clients process-wide."""
+
     def _model_and_key(self) -> tuple[str, str | None]:
         if not self.api_base:
             return self.name, None
@@ -67,15 +70,15 @@ class LiteLLMCoder:
         key = os.environ.get("OPENAI_API_KEY") or _PLACEHOLDER_KEY
         return model, key
 
-    async def answer(self, request: CodeRequest) -> Reply:
+    async def answer(self, question: Question) -> Reply:
         litellm = import_litellm()
         model, key = self._model_and_key()
         try:
             response = await litellm.acompletion(
                 model=model,
-                messages=request.chat(),
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
+                messages=question.chat(),
+                temperature=question.temperature,
+                max_tokens=question.max_tokens,
                 api_base=self.api_base,
                 api_key=key,
                 timeout=self.timeout,

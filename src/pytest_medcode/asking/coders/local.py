@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_medcode.asking.coders.base import CallFailed, CodeRequest, CoderUnavailable, Reply
+from pytest_medcode.asking.coders.base import CallFailed, CoderUnavailable, Question, Reply
 
 __all__ = ["LOCAL_MODELS", "LocalCoder", "LocalModel", "LocalServer", "runtime_problem", "server_for"]
 
@@ -252,9 +252,9 @@ class LocalCoder:
                     self._client = OpenAICompatibleCoder(f"openai/{self.model}", url, self.timeout)
         return self._client
 
-    async def answer(self, request: CodeRequest) -> Reply:
+    async def answer(self, question: Question) -> Reply:
         coder = await self._coder()
-        return await coder.answer(request)
+        return await coder.answer(question)
 
     def close(self) -> None:
         with _servers_lock:

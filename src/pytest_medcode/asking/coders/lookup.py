@@ -30,11 +30,11 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_medcode.asking.coders.base import CodeRequest, Reply
+from pytest_medcode.asking.coders.base import Question, Reply
 from pytest_medcode.codesystems import CodeSystem, load_system
 
 __all__ = ["Candidate", "LookupCoder", "LookupIndex", "index_for"]
@@ -138,7 +138,7 @@ class LookupCoder:
     name = "lookup"
     cacheable = False  # answering is cheaper than a cache read, and never stale
 
-    def __init__(self, codesets: dict | None = None) -> None:
+    def __init__(self, codesets: Mapping[str, Any] | None = None) -> None:
         self._codesets = codesets or {}
 
     def identity(self) -> dict[str, Any]:
@@ -155,18 +155,16 @@ class LookupCoder:
     def index(self, system: str) -> LookupIndex:
         return index_for(load_system(system, self._codesets.get(system)))
 
-    async def answer(self, request: CodeRequest) -> Reply:
-        index = self.index(request.case.system)
-        description = asked_description(request)
+    async def answer(self, question: Question) -> Reply:
+        index = self.index(question.system)
+        description = question.description
         code = index.exact(description)
         if code is None:  # fuzzy search costs ~20-60 ms on ICD-10-CM: keep the event loop free
             code = await asyncio.to_thread(index.best, description)
         return Reply(text=f"Code: {code}" if code else "No code found.")
 
-
-def asked_description(request: CodeRequest) -> str:
-    """The description the case asks with (a robustness variant's wording, or the official one)."""
-    return request.case.asked_description
+    def close(self) -> None:
+        """Nothing to release: the index is shared by the process."""
 
 
 def candidates_table(candidates: Sequence[Candidate]) -> str:

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from pytest_medcode.asking.coders.base import CallFailed, CodeRequest, Reply
+from pytest_medcode.asking.coders.base import CallFailed, Question, Reply
 from pytest_medcode.asking.coders.errors import no_answer, not_a_completion, status_failure
 
 PLACEHOLDER_KEY = "sk-no-key-needed"  # local servers need some key string; never a real one
@@ -35,6 +35,10 @@ class OpenAICompatibleCoder:
     def check(self) -> None:
         return None
 
+    def close(self) -> None:
+        """Nothing to release here: the client's connections belong to the engine's event loop, which
+        has stopped by now, and end with the process."""
+
     def _get_client(self) -> Any:
         if self._client is None:
             from openai import AsyncOpenAI
@@ -47,15 +51,15 @@ class OpenAICompatibleCoder:
             )
         return self._client
 
-    async def answer(self, request: CodeRequest) -> Reply:
+    async def answer(self, question: Question) -> Reply:
         import openai
 
         try:
             response = await self._get_client().chat.completions.create(
                 model=self.model,
-                messages=request.chat(),
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
+                messages=question.chat(),
+                temperature=question.temperature,
+                max_tokens=question.max_tokens,
             )
         except openai.APIStatusError as exc:
             raise status_failure(exc.status_code, exc.__class__.__name__, _api_message(exc),

@@ -1,26 +1,27 @@
 """``python:package.module:function``: a team's own coding product as a model row.
 
-The function receives the :class:`~pytest_medcode.asking.coders.base.CodeRequest` — the same object every
-other coder gets — and returns the answer text (or a :class:`Reply` with usage, or None for "no
-answer"). It may be a plain function or an ``async def``::
+The function receives the :class:`~pytest_medcode.api.Question` — the same object every other coder
+gets — and returns the answer text (or a :class:`~pytest_medcode.api.Reply` with usage, or None for
+"no answer"). It may be a plain function or an ``async def``::
 
     # mycompany/coding.py
-    def suggest(request):
-        # request.case.system: "icd10cm", "icd9cm", "icd9cm-proc" or "cpt"
-        # request.case.asked_description: the description as asked (a robustness variant's wording)
-        # request.messages: the study's prompt, if the product is itself an LLM wrapper
-        return my_product.code(request.case.asked_description, system=request.case.system)
+    def suggest(question):
+        # question.system: "icd10cm", "icd9cm", "icd9cm-proc" or "cpt"
+        # question.description: the description as asked (a robustness variant's wording)
+        # question.messages: the study's prompt, if the product is itself an LLM wrapper
+        return my_product.code(question.description, system=question.system)
 
     pytest benchmarks/ --model python:mycompany.coding:suggest --model gpt-4
 
-Why the request and not a bare string: it carries the system, the prompt and the generation
+Why the question and not a bare string: it carries the system, the prompt and the generation
 parameters, and it is the one type every coder shares, so a product can be swapped for a model
-without changing anything around it. ``request.case.code`` is the answer key — a product must not
-read it (the benchmark cannot stop it; a reviewer can).
+without changing anything around it. The question does not carry the reference code. (The function
+runs inside the benchmark's process, which it could search; a product to keep at arm's length is
+benchmarked behind an HTTP endpoint instead: ``openai/NAME --medcode-api-base URL``.)
 
 Plain functions run in a worker thread (``asyncio.to_thread``), so a slow product does not stall
 other calls; with ``--medcode-concurrency`` above 1 it may run in several threads at once. An
-exception is a failed call: raise :class:`~pytest_medcode.asking.coders.base.CallFailed` to control
+exception is a failed call: raise :class:`~pytest_medcode.api.CallFailed` to control
 retries (``retryable=True`` for a transient outage); any other exception ends the case as an
 ``error`` at once, with its message — a bug does not get better with retries.
 
@@ -35,7 +36,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from pytest_medcode.asking.coders.base import CallFailed, CodeRequest, CoderUnavailable, Reply
+from pytest_medcode.asking.coders.base import CallFailed, CoderUnavailable, Question, Reply
 
 __all__ = ["PythonCoder", "load_callable"]
 
@@ -88,16 +89,16 @@ class PythonCoder:
             self._fn = load_callable(self.target)
         return self._fn
 
-    async def answer(self, request: CodeRequest) -> Reply:
+    async def answer(self, question: Question) -> Reply:
         try:
             fn = self._callable()
         except CoderUnavailable as exc:
             raise CallFailed(str(exc), retryable=False) from None
         try:
             if inspect.iscoroutinefunction(fn):
-                result = await fn(request)
+                result = await fn(question)
             else:
-                result = await asyncio.to_thread(fn, request)
+                result = await asyncio.to_thread(fn, question)
                 if inspect.isawaitable(result):
                     result = await result
         except CallFailed:
@@ -107,6 +108,9 @@ class PythonCoder:
             raise CallFailed(f"{self.target} raised {exc.__class__.__name__}: {message[:300]}",
                              retryable=False) from None
         return _as_reply(self.target, result)
+
+    def close(self) -> None:
+        """Nothing to release: the product's module stays imported, as any other."""
 
 
 def _as_reply(target: str, result: Any) -> Reply:

@@ -15,11 +15,12 @@ gives, and a model that always takes the first one scores what ``lookup`` scores
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pytest_medcode.asking.coders.base import Coder, CodeRequest, Reply, WrappingCoder
-from pytest_medcode.asking.coders.lookup import asked_description, candidates_table, index_for
+from pytest_medcode.asking.coders.base import Coder, Question, Reply, WrappingCoder
+from pytest_medcode.asking.coders.lookup import candidates_table, index_for
 
 __all__ = ["RAG_PROMPT", "RETRIEVER", "RagCoder"]
 
@@ -38,7 +39,8 @@ RAG_PROMPT = (
 
 
 class RagCoder(WrappingCoder):
-    def __init__(self, name: str, inner: Coder, k: int = DEFAULT_K, codesets: dict | None = None) -> None:
+    def __init__(self, name: str, inner: Coder, k: int = DEFAULT_K,
+                 codesets: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, inner, codesets)
         self.k = k
 
@@ -46,16 +48,16 @@ class RagCoder(WrappingCoder):
         return {"coder": "rag", "k": self.k, "retriever": RETRIEVER, "prompt": RAG_PROMPT,
                 "inner": self.inner.identity()}
 
-    def prompt(self, request: CodeRequest) -> str:
-        """The retrieve-then-rank question for a request (retrieval included)."""
-        system = self.system(request)
-        description = asked_description(request)
+    def prompt(self, question: Question) -> str:
+        """The retrieve-then-rank prompt for a question (retrieval included)."""
+        system = self.system(question)
+        description = question.description
         candidates = index_for(system).search(description, self.k)
         return RAG_PROMPT.format(
             system=system.prompt_name, candidates=candidates_table(candidates), description=description
         )
 
-    async def answer(self, request: CodeRequest) -> Reply:
-        text = await asyncio.to_thread(self.prompt, request)  # fuzzy retrieval takes ~20 ms: off the loop
-        messages = (("user", text), *request.messages[1:])
-        return await self.inner.answer(replace(request, messages=messages))
+    async def answer(self, question: Question) -> Reply:
+        text = await asyncio.to_thread(self.prompt, question)  # fuzzy retrieval takes ~20 ms: off the loop
+        messages = (("user", text), *question.messages[1:])
+        return await self.inner.answer(replace(question, messages=messages))

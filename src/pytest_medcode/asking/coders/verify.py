@@ -14,10 +14,11 @@ anything over the plain model is what the table shows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pytest_medcode.asking.coders.base import Coder, CodeRequest, Reply, WrappingCoder
+from pytest_medcode.asking.coders.base import Coder, Question, Reply, WrappingCoder
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.scoring.parsing import extract
 
@@ -53,7 +54,7 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
 
 class VerifyCoder(WrappingCoder):
     def __init__(
-        self, name: str, inner: Coder, rounds: int = DEFAULT_ROUNDS, codesets: dict | None = None
+        self, name: str, inner: Coder, rounds: int = DEFAULT_ROUNDS, codesets: Mapping[str, Any] | None = None
     ) -> None:
         super().__init__(name, inner, codesets)
         self.rounds = rounds
@@ -61,12 +62,12 @@ class VerifyCoder(WrappingCoder):
     def identity(self) -> dict[str, Any]:
         return {"coder": "verify", "rounds": self.rounds, "inner": self.inner.identity()}
 
-    async def answer(self, request: CodeRequest) -> Reply:
-        system = self.system(request)
-        messages = request.messages
+    async def answer(self, question: Question) -> Reply:
+        system = self.system(question)
+        messages = question.messages
         usage: dict[str, Any] = {}
         for used in range(self.rounds + 1):
-            reply = await self.inner.answer(replace(request, messages=messages))
+            reply = await self.inner.answer(replace(question, messages=messages))
             _add_usage(usage, reply.usage)
             follow_up = feedback(system, reply.text) if used < self.rounds else None
             if follow_up is None:
