@@ -172,7 +172,7 @@ _Key = tuple[Any, ...]  # the values of a group's fields: (model, system, *the d
 
 
 def _key(record: dict[str, Any], fields: Sequence[str]) -> _Key:
-    return tuple(str(record[f]) if f in ("model", "system") else record.get(f) for f in fields)
+    return tuple(str(record[f]) if f in GROUP_KEYS else record.get(f) for f in fields)
 
 
 def _scope(key: _Key, fields: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from pytest_medcode.codesystems import CodeSystem
-from pytest_medcode.vocabulary import ERROR
+from pytest_medcode.vocabulary import ERROR, GROUP_KEYS
 
 __all__ = [
     "SimilarityReport",
@@ -240,7 +240,7 @@ def score_similarity(
     return report
 
 
-def add_code_frequency(records: Sequence[dict[str, Any]], by: Sequence[str] = ("model", "system")) -> None:
+def add_code_frequency(records: Sequence[dict[str, Any]], by: Sequence[str] = GROUP_KEYS) -> None:
     """``code_frequency`` per record (in place): answered prompts of its group that returned the same code."""
     counts: Counter[tuple[Any, ...]] = Counter()
     for r in records:
