@@ -12,6 +12,8 @@ Chromium is the Debian package ``chromium``; without it the check skips locally 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -30,6 +32,7 @@ from pytest_medcode.dataset.cases import select_codes
 from pytest_medcode.paths import cache_root
 from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import html, markdown
+from pytest_medcode.reports.explorer import EXPLORER_JS
 from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.runs.folder import load_run
 from pytest_medcode.testing.responders import mapping_responder
@@ -182,18 +185,19 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     assert console_messages(proc.stderr) == []
     dom = parse(proc.stdout)
     ids = dom.ids()
-    assert {"chart-exact-match", "chart-digit-positions", "table-exact-match", "gate-checks",
-            "table-error-analysis-icd10cm", "table-error-analysis-icd9cm", "top-codes-0", "wrong",
-            "config"} <= ids  # fmt: skip
+    assert {"headline", "headline-table", "chart-exact-match", "chart-error-mix", "chart-hierarchy",
+            "chart-digit-positions", "table-exact-match", "gate-checks", "table-error-analysis-icd10cm",
+            "table-error-analysis-icd9cm", "top-codes-0", "explorer-table", "config"} <= ids  # fmt: skip
     summary = json.loads((scripted_run / "summary.json").read_text())
     if any((summary.get("similarity") or {}).values()):  # METEOR/BERTScore computed where their extra is
         assert {"chart-meteor-0", "chart-bertscore-0", "table-similarity"} <= ids
     assert dom.count("table") >= 8 and dom.count("svg") >= 2
     assert dom.count("rect") >= 4 and dom.count("polyline") == 4  # bars, and one line per model x system
-    assert dom.count("script") == 0 and dom.count("img") == 0
+    assert dom.count("script") == 2 and dom.count("img") == 0  # the explorer's data and code, nothing else
     assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
+    assert dom.count("tr") >= 48  # the explorer drew the run's 48 cases
     text = " ".join(dom.text)
-    assert SCRIPT in text and IMG in text  # the model's answers, shown as text
+    assert SCRIPT in text and IMG in text  # the model's answers, drawn by the explorer as text
     assert "Gate FAILED" in text and "prompt example" in text
 
     shot = scripted_run / "screenshot.png"
@@ -216,7 +220,8 @@ def test_the_run_folder_reports_agree(scripted_run: Path) -> None:
     assert "Gate FAILED" in page and "**FAILED**" in md
     # 12 prompts per system and model; the scripted model answers 045.10 to all of them.
     assert "| 045.10 | 1000.0 | 12 |" in md and "the prompt's example code" in md
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and SCRIPT not in page
+    assert SCRIPT not in page and "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
+    assert SCRIPT in [row[8] for row in explorer_json(page)["rows"]]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and SCRIPT not in md
 
 
@@ -256,28 +261,45 @@ def hostile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def explorer_json(page: str) -> dict[str, Any]:
+    """The case explorer's data block of a page, as the page's script reads it."""
+    blocks = re.findall(r'<script type="application/json" id="explorer-data">(.*?)</script>', page, re.S)
+    assert len(blocks) == 1
+    return json.loads(blocks[0])
+
+
 def test_everything_untrusted_is_escaped(lookup_records) -> None:
     records, summary = lookup_records
     summary = {**summary, "run_id": SCRIPT, "prompt_template": IMG, "results": None, "tables": None}
     page = html.render(hostile(records), summary)
     dom = parse(page)
     allowed = {"html", "head", "meta", "title", "style", "body", "main", "header", "h1", "h2", "h3", "p",
-               "section", "div", "span", "em", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "pre",
-               "svg", "g", "line", "rect", "text", "polyline", "circle"}  # fmt: skip
+               "section", "div", "span", "em", "b", "table", "thead", "tbody", "tr", "th", "td", "ul", "li",
+               "pre", "svg", "g", "line", "rect", "text", "polyline", "polygon", "circle", "label", "select",
+               "option", "input", "button", "noscript", "script"}  # fmt: skip
     assert {t for t, _ in dom.elements} <= allowed
+    assert [a for t, a in dom.elements if t == "script"] == [{"type": "application/json", "id": "explorer-data"}, {}]
     assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
+    assert page.count("</script>") == 2  # no answer ends the data block early
+    data = explorer_json(page)
+    shown = " ".join(" ".join(map(str, row)) for row in data["rows"]) + " ".join(data["strings"] + data["models"])
     text = " ".join(dom.text)
     for evil in HOSTILE:
-        assert evil in text
+        assert evil in shown
+    assert SCRIPT in text  # the run id, in the page's own text
     assert "sk-abcdef1234567890XYZ" not in page and "sk-***" in page
 
 
 def test_the_page_is_self_contained(lookup_records) -> None:
     records, summary = lookup_records
     page = html.render(records, summary)
-    assert f'<meta http-equiv="Content-Security-Policy" content="{html.esc(html.CSP)}">' in page
+    inline = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert inline == [EXPLORER_JS]
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    csp = html.CSP + f"; script-src 'sha256-{digest}'"
+    assert f'<meta http-equiv="Content-Security-Policy" content="{html.esc(csp)}">' in page
     assert re.findall(r"https?://[^\s\"'<>]+", page) == ["http://www.w3.org/2000/svg"] * page.count("<svg")
-    for tag in ("<script", "<link", "<img", "<iframe", "<object", "@import", "url("):
+    for tag in ("<link", "<img", "<iframe", "<object", "@import", "url(", "innerHTML", "eval(", "fetch("):
         assert tag not in page
 
 
