@@ -160,7 +160,8 @@ class DevTools:
             self.send("Input.dispatchKeyEvent", type="keyUp", key=ch)
 
     def screenshot(self, path: Path) -> Path:
-        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        """What the viewport shows now, as a PNG."""
+        data = self.send("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 

@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 from conftest import missing
+from devtools import DevTools
+from pytest_medcode.cli import main as medcode
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import select_codes
 from pytest_medcode.paths import cache_root
@@ -37,7 +39,7 @@ from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.runs.folder import load_run
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
-from pytest_medcode.vocabulary import answered
+from pytest_medcode.vocabulary import ERROR_MIX, MIX_WRONG_VALID, answered, error_kind
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
@@ -209,6 +211,96 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     artifacts = os.environ.get("MEDCODE_ARTIFACTS_DIR")
     if artifacts:
         shutil.copytree(scripted_run, Path(artifacts) / "report-browser-check", dirs_exist_ok=True)
+    print(f"screenshot: {shot}")
+
+
+#: The two screen sizes the pages are checked at: a desktop window and a phone held upright.
+SCREENS = [pytest.param(1400, 900, False, id="desktop-1400"), pytest.param(390, 844, True, id="phone-390")]
+ROWS = "[...document.querySelectorAll('#explorer-rows tr')].map(tr => [...tr.cells].map(td => td.textContent))"
+STATUS = "document.getElementById('explorer-status').textContent"
+
+
+def test_devtools_sees_csp_violations_and_exceptions(chromium: str, tmp_path: Path) -> None:
+    """The DevTools check's error list catches a script the page's policy refuses, and a thrown error."""
+    page = tmp_path / "csp.html"
+    page.write_text(f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{html.esc(html.CSP)}">'
+                    "<p>x</p><script>document.title = 'ran'</script>")
+    thrower = tmp_path / "throw.html"
+    thrower.write_text('<!DOCTYPE html><p>x</p><script>throw new Error("bang")</script>')
+    with DevTools(chromium, tmp_path / "profile") as tab:
+        tab.open(page.as_uri(), 800, 600)
+        assert tab.evaluate("document.title") != "ran"
+        assert any("Content Security Policy" in e for e in tab.errors), tab.errors
+        tab.errors.clear()
+        tab.open(thrower.as_uri(), 800, 600)
+        assert any("bang" in e for e in tab.errors), tab.errors
+
+
+@pytest.mark.parametrize(("width", "height", "mobile"), SCREENS)
+def test_case_explorer_filters_by_typing_and_clicking(
+    chromium: str, scripted_run: Path, tmp_path: Path, width: int, height: int, mobile: bool
+) -> None:
+    """The report in Chromium with real key and mouse input: the headline, then the explorer filtered by
+    typing into its search box, by clicking an outcome and sorted by clicking a column title."""
+    records = load_run(scripted_run).records
+    wrong_valid = sum(1 for r in records if error_kind(r) == MIX_WRONG_VALID)
+    assert 0 < wrong_valid < len(records)
+    report = (scripted_run / "report.html").as_uri()
+    with DevTools(chromium, tmp_path / "profile") as tab:
+        tab.open(report, width, height, mobile)
+        headline = tab.evaluate("document.getElementById('headline').innerText")
+        assert "best is lookup" in headline and "McNemar p=" in headline and "Gate FAILED" in headline
+        assert "unknown" in headline  # neither coder reports a price
+        shots = [tab.screenshot(tmp_path / f"report-top-{width}.png")]
+        assert tab.evaluate(STATUS).startswith(f"Cases 1–{len(records)} of {len(records)} shown")
+
+        tab.type("#explorer-q", "alert(1)")
+        rows = tab.evaluate(ROWS)
+        assert len(rows) == 1 and rows[0][-1] == SCRIPT  # the answer, as text
+        assert tab.evaluate("document.querySelectorAll('img').length") == 0
+        shots.append(tab.screenshot(tmp_path / f"report-search-{width}.png"))
+
+        tab.open(report, width, height, mobile)
+        tab.click(f'button[data-kind="{ERROR_MIX.index(MIX_WRONG_VALID)}"]')
+        rows = tab.evaluate(ROWS)
+        assert len(rows) == wrong_valid and {r[2] for r in rows} == {MIX_WRONG_VALID}
+        assert tab.evaluate(STATUS).startswith(f"Cases 1–{wrong_valid} of {wrong_valid} shown")
+        tab.click('button[data-col="4"]')  # sort by the expected code
+        expected = [r[3] for r in tab.evaluate(ROWS)]
+        assert expected == sorted(expected) and len(expected) == wrong_valid
+        tab.click('button[data-col="4"]')
+        assert [r[3] for r in tab.evaluate(ROWS)] == sorted(expected, reverse=True)
+        tab.click(f'button[data-kind="{ERROR_MIX.index(MIX_WRONG_VALID)}"]')  # again: the filter is off
+        assert len(tab.evaluate(ROWS)) == len(records)
+        search_right = tab.evaluate("document.getElementById('explorer-q').getBoundingClientRect().right")
+        assert search_right <= width
+        assert tab.evaluate("document.documentElement.scrollWidth") <= width  # wide tables scroll in place
+        shots.append(tab.screenshot(tmp_path / f"report-explorer-{width}.png"))
+        assert tab.errors == []
+    for shot in shots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print(f"screenshot: {shot}")
+
+
+@pytest.mark.parametrize(("width", "height", "mobile"), SCREENS)
+def test_history_page_in_chromium(
+    chromium: str, scripted_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], width: int,
+    height: int, mobile: bool
+) -> None:
+    """``medcode history`` over the reports folder of the gated run: the table, the page, its failed gate."""
+    out = tmp_path / "history.html"
+    assert medcode(["history", str(scripted_run.parent), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert scripted_run.name in printed and "FAILED" in printed and "lookup / icd10cm" in printed
+    with DevTools(chromium, tmp_path / "profile") as tab:
+        tab.open(out.as_uri(), width, height, mobile)
+        assert tab.evaluate("document.querySelectorAll('#history-table tbody tr.failed').length") == 1
+        assert tab.evaluate("document.querySelectorAll('#chart-history polyline').length") == 4
+        assert tab.evaluate("document.querySelectorAll('script').length") == 0
+        assert tab.evaluate("document.documentElement.scrollWidth") <= width
+        shot = tab.screenshot(tmp_path / f"history-{width}.png")
+        assert tab.errors == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {shot}")
 
 

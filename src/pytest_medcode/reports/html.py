@@ -137,6 +137,9 @@ ul.warnings li { color: #9a6700; }
 @media (max-width: 600px) {
   main { padding: 12px 10px 32px; }
   svg.chart { max-width: 100%; height: auto; }
+  table { display: block; overflow-x: auto; max-width: 100%; }
+  .grid > div { max-width: 100%; }
+  pre { max-width: 100%; overflow-x: auto; }
   #explorer input[type=search] { min-width: 0; width: 100%; }
 }
 """
