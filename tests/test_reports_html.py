@@ -36,10 +36,11 @@ from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import html, markdown
 from pytest_medcode.reports.explorer import EXPLORER_JS
 from pytest_medcode.results.aggregate import digit_position_rates
+from pytest_medcode.results.stats import mcnemar_exact
 from pytest_medcode.runs.folder import load_run
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
-from pytest_medcode.vocabulary import ERROR_MIX, MIX_WRONG_VALID, answered, error_kind
+from pytest_medcode.vocabulary import ERROR_MIX, MIX_WRONG_VALID, answered, error_kind, format_p
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
@@ -458,3 +459,44 @@ def test_a_missing_optional_piece_is_one_failing_line_in_ci_and_a_skip_elsewhere
     else:
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["SKIPPED * WordNet for METEOR; apt-get install -y wordnet-base"])
+
+
+def test_headline_names_the_best_model_with_a_paired_test_and_the_cost(lookup_records) -> None:
+    """A second model that misses every third case: the headline ranks lookup first, tests the lead with
+    McNemar over the paired cases, and sums the cost of the cases that carry one."""
+    records, summary = lookup_records
+    other = [{**r, "model": "other", "cost_usd": 0.002 if i < 10 else None,
+              **({"exact_match": False, "outcome": "incorrect", "predicted_code": "A00.0"} if i % 3 == 0 else {})}
+             for i, r in enumerate(records)]  # fmt: skip
+    page = html.render(records + other, {**summary, "results": None, "tables": None})
+    lost = sum(1 for r in other if r["exact_match"] is False)
+    assert lost == 10
+    expected_p = format_p(mcnemar_exact(lost, 0))
+    assert (f"best is <b>lookup</b> with exact match 100.0% (88.6–100.0), {100 * lost / 30:.1f} pp ahead of other "
+            f"(66.7%); paired over 30 cases ({lost} won, 0 lost), McNemar p={expected_p}: a real difference") in page
+    assert html.cost_text(records) == "unknown"
+    assert html.cost_text(other) == "$0.02+ (10 of 30 cases priced)"
+    assert html.cost_text([{**r, "cost_usd": 0.0001} for r in records]) == "$0.0030"
+    # One colour per model · system, the same in the headline, the bars and the digit lines.
+    colors = html.series_colors([{"model": "lookup", "system": "icd10cm"}, {"model": "other", "system": "icd10cm"}])
+    for color in colors.values():
+        assert page.count(f"background:{color}") == 1 and f'fill="{color}" fill-opacity="0.8"' in page
+        assert f'stroke="{color}"' in page
+    assert page.count('stroke-dasharray="7 4"') == 2  # the second line is dashed, in the chart and its legend
+
+
+def test_empty_sections_are_left_out_and_similarity_models_named(lookup_records) -> None:
+    records, summary = lookup_records
+    bare = [{**r, "digit_positions": None, "hierarchy_level": None} for r in records]
+    page = html.render(bare, {**summary, "results": None, "tables": None})
+    ids = parse(page).ids()
+    assert "chart-digit-positions" not in ids and "chart-hierarchy" not in ids and "similarity" not in ids
+    assert {"headline", "chart-error-mix", "cases"} <= ids and 'id="gate"' not in page
+    scored = [{**r, "meteor": 0.5, "bertscore": 0.9} for r in records]
+    named = {**summary, "results": None, "tables": None, "config": {**summary["config"], "bertscore_model": None},
+             "similarity": {"meteor": {"available": True, "label": "METEOR (nltk, WordNet synonyms)"},
+                            "bertscore": {"available": True, "label": "BERTScore F1 (sentence-transformers/x)",
+                                          "model": "sentence-transformers/x"}}}  # fmt: skip
+    page = html.render(scored, named)
+    assert "Scored with: METEOR (nltk, WordNet synonyms); BERTScore F1 (sentence-transformers/x)." in page
+    assert "<td>bertscore_model</td><td>BERTScore F1 (sentence-transformers/x) (the default)</td>" in page
