@@ -34,15 +34,32 @@ def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The explorer's JSON: lookup lists and one row per case
     ``[model, system, kind, variant, expected, description, predicted, predicted description, raw answer]``
     (the first four and the two descriptions as indexes)."""
-    lists: dict[str, dict[str, int]] = {"models": {}, "systems": {}, "variants": {}, "strings": {}}
+    lists: dict[str, dict[Any, int]] = {"models": {}, "systems": {}, "variants": {}, "strings": {}}
+    shown: dict[str, list[str]] = {name: [] for name in lists}
     kinds = {k: i for i, k in enumerate(ERROR_MIX)}
+    codes: dict[Any, str] = {}
 
     def index(kind: str, value: Any) -> int:
         table = lists[kind]
-        key = "" if value is None else visible(value)
-        if key not in table:
-            table[key] = len(table)
-        return table[key]
+        found = table.get(value)
+        if found is None:  # made visible once per distinct value, not once per case
+            found = table[value] = len(table)
+            shown[kind].append("" if value is None else visible(value))
+        return found
+
+    def code(value: Any) -> str:
+        text = codes.get(value)
+        if text is None:
+            text = codes[value] = "" if value is None else visible(value)
+        return text
+
+    answers: dict[str, str] = {}  # models repeat their answers ("Code: M24.131"): mask and clip each once
+
+    def answer(text: str) -> str:
+        shown = answers.get(text)
+        if shown is None:
+            shown = answers[text] = _clip(visible(mask_credentials(text)))
+        return shown
 
     rows = []
     for r in records:
@@ -56,18 +73,18 @@ def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             index("systems", r.get("system")),
             kinds[kind],
             index("variants", r.get("variant") or _VARIANT_DEFAULT),
-            visible(r.get("code") or ""),
+            code(r.get("code")),
             index("strings", r.get("description")),
-            visible(r.get("predicted_code") or ""),
+            code(r.get("predicted_code")),
             index("strings", r.get("predicted_description")),
-            _clip(visible(mask_credentials(raw))),
+            answer(raw),
         ])
     return {
-        "models": list(lists["models"]),
-        "systems": list(lists["systems"]),
+        "models": shown["models"],
+        "systems": shown["systems"],
         "kinds": list(ERROR_MIX),
-        "variants": list(lists["variants"]),
-        "strings": list(lists["strings"]),
+        "variants": shown["variants"],
+        "strings": shown["strings"],
         "page": PAGE_ROWS,
         "rows": rows,
     }
