@@ -26,8 +26,11 @@ PAGE_ROWS = 50
 _VARIANT_DEFAULT = DIMENSIONS["variant"]
 
 
-def _clip(text: str, limit: int = RAW_LIMIT) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more characters]"
+def _clip(text: str, total: int | None = None, limit: int = RAW_LIMIT) -> str:
+    """At most ``limit`` characters and how many more the answer had (``total``: its whole length, when the
+    record keeps only the start of a very long answer)."""
+    total = max(total or 0, len(text))
+    return text if total <= limit else f"{text[:limit]}… [{total - limit} more characters]"
 
 
 def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -53,21 +56,21 @@ def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             text = codes[value] = "" if value is None else visible(value)
         return text
 
-    answers: dict[str, str] = {}  # models repeat their answers ("Code: M24.131"): mask and clip each once
+    answers: dict[tuple[str, int | None], str] = {}  # answers repeat ("Code: M24.131"): mask, clip each once
 
-    def answer(text: str) -> str:
-        shown = answers.get(text)
+    def answer(text: str, total: int | None) -> str:
+        shown = answers.get((text, total))
         if shown is None:
-            shown = answers[text] = _clip(visible(mask_credentials(text)))
+            shown = answers[text, total] = _clip(visible(mask_credentials(text)), total)
         return shown
 
     rows = []
     for r in records:
         kind = error_kind(r)
         if kind == MIX_FAILED:
-            raw = f"(call failed) {r.get('error') or ''}"
+            raw, total = f"(call failed) {r.get('error') or ''}", None
         else:
-            raw = r.get("raw_answer") or ""
+            raw, total = r.get("raw_answer") or "", r.get("answer_chars")
         rows.append([
             index("models", r.get("model")),
             index("systems", r.get("system")),
@@ -77,7 +80,7 @@ def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             index("strings", r.get("description")),
             code(r.get("predicted_code")),
             index("strings", r.get("predicted_description")),
-            answer(raw),
+            answer(raw, total),
         ])
     return {
         "models": shown["models"],
