@@ -131,7 +131,7 @@ ul.warnings li { color: #9a6700; }
 #explorer th button { border: 0; background: none; padding: 0; font-weight: 600; border-radius: 0; }
 #explorer th button[aria-sort=ascending]::after { content: " \\25B2"; }
 #explorer th button[aria-sort=descending]::after { content: " \\25BC"; }
-#explorer table { width: 100%; }
+#explorer table { width: 100%; min-width: 880px; }
 #explorer td { font-size: 13px; }
 #explorer .pager { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
 #explorer .pager button { border-radius: 4px; }
