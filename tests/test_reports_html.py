@@ -280,7 +280,17 @@ def test_case_explorer_filters_by_typing_and_clicking(
         assert tab.errors == []
     for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        print(f"screenshot: {shot}")
+        keep_artifact(shot)
+
+
+def keep_artifact(shot: Path) -> None:
+    """Print where a screenshot is; copy it to ``MEDCODE_ARTIFACTS_DIR`` too when CI sets it."""
+    print(f"screenshot: {shot}")
+    artifacts = os.environ.get("MEDCODE_ARTIFACTS_DIR")
+    if artifacts:
+        folder = Path(artifacts) / "browser-check"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, folder / shot.name)
 
 
 @pytest.mark.parametrize(("width", "height", "mobile"), SCREENS)
@@ -302,7 +312,7 @@ def test_history_page_in_chromium(
         shot = tab.screenshot(tmp_path / f"history-{width}.png")
         assert tab.errors == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    print(f"screenshot: {shot}")
+    keep_artifact(shot)
 
 
 def test_the_run_folder_reports_agree(scripted_run: Path) -> None:
