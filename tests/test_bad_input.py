@@ -11,6 +11,7 @@ each entry checks its own case.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -350,7 +351,9 @@ def test_model_text_reaches_no_report_or_terminal_with_raw_control_characters(
     for sink, text in sinks.items():
         assert not [c for c in RAW_CONTROLS if c in text], sink
     shown = "\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m red \\x7f"
-    assert shown in sinks["terminal"] and shown in sinks["report.html"]
+    assert shown in sinks["terminal"]
+    data = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', sinks["report.html"], re.S)
+    assert data and any(shown in row[8] for row in json.loads(data.group(1))["rows"])  # as the explorer shows it
     assert shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]") in sinks["report.md"]  # Markdown-escaped
     # the note on a cut answer counts the answer (2,000,012 characters), not the 20,000 the record keeps
-    assert "[1999812 more characters]" in sinks["terminal"]
+    assert "[1999812 more characters]" in sinks["terminal"] and "[1999812 more characters]" in sinks["report.html"]

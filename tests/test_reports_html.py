@@ -12,6 +12,8 @@ Chromium is the Debian package ``chromium``; without it the check skips locally 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -25,16 +27,20 @@ from typing import Any
 import pytest
 
 from conftest import missing
+from devtools import DevTools
+from pytest_medcode.cli import main as medcode
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import select_codes
 from pytest_medcode.paths import cache_root
 from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import html, markdown
+from pytest_medcode.reports.explorer import EXPLORER_JS
 from pytest_medcode.results.aggregate import digit_position_rates
+from pytest_medcode.results.stats import mcnemar_exact
 from pytest_medcode.runs.folder import load_run
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
-from pytest_medcode.vocabulary import answered
+from pytest_medcode.vocabulary import ERROR_MIX, MIX_WRONG_VALID, answered, error_kind, format_p
 
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
@@ -182,18 +188,19 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     assert console_messages(proc.stderr) == []
     dom = parse(proc.stdout)
     ids = dom.ids()
-    assert {"chart-exact-match", "chart-digit-positions", "table-exact-match", "gate-checks",
-            "table-error-analysis-icd10cm", "table-error-analysis-icd9cm", "top-codes-0", "wrong",
-            "config"} <= ids  # fmt: skip
+    assert {"headline", "headline-table", "chart-exact-match", "chart-error-mix", "chart-hierarchy",
+            "chart-digit-positions", "table-exact-match", "gate-checks", "table-error-analysis-icd10cm",
+            "table-error-analysis-icd9cm", "top-codes-0", "explorer-table", "config"} <= ids  # fmt: skip
     summary = json.loads((scripted_run / "summary.json").read_text())
     if any((summary.get("similarity") or {}).values()):  # METEOR/BERTScore computed where their extra is
         assert {"chart-meteor-0", "chart-bertscore-0", "table-similarity"} <= ids
     assert dom.count("table") >= 8 and dom.count("svg") >= 2
     assert dom.count("rect") >= 4 and dom.count("polyline") == 4  # bars, and one line per model x system
-    assert dom.count("script") == 0 and dom.count("img") == 0
+    assert dom.count("script") == 2 and dom.count("img") == 0  # the explorer's data and code, nothing else
     assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
+    assert dom.count("tr") >= 48  # the explorer drew the run's 48 cases
     text = " ".join(dom.text)
-    assert SCRIPT in text and IMG in text  # the model's answers, shown as text
+    assert SCRIPT in text and IMG in text  # the model's answers, drawn by the explorer as text
     assert "Gate FAILED" in text and "prompt example" in text
 
     shot = scripted_run / "screenshot.png"
@@ -208,6 +215,106 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     print(f"screenshot: {shot}")
 
 
+#: The two screen sizes the pages are checked at: a desktop window and a phone held upright.
+SCREENS = [pytest.param(1400, 900, False, id="desktop-1400"), pytest.param(390, 844, True, id="phone-390")]
+ROWS = "[...document.querySelectorAll('#explorer-rows tr')].map(tr => [...tr.cells].map(td => td.textContent))"
+STATUS = "document.getElementById('explorer-status').textContent"
+
+
+def test_devtools_sees_csp_violations_and_exceptions(chromium: str, tmp_path: Path) -> None:
+    """The DevTools check's error list catches a script the page's policy refuses, and a thrown error."""
+    page = tmp_path / "csp.html"
+    page.write_text(f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{html.esc(html.CSP)}">'
+                    "<p>x</p><script>document.title = 'ran'</script>")
+    thrower = tmp_path / "throw.html"
+    thrower.write_text('<!DOCTYPE html><p>x</p><script>throw new Error("bang")</script>')
+    with DevTools(chromium, tmp_path / "profile") as tab:
+        tab.open(page.as_uri(), 800, 600)
+        assert tab.evaluate("document.title") != "ran"
+        assert any("Content Security Policy" in e for e in tab.errors), tab.errors
+        tab.errors.clear()
+        tab.open(thrower.as_uri(), 800, 600)
+        assert any("bang" in e for e in tab.errors), tab.errors
+
+
+@pytest.mark.parametrize(("width", "height", "mobile"), SCREENS)
+def test_case_explorer_filters_by_typing_and_clicking(
+    chromium: str, scripted_run: Path, tmp_path: Path, width: int, height: int, mobile: bool
+) -> None:
+    """The report in Chromium with real key and mouse input: the headline, then the explorer filtered by
+    typing into its search box, by clicking an outcome and sorted by clicking a column title."""
+    records = load_run(scripted_run).records
+    wrong_valid = sum(1 for r in records if error_kind(r) == MIX_WRONG_VALID)
+    assert 0 < wrong_valid < len(records)
+    report = (scripted_run / "report.html").as_uri()
+    with DevTools(chromium, tmp_path / "profile") as tab:
+        tab.open(report, width, height, mobile)
+        headline = tab.evaluate("document.getElementById('headline').innerText")
+        assert "best is lookup" in headline and "McNemar p=" in headline and "Gate FAILED" in headline
+        assert "unknown" in headline  # neither coder reports a price
+        shots = [tab.screenshot(tmp_path / f"report-top-{width}.png")]
+        assert tab.evaluate(STATUS).startswith(f"Cases 1–{len(records)} of {len(records)} shown")
+
+        tab.type("#explorer-q", "alert(1)")
+        rows = tab.evaluate(ROWS)
+        assert len(rows) == 1 and rows[0][-1] == SCRIPT  # the answer, as text
+        assert tab.evaluate("document.querySelectorAll('img').length") == 0
+        shots.append(tab.screenshot(tmp_path / f"report-search-{width}.png"))
+
+        tab.open(report, width, height, mobile)
+        tab.click(f'button[data-kind="{ERROR_MIX.index(MIX_WRONG_VALID)}"]')
+        rows = tab.evaluate(ROWS)
+        assert len(rows) == wrong_valid and {r[2] for r in rows} == {MIX_WRONG_VALID}
+        assert tab.evaluate(STATUS).startswith(f"Cases 1–{wrong_valid} of {wrong_valid} shown")
+        tab.click('button[data-col="4"]')  # sort by the expected code
+        expected = [r[3] for r in tab.evaluate(ROWS)]
+        assert expected == sorted(expected) and len(expected) == wrong_valid
+        tab.click('button[data-col="4"]')
+        assert [r[3] for r in tab.evaluate(ROWS)] == sorted(expected, reverse=True)
+        tab.click(f'button[data-kind="{ERROR_MIX.index(MIX_WRONG_VALID)}"]')  # again: the filter is off
+        assert len(tab.evaluate(ROWS)) == len(records)
+        search_right = tab.evaluate("document.getElementById('explorer-q').getBoundingClientRect().right")
+        assert search_right <= width
+        assert tab.evaluate("document.documentElement.scrollWidth") <= width  # wide tables scroll in place
+        shots.append(tab.screenshot(tmp_path / f"report-explorer-{width}.png"))
+        assert tab.errors == []
+    for shot in shots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        keep_artifact(shot)
+
+
+def keep_artifact(shot: Path) -> None:
+    """Print where a screenshot is; copy it to ``MEDCODE_ARTIFACTS_DIR`` too when CI sets it."""
+    print(f"screenshot: {shot}")
+    artifacts = os.environ.get("MEDCODE_ARTIFACTS_DIR")
+    if artifacts:
+        folder = Path(artifacts) / "browser-check"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, folder / shot.name)
+
+
+@pytest.mark.parametrize(("width", "height", "mobile"), SCREENS)
+def test_history_page_in_chromium(
+    chromium: str, scripted_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], width: int,
+    height: int, mobile: bool
+) -> None:
+    """``medcode history`` over the reports folder of the gated run: the table, the page, its failed gate."""
+    out = tmp_path / "history.html"
+    assert medcode(["history", str(scripted_run.parent), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert scripted_run.name in printed and "FAILED" in printed and "lookup / icd10cm" in printed
+    with DevTools(chromium, tmp_path / "profile") as tab:
+        tab.open(out.as_uri(), width, height, mobile)
+        assert tab.evaluate("document.querySelectorAll('#history-table tbody tr.failed').length") == 1
+        assert tab.evaluate("document.querySelectorAll('#chart-history polyline').length") == 4
+        assert tab.evaluate("document.querySelectorAll('script').length") == 0
+        assert tab.evaluate("document.documentElement.scrollWidth") <= width
+        shot = tab.screenshot(tmp_path / f"history-{width}.png")
+        assert tab.errors == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keep_artifact(shot)
+
+
 def test_the_run_folder_reports_agree(scripted_run: Path) -> None:
     summary = json.loads((scripted_run / "summary.json").read_text())
     page = (scripted_run / "report.html").read_text()
@@ -216,7 +323,8 @@ def test_the_run_folder_reports_agree(scripted_run: Path) -> None:
     assert "Gate FAILED" in page and "**FAILED**" in md
     # 12 prompts per system and model; the scripted model answers 045.10 to all of them.
     assert "| 045.10 | 1000.0 | 12 |" in md and "the prompt's example code" in md
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and SCRIPT not in page
+    assert SCRIPT not in page and "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
+    assert SCRIPT in [row[8] for row in explorer_json(page)["rows"]]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and SCRIPT not in md
 
 
@@ -256,28 +364,45 @@ def hostile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def explorer_json(page: str) -> dict[str, Any]:
+    """The case explorer's data block of a page, as the page's script reads it."""
+    blocks = re.findall(r'<script type="application/json" id="explorer-data">(.*?)</script>', page, re.S)
+    assert len(blocks) == 1
+    return json.loads(blocks[0])
+
+
 def test_everything_untrusted_is_escaped(lookup_records) -> None:
     records, summary = lookup_records
     summary = {**summary, "run_id": SCRIPT, "prompt_template": IMG, "results": None, "tables": None}
     page = html.render(hostile(records), summary)
     dom = parse(page)
     allowed = {"html", "head", "meta", "title", "style", "body", "main", "header", "h1", "h2", "h3", "p",
-               "section", "div", "span", "em", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "pre",
-               "svg", "g", "line", "rect", "text", "polyline", "circle"}  # fmt: skip
+               "section", "div", "span", "em", "b", "table", "thead", "tbody", "tr", "th", "td", "ul", "li",
+               "pre", "svg", "g", "line", "rect", "text", "polyline", "polygon", "circle", "label", "select",
+               "option", "input", "button", "noscript", "script"}  # fmt: skip
     assert {t for t, _ in dom.elements} <= allowed
+    assert [a for t, a in dom.elements if t == "script"] == [{"type": "application/json", "id": "explorer-data"}, {}]
     assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
+    assert page.count("</script>") == 2  # no answer ends the data block early
+    data = explorer_json(page)
+    shown = " ".join(" ".join(map(str, row)) for row in data["rows"]) + " ".join(data["strings"] + data["models"])
     text = " ".join(dom.text)
     for evil in HOSTILE:
-        assert evil in text
+        assert evil in shown
+    assert SCRIPT in text  # the run id, in the page's own text
     assert "sk-abcdef1234567890XYZ" not in page and "sk-***" in page
 
 
 def test_the_page_is_self_contained(lookup_records) -> None:
     records, summary = lookup_records
     page = html.render(records, summary)
-    assert f'<meta http-equiv="Content-Security-Policy" content="{html.esc(html.CSP)}">' in page
+    inline = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert inline == [EXPLORER_JS]
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    csp = html.CSP + f"; script-src 'sha256-{digest}'"
+    assert f'<meta http-equiv="Content-Security-Policy" content="{html.esc(csp)}">' in page
     assert re.findall(r"https?://[^\s\"'<>]+", page) == ["http://www.w3.org/2000/svg"] * page.count("<svg")
-    for tag in ("<script", "<link", "<img", "<iframe", "<object", "@import", "url("):
+    for tag in ("<link", "<img", "<iframe", "<object", "@import", "url(", "innerHTML", "eval(", "fetch("):
         assert tag not in page
 
 
@@ -344,3 +469,44 @@ def test_a_missing_optional_piece_is_one_failing_line_in_ci_and_a_skip_elsewhere
     else:
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["SKIPPED * WordNet for METEOR; apt-get install -y wordnet-base"])
+
+
+def test_headline_names_the_best_model_with_a_paired_test_and_the_cost(lookup_records) -> None:
+    """A second model that misses every third case: the headline ranks lookup first, tests the lead with
+    McNemar over the paired cases, and sums the cost of the cases that carry one."""
+    records, summary = lookup_records
+    other = [{**r, "model": "other", "cost_usd": 0.002 if i < 10 else None,
+              **({"exact_match": False, "outcome": "incorrect", "predicted_code": "A00.0"} if i % 3 == 0 else {})}
+             for i, r in enumerate(records)]  # fmt: skip
+    page = html.render(records + other, {**summary, "results": None, "tables": None})
+    lost = sum(1 for r in other if r["exact_match"] is False)
+    assert lost == 10
+    expected_p = format_p(mcnemar_exact(lost, 0))
+    assert (f"best is <b>lookup</b> with exact match 100.0% (88.6–100.0), {100 * lost / 30:.1f} pp ahead of other "
+            f"(66.7%); paired over 30 cases ({lost} won, 0 lost), McNemar p={expected_p}: a real difference") in page
+    assert html.cost_text(records) == "unknown"
+    assert html.cost_text(other) == "$0.02+ (10 of 30 cases priced)"
+    assert html.cost_text([{**r, "cost_usd": 0.0001} for r in records]) == "$0.0030"
+    # One colour per model · system, the same in the headline, the bars and the digit lines.
+    colors = html.series_colors([{"model": "lookup", "system": "icd10cm"}, {"model": "other", "system": "icd10cm"}])
+    for color in colors.values():
+        assert page.count(f"background:{color}") == 1 and f'fill="{color}" fill-opacity="0.8"' in page
+        assert f'stroke="{color}"' in page
+    assert page.count('stroke-dasharray="7 4"') == 2  # the second line is dashed, in the chart and its legend
+
+
+def test_empty_sections_are_left_out_and_similarity_models_named(lookup_records) -> None:
+    records, summary = lookup_records
+    bare = [{**r, "digit_positions": None, "hierarchy_level": None} for r in records]
+    page = html.render(bare, {**summary, "results": None, "tables": None})
+    ids = parse(page).ids()
+    assert "chart-digit-positions" not in ids and "chart-hierarchy" not in ids and "similarity" not in ids
+    assert {"headline", "chart-error-mix", "cases"} <= ids and 'id="gate"' not in page
+    scored = [{**r, "meteor": 0.5, "bertscore": 0.9} for r in records]
+    named = {**summary, "results": None, "tables": None, "config": {**summary["config"], "bertscore_model": None},
+             "similarity": {"meteor": {"available": True, "label": "METEOR (nltk, WordNet synonyms)"},
+                            "bertscore": {"available": True, "label": "BERTScore F1 (sentence-transformers/x)",
+                                          "model": "sentence-transformers/x"}}}  # fmt: skip
+    page = html.render(scored, named)
+    assert "Scored with: METEOR (nltk, WordNet synonyms); BERTScore F1 (sentence-transformers/x)." in page
+    assert "<td>bertscore_model</td><td>BERTScore F1 (sentence-transformers/x) (the default)</td>" in page

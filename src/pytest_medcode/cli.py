@@ -192,6 +192,33 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    """Exact match per model × system over every run under a reports directory: a table and history.html."""
+    from pytest_medcode.reports.history import render_terminal
+    from pytest_medcode.runs.history import write_history
+
+    root = Path(args.reports_dir).expanduser()
+    if not root.is_dir():
+        print(f"medcode history: {root}: no such reports directory", file=sys.stderr)
+        return 2
+    if args.last is not None and args.last < 1:
+        print(f"medcode history: --last {args.last}: must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        history, page = write_history(root, Path(args.out).expanduser() if args.out else None)
+    except OSError as exc:
+        print(f"medcode history: cannot write the page: {exc}", file=sys.stderr)
+        return 2
+    for problem in history.problems:
+        print(f"medcode history: skipped {problem}", file=sys.stderr)
+    if not history.runs:
+        print(f"medcode history: no run folders under {root}", file=sys.stderr)
+        return 2
+    print("\n".join(render_terminal(history.runs, args.last)))
+    print(f"wrote {page} ({len(history.runs)} runs)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medcode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
@@ -240,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bertscore-device", default=None, metavar="DEVICE", help="BERTScore device")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's own seed)")
     p.set_defaults(func=_cmd_rescore)
+    p = sub.add_parser("history", help="exact match per model and system over all runs; writes history.html")
+    p.add_argument("reports_dir", nargs="?", default="reports", help="the reports directory (default: reports)")
+    p.add_argument("--last", type=int, default=30, help="runs shown in the terminal (default 30; the page has all)")
+    p.add_argument("--out", default=None, help="the page's path (default: REPORTS_DIR/history.html)")
+    p.set_defaults(func=_cmd_history)
     args = parser.parse_args(argv)
     return args.func(args)
 

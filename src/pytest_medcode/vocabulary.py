@@ -16,6 +16,7 @@ __all__ = [
     "CORRECT",
     "DIMENSIONS",
     "ERROR",
+    "ERROR_MIX",
     "GROUP_KEYS",
     "INCORRECT",
     "METRICS",
@@ -30,6 +31,7 @@ __all__ = [
     "Metric",
     "answered",
     "dimension_text",
+    "error_kind",
     "format_p",
     "group_fields",
     "group_label",
@@ -164,3 +166,29 @@ def group_label(row: Mapping[str, Any]) -> str:
     """A results group, the same in the gate's checks, the reports and the terminal:
     ``gpt-4 / icd10cm``, ``gpt-4 / icd10cm [typo] T=0.6``."""
     return f"{row.get('model')} / {row.get('system')}{dimension_text(row)}"
+
+
+# -- the error mix: what kind of answer a case got, finer than its outcome -------------------------
+
+#: Correct, another real code, a real code that cannot be billed, a code that does not exist, no code at
+#: all, or a failed call (counted apart). The reports' stacked bars and case filters use these words.
+MIX_CORRECT, MIX_WRONG_VALID, MIX_NOT_BILLABLE = "correct", "wrong but valid", "valid, not billable"
+MIX_FABRICATED, MIX_NO_CODE, MIX_FAILED = "fabricated", "no code", "call failed"
+ERROR_MIX: tuple[str, ...] = (MIX_CORRECT, MIX_WRONG_VALID, MIX_NOT_BILLABLE, MIX_FABRICATED, MIX_NO_CODE,
+                              MIX_FAILED)
+
+
+def error_kind(record: Mapping[str, Any]) -> str:
+    """Which part of the error mix a case is in (one of :data:`ERROR_MIX`)."""
+    outcome = record.get("outcome")
+    if outcome == CORRECT:
+        return MIX_CORRECT
+    if outcome == ERROR:
+        return MIX_FAILED
+    if outcome == NO_CODE:
+        return MIX_NO_CODE
+    if record.get("fabricated"):
+        return MIX_FABRICATED
+    if record.get("valid_not_billable"):
+        return MIX_NOT_BILLABLE
+    return MIX_WRONG_VALID

@@ -35,7 +35,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "Run",
     "RunFormatError",
+    "find_run_folders",
     "load_run",
+    "load_summary",
     "point_latest",
     "summarise",
     "write_cases",
@@ -228,25 +230,55 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def load_run(path: Path | str) -> Run:
-    """Read a run folder (or its ``cases.parquet``). Raises RunFormatError with one line."""
+def find_run_folders(root: Path) -> list[Path]:
+    """Every folder under ``root`` holding a summary.json or cases.parquet; links (``latest``) are not
+    followed, so no run is counted twice."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if "cases.parquet" in files or "summary.json" in files:
+            found.append(Path(folder))
+    return found
+
+
+def load_summary(path: Path | str) -> dict[str, Any] | None:
+    """A run folder's summary.json alone (None when the folder has none), checked like :func:`load_run`
+    checks it: reading hundreds of runs' results need not open their cases. Raises RunFormatError."""
+    folder = Path(path).expanduser()
+    summary_path = folder if folder.name == "summary.json" else folder / "summary.json"
+    return _read_summary(summary_path) if summary_path.exists() else None
+
+
+def _read_summary(summary_path: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunFormatError(f"{summary_path}: unreadable summary ({exc})") from None
+    if not isinstance(summary, dict):
+        raise RunFormatError(f"{summary_path}: not a pytest-medcode summary (expected a JSON object)")
+    version = summary.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RunFormatError(
+            f"{summary_path}: summary schema version {version!r}, this pytest-medcode reads version "
+            f"{SCHEMA_VERSION}; re-run the baseline with this version"
+        )
+    return summary
+
+
+def load_run(path: Path | str, columns: Sequence[str] | None = None) -> Run:
+    """Read a run folder (or its ``cases.parquet``); ``columns``: only these of the cases (those the file
+    has, and the required ones), for readers that need a few. Raises RunFormatError with one line."""
     cases, summary_path = _resolve(Path(path))
     summary: dict[str, Any] | None = None
     if summary_path is not None and summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RunFormatError(f"{summary_path}: unreadable summary ({exc})") from None
-        if not isinstance(summary, dict):
-            raise RunFormatError(f"{summary_path}: not a pytest-medcode summary (expected a JSON object)")
-        version = summary.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise RunFormatError(
-                f"{summary_path}: summary schema version {version!r}, this pytest-medcode reads version "
-                f"{SCHEMA_VERSION}; re-run the baseline with this version"
-            )
+        summary = _read_summary(summary_path)
     try:
-        table = pq.read_table(cases)
+        if columns is not None:
+            present = set(pq.read_schema(cases).names)
+            wanted = [c for c in dict.fromkeys((*REQUIRED_COLUMNS, *columns)) if c in present]
+            table = pq.read_table(cases, columns=wanted)
+        else:
+            table = pq.read_table(cases)
     except (OSError, pa.ArrowException) as exc:
         raise RunFormatError(f"{cases}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     meta = table.schema.metadata or {}

@@ -1,0 +1,210 @@
+"""The case explorer of ``report.html``: every case as compact JSON, and the one inline script that shows it.
+
+The page's Content-Security-Policy runs this script only (by its SHA-256) and nothing else. The script
+never writes HTML: every cell is set with ``textContent``, so a model's ``<script>`` answer stays text.
+At 75,000 cases the page holds all of them, but the script draws one page of rows at a time, and the
+data are columnar: model, system, kind of answer and variant as small integers, descriptions (repeated
+across models) stored once in a string table, raw answers clipped to :data:`RAW_LIMIT` characters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_medcode.redaction import mask_credentials
+from pytest_medcode.safetext import visible
+from pytest_medcode.vocabulary import DIMENSIONS, ERROR_MIX, MIX_FAILED, error_kind
+
+__all__ = ["EXPLORER_JS", "PAGE_ROWS", "RAW_LIMIT", "explorer_data"]
+
+#: Characters of a raw answer the explorer keeps (the rest is counted, and is in cases.parquet).
+RAW_LIMIT = 200
+#: Rows drawn at a time.
+PAGE_ROWS = 50
+
+_VARIANT_DEFAULT = DIMENSIONS["variant"]
+
+
+def _clip(text: str, total: int | None = None, limit: int = RAW_LIMIT) -> str:
+    """At most ``limit`` characters and how many more the answer had (``total``: its whole length, when the
+    record keeps only the start of a very long answer)."""
+    total = max(total or 0, len(text))
+    return text if total <= limit else f"{text[:limit]}… [{total - limit} more characters]"
+
+
+def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The explorer's JSON: lookup lists and one row per case
+    ``[model, system, kind, variant, expected, description, predicted, predicted description, raw answer]``
+    (the first four and the two descriptions as indexes)."""
+    lists: dict[str, dict[Any, int]] = {"models": {}, "systems": {}, "variants": {}, "strings": {}}
+    shown: dict[str, list[str]] = {name: [] for name in lists}
+    kinds = {k: i for i, k in enumerate(ERROR_MIX)}
+    codes: dict[Any, str] = {}
+
+    def index(kind: str, value: Any) -> int:
+        table = lists[kind]
+        found = table.get(value)
+        if found is None:  # made visible once per distinct value, not once per case
+            found = table[value] = len(table)
+            shown[kind].append("" if value is None else visible(value))
+        return found
+
+    def code(value: Any) -> str:
+        text = codes.get(value)
+        if text is None:
+            text = codes[value] = "" if value is None else visible(value)
+        return text
+
+    answers: dict[tuple[str, int | None], str] = {}  # answers repeat ("Code: M24.131"): mask, clip each once
+
+    def answer(text: str, total: int | None) -> str:
+        shown = answers.get((text, total))
+        if shown is None:
+            shown = answers[text, total] = _clip(visible(mask_credentials(text)), total)
+        return shown
+
+    rows = []
+    for r in records:
+        kind = error_kind(r)
+        if kind == MIX_FAILED:
+            raw, total = f"(call failed) {r.get('error') or ''}", None
+        else:
+            raw, total = r.get("raw_answer") or "", r.get("answer_chars")
+        rows.append([
+            index("models", r.get("model")),
+            index("systems", r.get("system")),
+            kinds[kind],
+            index("variants", r.get("variant") or _VARIANT_DEFAULT),
+            code(r.get("code")),
+            index("strings", r.get("description")),
+            code(r.get("predicted_code")),
+            index("strings", r.get("predicted_description")),
+            answer(raw, total),
+        ])
+    return {
+        "models": shown["models"],
+        "systems": shown["systems"],
+        "kinds": list(ERROR_MIX),
+        "variants": shown["variants"],
+        "strings": shown["strings"],
+        "page": PAGE_ROWS,
+        "rows": rows,
+    }
+
+
+#: Filters (selects, outcome buttons, free text), sortable columns and paging over the JSON rows.
+EXPLORER_JS = r"""(function () {
+"use strict";
+var src = document.getElementById("explorer-data");
+var root = document.getElementById("explorer");
+if (!src || !root) { return; }
+var D = JSON.parse(src.textContent), R = D.rows, S = D.strings, PAGE = D.page;
+var st = {model: -1, system: -1, variant: -1, kind: -1, q: "", sort: -1, dir: 1, page: 0};
+var view = [], hay = null;
+function $(id) { return document.getElementById(id); }
+function val(r, c) {
+  switch (c) {
+    case 0: return D.models[r[0]];
+    case 1: return D.systems[r[1]];
+    case 2: return D.kinds[r[2]];
+    case 3: return D.variants[r[3]];
+    case 5: case 7: return S[r[c]];
+    default: return r[c];
+  }
+}
+function line(r) {
+  var parts = [];
+  for (var c = 0; c < 9; c++) { parts.push(val(r, c)); }
+  return parts.join("\u0001").toLowerCase();
+}
+function apply() {
+  var q = st.q.toLowerCase().trim(), out = [];
+  if (q && hay === null) { hay = R.map(line); }
+  for (var i = 0; i < R.length; i++) {
+    var r = R[i];
+    if ((st.model >= 0 && r[0] !== st.model) || (st.system >= 0 && r[1] !== st.system) ||
+        (st.kind >= 0 && r[2] !== st.kind) || (st.variant >= 0 && r[3] !== st.variant)) { continue; }
+    if (q && hay[i].indexOf(q) < 0) { continue; }
+    out.push(i);
+  }
+  if (st.sort >= 0) {
+    var c = st.sort, d = st.dir;
+    out.sort(function (a, b) {
+      var x = val(R[a], c), y = val(R[b], c);
+      return x < y ? -d : (x > y ? d : a - b);
+    });
+  }
+  view = out;
+  st.page = 0;
+  draw();
+}
+function cell(tr, text, cls) {
+  var td = document.createElement("td");
+  td.textContent = text;
+  if (cls) { td.className = cls; }
+  tr.appendChild(td);
+}
+var COLS = JSON.parse(root.getAttribute("data-columns"));
+function draw() {
+  var body = $("explorer-rows"), start = st.page * PAGE, end = Math.min(view.length, start + PAGE);
+  var frag = document.createDocumentFragment();
+  for (var i = start; i < end; i++) {
+    var r = R[view[i]], tr = document.createElement("tr");
+    tr.className = "kind-" + r[2];
+    for (var k = 0; k < COLS.length; k++) {
+      var c = COLS[k];
+      cell(tr, val(r, c), c === 8 ? "raw" : (c === 4 || c === 6 ? "code" : ""));
+    }
+    frag.appendChild(tr);
+  }
+  body.textContent = "";
+  body.appendChild(frag);
+  var pages = Math.max(1, Math.ceil(view.length / PAGE));
+  $("explorer-status").textContent = view.length ?
+    ("Cases " + (start + 1).toLocaleString() + "\u2013" + end.toLocaleString() + " of " +
+     view.length.toLocaleString() + " shown (" + R.length.toLocaleString() + " in the run) \u00b7 page " +
+     (st.page + 1) + " of " + pages) :
+    ("No case matches (" + R.length.toLocaleString() + " in the run)");
+  $("explorer-prev").disabled = st.page === 0;
+  $("explorer-next").disabled = st.page >= pages - 1;
+  var heads = root.querySelectorAll("th button[data-col]");
+  for (var h = 0; h < heads.length; h++) {
+    var col = +heads[h].getAttribute("data-col");
+    heads[h].setAttribute("aria-sort", col === st.sort ? (st.dir > 0 ? "ascending" : "descending") : "none");
+  }
+  var chips = root.querySelectorAll("button[data-kind]");
+  for (var j = 0; j < chips.length; j++) {
+    chips[j].setAttribute("aria-pressed", String(+chips[j].getAttribute("data-kind") === st.kind));
+  }
+}
+function select(id, key) {
+  var el = $(id);
+  if (el) { el.addEventListener("change", function () { st[key] = +el.value; apply(); }); }
+}
+select("explorer-model", "model");
+select("explorer-system", "system");
+select("explorer-variant", "variant");
+$("explorer-q").addEventListener("input", function (e) { st.q = e.target.value; apply(); });
+root.addEventListener("click", function (e) {
+  var b = e.target.closest("button");
+  if (!b) { return; }
+  if (b.hasAttribute("data-kind")) {
+    var k = +b.getAttribute("data-kind");
+    st.kind = st.kind === k ? -1 : k;
+    apply();
+  } else if (b.hasAttribute("data-col")) {
+    var c = +b.getAttribute("data-col");
+    st.dir = st.sort === c ? -st.dir : 1;
+    st.sort = c;
+    apply();
+  } else if (b.id === "explorer-prev" && st.page > 0) {
+    st.page--; draw();
+  } else if (b.id === "explorer-next" && (st.page + 1) * PAGE < view.length) {
+    st.page++; draw();
+  }
+});
+root.hidden = false;
+apply();
+})();
+"""
