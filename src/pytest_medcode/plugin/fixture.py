@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_medcode.dataset.cases import Case
+from pytest_medcode.dataset.documents import DocumentCase
 from pytest_medcode.plugin.session import STOP_PROPERTY, CaseNotAsked
-from pytest_medcode.results.records import PROPERTY, explain
+from pytest_medcode.results.records import PROPERTY, explain, explain_document
 from pytest_medcode.safetext import visible
 from pytest_medcode.vocabulary import ERROR
 
@@ -30,7 +31,7 @@ class Medcode:
         self._session = session
         self._node = node  # None: the test that is running
 
-    def query(self, case: Case) -> dict[str, Any]:
+    def query(self, case: Case | DocumentCase) -> dict[str, Any]:
         """The case's record; it is attached to the test report, so it reaches the session report."""
         node = self._node or self.running
         try:
@@ -52,6 +53,16 @@ class Medcode:
         if record["outcome"] == ERROR or not record["exact_match"]:
             if not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
                 (self._node or self.running).stash[FAILURE] = explain(record)
+        return record
+
+
+    def check_document(self, case: DocumentCase) -> dict[str, Any]:
+        """Query a document case; the test fails unless the predicted set is exactly the gold set (as
+        :meth:`check` fails on a wrong code). Gate mode leaves the judging to the gate."""
+        record = self.query(case)
+        if record["outcome"] == ERROR or not record["set_match"]:
+            if not self._session.settings.gate.active:
+                (self._node or self.running).stash[FAILURE] = explain_document(record)
         return record
 
 

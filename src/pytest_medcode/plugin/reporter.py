@@ -19,9 +19,11 @@ from pytest_medcode import __version__
 from pytest_medcode.asking import destinations
 from pytest_medcode.asking.progress import ProgressWatcher
 from pytest_medcode.dataset import variants
+from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT, DOCUMENT_PROMPT_VERSION
 from pytest_medcode.plugin import xdist
 from pytest_medcode.plugin.report_memory import ReportMemory
 from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
+from pytest_medcode.reports import documents as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.verdict import render_verdict
 from pytest_medcode.results.gate import Verdict
@@ -29,7 +31,7 @@ from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
-from pytest_medcode.vocabulary import ERROR, WRONG, group_fields
+from pytest_medcode.vocabulary import ERROR, WRONG, document_records, group_fields, query_records
 
 __all__ = ["MedcodeReporter"]
 
@@ -137,8 +139,9 @@ class MedcodeReporter:
         # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
         # ids, not the case list: the controller need not load the code tables.
         self.records = records = self.rows.take(self._collection_order)
-        if records:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
-            self.score_session(records)
+        queries = query_records(records)  # document cases are scored as they run (scoring/documents.py)
+        if queries:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
+            self.score_session(queries)
         if self.settings.gate.active:
             self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
         if not records:
@@ -167,8 +170,9 @@ class MedcodeReporter:
         """summary.json: the run's settings and provenance, then its numbers (runs.folder.summarise)."""
         session, s = self.session, self.settings
         phase = session.query_progress.to_dict() if session.query_progress else self._phase_seen
-        numbers = summarise(records, seed=s.seed,
+        numbers = summarise(query_records(records), seed=s.seed,
                             similarity=self.similarity.available() if self.similarity is not None else None)
+        documents = document_report.section(document_records(records), s.seed, DOCUMENT_PROMPT_VERSION)
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": session.run_id,
@@ -178,7 +182,7 @@ class MedcodeReporter:
             "config": s.to_dict(),
             "prompt_template": session.template.text,
             "code_systems": {n: session.system_version(n) for n in s.systems},
-            "n_cases": numbers["n_cases"],
+            "n_cases": len(records),
             "profile": s.profile,
             "similarity": self.similarity.to_dict() if self.similarity is not None else None,
             "results": numbers["results"],
@@ -188,6 +192,8 @@ class MedcodeReporter:
             "queries": query_stats(records, str(s.cache) if s.cache else None,
                                    phase.get("elapsed_s") if phase else None),
             "gate": self.verdict.to_dict() if self.verdict is not None else None,
+            "documents": documents,  # the document benchmark's numbers (None without document cases)
+            "document_prompt": DOCUMENT_PROMPT if documents else None,
         }
 
     def run_folder(self) -> str | None:
@@ -202,7 +208,10 @@ class MedcodeReporter:
 
     def display_summary(self, tr: Any) -> None:
         tr.write_sep("=", "pytest-medcode")
-        for line in terminal.render_summary(self.summary_data):
+        if self.summary_data["results"]:  # code-query cases ran
+            for line in terminal.render_summary(self.summary_data):
+                tr.write_line(line)
+        for line in document_report.terminal_lines(self.summary_data.get("documents")):
             tr.write_line(line)
         queries = self.summary_data["queries"]
         calls = terminal.model_calls_line(queries)

@@ -17,6 +17,7 @@ from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
+from pytest_medcode.reports import documents
 from pytest_medcode.reports.markdown import (
     clip,
     has_values,
@@ -30,7 +31,7 @@ from pytest_medcode.reports.tables import format_cell
 from pytest_medcode.reports.verdict import check_cells
 from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.safetext import visible
-from pytest_medcode.vocabulary import SIMILARITY, answered, group_label
+from pytest_medcode.vocabulary import SIMILARITY, answered, group_label, query_records
 
 __all__ = ["CSP", "esc", "paper_table", "render"]
 
@@ -458,6 +459,7 @@ def _config_section(summary: dict[str, Any]) -> str:
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     """The whole page as a string."""
     summary = summary or {}
+    records = query_records(records)  # document cases have their own section (reports/documents.py)
     results, tables = run_tables(records, summary, seed)
     run_id = summary.get("run_id", "run")
     cfg = summary.get("config") or {}
@@ -500,6 +502,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         _top_codes_section(tables.get("top_codes") or []),
         _similarity_section(results, records, tables),
         _wrong_section(records),
+        documents.html_section(summary.get("documents")),
         _config_section(summary),
     ]
     return "\n".join(
