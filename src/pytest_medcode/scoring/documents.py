@@ -1,7 +1,7 @@
 """What a coder's answer for a document means: the set of codes it names, scored against the gold set.
 
-Every code of the document's system in the answer is read (parsing.py, the ``default`` profile: whole
-codes in the forms models write), in order and without repeats. A predicted code that is not in the
+Every code of the document's system in the answer is read, line by line (parsing.py, the ``default``
+profile: whole codes in the forms models write), in order and without repeats. A predicted code that is not in the
 table is *fabricated*; one that exists but is not billable is *invalid* too (a claim cannot carry it).
 Precision, recall and F1 compare the predicted set with the gold set; ``category_f1`` compares them
 at the 3-character category (``E11.9`` and ``E11.65`` agree there), the partial credit a near miss earns.
@@ -15,7 +15,7 @@ from typing import Any
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.scoring.parsing import extract_default
 
-__all__ = ["category", "prf", "score_document", "unscored_document_fields"]
+__all__ = ["category", "prf", "read_codes", "score_document", "unscored_document_fields"]
 
 
 def category(code: str) -> str:
@@ -36,10 +36,21 @@ def prf(gold: Iterable[str], predicted: Iterable[str]) -> tuple[float, float, fl
     return precision, recall, f1
 
 
+def read_codes(system: str, text: str) -> tuple[str, ...]:
+    """Every code in the answer, line by line: a code never spans lines, and read as one text ``I10`` at the
+    end of a line and ``E11`` at the start of the next would be taken for ``I10.E11`` (the patterns allow a
+    space around a code's dot)."""
+    seen: dict[str, None] = {}
+    for line in (text or "").splitlines():
+        for code in extract_default(system, line).codes:
+            seen.setdefault(code)
+    return tuple(seen)
+
+
 def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[str, Any]:
     """The per-document fields of a record, from the raw answer text."""
     gold_set = set(gold)
-    predicted = extract_default(system.name, text).codes
+    predicted = read_codes(system.name, text)
     fabricated, invalid = [], []
     for code in predicted:
         entry = system.lookup(code)
