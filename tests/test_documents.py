@@ -106,7 +106,7 @@ def test_score_document_counts_invalid_fabricated_and_category_credit(icd10) -> 
     assert fields["category_f1"] == pytest.approx(2 * 2 / (2 + 3))  # {E11, I10} vs {E11, I10, Q99}
     assert fields["invalid_codes"] == ["E11", "Q99.99"] and fields["fabricated_codes"] == ["Q99.99"]
     assert fields["set_match"] is False
-    assert score_document(icd10, ("I10", "E11.9"), "E11.9, I10; I10")["set_match"] is True
+    assert score_document(icd10, ("I10", "E11.9"), "E11.9, I10 and I10 again")["set_match"] is True
 
 
 def _record(gold: list[str], predicted: list[str], **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """What a coder's answer for a document means: the set of codes it names, scored against the gold set.
 
-Every code of the document's system in the answer is read, line by line (parsing.py, the ``default``
+Every code of the document's system in the answer is read, word by word (parsing.py, the ``default``
 profile: whole codes in the forms models write), in order and without repeats. A predicted code that is not in the
 table is *fabricated*; one that exists but is not billable is *invalid* too (a claim cannot carry it).
 Precision, recall and F1 compare the predicted set with the gold set; ``category_f1`` compares them
@@ -9,6 +9,7 @@ at the 3-character category (``E11.9`` and ``E11.65`` agree there), the partial 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,14 +38,17 @@ def prf(gold: Iterable[str], predicted: Iterable[str]) -> tuple[float, float, fl
 
 
 def read_codes(system: str, text: str) -> tuple[str, ...]:
-    """Every code in the answer, line by line: a code never spans lines, and read as one text ``I10`` at the
-    end of a line and ``E11`` at the start of the next would be taken for ``I10.E11`` (the patterns allow a
-    space around a code's dot)."""
+    """Every code in the answer, word by word. A set of codes is written as a list, and the code-query
+    patterns allow a space around a code's dot, so read as one text ``I10`` then ``E11`` on the next line
+    becomes ``I10.E11``, and ``I10 and E11.9`` becomes ``I10.AND``; a code never holds a space or a comma."""
     seen: dict[str, None] = {}
-    for line in (text or "").splitlines():
-        for code in extract_default(system, line).codes:
+    for word in _WORDS.split(text or ""):
+        for code in extract_default(system, word).codes:
             seen.setdefault(code)
     return tuple(seen)
+
+
+_WORDS = re.compile(r"[\s,;]+")
 
 
 def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[str, Any]:
