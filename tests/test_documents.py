@@ -21,6 +21,7 @@ from pytest_medcode.results.documents import per_code_f1, pooled
 from pytest_medcode.results.gate import evaluate
 from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
 from pytest_medcode.results.stats import bootstrap_ratio
+from pytest_medcode.runs.rescore import rescore_run
 from pytest_medcode.scoring.documents import prf, score_document
 from pytest_medcode.testing.server import ScriptedServer
 
@@ -161,6 +162,10 @@ def test_lookup_on_synthetic_notes_summary_matches_its_cases(pytester: pytest.Py
     assert "## Document coding" in report and "SYNTHETIC" in report
     assert 'id="documents"' in (pytester.path / "reports" / "latest" / "report.html").read_text()
     result.stdout.fnmatch_lines(["Document coding (12 cases*", "SYNTHETIC documents*", "lookup / icd10cm *"])
+    # medcode rescore reads the same folder: document cases keep their scores and their own section
+    again = rescore_run(pytester.path / "reports" / "latest", "paper", similarity=False)
+    assert again.summary["documents"]["results"] == summary_of(pytester)["documents"]["results"]
+    assert again.summary["results"] == []
 
 
 def test_both_benchmarks_in_one_run_keep_their_own_numbers(pytester: pytest.Pytester) -> None:

@@ -230,7 +230,7 @@ def _jsonl_rows(path: Path) -> tuple[set[str], list[tuple[str, dict[str, Any]]]]
 
 def _csv_rows(path: Path, delimiter: str) -> tuple[set[str], list[tuple[str, dict[str, Any]]]]:
     text = _read_text(path)
-    csv.field_size_limit(MAX_DOCUMENT_CHARS * 8)  # a longer cell is reported below, not as a csv error
+    csv.field_size_limit(2**31 - 1)  # an oversized document is reported below with its row, not as a csv error
     try:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = [h.strip().lower() for h in next(reader, [])]

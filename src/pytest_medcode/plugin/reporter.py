@@ -19,7 +19,7 @@ from pytest_medcode import __version__
 from pytest_medcode.asking import destinations
 from pytest_medcode.asking.progress import ProgressWatcher
 from pytest_medcode.dataset import variants
-from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT, DOCUMENT_PROMPT_VERSION
+from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT
 from pytest_medcode.plugin import xdist
 from pytest_medcode.plugin.report_memory import ReportMemory
 from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
@@ -31,7 +31,7 @@ from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
-from pytest_medcode.vocabulary import ERROR, WRONG, document_records, group_fields, query_records
+from pytest_medcode.vocabulary import ERROR, WRONG, group_fields, query_records
 
 __all__ = ["MedcodeReporter"]
 
@@ -170,9 +170,8 @@ class MedcodeReporter:
         """summary.json: the run's settings and provenance, then its numbers (runs.folder.summarise)."""
         session, s = self.session, self.settings
         phase = session.query_progress.to_dict() if session.query_progress else self._phase_seen
-        numbers = summarise(query_records(records), seed=s.seed,
+        numbers = summarise(records, seed=s.seed,
                             similarity=self.similarity.available() if self.similarity is not None else None)
-        documents = document_report.section(document_records(records), s.seed, DOCUMENT_PROMPT_VERSION)
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": session.run_id,
@@ -182,7 +181,7 @@ class MedcodeReporter:
             "config": s.to_dict(),
             "prompt_template": session.template.text,
             "code_systems": {n: session.system_version(n) for n in s.systems},
-            "n_cases": len(records),
+            "n_cases": numbers["n_cases"],
             "profile": s.profile,
             "similarity": self.similarity.to_dict() if self.similarity is not None else None,
             "results": numbers["results"],
@@ -192,8 +191,8 @@ class MedcodeReporter:
             "queries": query_stats(records, str(s.cache) if s.cache else None,
                                    phase.get("elapsed_s") if phase else None),
             "gate": self.verdict.to_dict() if self.verdict is not None else None,
-            "documents": documents,  # the document benchmark's numbers (None without document cases)
-            "document_prompt": DOCUMENT_PROMPT if documents else None,
+            "documents": numbers["documents"],  # the document benchmark's numbers (None without document cases)
+            "document_prompt": DOCUMENT_PROMPT if numbers["documents"] else None,
         }
 
     def run_folder(self) -> str | None:
