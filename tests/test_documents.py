@@ -224,6 +224,33 @@ def test_scripted_model_partial_and_wrong_sets(pytester: pytest.Pytester) -> Non
     assert summary_of(pytester)["documents"]["synthetic"] is False
 
 
+PRODUCT = """
+import json
+
+def code(question):
+    with open("asked.jsonl", "a") as f:
+        f.write(json.dumps({"task": question.task, "description": question.description,
+                            "fields": sorted(vars(question)), "messages": question.messages}) + "\\n")
+    return "Codes: I10, E11.9"
+"""
+
+
+def test_a_python_product_gets_the_text_and_never_the_gold_set(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_document_coding=BENCHMARK, product=PRODUCT)
+    pytester.syspathinsert()
+    docs = write_jsonl(pytester.path / "notes.jsonl", DOCS)
+    result = pytester.runpytest(*FAST, "--model", "python:product:code", "--medcode-documents", str(docs),
+                                "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=1, failed=2)
+    junit = (pytester.path / "junit.xml").read_text()
+    assert '<property name="expected_codes" value="J20.9 R05.9" />' in junit
+    assert '<property name="predicted_codes" value="I10 E11.9" />' in junit
+    asked = [json.loads(line) for line in (pytester.path / "asked.jsonl").read_text().splitlines()]
+    assert sorted(a["description"] for a in asked) == sorted(d["text"] for d in DOCS)
+    assert {a["task"] for a in asked} == {"document"}
+    assert not any(code in json.dumps(a) for a in asked for d in DOCS for code in d["codes"])
+
+
 # -- the gate on document cases -----------------------------------------------------------------------
 
 

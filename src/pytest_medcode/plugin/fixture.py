@@ -11,7 +11,7 @@ from pytest_medcode.dataset.documents import DocumentCase
 from pytest_medcode.plugin.session import STOP_PROPERTY, CaseNotAsked
 from pytest_medcode.results.records import PROPERTY, explain, explain_document
 from pytest_medcode.safetext import visible
-from pytest_medcode.vocabulary import ERROR
+from pytest_medcode.vocabulary import DOCUMENT, ERROR
 
 if TYPE_CHECKING:
     from pytest_medcode.plugin.session import MedcodeSession
@@ -91,6 +91,13 @@ def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:
     def text(value: Any) -> str:  # control characters as \xNN: XML cannot hold most, terminals obey them
         return "" if value is None else str(value).lower() if isinstance(value, bool) else visible(value)
 
+    if record.get("kind") == DOCUMENT:  # a set each: the codes joined by spaces
+        return [
+            ("expected_codes", " ".join(map(text, record.get("gold_codes") or ()))),
+            ("predicted_codes", " ".join(map(text, record.get("predicted_codes") or ()))),
+            ("f1", text(record.get("f1"))),
+            ("outcome", text(record.get("outcome"))),
+        ]
     return [
         ("expected_code", text(record.get("code"))),
         ("predicted_code", text(record.get("predicted_code"))),
