@@ -36,6 +36,9 @@ class Question:
     temperature: float
     max_tokens: int
     repeat: int = 0  # --medcode-repeats: the k-th asking of the same question
+    #: "code": one description, one code (the study's task); "document": a clinical text (``description``)
+    #: to be coded with every code it supports — answer with all of them.
+    task: str = "code"
 
     @property
     def case_id(self) -> str:

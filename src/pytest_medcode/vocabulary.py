@@ -15,6 +15,8 @@ from typing import Any
 __all__ = [
     "CORRECT",
     "DIMENSIONS",
+    "DOCUMENT",
+    "POOLED",
     "ERROR",
     "ERROR_MIX",
     "GROUP_KEYS",
@@ -31,12 +33,14 @@ __all__ = [
     "Metric",
     "answered",
     "dimension_text",
+    "document_records",
     "error_kind",
     "format_p",
     "group_fields",
     "group_label",
     "metric",
     "model_label",
+    "query_records",
     "varied_dimensions",
 ]
 
@@ -54,12 +58,31 @@ def answered(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("outcome") != ERROR]
 
 
+# -- kinds of case: a code query (one description → one code) or a document (a text → a set of codes) ---
+
+#: The ``kind`` a document case's record carries; a code query's record has no ``kind``.
+DOCUMENT = "document"
+
+
+def query_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The code-query records of a run (the study's cases)."""
+    return [r for r in records if r.get("kind") != DOCUMENT]
+
+
+def document_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The document records of a run."""
+    return [r for r in records if r.get("kind") == DOCUMENT]
+
+
 # -- metrics: per-case values the gate can judge and the reports show ------------------------------
 
 #: A yes/no per case: a rate with a Wilson interval; McNemar's test against a baseline.
 RATE = "rate"
 #: A value in [0, 1] per case: a mean with a bootstrap interval; a paired bootstrap against a baseline.
 SCORE = "score"
+#: A value of the whole group, pooled over its cases' counts (micro F1: true and false positives of every
+#: document added up, not a mean of per-case values); its interval is a bootstrap over cases.
+POOLED = "pooled"
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,7 @@ class Metric:
     lower_is_better: bool = False  # takes fail-over limits; a rise is its worsening
     optional: bool = False  # computed only with the 'metrics' extra (description similarity)
     percent: bool = True  # shown as a percentage; else as a 3-decimal score
+    documents: bool = False  # judged on document cases (a set of codes per document), not on code queries
 
     @property
     def label(self) -> str:
@@ -102,6 +126,17 @@ METRICS: dict[str, Metric] = {
         Metric("digit_match", SCORE),
         Metric("meteor", SCORE, optional=True, percent=False),
         Metric("bertscore", SCORE, optional=True, percent=False),
+        # Document cases: a set of codes per document (dataset/documents.py, scoring/documents.py).
+        Metric("set_match", RATE, documents=True),  # the predicted set is exactly the gold set
+        Metric("precision", SCORE, documents=True),  # per document; their mean is macro precision
+        Metric("recall", SCORE, documents=True),
+        Metric("f1", SCORE, documents=True),  # per-document F1; the mean is macro F1
+        Metric("category_f1", SCORE, documents=True),  # F1 with codes cut to their 3-character category
+        Metric("micro_precision", POOLED, documents=True),
+        Metric("micro_recall", POOLED, documents=True),
+        Metric("micro_f1", POOLED, documents=True),  # over the codes of all documents together
+        Metric("invalid_code_rate", POOLED, lower_is_better=True, documents=True),  # of all predicted codes
+        Metric("fabricated_code_rate", POOLED, lower_is_better=True, documents=True),  # not in the table
     )
 }
 #: Description-similarity metrics, scored once at the end of a session (the ``metrics`` extra).
@@ -128,7 +163,7 @@ DIMENSIONS: dict[str, Any] = {"variant": "exact", "temperature": None}
 #: A case of one run is the same question as a case of another when these agree...
 PAIR_KEYS: tuple[str, ...] = ("model", "system", "code")
 #: ...and these too, when both runs carry them.
-PAIR_EXTRA_KEYS: tuple[str, ...] = (*DIMENSIONS, "repeat")
+PAIR_EXTRA_KEYS: tuple[str, ...] = (*DIMENSIONS, "repeat", "document")
 
 
 def varied_dimensions(records: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:

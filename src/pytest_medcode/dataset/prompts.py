@@ -77,3 +77,21 @@ def load_template(value: str) -> PromptTemplate:
         raise TemplateError(f"prompt template {path}: cannot read it ({exc.__class__.__name__})") from None
     validate(text, str(path))
     return PromptTemplate(str(path), text)
+
+
+#: The document prompt's version: it is part of every document request, so a changed prompt is a new
+#: cache key and a run records which prompt its numbers came from.
+DOCUMENT_PROMPT_VERSION = "documents-v1"
+DOCUMENT_PROMPT = (
+    "You are a medical coder. Assign every {system} billing code that this clinical note supports.\n"
+    "Code only conditions the note states as present; do not code conditions it denies, rules out or "
+    "only mentions as absent. Use VALID, billable {system} codes. Do not explain.\n"
+    "Note:\n<{description}>\n"
+    "ALWAYS respond in the following format, one code per line:\n"
+    "Codes:\n{example}"
+)
+
+
+def document_messages(system: str, text: str, example: str) -> list[dict[str, str]]:
+    """The chat messages a document case sends: one user turn (:data:`DOCUMENT_PROMPT`)."""
+    return [{"role": "user", "content": DOCUMENT_PROMPT.format(system=system, description=text, example=example)}]

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_medcode.dataset.cases import Case
+from pytest_medcode.dataset.documents import DocumentCase
 from pytest_medcode.plugin.session import STOP_PROPERTY, CaseNotAsked
-from pytest_medcode.results.records import PROPERTY, explain
+from pytest_medcode.results.records import PROPERTY, explain, explain_document
 from pytest_medcode.safetext import visible
-from pytest_medcode.vocabulary import ERROR
+from pytest_medcode.vocabulary import DOCUMENT, ERROR
 
 if TYPE_CHECKING:
     from pytest_medcode.plugin.session import MedcodeSession
@@ -30,7 +31,7 @@ class Medcode:
         self._session = session
         self._node = node  # None: the test that is running
 
-    def query(self, case: Case) -> dict[str, Any]:
+    def query(self, case: Case | DocumentCase) -> dict[str, Any]:
         """The case's record; it is attached to the test report, so it reaches the session report."""
         node = self._node or self.running
         try:
@@ -52,6 +53,16 @@ class Medcode:
         if record["outcome"] == ERROR or not record["exact_match"]:
             if not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
                 (self._node or self.running).stash[FAILURE] = explain(record)
+        return record
+
+
+    def check_document(self, case: DocumentCase) -> dict[str, Any]:
+        """Query a document case; the test fails unless the predicted set is exactly the gold set (as
+        :meth:`check` fails on a wrong code). Gate mode leaves the judging to the gate."""
+        record = self.query(case)
+        if record["outcome"] == ERROR or not record["set_match"]:
+            if not self._session.settings.gate.active:
+                (self._node or self.running).stash[FAILURE] = explain_document(record)
         return record
 
 
@@ -80,6 +91,13 @@ def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:
     def text(value: Any) -> str:  # control characters as \xNN: XML cannot hold most, terminals obey them
         return "" if value is None else str(value).lower() if isinstance(value, bool) else visible(value)
 
+    if record.get("kind") == DOCUMENT:  # a set each: the codes joined by spaces
+        return [
+            ("expected_codes", " ".join(map(text, record.get("gold_codes") or ()))),
+            ("predicted_codes", " ".join(map(text, record.get("predicted_codes") or ()))),
+            ("f1", text(record.get("f1"))),
+            ("outcome", text(record.get("outcome"))),
+        ]
     return [
         ("expected_code", text(record.get("code"))),
         ("predicted_code", text(record.get("predicted_code"))),

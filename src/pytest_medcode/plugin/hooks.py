@@ -17,7 +17,7 @@ from pytest_medcode.plugin.fixture import Medcode, detach_record, mark_failed
 from pytest_medcode.plugin.options import addoptions, parse_settings
 from pytest_medcode.plugin.report_memory import ReportMemory, forget_sent
 from pytest_medcode.plugin.reporter import MedcodeReporter
-from pytest_medcode.plugin.session import CASE_PARAM, MedcodeSession
+from pytest_medcode.plugin.session import CASE_PARAM, DOCUMENT_PARAM, MedcodeSession
 from pytest_medcode.plugin.signals import handle_sigterm
 from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, share_with_worker
 from pytest_medcode.redaction import redact_run_secrets
@@ -83,6 +83,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CASE_PARAM in metafunc.fixturenames:
         metafunc.config.stash[session_key].parametrize(metafunc)
+    if DOCUMENT_PARAM in metafunc.fixturenames:
+        metafunc.config.stash[session_key].parametrize_documents(metafunc)
 
 
 @pytest.hookimpl(trylast=True)

@@ -110,6 +110,11 @@ OPTIONS: list[Option] = [
            "available)", None, "DEVICE"),
     Option("medcode-no-similarity", "skip the METEOR/BERTScore pass at the end of the session (faster; the "
            "columns stay empty)", None, "", flag=True),
+    # The document benchmark (benchmarks/test_document_coding.py).
+    Option("medcode-documents", "documents to code into sets of codes (JSONL/CSV/Parquet: id, text, codes, "
+           "system); without it the document benchmark uses synthetic notes", None, "FILE"),
+    Option("medcode-document-sample", "documents per run: synthetic notes generated with --medcode-seed, or a "
+           "seeded draw from --medcode-documents; 'all' for every document of the file", "50", "N|all"),
 ]
 
 
@@ -164,6 +169,8 @@ class Settings:
     preflight: bool = True  # False: --medcode-no-preflight
     circuit_breaker: int = 5  # identical fatal failures in a row that stop asking a model; 0: never
     show_failures: int | None = 10  # None: every failure in pytest's own summary
+    documents_file: Path | None = None  # --medcode-documents; None: synthetic notes
+    document_sample: int | None = 50  # None: every document of the file
 
     def coder_options(self) -> CoderOptions:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
@@ -201,6 +208,8 @@ class Settings:
             "similarity": self.similarity,
             "preflight": self.preflight,
             "circuit_breaker": self.circuit_breaker,
+            "documents_file": str(self.documents_file) if self.documents_file else None,
+            "document_sample": self.document_sample,
         }
 
 
@@ -385,7 +394,15 @@ def parse_settings(config: pytest.Config) -> Settings:
         preflight=not _flag(values["medcode_no_preflight"]),
         circuit_breaker=_number(int, "--medcode-circuit-breaker", 0, 1_000_000)(values["medcode_circuit_breaker"]),
         show_failures=_shown(values["medcode_show_failures"]),
+        documents_file=Path(values["medcode_documents"]).expanduser() if values["medcode_documents"] else None,
+        document_sample=_document_sample(values["medcode_document_sample"]),
     )
+
+
+def _document_sample(value: str) -> int | None:
+    if str(value).strip().lower() == "all":
+        return None
+    return _number(int, "--medcode-document-sample", 1)(value)
 
 
 def _profile(value: str) -> str:

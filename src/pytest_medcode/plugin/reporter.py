@@ -19,9 +19,11 @@ from pytest_medcode import __version__
 from pytest_medcode.asking import destinations
 from pytest_medcode.asking.progress import ProgressWatcher
 from pytest_medcode.dataset import variants
+from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT
 from pytest_medcode.plugin import xdist
 from pytest_medcode.plugin.report_memory import ReportMemory
 from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
+from pytest_medcode.reports import documents as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.verdict import render_verdict
 from pytest_medcode.results.gate import Verdict
@@ -29,7 +31,7 @@ from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
-from pytest_medcode.vocabulary import ERROR, WRONG, group_fields
+from pytest_medcode.vocabulary import ERROR, WRONG, group_fields, query_records
 
 __all__ = ["MedcodeReporter"]
 
@@ -137,8 +139,9 @@ class MedcodeReporter:
         # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
         # ids, not the case list: the controller need not load the code tables.
         self.records = records = self.rows.take(self._collection_order)
-        if records:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
-            self.score_session(records)
+        queries = query_records(records)  # document cases are scored as they run (scoring/documents.py)
+        if queries:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
+            self.score_session(queries)
         if self.settings.gate.active:
             self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
         if not records:
@@ -188,6 +191,8 @@ class MedcodeReporter:
             "queries": query_stats(records, str(s.cache) if s.cache else None,
                                    phase.get("elapsed_s") if phase else None),
             "gate": self.verdict.to_dict() if self.verdict is not None else None,
+            "documents": numbers["documents"],  # the document benchmark's numbers (None without document cases)
+            "document_prompt": DOCUMENT_PROMPT if numbers["documents"] else None,
         }
 
     def run_folder(self) -> str | None:
@@ -202,7 +207,10 @@ class MedcodeReporter:
 
     def display_summary(self, tr: Any) -> None:
         tr.write_sep("=", "pytest-medcode")
-        for line in terminal.render_summary(self.summary_data):
+        if self.summary_data["results"]:  # code-query cases ran
+            for line in terminal.render_summary(self.summary_data):
+                tr.write_line(line)
+        for line in document_report.terminal_lines(self.summary_data.get("documents")):
             tr.write_line(line)
         queries = self.summary_data["queries"]
         calls = terminal.model_calls_line(queries)

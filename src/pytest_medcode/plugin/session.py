@@ -28,13 +28,28 @@ from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
 from pytest_medcode.asking.progress import Progress, ProgressLine
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
 from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
-from pytest_medcode.dataset.prompts import PromptTemplate, TemplateError, load_template
+from pytest_medcode.dataset.documents import (
+    Document,
+    DocumentCase,
+    DocumentFileError,
+    build_document_cases,
+    read_documents,
+    sample_documents,
+    synthetic_documents,
+)
+from pytest_medcode.dataset.prompts import PromptTemplate, TemplateError, document_messages, load_template
 from pytest_medcode.plugin import xdist
 from pytest_medcode.plugin.options import Settings
-from pytest_medcode.results.records import build_record
+from pytest_medcode.results.records import build_document_record, build_record
 
 CASE_PARAM = "medcode_case"
+DOCUMENT_PARAM = "medcode_document"  # benchmarks/test_document_coding.py: one (model, document) case
+#: The system synthetic notes are written in when no documents file is given.
+SYNTHETIC_SYSTEM = "icd10cm"
 STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
+#: Tokens a document answer may take at least: a set of up to a dozen codes, not one (--medcode-max-tokens
+#: is the code-query budget, 50 by default).
+DOCUMENT_MAX_TOKENS = 200
 #: The question's fields in the response-cache key, as they have been since the cache existed.
 _KEYED = ("messages", "temperature", "max_tokens", "repeat")
 
@@ -54,11 +69,13 @@ class MedcodeSession:
         self._systems: dict[str, CodeSystem] = {}
         self._code_list: CodeList | None = None
         self._cases: list[Case] | None = None
+        self._documents: list[Document] | None = None  # the documents file, read and checked once
+        self._document_cases: list[DocumentCase] | None = None
         self._engine: QueryEngine | None = None
         self._phase: QueryPhase | None = None
         self._unkept: dict[str, Outcome] = {}  # outcomes the response store does not keep (phase.py)
         self._answers: dict[str, Outcome] = {}  # without xdist: every kept outcome, read once after the phase
-        self._keys: dict[Case, str] = {}  # the query phase's cache key per case, so a test need not redo it
+        self._keys: dict[Case | DocumentCase, str] = {}  # the query phase's cache key per case (the tests reuse it)
         self.query_progress: Progress | None = None
         shared = xdist.from_controller(config)
         if shared:
@@ -87,6 +104,8 @@ class MedcodeSession:
             raise pytest.UsageError(str(exc)) from None
         if self._code_list is not None:
             self.cases()  # a listed code not in its system: one line now, not a collection error later
+        if s.documents_file is not None:
+            self.documents()  # a bad documents file: one line now (exit 4), nothing half-loaded
         try:
             self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
         except CoderUnavailable as exc:
@@ -111,9 +130,9 @@ class MedcodeSession:
     def case_count(self) -> int:
         return len(self.cases())
 
-    def preflight(self, cases: list[Case]) -> None:
+    def preflight(self, cases: list[Case | DocumentCase]) -> None:
         """One real request per API model before any case (preflight.py); a failed setup is one line, exit 4."""
-        first: dict[str, Case] = {}
+        first: dict[str, Case | DocumentCase] = {}
         for case in cases:
             if case.model not in first and remote_coders(self.coders[case.model]):
                 first[case.model] = case
@@ -154,6 +173,30 @@ class MedcodeSession:
         cases = self.cases()
         metafunc.parametrize(CASE_PARAM, cases, ids=[c.id for c in cases])
 
+    def documents(self) -> list[Document]:
+        """The run's documents: a seeded draw from ``--medcode-documents``, else synthetic notes."""
+        if self._documents is None:
+            s = self.settings
+            if s.documents_file is None:
+                count = s.document_sample or 50
+                self._documents = synthetic_documents(self.system(SYNTHETIC_SYSTEM), count, s.seed)
+            else:
+                try:
+                    every = read_documents(s.documents_file, self.system)
+                except DocumentFileError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+                self._documents = sample_documents(every, s.document_sample, s.seed)
+        return self._documents
+
+    def document_cases(self) -> list[DocumentCase]:
+        if self._document_cases is None:
+            self._document_cases = build_document_cases(self.settings.models, self.documents())
+        return self._document_cases
+
+    def parametrize_documents(self, metafunc: pytest.Metafunc) -> None:
+        cases = self.document_cases()
+        metafunc.parametrize(DOCUMENT_PARAM, cases, ids=[c.id for c in cases])
+
     def query_phase(self, items: list[pytest.Item]) -> None:
         """Answer every selected case of a cached coder before the tests run (see phase.py).
 
@@ -165,7 +208,7 @@ class MedcodeSession:
             return
         if self.settings.preflight and not xdist.is_distributed(self.config):
             self.preflight(cases)  # the selected cases only: -k and --lf leave the rest unasked
-        unique: dict[str, Case] = {}
+        unique: dict[str, Case | DocumentCase] = {}
         for case in cases:  # one request at a time: only the keys are kept
             key = self._keys[case] = self.key_for(case.model, self.request_for(case))
             unique.setdefault(key, case)
@@ -218,9 +261,19 @@ class MedcodeSession:
         return ProgressLine(tr)
 
     # -- running ----------------------------------------------------------------------------
-    def request_for(self, case: Case) -> Question:
+    def request_for(self, case: Case | DocumentCase) -> Question:
         """What the case's coder is asked: the case stays here, so the reference code never reaches a coder."""
         system = self.system(case.system)
+        if isinstance(case, DocumentCase):  # the text and the document prompt; never the gold set
+            messages = document_messages(system.prompt_name, case.text, system.example)
+            return Question(
+                system=case.system,
+                description=case.text,
+                messages=tuple((m["role"], m["content"]) for m in messages),
+                temperature=self.settings.temperature,
+                max_tokens=max(self.settings.max_tokens, DOCUMENT_MAX_TOKENS),
+                task="document",
+            )
         messages = self.template.messages(system.prompt_name, case.asked_description, system.example)
         return Question(
             system=case.system,
@@ -231,7 +284,7 @@ class MedcodeSession:
             repeat=case.repeat or 0,
         )
 
-    def call_for(self, case: Case) -> Call:
+    def call_for(self, case: Case | DocumentCase) -> Call:
         return Call(case.model, self.request_for(case))
 
     def key_for(self, model: str, question: Question) -> str:
@@ -247,7 +300,7 @@ class MedcodeSession:
             self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker)
         return self._engine
 
-    def ask(self, case: Case) -> dict[str, Any]:
+    def ask(self, case: Case | DocumentCase) -> dict[str, Any]:
         if not self.coders[case.model].cacheable:
             outcome = self.engine().ask(case.model, self.request_for(case))
         else:
@@ -269,6 +322,8 @@ class MedcodeSession:
                 if self.stopped is not None:
                     self._skip_stopped()
                 raise RuntimeError(f"pytest-medcode: no outcome for {case.id} after asking")  # a bug, not input
+        if isinstance(case, DocumentCase):
+            return build_document_record(case, self.system(case.system), outcome)
         return build_record(case, self.system(case.system), outcome, self.settings.profile)
 
     def _skip_stopped(self) -> None:
@@ -306,10 +361,12 @@ def release_free_memory() -> None:
         pass
 
 
-def _cases_of(items: list[pytest.Item]) -> list[Case]:
-    out = []
+def _cases_of(items: list[pytest.Item]) -> list[Case | DocumentCase]:
+    out: list[Case | DocumentCase] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and CASE_PARAM in callspec.params:
-            out.append(callspec.params[CASE_PARAM])
+        if callspec is not None:
+            for param in (CASE_PARAM, DOCUMENT_PARAM):
+                if param in callspec.params:
+                    out.append(callspec.params[param])
     return out

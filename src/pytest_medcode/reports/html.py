@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.reports import documents
 from pytest_medcode.reports.explorer import EXPLORER_JS, RAW_LIMIT, explorer_data
 from pytest_medcode.reports.markdown import (
     clip,
@@ -46,6 +47,7 @@ from pytest_medcode.vocabulary import (
     error_kind,
     format_p,
     group_label,
+    query_records,
 )
 
 __all__ = ["CSP", "esc", "json_script", "page_csp", "paper_table", "render", "series_colors"]
@@ -809,6 +811,7 @@ def _explorer_section(records: Sequence[dict[str, Any]]) -> str:
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     """The whole page as a string."""
     summary = summary or {}
+    records = query_records(records)  # document cases have their own section (reports/documents.py)
     results, tables = run_tables(records, summary, seed)
     colors = series_colors(results)
     by_row = cases_by_row(results, records)
@@ -870,6 +873,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         _top_codes_section(tables.get("top_codes") or []),
         _similarity_section(results, records, tables, summary, colors),
         explorer,
+        documents.html_section(summary.get("documents")),
         _config_section(summary),
     ]
     scripts = [EXPLORER_JS] if explorer else []

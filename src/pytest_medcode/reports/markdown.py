@@ -21,11 +21,12 @@ from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
+from pytest_medcode.reports import documents
 from pytest_medcode.reports.tables import build_tables, format_cell
 from pytest_medcode.reports.verdict import check_cells
 from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.safetext import visible
-from pytest_medcode.vocabulary import CORRECT, DIMENSIONS, GROUP_KEYS, answered
+from pytest_medcode.vocabulary import CORRECT, DIMENSIONS, GROUP_KEYS, answered, query_records
 
 __all__ = [
     "cell",
@@ -214,6 +215,7 @@ def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
 
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     summary = summary or {}
+    records = query_records(records)  # document cases have their own section (reports/documents.py)
     _results, tables = run_tables(records, summary, seed)
     out = [f"# pytest-medcode report — {cell(summary.get('run_id', 'run'))}", ""]
     out += _config_lines(summary) + [""]
@@ -241,6 +243,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
             for r in wrong
         ]
         out += _table(("Model", "System", "Expected", "Predicted", "Outcome", "Answer (raw)"), rows) + [""]
+    out += documents.markdown_lines(summary.get("documents"))
     out += [
         "## Methods",
         "",

@@ -32,9 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_medcode.results.documents import pooled as pooled_metric
 from pytest_medcode.results.pairing import PairingError, pair_records
 from pytest_medcode.results.rules import (
     DEFAULT_ALPHA,
+    DEFAULT_DOCUMENT_MAX_DROP,
     DEFAULT_MAX_DROP,
     DEFAULT_MAX_ERROR_RATE,
     MaxDrop,
@@ -46,11 +48,14 @@ from pytest_medcode.vocabulary import (
     ERROR,
     GROUP_KEYS,
     METRICS,
+    POOLED,
     RATE,
     answered,
+    document_records,
     format_p,
     group_fields,
     group_label,
+    query_records,
 )
 
 __all__ = ["Check", "GateSpec", "Verdict", "evaluate"]
@@ -207,6 +212,8 @@ def _threshold_check(th: Threshold, scope: str, rows: list[dict[str, Any]], seed
     m = METRICS[th.metric]
     done = answered(rows)
     values = [v for v in (_value(r, th.metric) for r in done) if v is not None]
+    if m.kind == POOLED:  # not a per-case field: every answered case counts
+        values = [1.0] * len(done)
     bound = "at least" if th.direction == "under" else "at most"
     if not values:
         why = (
@@ -217,6 +224,11 @@ def _threshold_check(th: Threshold, scope: str, rows: list[dict[str, Any]], seed
         return Check("threshold", th.metric, scope, False, why, limit=th.limit, n=0)
     if m.kind == RATE:
         est = wilson(int(sum(values)), len(values))
+    elif m.kind == POOLED:  # one value of the whole group, its interval a bootstrap over the cases
+        est = pooled_metric(done, th.metric, seed)
+        if est.value is None:
+            return Check("threshold", th.metric, scope, False, f"no codes to measure {th.metric} on",
+                         limit=th.limit, n=len(done))
     else:
         est = bootstrap_mean(values, seed=seed)
     assert est.value is not None and est.low is not None and est.high is not None
@@ -452,51 +464,87 @@ def evaluate(
             Check("cases", "cases", "run", False, "no benchmark cases ran, so nothing could be checked")
         )
         return Verdict(False, tuple(checks))
+    used: set[tuple[str | None, str]] = set()
+    # Code queries and document cases are judged apart, each on its own metrics (Metric.documents).
+    for part, documents in ((query_records(records), False), (document_records(records), True)):
+        if not part:
+            continue
+        part_baseline = None
+        if baseline is not None:
+            part_baseline = document_records(baseline) if documents else query_records(baseline)
+        _judge(part, part_baseline, checks, warnings, used,
+               thresholds=[t for t in thresholds if METRICS[t.metric].documents == documents],
+               max_drops=[d for d in max_drops if METRICS[d.metric].documents == documents],
+               alpha=alpha, max_error_rate=max_error_rate, seed=seed, documents=documents)
+    for t in thresholds:
+        if (t.system, t.metric) not in used:
+            warnings.append(f"threshold {t.text} matched no cases in this run")
+    return Verdict(all(c.passed for c in checks), tuple(checks), tuple(dict.fromkeys(warnings)))
+
+
+def _judge(
+    records: Sequence[dict[str, Any]],
+    baseline: Sequence[dict[str, Any]] | None,
+    checks: list[Check],
+    warnings: list[str],
+    used: set[tuple[str | None, str]],
+    *,
+    thresholds: Sequence[Threshold],
+    max_drops: Sequence[MaxDrop],
+    alpha: float,
+    max_error_rate: float,
+    seed: int,
+    documents: bool,
+) -> None:
+    """The checks of one kind of case (code queries, or documents), added to ``checks``."""
     dims = group_fields(records)
     groups = _groups(records, dims)
+    suffix = " documents" if documents else ""
+
+    def scope_of(key: _Key) -> str:
+        return _scope(key, dims) + suffix
 
     for key, rows in groups.items():
-        checks.append(_error_check(_scope(key, dims), rows, max_error_rate))
+        checks.append(_error_check(scope_of(key), rows, max_error_rate))
 
     by_key = {(t.system, t.metric): t for t in thresholds}
-    used: set[tuple[str | None, str]] = set()
     for key, rows in groups.items():
         for metric in dict.fromkeys(t.metric for t in thresholds):
             th = by_key.get((key[1], metric)) or by_key.get((None, metric))
             if th is None:
                 continue
             used.add((th.system, metric))
-            checks.append(_threshold_check(th, _scope(key, dims), rows, seed))
-    for t in thresholds:
-        if (t.system, t.metric) not in used:
-            warnings.append(f"threshold {t.text} matched no cases in this run")
+            checks.append(_threshold_check(th, scope_of(key), rows, seed))
 
     if baseline is not None:
-        drops = tuple(max_drops) or parse_max_drops(DEFAULT_MAX_DROP)
+        default = DEFAULT_DOCUMENT_MAX_DROP if documents else DEFAULT_MAX_DROP
+        drops = tuple(max_drops) or parse_max_drops(default)
         try:
             pairing = pair_records(baseline, records)
         except PairingError as exc:
-            checks.append(Check("regression", "pairing", "run", False, str(exc)))
-            return Verdict(False, tuple(checks), tuple(warnings))
+            checks.append(Check("regression", "pairing", "run" + suffix, False, str(exc)))
+            return
         warnings.extend(pairing.notes())
         by_group: dict[_Key, list[tuple[dict, dict]]] = {}
         pooled: dict[str, list[tuple[dict, dict]]] = {}
         for b, w in pairing.pairs:
             by_group.setdefault(_key(w, dims), []).append((b, w))
             pooled.setdefault(str(w["model"]), []).append((b, w))
-        scopes = [(_scope(key, dims), by_group.get(key, [])) for key in groups]
+        scopes = [(scope_of(key), by_group.get(key, [])) for key in groups]
         for model, pairs in pooled.items():
             if len({_key(w, dims)[1:] for _, w in pairs}) > 1:  # several systems (or variants): pool them
-                scopes.append((f"{model} / {'all cases' if len(dims) > len(GROUP_KEYS) else 'all systems'}", pairs))
+                whole = "all cases" if len(dims) > len(GROUP_KEYS) else "all systems"
+                scopes.append((f"{model} / {whole}{suffix}", pairs))
         if not pairing.pairs:
+            what = "document" if documents else "case"
             checks.append(
                 Check(
                     "regression",
                     "pairing",
-                    "run",
+                    "run" + suffix,
                     False,
-                    f"no case of this run is in the baseline (paired by {', '.join(pairing.key_columns)}): "
-                    "wrong baseline, or other models, systems or codes",
+                    f"no {what} of this run is in the baseline (paired by {', '.join(pairing.key_columns)}): "
+                    "wrong baseline, or other models, systems or " + ("documents" if documents else "codes"),
                 )
             )
             scopes = []
@@ -513,5 +561,3 @@ def evaluate(
         for drop in drops:
             if METRICS[drop.metric].optional and not _has_metric(baseline, drop.metric):
                 warnings.append(f"the baseline has no {drop.metric} values")
-
-    return Verdict(all(c.passed for c in checks), tuple(checks), tuple(dict.fromkeys(warnings)))

@@ -11,9 +11,11 @@ from typing import Any
 from pytest_medcode.asking.engine import Outcome
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.dataset.cases import Case
+from pytest_medcode.dataset.documents import DocumentCase
 from pytest_medcode.safetext import visible
 from pytest_medcode.scoring.codes import score_answer, unscored_fields
-from pytest_medcode.vocabulary import CORRECT, ERROR, INCORRECT, NO_CODE
+from pytest_medcode.scoring.documents import score_document, unscored_document_fields
+from pytest_medcode.vocabulary import CORRECT, DOCUMENT, ERROR, INCORRECT, NO_CODE
 
 PROPERTY = "medcode_record"
 RAW_ANSWER_LIMIT = 20_000  # characters kept of a runaway answer; the length is recorded too
@@ -141,3 +143,59 @@ class RecordRows:
         last = len(order)
         rank = [order.get(nodeid, last) for nodeid in self._nodeids]
         return [arrived[i] for i in sorted(range(len(arrived)), key=rank.__getitem__)]
+
+
+def build_document_record(case: DocumentCase, system: CodeSystem, outcome: Outcome) -> dict[str, Any]:
+    """The record of a document case: the case, the call, and the set scored against the gold set
+    (scoring/documents.py). ``kind`` tells it from a code query's record in every report."""
+    record: dict[str, Any] = {
+        **case.to_dict(),
+        "kind": DOCUMENT,
+        "case_id": case.id,
+        "code": None,
+        "raw_answer": None,
+        "answer_chars": None,
+        "codes": [],
+        "n_codes": 0,
+        "latency_s": round(outcome.latency_s, 6),
+        "attempts": outcome.attempts,
+        "cache_hit": outcome.cached,
+        "error": outcome.error,
+        "prompt_tokens": outcome.usage.get("prompt_tokens"),
+        "completion_tokens": outcome.usage.get("completion_tokens"),
+        "cost_usd": outcome.usage.get("cost_usd"),
+    }
+    if outcome.text is None:
+        record.update(outcome=ERROR, **unscored_document_fields())
+        return record
+    record.update(raw_answer=outcome.text[:RAW_ANSWER_LIMIT], answer_chars=outcome.chars or len(outcome.text))
+    record.update(score_document(system, case.gold_codes, outcome.text))
+    if record["set_match"]:
+        record["outcome"] = CORRECT
+    else:
+        record["outcome"] = NO_CODE if not record["predicted_codes"] else INCORRECT
+    return record
+
+
+def explain_document(record: dict[str, Any], limit: int = 200) -> str:
+    """The failure message of a document case: what was missed, what was added, the raw answer."""
+    raw = record.get("raw_answer") or ""
+    if len(raw) > limit:
+        raw = raw[:limit] + f"... [{max(record.get('answer_chars') or 0, len(raw)) - limit} more characters]"
+    gold = list(record.get("gold_codes") or ())
+    if record["outcome"] == ERROR:
+        text = (f"model call failed after {record['attempts']} attempt(s): {record['error']}\n"
+                f"  document:  {record['document']}\n  expected:  {', '.join(gold) or '(no codes)'}")
+        return visible(text)
+    predicted = list(record.get("predicted_codes") or ())
+    missed = [c for c in gold if c not in predicted]
+    added = [c for c in predicted if c not in gold]
+    fabricated = set(record.get("fabricated_codes") or ())
+    text = (
+        f"{record['model']} coded document {record['document']} as {{{', '.join(predicted)}}}, "
+        f"expected {{{', '.join(gold)}}} (F1 {record.get('f1') or 0:.2f})\n"
+        f"  missed:     {', '.join(missed) or '-'}\n"
+        f"  added:      {', '.join(c + (' (fabricated)' if c in fabricated else '') for c in added) or '-'}\n"
+        f"  raw answer: {raw!r}"
+    )
+    return visible(text)

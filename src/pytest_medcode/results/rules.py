@@ -8,15 +8,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_medcode.vocabulary import METRICS
+from pytest_medcode.vocabulary import METRICS, POOLED
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_MAX_DROP", "DEFAULT_MAX_ERROR_RATE", "MaxDrop", "Threshold",
-           "parse_max_drops", "parse_thresholds"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP", "DEFAULT_MAX_ERROR_RATE", "MaxDrop",
+           "Threshold", "parse_max_drops", "parse_thresholds"]
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_MAX_ERROR_RATE = 0.05
 #: The margin used when a baseline is given without any ``--medcode-max-drop``.
 DEFAULT_MAX_DROP = "exact_match=2pp"
+#: The same for document cases: per-document F1, tested with a paired bootstrap.
+DEFAULT_DOCUMENT_MAX_DROP = "f1=2pp"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ def parse_max_drops(items: Iterable[str] | str | None) -> tuple[MaxDrop, ...]:
         if ":" in name:
             raise ValueError(f"{item!r}: margins apply to every system; drop the 'SYSTEM:' prefix")
         metric = _metric(name, item)
+        if METRICS[metric].kind == POOLED:
+            raise ValueError(f"{item!r}: {metric} is pooled over documents, so no case-by-case test applies; "
+                             "compare runs on f1 (per-document F1, paired bootstrap) or set_match (McNemar)")
         margin = _fraction(value, repr(item), percent="pp")
         if margin >= 1.0:
             raise ValueError(f"{item!r}: a margin must be below 1 (100pp)")

@@ -315,3 +315,39 @@ def paired_exact_match_test(
         margin=margin,
         alpha=alpha,
     )
+
+
+def bootstrap_ratio(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Estimate:
+    """``sum(numerators) / sum(denominators)`` with a seeded percentile bootstrap that resamples cases.
+
+    For pooled metrics such as micro F1 (2·TP over 2·TP + FP + FN, added up over documents): the value is
+    not a mean of per-case values, so the cases — each with its numerator and denominator — are what is
+    resampled. A resample whose denominator is 0 has no ratio and is left out of the quantiles."""
+    num = _as_finite_array(numerators, "numerators")
+    den = _as_finite_array(denominators, "denominators")
+    if num.size != den.size:
+        raise ValueError(f"numerators and denominators differ in length: {num.size} vs {den.size}")
+    _check_confidence(confidence)
+    n = int(num.size)
+    total = float(den.sum())
+    if n == 0 or total == 0:
+        return Estimate(None, None, None, n)
+    value = float(num.sum()) / total
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(resamples, dtype=np.float64)
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    for start in range(0, resamples, rows):
+        stop = min(resamples, start + rows)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        d = den[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios[start:stop] = np.where(d > 0, num[idx].sum(axis=1) / np.where(d > 0, d, 1), np.nan)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.nanquantile(ratios, [tail, 1.0 - tail])
+    return Estimate(value, min(value, float(low)), max(value, float(high)), n)

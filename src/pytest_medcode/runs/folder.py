@@ -23,11 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pytest_medcode.atomic import write_atomically, write_text_atomically
-from pytest_medcode.reports import html, markdown
+from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT_VERSION
+from pytest_medcode.reports import documents, html, markdown
 from pytest_medcode.reports.tables import build_tables
 from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.results.consistency import self_consistency
-from pytest_medcode.vocabulary import group_fields
+from pytest_medcode.vocabulary import document_records, group_fields, query_records
 
 __all__ = [
     "CORE_COLUMNS",
@@ -109,13 +110,16 @@ def summarise(
 ) -> dict[str, Any]:
     """What summary.json holds of a run's numbers: the results rows, the study's tables, self-consistency.
 
-    ``similarity`` says which similarity metrics the run computed (None: inferred from the records)."""
-    results = summarize(records, seed=seed, by=group_fields(records), similarity=similarity)
+    ``similarity`` says which similarity metrics the run computed (None: inferred from the records).
+    Code queries make the results and tables; document cases their own section (None without any)."""
+    queries = query_records(records)
+    results = summarize(queries, seed=seed, by=group_fields(queries), similarity=similarity)
     return {
         "n_cases": len(records),
         "results": results,
         "tables": build_tables(results),
-        "consistency": self_consistency(records),
+        "consistency": self_consistency(queries),
+        "documents": documents.section(document_records(records), seed, DOCUMENT_PROMPT_VERSION),
     }
 
 

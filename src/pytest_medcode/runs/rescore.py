@@ -23,7 +23,7 @@ from pytest_medcode.results.records import score_record
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, summarise, write_run
 from pytest_medcode.scoring.codes import PROFILES, unscored_fields
 from pytest_medcode.scoring.session_metrics import SimilarityReport, add_code_frequency, score_similarity
-from pytest_medcode.vocabulary import ERROR, group_fields
+from pytest_medcode.vocabulary import DOCUMENT, ERROR, group_fields, query_records
 
 __all__ = ["RescoreError", "Rescored", "rescore_records", "rescore_run"]
 
@@ -49,7 +49,9 @@ def rescore_records(
     out = []
     for record in records:
         new = dict(record)
-        if new.get("outcome") == ERROR:
+        if new.get("kind") == DOCUMENT:  # a document's set is read one way under every profile
+            pass
+        elif new.get("outcome") == ERROR:
             new.update(unscored_fields(profile))
         else:
             score_record(new, system_of(str(new["system"])), new.get("raw_answer") or "", profile)
@@ -96,10 +98,11 @@ def rescore_run(
         raise RescoreError(f"{run.path}: no cases to re-score")
     system_of = _systems(run.summary, codesets or {})
     records = rescore_records(run.records, profile, system_of)
+    queries = query_records(records)  # document records carry no description to compare
     report: SimilarityReport = score_similarity(
-        records, system_of, enabled=similarity, bertscore_model=bertscore_model, bertscore_device=bertscore_device
+        queries, system_of, enabled=similarity, bertscore_model=bertscore_model, bertscore_device=bertscore_device
     )
-    add_code_frequency(records, group_fields(records))
+    add_code_frequency(queries, group_fields(queries))
 
     source = dict(run.summary or {"schema_version": SCHEMA_VERSION, "run_id": run.folder.name})
     config = dict(source.get("config") or {})

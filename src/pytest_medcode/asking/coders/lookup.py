@@ -37,7 +37,7 @@ from typing import Any
 from pytest_medcode.asking.coders.base import Question, Reply
 from pytest_medcode.codesystems import CodeSystem, load_system
 
-__all__ = ["Candidate", "LookupCoder", "LookupIndex", "index_for"]
+__all__ = ["Candidate", "LookupCoder", "LookupIndex", "find_codes", "index_for"]
 
 _SPACE = re.compile(r"\s+")
 _POOL = 64  # candidates nominated for re-ranking (at least 4 × k)
@@ -157,6 +157,9 @@ class LookupCoder:
 
     async def answer(self, question: Question) -> Reply:
         index = self.index(question.system)
+        if question.task == "document":  # a clinical text: every code it names (find_codes)
+            codes = await asyncio.to_thread(find_codes, index, question.description)
+            return Reply(text="Codes:\n" + "\n".join(codes) if codes else "No codes found.")
         description = question.description
         code = index.exact(description)
         if code is None:  # fuzzy search costs ~20-60 ms on ICD-10-CM: keep the event loop free
@@ -170,3 +173,38 @@ class LookupCoder:
 def candidates_table(candidates: Sequence[Candidate]) -> str:
     """``E11.9: Type 2 diabetes mellitus without complications``, one per line."""
     return "\n".join(f"{c.code}: {c.description}" for c in candidates)
+
+
+# -- documents: several codes in a text -----------------------------------------------------------------
+
+#: A sentence that says a condition is absent is not coded (a simple NegEx-style cue list).
+_NEGATION = re.compile(
+    r"^(?:no|denies|denied|negative)\b|\b(?:negative for|ruled out|rules out|rule out|free of|"
+    r"no evidence of|no history of|no signs? of|absence of)\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.;!?])\s+|\n+")
+#: Words around a diagnosis in a note that no code description is about: dropped before matching.
+_LEAD_IN = re.compile(
+    r"^(?:(?:assessment|diagnosis|diagnoses|impression|problem|plan|history|hpi|dx|a/p)\s*:\s*|"
+    r"(?:patient|pt)\s+(?:is\s+)?(?:seen|presents|presenting|here|admitted)(?:\s+today)?\s+(?:for|with)\s+|"
+    r"(?:ongoing\s+)?management\s+of\s+|findings\s+(?:are\s+)?consistent\s+with\s+|"
+    r"plan\s+addresses\s+|diagnosed\s+with\s+)", re.IGNORECASE)
+#: The blended score (0-100) a sentence's best match needs to be coded: below it, the sentence is
+#: taken to name no condition (vital signs, follow-up plans).
+MATCH_THRESHOLD = 75.0
+
+
+def find_codes(index: LookupIndex, text: str, threshold: float = MATCH_THRESHOLD) -> list[str]:
+    """The codes a text names: each sentence that is not negated, its lead-in dropped, matched against the
+    table (exact, else fuzzy); a match scoring at least ``threshold`` is kept. In order, without repeats."""
+    found: dict[str, None] = {}
+    for sentence in _SENTENCE.split(text):
+        sentence = sentence.strip().rstrip(".;!?").strip()
+        if not sentence or sentence.startswith("[") or _NEGATION.search(sentence):
+            continue
+        clause = _LEAD_IN.sub("", sentence).strip()
+        if len(clause) < 3:
+            continue
+        hits = index.search(clause, 1)
+        if hits and hits[0].score >= threshold:
+            found.setdefault(hits[0].code)
+    return list(found)

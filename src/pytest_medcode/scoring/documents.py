@@ -1,0 +1,96 @@
+"""What a coder's answer for a document means: the set of codes it names, scored against the gold set.
+
+Every code of the document's system in the answer is read, word by word (parsing.py, the ``default``
+profile: whole codes in the forms models write), in order and without repeats. A predicted code that is not in the
+table is *fabricated*; one that exists but is not billable is *invalid* too (a claim cannot carry it).
+Precision, recall and F1 compare the predicted set with the gold set; ``category_f1`` compares them
+at the 3-character category (``E11.9`` and ``E11.65`` agree there), the partial credit a near miss earns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.scoring.parsing import extract_default
+
+__all__ = ["category", "prf", "read_codes", "score_document", "unscored_document_fields"]
+
+
+def category(code: str) -> str:
+    """The code's 3-character category (ICD-10-CM ``E11.9`` → ``E11``; ICD-9-CM ``250.00`` → ``250``)."""
+    return code.replace(".", "")[:3]
+
+
+def prf(gold: Iterable[str], predicted: Iterable[str]) -> tuple[float, float, float]:
+    """(precision, recall, F1) of two sets. Both empty is a perfect answer (nothing to code, nothing
+    coded); precision of an empty prediction against a non-empty gold set is 0, as is its recall."""
+    g, p = set(gold), set(predicted)
+    if not g and not p:
+        return 1.0, 1.0, 1.0
+    tp = len(g & p)
+    precision = tp / len(p) if p else 0.0
+    recall = tp / len(g) if g else 0.0
+    f1 = 2 * tp / (len(g) + len(p))
+    return precision, recall, f1
+
+
+def read_codes(system: str, text: str) -> tuple[str, ...]:
+    """Every code in the answer, word by word. A set of codes is written as a list, and the code-query
+    patterns allow a space around a code's dot, so read as one text ``I10`` then ``E11`` on the next line
+    becomes ``I10.E11``, and ``I10 and E11.9`` becomes ``I10.AND``; a code never holds a space or a comma."""
+    seen: dict[str, None] = {}
+    for word in _WORDS.split(text or ""):
+        for code in extract_default(system, word).codes:
+            seen.setdefault(code)
+    return tuple(seen)
+
+
+_WORDS = re.compile(r"[\s,;]+")
+
+
+def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[str, Any]:
+    """The per-document fields of a record, from the raw answer text."""
+    gold_set = set(gold)
+    predicted = read_codes(system.name, text)
+    fabricated, invalid = [], []
+    for code in predicted:
+        entry = system.lookup(code)
+        if entry is None or entry.description is None:
+            fabricated.append(code)
+            invalid.append(code)
+        elif not entry.billable:
+            invalid.append(code)
+    precision, recall, f1 = prf(gold_set, predicted)
+    _, _, category_f1 = prf({category(c) for c in gold_set}, {category(c) for c in predicted})
+    tp = len(gold_set & set(predicted))
+    return {
+        "codes": list(predicted),
+        "predicted_codes": list(predicted),
+        "n_codes": len(predicted),
+        "true_positives": tp,
+        "false_positives": len(predicted) - tp,
+        "false_negatives": len(gold_set) - tp,
+        "set_match": set(predicted) == gold_set,
+        "exact_match": set(predicted) == gold_set,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "category_f1": category_f1,
+        "n_invalid": len(invalid),
+        "n_fabricated": len(fabricated),
+        "invalid_codes": invalid,
+        "fabricated_codes": fabricated,
+    }
+
+
+def unscored_document_fields() -> dict[str, Any]:
+    """A failed call's document fields: nothing predicted, nothing scored."""
+    return {
+        "predicted_codes": [], "true_positives": None, "false_positives": None, "false_negatives": None,
+        "set_match": None, "exact_match": None, "precision": None, "recall": None, "f1": None,
+        "category_f1": None, "n_invalid": None, "n_fabricated": None, "invalid_codes": [],
+        "fabricated_codes": [],
+    }
