@@ -29,22 +29,24 @@ def _cmd_systems(args: argparse.Namespace) -> int:
 def _cmd_lookup(args: argparse.Namespace) -> int:
     from pytest_medcode.codesystems import SYSTEMS, CodeFileError, load_system
 
-    spec = SYSTEMS.get(args.system.strip().lower())
-    if spec is None:
-        print(f"medcode lookup: unknown system {args.system!r}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+    name = args.system.strip().lower()
+    spec = SYSTEMS.get(name)
+    if spec is None and not args.codeset:
+        print(f"medcode lookup: unknown system {args.system!r}; choose from {', '.join(SYSTEMS)} (or give "
+              "your own system's table with --codeset PATH)", file=sys.stderr)
         return 2
-    if spec.rows is None and not args.codeset:
+    if spec is not None and spec.rows is None and not args.codeset:
         print(f"medcode lookup: {spec.title} descriptors are licensed and not bundled: give your file with "
               "--codeset PATH (CSV, TSV or Parquet with code and description columns)", file=sys.stderr)
         return 2
-    try:
-        system = load_system(spec.name, Path(args.codeset).expanduser() if args.codeset else None)
+    try:  # a name that is not built in is the user's own system, read from its table
+        system = load_system(name, Path(args.codeset).expanduser() if args.codeset else None)
     except CodeFileError as exc:
         print(f"medcode lookup: {exc}", file=sys.stderr)
         return 2
     entry = system.lookup(args.code)
     if entry is None:
-        print(f"{args.code}: not a code of {spec.title}")
+        print(f"{args.code}: not a code of {system.title}")
         return 1
     print(json.dumps(entry.__dict__, indent=2))
     return 0
@@ -101,14 +103,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
     try:
-        thresholds = (parse_thresholds(args.fail_under, "under", SYSTEMS)
-                      + parse_thresholds(args.fail_over, "over", SYSTEMS))
         drops = parse_max_drops(args.max_drop)
         if not 0.0 < args.alpha < 1.0:
             raise ValueError(f"--alpha {args.alpha}: must be between 0 and 1")
         if not 0.0 <= args.max_error_rate <= 1.0:
             raise ValueError(f"--max-error-rate {args.max_error_rate}: must be between 0 and 1")
         base, new = load_run(Path(args.base_run)), load_run(Path(args.new_run))
+        known = {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))}  # user systems too
+        thresholds = (parse_thresholds(args.fail_under, "under", known)
+                      + parse_thresholds(args.fail_over, "over", known))
     except (ValueError, RunFormatError) as exc:
         print(f"medcode compare: {exc}", file=sys.stderr)
         return 2
@@ -175,7 +178,7 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
         if not sep or not path.strip():
             print(f"medcode rescore: --codeset {value!r}: expected SYSTEM=PATH", file=sys.stderr)
             return 2
-        codesets[name.strip().lower()] = Path(path.strip()).expanduser()
+        codesets[name.partition(":")[0].strip().lower()] = Path(path.strip()).expanduser()
     try:
         done = rescore_run(
             Path(args.run_dir), args.profile, out=Path(args.out) if args.out else None, codesets=codesets,
