@@ -78,7 +78,8 @@ def test_closeness_by_common_prefix_without_parents(tmp_path: Path) -> None:
     assert closeness(system, "AB-123", "XY-100") == 0.0
 
 
-def test_a_user_system_end_to_end(pytester: pytest.Pytester) -> None:
+def planned_run(pytester: pytest.Pytester, *args: str, subprocess: bool = False) -> tuple[pytest.RunResult, list[str]]:
+    """The local table against a scripted model that answers as PLAN says; the run and the prompts it got."""
     (pytester.path / "local.csv").write_text(TABLE)
     prompts: list[str] = []
 
@@ -86,11 +87,17 @@ def test_a_user_system_end_to_end(pytester: pytest.Pytester) -> None:
         prompts.append(request.last_user_message)
         return f"Code: {PLAN[request.description or '']}"
 
+    runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
     with ScriptedServer(planned) as server:
         pytester.makepyfile(test_code_query=BENCHMARK)
-        result = pytester.runpytest(*FAST, "--model", "openai/payer-model", "--medcode-api-base", server.base_url,
-                                    "--medcode-codeset", "localproc:Acme Payer Procedure=local.csv",
-                                    "--medcode-system", "localproc")
+        result = runner(*FAST, *args, "--model", "openai/payer-model", "--medcode-api-base", server.base_url,
+                        "--medcode-codeset", "localproc:Acme Payer Procedure=local.csv", "--medcode-system",
+                        "localproc")
+    return result, prompts
+
+
+def test_a_user_system_end_to_end(pytester: pytest.Pytester) -> None:
+    result, prompts = planned_run(pytester)
     result.assert_outcomes(passed=1, failed=3)
     assert len(prompts) == 4
     assert all("most correct Acme Payer Procedure billing code" in p and p.endswith("Code: 111") for p in prompts)
@@ -198,3 +205,11 @@ def test_read_reports_the_first_problem_only(tmp_path: Path) -> None:
     path.write_text("code,description\n1,a\n1,b\n2,\n")
     with pytest.raises(CodeFileError, match=r"row 3: duplicate code 1 "):
         read(path)
+
+
+def test_under_xdist_every_worker_names_the_system_by_its_title(pytester: pytest.Pytester) -> None:
+    result, prompts = planned_run(pytester, "-n", "2", subprocess=True)
+    result.assert_outcomes(passed=1, failed=3)
+    assert len(prompts) == 4 and all("Acme Payer Procedure billing code" in p for p in prompts)
+    closeness_by_code = {r["code"]: r["closeness"] for r in _records(pytester)}
+    assert closeness_by_code == pytest.approx(EXPECTED)
