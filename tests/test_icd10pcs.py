@@ -112,7 +112,7 @@ def test_axis_rates_name_each_axis_and_show_the_one_most_missed() -> None:
     assert [r["value"] for r in rates] == [1.0, 1.0, 0.75, 0.75, 0.5, 1.0, 0.75]
     row = summarize(records)[0]
     assert row["axes"] == rates
-    assert min(row["axes"], key=lambda r: r["value"])["axis"] == "approach"
+    assert row["most_missed_axis"] == {"axis": "approach", "value": 0.5}
 
 
 # -- real runs ------------------------------------------------------------------------------------
@@ -144,6 +144,7 @@ def test_lookup_run_shows_the_axes_in_the_summary_and_the_terminal(pytester: pyt
         "Same root operation (table), %*100.0%*",
     ])
     assert "matched at position" not in result.stdout.str()
+    assert row["most_missed_axis"] is None and "Most missed axis" not in result.stdout.str()
     assert all(len(r["code"]) == 7 for r in _records(pytester))
 
 
@@ -173,7 +174,8 @@ def test_a_model_that_gets_the_approach_wrong_shows_it_on_that_axis(pytester: py
     assert row["same_category"]["value"] == 1.0  # the same PCS table, every time
     valid = [r["valid"] for r in _records(pytester)]
     assert row["fabricated"]["value"] == pytest.approx(valid.count(False) / 25)  # some approaches do not exist
-    result.stdout.fnmatch_lines(["*matched at axis 4, body part, %*100.0%*", "*matched at axis 5, approach, %*0.0%*"])
+    result.stdout.fnmatch_lines(["*matched at axis 4, body part, %*100.0%*", "*matched at axis 5, approach, %*0.0%*",
+                                 "Most missed axis*", "  openai/pcs-model · icd10pcs: approach (0.0% matched)"])
 
 
 def test_a_model_that_echoes_the_example_is_flagged(pytester: pytest.Pytester) -> None:

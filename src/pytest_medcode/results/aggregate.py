@@ -21,8 +21,8 @@ from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, LEVELS
 from pytest_medcode.vocabulary import CORRECT, GROUP_KEYS, NO_CODE, SIMILARITY
 from pytest_medcode.vocabulary import answered as answered_records
 
-__all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "group_records", "summarize", "summarize_group",
-           "top_codes"]
+__all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "group_records", "most_missed_axis", "summarize",
+           "summarize_group", "top_codes"]
 
 TOP_CODES = 10
 
@@ -58,6 +58,13 @@ def axis_rates(answered: Sequence[dict[str, Any]], axes: Sequence[str]) -> list[
     each axis, named. A PCS axis is one character, so this is :func:`digit_position_rates` with names."""
     return [{**rate, "axis": axes[rate["position"] - 1]}
             for rate in digit_position_rates(answered) if rate["position"] <= len(axes)]
+
+
+def most_missed_axis(axes: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The axis the answers match least often (the first of a tie), or None when every answer matched all."""
+    scored = [a for a in axes if a.get("value") is not None]
+    worst = min(scored, key=lambda a: a["value"], default=None)
+    return None if worst is None or worst["value"] >= 1.0 else {"axis": worst["axis"], "value": worst["value"]}
 
 
 def top_codes(answered: Sequence[dict[str, Any]], system: str, limit: int = TOP_CODES) -> list[dict[str, Any]]:
@@ -147,6 +154,7 @@ def summarize_group(
     row["other_systems"] = dict(Counter(r["other_system"] for r in answered if r.get("other_system")))
     row["crosswalk_match"] = wilson(sum(1 for r in answered if r.get("crosswalk_match")), n).to_dict()
     row["top_codes"] = top_codes(answered, system) if system is not None else []
+    row["most_missed_axis"] = most_missed_axis(row["axes"])
     return row
 
 
