@@ -23,7 +23,7 @@ from pytest_medcode.codesystems.table import TABLE_FORMAT, CodeSystem, Entry, ro
 from pytest_medcode.paths import cache_root
 
 __all__ = ["BUNDLED", "SYSTEMS", "CodeFileError", "CodeSystem", "Entry", "SystemSpec", "axes_of", "example_of",
-           "level_names", "load_system", "name_user_system", "title_of"]
+           "level_names", "load_system", "name_user_system"]
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +109,6 @@ def name_user_system(name: str, title: str | None) -> None:
         _TITLES.pop(name, None)
 
 
-def _user_spec(name: str) -> SystemSpec:
-    title = _TITLES.get(name, name)
-    return SystemSpec(name, title, title, "", dot_none, None, None)
-
-
-def title_of(name: str) -> str:
-    """How reports name a system: the built-in title, else the name the user gave."""
-    spec = SYSTEMS.get(name)
-    return spec.title if spec else str(name)
-
-
 def example_of(name: str) -> str | None:
     """The example code the prompt shows for a system (a user system's once its table is loaded)."""
     spec = SYSTEMS.get(name)
@@ -141,8 +130,8 @@ def level_names(name: str) -> dict[str, str]:
 def load_system(name: str, user_file: Path | None = None) -> CodeSystem:
     """The named system, from the user's file when given, else the bundled release.
 
-    Raises KeyError for an unknown name, CodeFileError for an unusable user file or a system
-    (CPT, a user's own) that has no bundled table.
+    A name that is not built in is the user's own system, read from ``user_file`` (codesystems/user.py).
+    Raises CodeFileError for an unusable user file, or a system (CPT, a user's own) with no file given.
     """
     return _load_system(name, user_file, _TITLES.get(name))
 
@@ -154,7 +143,7 @@ def _load_system(name: str, user_file: Path | None, title: str | None) -> CodeSy
         if user_file is None:
             raise CodeFileError(f"{name} is not a built-in code system: give its table with "
                                 f"--medcode-codeset {name}=PATH (code, description, optional parent, billable)")
-        spec = _user_spec(name)
+        spec = SystemSpec(name, title or name, title or name, "", dot_none, None, None)
     if user_file is not None:
         table = rows_to_table(_user_rows(spec, user_file), cpt.version(user_file))
         version = cpt.version(user_file)
