@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,12 @@ def test_a_user_system_end_to_end(pytester: pytest.Pytester) -> None:
     assert "localproc" in (folder / "report.md").read_text()
     assert "Hierarchy closeness" in (folder / "report.html").read_text()
     # The command line reads the run as well: report, compare (with a threshold on the user system), rescore.
-    assert main(["report", str(folder), "--out", str(pytester.path / "again")]) == 0
+    # A fresh process re-renders the run: the table is read again (from the run's config) for its example.
+    subprocess.run([sys.executable, "-m", "pytest_medcode.cli", "report", str(folder), "--out", "again"],
+                   cwd=pytester.path, check=True, capture_output=True, timeout=120)
+    again = json.loads((pytester.path / "again" / "summary.json").read_text())
+    assert again["results"][0]["top_codes"][0]["is_example"]
+    assert main(["report", str(folder), "--out", str(pytester.path / "again2")]) == 0
     assert main(["compare", str(folder), str(folder), "--fail-under", "localproc:closeness=0.4"]) == 0
     assert main(["compare", str(folder), str(folder), "--fail-under", "localproc:closeness=0.6"]) == 1
     assert main(["rescore", str(folder), "--profile", "paper", "--no-similarity",

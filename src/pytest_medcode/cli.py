@@ -72,6 +72,19 @@ def gate_default_drop() -> str:
     return DEFAULT_MAX_DROP
 
 
+def _load_user_systems(summary: dict) -> None:
+    """Read the run's own code systems' tables again when they are still there, so the prompt's example code
+    of each is known (the example-echo flag in "Most returned codes"); a table that is gone is skipped."""
+    from pytest_medcode.codesystems import SYSTEMS, CodeFileError, load_system
+
+    for name, path in ((summary.get("config") or {}).get("codesets") or {}).items():
+        if name not in SYSTEMS and Path(path).is_file():
+            try:
+                load_system(name, Path(path))
+            except CodeFileError:
+                continue
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """Re-render summary.json's tables, report.md and report.html from cases.parquet."""
     from pytest_medcode.reports.terminal import render_table
@@ -84,6 +97,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     summary = dict(run.summary or {"schema_version": SCHEMA_VERSION, "run_id": run.folder.name})
     seed = args.seed if args.seed is not None else int((summary.get("config") or {}).get("seed") or 0)
+    _load_user_systems(summary)
     summary.update(summarise(run.records, seed=seed))
     out = Path(args.out) if args.out else run.folder
     problems = write_run(out, run.records, summary, seed)
