@@ -220,3 +220,16 @@ def test_under_xdist_every_worker_names_the_system_by_its_title(pytester: pytest
     assert len(prompts) == 4 and all("Acme Payer Procedure billing code" in p for p in prompts)
     closeness_by_code = {r["code"]: r["closeness"] for r in _records(pytester)}
     assert closeness_by_code == pytest.approx(EXPECTED)
+
+
+def test_an_edited_table_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "t.csv").write_text("code,description\n100,first\n")
+    (tmp_path / "b" / "t.csv").write_text("code,description\n200,second\n300,third\n")
+    monkeypatch.chdir(tmp_path / "a")
+    assert len(load_system("edited", Path("t.csv"))) == 1
+    monkeypatch.chdir(tmp_path / "b")  # the same relative path, another file
+    assert len(load_system("edited", Path("t.csv"))) == 2
+    (tmp_path / "b" / "t.csv").write_text("code,description\n200,second\n")
+    assert len(load_system("edited", Path("t.csv"))) == 1

@@ -133,11 +133,20 @@ def load_system(name: str, user_file: Path | None = None) -> CodeSystem:
     A name that is not built in is the user's own system, read from ``user_file`` (codesystems/user.py).
     Raises CodeFileError for an unusable user file, or a system (CPT, a user's own) with no file given.
     """
-    return _load_system(name, user_file, _TITLES.get(name))
+    stamp = None
+    if user_file is not None:  # the same file edited, or the same relative path from another folder, is read anew
+        user_file = Path(user_file).absolute()
+        try:
+            stat = user_file.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            pass  # the loader says what is wrong with it
+    return _load_system(name, user_file, _TITLES.get(name), stamp)
 
 
 @functools.cache
-def _load_system(name: str, user_file: Path | None, title: str | None) -> CodeSystem:
+def _load_system(name: str, user_file: Path | None, title: str | None, stamp: tuple[int, int] | None = None
+                 ) -> CodeSystem:
     spec = SYSTEMS.get(name)
     if spec is None:
         if user_file is None:
