@@ -151,7 +151,8 @@ def test_the_installed_command(worse_run: Path, base_run: Path) -> None:
     ("args", "status", "message"),
     [
         (["lookup", "icd11", "E11.9"], 2, "medcode lookup: unknown system 'icd11'; choose from icd9cm, icd9cm-proc, "
-                                          "icd10cm, cpt"),
+                                          "icd10cm, cpt, icd10pcs (or give your own system's table with --codeset "
+                                          "PATH)"),
         (["lookup", "cpt", "99213"], 2, "medcode lookup: CPT descriptors are licensed and not bundled: give your "
                                         "file with --codeset PATH (CSV, TSV or Parquet with code and description "
                                         "columns)"),

@@ -814,7 +814,11 @@ def test_threshold_without_values_fails_and_says_why() -> None:
                             "extra)")  # fmt: skip
     check = only(evaluate(answered, thresholds=parse_thresholds("digit_match=0.5", "under")), "threshold",
                  "digit_match")  # fmt: skip
-    assert check.reason == "no answered cases to measure"  # a core metric: not the install hint
+    assert check.reason == ("no digit_match values: not defined for this system (scope the limit, e.g. "
+                            "SYSTEM:digit_match)")  # a core metric: not the install hint
+    check = only(evaluate([{**r, "closeness": None} for r in answered],
+                          thresholds=parse_thresholds("closeness=0.5", "under")), "threshold", "closeness")
+    assert not check.passed and "closeness values: not defined for this system" in check.reason
 
 
 def test_evaluate_checks_its_options_and_applies_every_threshold() -> None:

@@ -29,22 +29,24 @@ def _cmd_systems(args: argparse.Namespace) -> int:
 def _cmd_lookup(args: argparse.Namespace) -> int:
     from pytest_medcode.codesystems import SYSTEMS, CodeFileError, load_system
 
-    spec = SYSTEMS.get(args.system.strip().lower())
-    if spec is None:
-        print(f"medcode lookup: unknown system {args.system!r}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+    name = args.system.strip().lower()
+    spec = SYSTEMS.get(name)
+    if spec is None and not args.codeset:
+        print(f"medcode lookup: unknown system {args.system!r}; choose from {', '.join(SYSTEMS)} (or give "
+              "your own system's table with --codeset PATH)", file=sys.stderr)
         return 2
-    if spec.rows is None and not args.codeset:
+    if spec is not None and spec.rows is None and not args.codeset:
         print(f"medcode lookup: {spec.title} descriptors are licensed and not bundled: give your file with "
               "--codeset PATH (CSV, TSV or Parquet with code and description columns)", file=sys.stderr)
         return 2
-    try:
-        system = load_system(spec.name, Path(args.codeset).expanduser() if args.codeset else None)
+    try:  # a name that is not built in is the user's own system, read from its table
+        system = load_system(name, Path(args.codeset).expanduser() if args.codeset else None)
     except CodeFileError as exc:
         print(f"medcode lookup: {exc}", file=sys.stderr)
         return 2
     entry = system.lookup(args.code)
     if entry is None:
-        print(f"{args.code}: not a code of {spec.title}")
+        print(f"{args.code}: not a code of {system.title}")
         return 1
     print(json.dumps(entry.__dict__, indent=2))
     return 0
@@ -70,6 +72,19 @@ def gate_default_drop() -> str:
     return DEFAULT_MAX_DROP
 
 
+def _load_user_systems(summary: dict) -> None:
+    """Read the run's own code systems' tables again when they are still there, so the prompt's example code
+    of each is known (the example-echo flag in "Most returned codes"); a table that is gone is skipped."""
+    from pytest_medcode.codesystems import SYSTEMS, CodeFileError, load_system
+
+    for name, path in ((summary.get("config") or {}).get("codesets") or {}).items():
+        if name not in SYSTEMS and Path(path).is_file():
+            try:
+                load_system(name, Path(path))
+            except CodeFileError:
+                continue
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """Re-render summary.json's tables, report.md and report.html from cases.parquet."""
     from pytest_medcode.reports.terminal import render_table
@@ -82,6 +97,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     summary = dict(run.summary or {"schema_version": SCHEMA_VERSION, "run_id": run.folder.name})
     seed = args.seed if args.seed is not None else int((summary.get("config") or {}).get("seed") or 0)
+    _load_user_systems(summary)
     summary.update(summarise(run.records, seed=seed))
     out = Path(args.out) if args.out else run.folder
     problems = write_run(out, run.records, summary, seed)
@@ -101,14 +117,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
     try:
-        thresholds = (parse_thresholds(args.fail_under, "under", SYSTEMS)
-                      + parse_thresholds(args.fail_over, "over", SYSTEMS))
         drops = parse_max_drops(args.max_drop)
         if not 0.0 < args.alpha < 1.0:
             raise ValueError(f"--alpha {args.alpha}: must be between 0 and 1")
         if not 0.0 <= args.max_error_rate <= 1.0:
             raise ValueError(f"--max-error-rate {args.max_error_rate}: must be between 0 and 1")
         base, new = load_run(Path(args.base_run)), load_run(Path(args.new_run))
+        known = {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))}  # user systems too
+        thresholds = (parse_thresholds(args.fail_under, "under", known)
+                      + parse_thresholds(args.fail_over, "over", known))
     except (ValueError, RunFormatError) as exc:
         print(f"medcode compare: {exc}", file=sys.stderr)
         return 2
@@ -175,7 +192,7 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
         if not sep or not path.strip():
             print(f"medcode rescore: --codeset {value!r}: expected SYSTEM=PATH", file=sys.stderr)
             return 2
-        codesets[name.strip().lower()] = Path(path.strip()).expanduser()
+        codesets[name.partition(":")[0].strip().lower()] = Path(path.strip()).expanduser()
     try:
         done = rescore_run(
             Path(args.run_dir), args.profile, out=Path(args.out) if args.out else None, codesets=codesets,

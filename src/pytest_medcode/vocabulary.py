@@ -124,6 +124,7 @@ METRICS: dict[str, Metric] = {
         Metric("fabricated", RATE, lower_is_better=True),
         Metric("length_match", RATE),
         Metric("digit_match", SCORE),
+        Metric("closeness", SCORE, percent=False),  # hierarchy closeness of CPT and user systems (hierarchy.py)
         Metric("meteor", SCORE, optional=True, percent=False),
         Metric("bertscore", SCORE, optional=True, percent=False),
         # Document cases: a set of codes per document (dataset/documents.py, scoring/documents.py).

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_medcode.api import CoderOptions
-from pytest_medcode.codesystems import BUNDLED, SYSTEMS
+from pytest_medcode.codesystems import BUNDLED, SYSTEMS, name_user_system
+from pytest_medcode.codesystems.user import NAME as USER_SYSTEM_NAME
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
 from pytest_medcode.results.rules import DEFAULT_ALPHA, DEFAULT_MAX_ERROR_RATE, parse_max_drops, parse_thresholds
@@ -54,7 +55,9 @@ OPTIONS: list[Option] = [
     Option("medcode-codes", "your own list of codes (CSV/TSV/Parquet: code, optional system and count; "
            "count makes --medcode-sample a frequency-weighted draw)", None, "FILE"),
     Option("medcode-codeset", "a code table file for a system, e.g. cpt=cpt.csv (code and description "
-           "columns); repeatable", None, "SYSTEM=PATH", append=True),
+           "columns); repeatable. A NAME that is not built in adds your own system (optional parent and "
+           "billable columns; NAME:TITLE=PATH names it TITLE in the prompt), asked with --medcode-system NAME",
+           None, "SYSTEM[:TITLE]=PATH", append=True),
     Option("medcode-prompt", "prompt template: paper (the authors' exact prompt), presentation, or a file "
            "with {system} {description} {example}", "paper", "NAME|PATH"),
     Option("medcode-temperature", "sampling temperature; a comma list (0.2,0.6,1.0) sweeps it as a case "
@@ -241,28 +244,54 @@ def _number(kind: Callable[[str], Any], flag: str, low: float | None = None, hig
     return parse
 
 
-def _systems(value: str) -> tuple[str, ...]:
+def _systems(value: str, user: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The selected systems: built-in ones, and the user's own given a table with --medcode-codeset."""
     names = tuple(dict.fromkeys(s.strip().lower() for s in str(value).split(",") if s.strip()))
-    unknown = [n for n in names if n not in SYSTEMS]
+    unknown = [n for n in names if n not in SYSTEMS and n not in user]
     if unknown or not names:
+        hint = "" if not unknown or not USER_SYSTEM_NAME.match(unknown[0]) else (
+            f" (or bring its table with --medcode-codeset {unknown[0]}=PATH)")
         raise pytest.UsageError(
             f"--medcode-system {value!r}: unknown system {', '.join(unknown) or '(none)'}; "
-            f"choose from {', '.join(SYSTEMS)}"
+            f"choose from {', '.join((*SYSTEMS, *user))}{hint}"
         )
     return names
 
 
+def _squeezed(name: str) -> str:
+    return "".join(ch for ch in name if ch.isalnum())
+
+
 def _codesets(values: list[str]) -> dict[str, Path]:
+    """``SYSTEM[:TITLE]=PATH`` items; a user system's title is handed to the code systems (the prompt)."""
     out: dict[str, Path] = {}
     for value in values:
-        name, sep, path = value.partition("=")
-        name = name.strip().lower()
+        head, sep, path = value.partition("=")
+        name, colon, title = head.partition(":")
+        name, title = name.strip().lower(), title.strip()
         if not sep or not path.strip():
             raise pytest.UsageError(f"--medcode-codeset {value!r}: expected SYSTEM=PATH, e.g. cpt=cpt.csv")
         if name not in SYSTEMS:
-            raise pytest.UsageError(f"--medcode-codeset {value!r}: unknown system {name!r}; choose from "
-                                    f"{', '.join(SYSTEMS)}")
+            if not USER_SYSTEM_NAME.match(name):
+                raise pytest.UsageError(
+                    f"--medcode-codeset {value!r}: a system name is a letter, then letters, digits, - or _ "
+                    f"(up to 40), e.g. loinc=loinc.csv; built in: {', '.join(SYSTEMS)}")
+            twin = next((n for n in SYSTEMS if _squeezed(n) == _squeezed(name)), None)
+            if twin is not None:
+                raise pytest.UsageError(
+                    f"--medcode-codeset {value!r}: {name!r} reads as the built-in {twin}; to use your own table "
+                    f"for it write --medcode-codeset {twin}=PATH, else choose another name")
+        elif colon:
+            raise pytest.UsageError(
+                f"--medcode-codeset {value!r}: {name} is built in and the prompt names it "
+                f"{SYSTEMS[name].prompt_name}; a title is for your own systems (choose another name)")
+        if colon and not title:
+            raise pytest.UsageError(f"--medcode-codeset {value!r}: empty title after ':'")
+        if name in out:
+            raise pytest.UsageError(f"--medcode-codeset {value!r}: {name} is given twice")
         out[name] = Path(path.strip()).expanduser()
+        if name not in SYSTEMS:
+            name_user_system(name, title or None)
     return out
 
 
@@ -306,16 +335,17 @@ def _api_base(value: str | None) -> str | None:
     return url
 
 
-def _gate(values: dict[str, Any]) -> GateSpec:
+def _gate(values: dict[str, Any], user: tuple[str, ...] = ()) -> GateSpec:
     """The gate options → a GateSpec; a bad value is a one-line UsageError naming the option."""
+    known = (*SYSTEMS, *user)
     names = ("medcode_fail_under", "medcode_fail_over", "medcode_baseline", "medcode_max_drop",
              "medcode_alpha", "medcode_max_error_rate")
     if all(values[n] in (None, [], "") for n in names):
         return GateSpec()
     parsed: dict[str, Any] = {}
     for dest, parse in (
-        ("medcode_fail_under", lambda v: parse_thresholds(v, "under", SYSTEMS)),
-        ("medcode_fail_over", lambda v: parse_thresholds(v, "over", SYSTEMS)),
+        ("medcode_fail_under", lambda v: parse_thresholds(v, "under", known)),
+        ("medcode_fail_over", lambda v: parse_thresholds(v, "over", known)),
         ("medcode_max_drop", parse_max_drops),
     ):
         try:
@@ -360,13 +390,15 @@ def parse_settings(config: pytest.Config) -> Settings:
     if not models:
         raise pytest.UsageError("--model: empty model name")
     temperatures = _temperatures(values["medcode_temperature"])
+    codesets = _codesets(values["medcode_codeset"] or [])
+    user = tuple(n for n in codesets if n not in SYSTEMS)
     return Settings(
         models=models,
-        systems=_systems(values["medcode_system"]),
+        systems=_systems(values["medcode_system"], user),
         sample=_sample(values["medcode_sample"]),
         seed=_number(int, "--medcode-seed")(values["medcode_seed"]),
         codes_file=Path(values["medcode_codes"]).expanduser() if values["medcode_codes"] else None,
-        codesets=_codesets(values["medcode_codeset"] or []),
+        codesets=codesets,
         prompt=str(values["medcode_prompt"]),
         temperature=temperatures[0],
         max_tokens=_number(int, "--medcode-max-tokens", 1)(values["medcode_max_tokens"]),
@@ -379,7 +411,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         cache=None if _flag(values["medcode_no_cache"]) else Path(values["medcode_cache"]).expanduser(),
         rpm=_number(float, "--medcode-rpm", 0.01)(values["medcode_rpm"]) if values["medcode_rpm"] else None,
         retry_errors=_flag(values["medcode_retry_errors"]),
-        gate=_gate(values),
+        gate=_gate(values, user),
         rag_k=_number(int, "--medcode-rag-k", 1, 200)(values["medcode_rag_k"]),
         verify_rounds=_number(int, "--medcode-verify-rounds", 0, 10)(values["medcode_verify_rounds"]),
         variants=_variants(values["medcode_variant"]),

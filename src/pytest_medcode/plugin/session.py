@@ -90,7 +90,7 @@ class MedcodeSession:
         except TemplateError as exc:
             raise pytest.UsageError(str(exc)) from None
         for system in s.systems:
-            if SYSTEMS[system].rows is None and system not in s.codesets:
+            if system in SYSTEMS and SYSTEMS[system].rows is None and system not in s.codesets:
                 raise pytest.UsageError(
                     f"--medcode-system {system}: {SYSTEMS[system].title} is not bundled (its descriptors are "
                     f"licensed); give your file with --medcode-codeset {system}=PATH"
@@ -155,7 +155,8 @@ class MedcodeSession:
         """The release of a system, without loading a bundled table for it (the xdist controller has none)."""
         if name in self._systems:
             return self._systems[name].version
-        return SYSTEMS[name].release or ""
+        spec = SYSTEMS.get(name)
+        return (spec.release or "") if spec is not None else ""
 
     def cases(self) -> list[Case]:
         if self._cases is None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.codesystems import SYSTEMS, level_names
 from pytest_medcode.reports.text import aligned
 from pytest_medcode.vocabulary import model_label
 
@@ -91,15 +91,22 @@ def _error_rows(group: dict[str, Any] | None, system: str) -> list[tuple[str, st
         ("length_match", "Matched length, % (95% CI)", "percent", _cell(group, "length_match")),
         ("digit_match", "Matched digits, % (95% CI)", "percent", _cell(group, "digit_match")),
     ]
+    named = {pos["position"]: pos["axis"] for pos in group.get("axes") or []}
     for pos in group.get("digit_positions") or []:
         k = pos["position"]
-        rows.append((f"digit_{k}", f"  matched at position {k}, %", "percent",
-                     {key: pos.get(key) for key in ("value", "low", "high", "n")}))
+        row_key, title = (f"axis_{k}", f"  matched at axis {k}, {named[k]}, %") if k in named else (
+            f"digit_{k}", f"  matched at position {k}, %")
+        rows.append((row_key, title, "percent", {key: pos.get(key) for key in ("value", "low", "high", "n")}))
     rows.append(("valid_not_billable", "Valid but not billable, %", "percent", _cell(group, "valid_not_billable")))
+    own_names = level_names(system)
     for lv in ("chapter", "block", "category", "subcategory"):
         cell = _cell(group, f"same_{lv}")
         if cell is not None and cell.get("value") is not None:
-            rows.append((f"same_{lv}", _LEVEL_TITLES[lv], "percent", cell))
+            title = f"Same {own_names[lv]}, %" if lv in own_names else _LEVEL_TITLES[lv]
+            rows.append((f"same_{lv}", title, "percent", cell))
+    cell = _cell(group, "closeness")
+    if cell is not None and cell.get("value") is not None:
+        rows.append(("closeness", "Hierarchy closeness, mean (95% CI)", "score", cell))
     rows.append(("other_system", "Code of another system, %", "percent", _cell(group, "other_system")))
     if system in ("icd9cm", "icd10cm"):
         rows.append(("crosswalk_match", "  ... that the GEMs map to the reference, %", "percent",
@@ -115,6 +122,10 @@ _ROW_ORDER = ("incorrect", "valid", "fabricated", "codes_per_answer", "code_freq
 def _row_rank(key: str) -> tuple[int, int]:
     if key.startswith("digit_") and key[6:].isdigit():
         return _ROW_ORDER.index("digit_"), int(key[6:])
+    if key.startswith("axis_") and key[5:].isdigit():  # ICD-10-PCS: positions named by their axis
+        return _ROW_ORDER.index("digit_"), 100 + int(key[5:])
+    if key == "closeness":
+        return _ROW_ORDER.index("same_subcategory"), 1
     return (_ROW_ORDER.index(key) if key in _ROW_ORDER else len(_ROW_ORDER)), 0
 
 

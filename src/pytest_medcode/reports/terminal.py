@@ -81,6 +81,14 @@ def similarity_lines(tables: dict[str, Any]) -> list[str]:
     return render_paper_table(table)
 
 
+def _axis_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """For systems whose characters are axes (ICD-10-PCS): which axis each model gets wrong most."""
+    out = [f"  {row.get('model')} · {row.get('system')}: {row['most_missed_axis']['axis']} "
+           f"({100 * row['most_missed_axis']['value']:.1f}% matched)"
+           for row in results if row.get("most_missed_axis")]
+    return ["Most missed axis (the character position answers match least often)", *out] if out else []
+
+
 def _top_code_lines(tables: dict[str, Any]) -> list[str]:
     out = []
     for entry in tables.get("top_codes") or []:
@@ -122,6 +130,7 @@ def render_summary(summary: dict[str, Any]) -> list[str]:
     errors = tables.get("error_analysis") or []
     merged = merge_error_tables(errors)
     blocks += [render_paper_table(merged)] if merged is not None else [render_paper_table(t) for t in errors]
+    blocks.append(_axis_lines(results))
     blocks.append(_top_code_lines(tables))
     for block in blocks:
         if block:

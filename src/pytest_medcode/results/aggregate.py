@@ -15,14 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_medcode.codesystems import SYSTEMS
+from pytest_medcode.codesystems import axes_of, example_of
 from pytest_medcode.results.stats import bootstrap_mean, wilson
 from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, LEVELS
 from pytest_medcode.vocabulary import CORRECT, GROUP_KEYS, NO_CODE, SIMILARITY
 from pytest_medcode.vocabulary import answered as answered_records
 
-__all__ = ["TOP_CODES", "digit_position_rates", "group_records", "summarize", "summarize_group",
-           "top_codes"]
+__all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "group_records", "most_missed_axis", "summarize",
+           "summarize_group", "top_codes"]
 
 TOP_CODES = 10
 
@@ -53,6 +53,20 @@ def digit_position_rates(answered: Sequence[dict[str, Any]]) -> list[dict[str, A
     return [{"position": k, **wilson(hits[k], totals[k]).to_dict()} for k in sorted(totals)]
 
 
+def axis_rates(answered: Sequence[dict[str, Any]], axes: Sequence[str]) -> list[dict[str, Any]]:
+    """For a system whose characters are axes (ICD-10-PCS): the share of answers matching the reference at
+    each axis, named. A PCS axis is one character, so this is :func:`digit_position_rates` with names."""
+    return [{**rate, "axis": axes[rate["position"] - 1]}
+            for rate in digit_position_rates(answered) if rate["position"] <= len(axes)]
+
+
+def most_missed_axis(axes: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The axis the answers match least often (the first of a tie), or None when every answer matched all."""
+    scored = [a for a in axes if a.get("value") is not None]
+    worst = min(scored, key=lambda a: a["value"], default=None)
+    return None if worst is None or worst["value"] >= 1.0 else {"axis": worst["axis"], "value": worst["value"]}
+
+
 def top_codes(answered: Sequence[dict[str, Any]], system: str, limit: int = TOP_CODES) -> list[dict[str, Any]]:
     """The most returned codes, per 1,000 answered prompts; ``is_example`` flags the prompt's own example code
     (the study found models echo it: M24.131 came back 540-1,070 times in 15,950 ICD-10-CM prompts)."""
@@ -63,8 +77,7 @@ def top_codes(answered: Sequence[dict[str, Any]], system: str, limit: int = TOP_
     for r in answered:
         if r.get("predicted_code") is not None:
             first.setdefault(r["predicted_code"], r)
-    spec = SYSTEMS.get(system)
-    example = spec.example if spec else None
+    example = example_of(system)
     out = []
     for code, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]:
         r = first[code]
@@ -112,12 +125,14 @@ def summarize_group(
         "length_match": proportion("length_match"),
         "codes_per_answer": mean(r.get("n_codes") for r in answered),
         "digit_match": mean(r.get("digit_match") for r in answered),
+        "closeness": mean(r.get("closeness") for r in answered),
         # -- the study's full metric set and ours beyond it; the keys above keep their meaning for older readers
         "profile": profiles[0] if len(profiles) == 1 else ",".join(profiles) or None,
         "incorrect_n": incorrect,
         "incorrect": wilson(incorrect, n).to_dict(),
         "valid_not_billable": proportion("valid_not_billable"),
         "digit_positions": digit_position_rates(answered),
+        "axes": axis_rates(answered, axes_of(system)) if system is not None else [],
         "code_frequency": mean(_code_frequency(answered)),
     }
     scorable = [r for r in answered if r.get("predicted_description")]
@@ -139,6 +154,7 @@ def summarize_group(
     row["other_systems"] = dict(Counter(r["other_system"] for r in answered if r.get("other_system")))
     row["crosswalk_match"] = wilson(sum(1 for r in answered if r.get("crosswalk_match")), n).to_dict()
     row["top_codes"] = top_codes(answered, system) if system is not None else []
+    row["most_missed_axis"] = most_missed_axis(row["axes"])
     return row
 
 

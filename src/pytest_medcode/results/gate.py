@@ -219,6 +219,8 @@ def _threshold_check(th: Threshold, scope: str, rows: list[dict[str, Any]], seed
         why = (
             f"no {th.metric} values in the records (the metric was not computed; install the 'metrics' extra)"
             if m.optional and done
+            else f"no {th.metric} values: not defined for this system (scope the limit, e.g. SYSTEM:{th.metric})"
+            if done
             else "no answered cases to measure"
         )
         return Check("threshold", th.metric, scope, False, why, limit=th.limit, n=0)

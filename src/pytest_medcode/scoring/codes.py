@@ -146,5 +146,6 @@ def unscored_fields(profile: str = "default") -> dict[str, Any]:
         "valid_not_billable": None,
         "hierarchy_level": None,
         **{f"same_{lv}": None for lv in FLAG_LEVELS},
+        "closeness": None,
         **NO_CROSSWALK,
     }

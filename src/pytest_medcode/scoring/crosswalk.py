@@ -13,7 +13,8 @@ mistake from inventing a code, so it is reported apart:
 
 Which other systems are tried, in order: ICD-10-CM questions → ICD-9-CM diagnoses, then procedures; ICD-9-CM
 diagnoses → ICD-10-CM, then ICD-9-CM procedures; ICD-9-CM procedures → ICD-9-CM diagnoses, then ICD-10-CM;
-CPT → ICD-10-CM only (a 5-digit number would read as an ICD-9-CM code, which says nothing).
+CPT → ICD-10-CM only (a 5-digit number would read as an ICD-9-CM code, which says nothing); ICD-10-PCS →
+ICD-9-CM procedures (what PCS replaced), then ICD-10-CM (a diagnosis for a procedure).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ OTHER_SYSTEMS: dict[str, tuple[str, ...]] = {
     "icd9cm": ("icd10cm", "icd9cm-proc"),
     "icd9cm-proc": ("icd9cm", "icd10cm"),
     "cpt": ("icd10cm",),
+    "icd10pcs": ("icd9cm-proc", "icd10cm"),
 }
 _GEM_FILES = ("icd9toicd10cmgem.csv", "icd10cmtoicd9gem.csv")  # both directions: columns icd9cm, icd10cm
 

@@ -9,8 +9,20 @@ system        levels, top to bottom                    example lineage
 icd10cm       chapter, block, category, subcategory    4 › E08-E13 › E11 › E11.6 › E11.65
 icd9cm        chapter, category, subcategory           240-279 › 250 › 250.0 › 250.00
 icd9cm-proc   chapter, category, subcategory           76-84 › 81 › 81.5 › 81.54
+icd10pcs      section, body system, root operation     0 › 0D › 0DT › 0DTJ4ZZ
+              (stored as chapter, block, category)
 cpt           (none: a CPT file has no parent links)
 ============  =======================================  ======================================
+
+ICD-10-PCS's three levels are the first one, two and three characters of a code (a PCS table is section,
+body system and root operation); the other four axes are shown per character instead (results/aggregate.py
+``axis_rates``). A fabricated PCS code in an existing table counts as "same category" (same root operation).
+
+Systems without named levels - CPT and the user's own tables (codesystems/user.py) - get ``closeness``
+instead, a score in [0, 1]: with parent links, the depth of the nearest common ancestor of the prediction
+and the reference over the reference's depth (a top-level code has depth 1; the same code scores 1, codes
+under different roots 0, a code not in the table 0); without parent links, the longest common prefix of
+the two codes over the reference's length. An answer with no code scores 0, as digit match does.
 
 ICD-10-CM has several subcategory levels (``T38.3`` › ``T38.3X`` › ``T38.3X5``); two codes *share the
 subcategory level* when they have any subcategory ancestor in common. A predicted code that does not exist
@@ -32,7 +44,7 @@ from typing import Any
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.codesystems.normalize import key as code_key
 
-__all__ = ["LEVELS", "Lineage", "hierarchy_metrics", "levels_of", "lineage"]
+__all__ = ["LEVELS", "Lineage", "closeness", "hierarchy_metrics", "levels_of", "lineage"]
 
 #: Shared levels from the deepest to the broadest; ``hierarchy_level`` takes one of these or "none".
 LEVELS: tuple[str, ...] = ("code", "subcategory", "category", "block", "chapter")
@@ -180,7 +192,9 @@ def hierarchy_metrics(system: CodeSystem, reference: str, predicted: str | None)
     present = levels_of(system)
     out: dict[str, Any] = {"hierarchy_level": None}
     out.update({f"same_{lv}": (None if lv not in present else False) for lv in FLAG_LEVELS})
+    out["closeness"] = None
     if not present:
+        out["closeness"] = closeness(system, reference, predicted)
         return out
     if predicted == reference and system.lookup(reference) is not None:  # the same code shares every level;
         out.update({f"same_{lv}": True for lv in FLAG_LEVELS if lv in present})  # no lineage walk (~40 µs)
@@ -197,3 +211,35 @@ def hierarchy_metrics(system: CodeSystem, reference: str, predicted: str | None)
         (lv for lv in LEVELS if shared[lv] and (lv == "code" or lv in present)), "none"
     )
     return out
+
+
+def _chain(system: CodeSystem, code: str) -> list[str]:
+    """The code, its parent, ... up to its root (cycles are refused when a user table is read)."""
+    chain: list[str] = []
+    entry = system.lookup(code)
+    while entry is not None and len(chain) < 64:
+        chain.append(entry.code)
+        entry = system.lookup(entry.parent) if entry.parent is not None else None
+    return chain
+
+
+def closeness(system: CodeSystem, reference: str, predicted: str | None) -> float | None:
+    """How close a prediction sits to the reference in a system without named levels (module docstring)."""
+    if predicted is None:
+        return 0.0
+    if _tree(system).has_tree:
+        ref = _chain(system, reference)
+        if not ref:
+            return None
+        on_ref = {code: len(ref) - i for i, code in enumerate(ref)}  # code → its depth
+        depth = next((on_ref[c] for c in _chain(system, predicted) if c in on_ref), 0)
+        return depth / len(ref)
+    ref_key, pred_key = code_key(reference), code_key(predicted)
+    if not ref_key:
+        return None
+    common = 0
+    for a, b in zip(ref_key, pred_key):
+        if a != b:
+            break
+        common += 1
+    return common / len(ref_key)

@@ -25,13 +25,25 @@ DEFAULT_PATTERNS: dict[str, re.Pattern[str]] = {
     "icd9cm": re.compile(_L + r"(?:[Vv]\d{2}(?:\.?\d{1,2})?|[Ee]\d{3}(?:\.?\d)?|\d{3}(?:\.?\d{1,2})?)" + _R, re.ASCII),
     "icd9cm-proc": re.compile(_L + r"\d{2}(?:\.?\d{1,2})?" + _R, re.ASCII),
     "cpt": re.compile(_L + r"\d{4}[0-9FTft]" + _R, re.ASCII),
+    # Seven characters, no I or O; a section value first (0-9, B C D F G H X); a digit somewhere, so a
+    # seven-letter word ("Surgery") is not read as a code.
+    "icd10pcs": re.compile(_L + r"(?=[0-9A-Za-z]{0,6}\d)[0-9BCDFGHXbcdfghx][0-9A-HJ-NP-Za-hj-np-z]{6}" + _R,
+                           re.ASCII),
 }
+#: A user's own system (codesystems/user.py): any token with a digit in it, letters, digits, dots and
+#: hyphens inside (SNOMED CT 22298006, LOINC 2345-7, a payer's AB-12.3); compared as the table's keys.
+GENERIC = re.compile(_L + r"(?=[0-9A-Za-z.\-]*\d)[0-9A-Za-z](?:[0-9A-Za-z.\-]*[0-9A-Za-z])?" + _R, re.ASCII)
 _DOT: dict[str, Callable[[str], str]] = {
     "icd10cm": dot_icd10cm,
     "icd9cm": dot_icd9cm,
     "icd9cm-proc": dot_icd9cm_proc,
     "cpt": lambda k: k,
+    "icd10pcs": lambda k: k,
 }
+
+
+def _same(k: str) -> str:
+    return k
 
 
 @dataclass(frozen=True)
@@ -49,9 +61,9 @@ class Parsed:
 
 def extract_default(system: str, text: str) -> Parsed:
     """Whole codes of ``system`` in ``text``, canonicalised (``e11.9`` → ``E11.9``)."""
-    dot = _DOT[system]
+    dot = _DOT.get(system, _same)
     seen: dict[str, None] = {}
-    for match in DEFAULT_PATTERNS[system].finditer(text or ""):
+    for match in DEFAULT_PATTERNS.get(system, GENERIC).finditer(text or ""):
         seen.setdefault(dot(key(match.group(0))))
     return Parsed(tuple(seen))
 
@@ -64,6 +76,8 @@ PAPER_PATTERNS: dict[str, re.Pattern[str]] = {
     "icd9cm": re.compile(r"(\d{3})[.]?\d{0,2}|[A-Z]\d{2}[.]?\d{0,2}"),
     # ICD-9-CM procedures were not in the study: their ICD-9 rule moved to the procedures' dot position.
     "icd9cm-proc": re.compile(r"\d{2}[.]?\d{0,2}"),
+    # ICD-10-PCS was not in the study either: the first seven-character run in the PCS alphabet.
+    "icd10pcs": re.compile(r"[0-9A-HJ-NP-Z]{7}"),
 }
 # ICD-9: a run of digits anywhere that is written without its dot; it gets the dot and wins over the pattern.
 _PAPER_DOTLESS: dict[str, tuple[re.Pattern[str], int]] = {
@@ -85,7 +99,11 @@ def extract_paper(system: str, text: str) -> Parsed:
         if run is not None:
             digits, split = run.group(0), dotless[1]
             return Parsed((f"{digits[:split]}.{digits[split:]}",))
-    match = PAPER_PATTERNS[system].search(text)
+    pattern = PAPER_PATTERNS.get(system)
+    if pattern is None:  # a user's own system (not in the study): its first code, as the table spells keys
+        found = GENERIC.search(text)
+        return Parsed((key(found.group(0)),) if found else ())
+    match = pattern.search(text)
     code = match.group(0).rstrip(".") if match else ""
     return Parsed((code,) if code else ())
 
