@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_medcode.api import CoderOptions
+from pytest_medcode.asking.budget import parse_limits
+from pytest_medcode.asking.pricing import Price, PriceError, parse_prices
 from pytest_medcode.codesystems import BUNDLED, SYSTEMS
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
@@ -79,6 +81,14 @@ OPTIONS: list[Option] = [
            "attempt cannot fix (bad key, unknown model, quota, unreachable endpoint); 0: never", "5", "K"),
     Option("medcode-show-failures", "failing cases shown in full in the summary; the rest are tallied (all "
            "still fail). 'all' for pytest's full listing, as -v, --tb or -r also give", "10", "N|all"),
+    # Money (asking/pricing.py, asking/budget.py, results/costs.py).
+    Option("medcode-price", "a model's price in USD per million input/output tokens, repeatable; wins over "
+           "litellm's price map: gpt-4=30/60, openai/my-model=0.5/1.5", None, "MODEL=IN/OUT", append=True),
+    Option("medcode-max-cost", "budget in USD: no call starts that could take the run's spend past it; "
+           "MODEL=USD for one model; repeatable. Cases left unasked end as errors a rerun asks", None,
+           "[MODEL=]USD", append=True),
+    Option("medcode-estimate", "print the calls, tokens and cost range of the run without asking anything "
+           "(exit 0)", None, "", flag=True),
     # The release gate (gate.py). Any of these turns on gate mode: wrong codes stop being test
     # failures and the exit status is the gate's verdict.
     Option("medcode-fail-under", "gate: fail when a rate is below its limit, per model and system; comma "
@@ -164,6 +174,9 @@ class Settings:
     preflight: bool = True  # False: --medcode-no-preflight
     circuit_breaker: int = 5  # identical fatal failures in a row that stop asking a model; 0: never
     show_failures: int | None = 10  # None: every failure in pytest's own summary
+    prices: dict[str, Price] = field(default_factory=dict, hash=False)  # --medcode-price, by model name
+    max_cost: dict[str, float] = field(default_factory=dict, hash=False)  # "*" for the run, else per model
+    estimate: bool = False  # --medcode-estimate: count and price, ask nothing
 
     def coder_options(self) -> CoderOptions:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
@@ -201,6 +214,8 @@ class Settings:
             "similarity": self.similarity,
             "preflight": self.preflight,
             "circuit_breaker": self.circuit_breaker,
+            "prices": {m: p.to_dict() for m, p in self.prices.items()},
+            "max_cost": dict(self.max_cost),
         }
 
 
@@ -385,7 +400,24 @@ def parse_settings(config: pytest.Config) -> Settings:
         preflight=not _flag(values["medcode_no_preflight"]),
         circuit_breaker=_number(int, "--medcode-circuit-breaker", 0, 1_000_000)(values["medcode_circuit_breaker"]),
         show_failures=_shown(values["medcode_show_failures"]),
+        prices=_prices(values["medcode_price"] or []),
+        max_cost=_max_cost(values["medcode_max_cost"] or []),
+        estimate=_flag(values["medcode_estimate"]),
     )
+
+
+def _prices(values: list[str]) -> dict[str, Price]:
+    try:
+        return parse_prices(values)
+    except PriceError as exc:
+        raise pytest.UsageError(f"--medcode-price {exc}") from None
+
+
+def _max_cost(values: list[str]) -> dict[str, float]:
+    try:
+        return parse_limits(values)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--medcode-max-cost {exc}") from None
 
 
 def _profile(value: str) -> str:
