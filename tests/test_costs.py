@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import litellm
 import pytest
 
+from pytest_medcode.asking.pricing import PriceTable
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.prompts import load_template
+from pytest_medcode.results.costs import cost_summary
 from pytest_medcode.testing.faults import fixed_latency
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -165,3 +168,65 @@ def test_a_per_model_budget_holds_across_xdist_workers(pytester: pytest.Pytester
         assert server.stats.usage_per_model["cheap"][0] == 30  # the other model has no limit
         result.assert_outcomes(passed=60 - len(unasked), failed=len(unasked))
         result.stdout.fnmatch_lines(["  budget (gpt-4): $0.0* of $0.0150 spent, $0.00* left"])
+
+
+def test_an_estimate_asks_nothing_and_counts_the_prompts_with_the_models_tokenizer(
+        pytester: pytest.Pytester) -> None:
+    codes = pairs(12, offset=5000)
+    base = setup_run(pytester, codes)
+    first, rest = codes[:4], codes[4:]
+    system = load_system("icd10cm")
+    template = load_template("paper")
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        # Four answers in the cache give the model's mean answer length.
+        path = pytester.path / "codes.csv"
+        path.write_text("code\n" + "\n".join(c for c, _ in first) + "\n")
+        api = ["--medcode-api-base", server.base_url, "--model", "gpt-4"]
+        pytester.runpytest_subprocess(*base, *api).assert_outcomes(passed=4)
+        answers, _, completion = server.stats.usage_per_model["gpt-4"]
+        path.write_text("code\n" + "\n".join(c for c, _ in codes) + "\n")
+        before = server.stats.total_requests
+
+        result = pytester.runpytest_subprocess(*base, *api, "--medcode-estimate", "-n", "2")
+        assert result.ret == 0
+        assert server.stats.total_requests == before  # not one request
+        prompt = sum(litellm.token_counter(model="gpt-4", messages=template.messages(
+            system.prompt_name, d, system.example)) for _, d in rest)
+        mean = completion / answers
+        low = (prompt * GPT4[0] + 8 * mean * GPT4[1])
+        high = (prompt * GPT4[0] + 8 * 50 * GPT4[1])
+        result.stdout.fnmatch_lines([
+            "no model call was made for this estimate",
+            "gpt-4: 12 cases, 12 distinct requests, 4 answered in the cache, 8 calls to make",
+            f"  prompt tokens:     {prompt:,} (counted with gpt-4's tokenizer (cl100k_base))",
+            f"  completion tokens: {round(8 * mean):,} expected ({mean:.1f} per answer, mean of 4 cached answers "
+            "of gpt-4), 400 at most (max_tokens 50)",
+            f"  cost:              ${low:,.2f} expected, ${high:,.2f} at most (litellm prices: $30 in / $60 out*",
+        ])
+        assert not (pytester.path / "reports" / "latest" / "cases.parquet").exists() or \
+            len(cases_of(pytester)) == 4  # the estimate wrote no run folder
+
+        # The medcode command: the same run's arguments; a model with no price is "unknown", not $0.
+        cli = pytester.run(sys.executable, "-m", "pytest_medcode.cli", "estimate", *base,
+                           "--medcode-api-base", server.base_url, "--model", "openai/m")
+        assert cli.ret == 0, cli.stderr.str()
+        assert server.stats.total_requests == before
+        cli.stdout.fnmatch_lines(["  prompt tokens:     * (approximated with cl100k_base (no tokenizer known for m))",
+                                  "  cost: * unknown (no price for openai/m; give one with --medcode-price*"])
+
+
+def test_a_call_made_through_a_batch_api_is_priced_at_the_batch_discount() -> None:
+    """A record whose usage says ``batch`` costs the map's batch price, or half price when the map has none
+    (OpenAI's Batch API discount); the same usage asked one by one costs the full price."""
+    def record(model: str, batch: bool | None, description: str) -> dict:
+        return {"model": model, "system": "icd10cm", "description": description, "perturbed": None,
+                "temperature": None, "repeat": None, "cache_hit": False, "attempts": 1, "error": None,
+                "prompt_tokens": 1_000, "completion_tokens": 100, "batch": batch}
+
+    records = [record("gpt-4", True, "a"), record("gpt-4", None, "b"), record("gpt-4o", True, "a")]
+    rows = by_model(cost_summary(records, PriceTable()))
+    full = 1_000 * GPT4[0] + 100 * GPT4[1]
+    assert math.isclose(rows["gpt-4"]["cost_usd"], full * 0.5 + full, rel_tol=1e-12)
+    gpt4o = litellm.model_cost["gpt-4o"]
+    assert math.isclose(rows["gpt-4o"]["cost_usd"], 1_000 * gpt4o["input_cost_per_token_batches"]
+                        + 100 * gpt4o["output_cost_per_token_batches"], rel_tol=1e-12)
