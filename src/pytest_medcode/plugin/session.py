@@ -144,7 +144,7 @@ class MedcodeSession:
                 failed = probe(model, question, self.key_for(model, question), self.phase(), self.engine().ask)
             except CacheError as exc:
                 raise pytest.UsageError(str(exc)) from None
-            if failed is not None:
+            if failed is not None and failed.attempts:  # a call never made (the budget's) is no setup failure
                 raise pytest.UsageError(failure_line(model, self.coders[model], failed))
 
     # -- collection -----------------------------------------------------------------------
