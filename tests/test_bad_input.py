@@ -159,6 +159,9 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
                                       "--medcode-max-cost", "10"),
                                      "*--medcode-max-cost: no price is known for openai/x; give one with "
                                      "--medcode-price openai/x=IN/OUT*"),
+    "max-cost-wrapped-model": Usage(("--model", "rag:openai/x", "--medcode-api-base", "http://127.0.0.1:9/v1",
+                                     "--medcode-max-cost", "10"),
+                                    "*--medcode-max-cost: rag:openai/x writes its own prompts and may ask several*"),
     "price-no-slash": Usage(("--medcode-price", "gpt-4=30"), "*--medcode-price 'gpt-4=30': expected MODEL=IN/OUT*"),
     "price-no-model": Usage(("--medcode-price", "30/60"), "*--medcode-price '30/60': expected MODEL=IN/OUT*"),
     "price-word": Usage(("--medcode-price", "gpt-4=a/b"), "*--medcode-price 'gpt-4=a/b': IN and OUT must be numbers*"),

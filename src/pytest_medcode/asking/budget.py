@@ -73,8 +73,8 @@ class Budget:
         if not scopes:
             return 0.0, None
         price = self.prices.price(model)
-        if price is None:  # refused at configure time; never spend blind
-            return 0.0, f"not asked: no price for {model}, so the budget cannot be kept"
+        if price is None:  # no API bill (lookup, python:, local:): a priced API model was checked at configure time
+            return 0.0, None
         worst = price.cost(self.count_prompt(model, question), question.max_tokens)
         if self._settled is None:
             self._settled = asyncio.Condition()

@@ -112,8 +112,13 @@ class MedcodeSession:
         if strays:
             raise pytest.UsageError(f"--medcode-max-cost {strays[0]}=...: {strays[0]} is not a --model of this run")
         for model in self.settings.models:
-            if (TOTAL in limits or model in limits) and remote_coders(self.coders[model]) \
-                    and self.prices.price(model) is None:
+            if not (TOTAL in limits or model in limits) or not remote_coders(self.coders[model]):
+                continue
+            if getattr(self.coders[model], "inner", None) is not None:
+                raise pytest.UsageError(
+                    f"--medcode-max-cost: {model} writes its own prompts and may ask several times, so the most a "
+                    "call costs is not known before it starts; give the budget to a run of the model it wraps")
+            if self.prices.price(model) is None:
                 raise pytest.UsageError(
                     f"--medcode-max-cost: no price is known for {model}; give one with --medcode-price "
                     f"{model}=IN/OUT (USD per million input/output tokens)")
