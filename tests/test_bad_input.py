@@ -162,6 +162,8 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "max-cost-wrapped-model": Usage(("--model", "rag:openai/x", "--medcode-api-base", "http://127.0.0.1:9/v1",
                                      "--medcode-max-cost", "10"),
                                     "*--medcode-max-cost: rag:openai/x writes its own prompts and may ask several*"),
+    "ini-bad-price": Usage((), "*--medcode-price 'gpt-4=cheap': expected MODEL=IN/OUT*",
+                           {"pytest.ini": b"[pytest]\nmedcode_price =\n    gpt-4=30/60\n    gpt-4=cheap\n"}),
     "price-no-slash": Usage(("--medcode-price", "gpt-4=30"), "*--medcode-price 'gpt-4=30': expected MODEL=IN/OUT*"),
     "price-no-model": Usage(("--medcode-price", "30/60"), "*--medcode-price '30/60': expected MODEL=IN/OUT*"),
     "price-word": Usage(("--medcode-price", "gpt-4=a/b"), "*--medcode-price 'gpt-4=a/b': IN and OUT must be numbers*"),
