@@ -236,6 +236,14 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_estimate(pytest_args: list[str]) -> int:
+    """A run's calls, tokens and cost range without a call: pytest's collection with --medcode-estimate."""
+    import pytest
+
+    status = pytest.main([*pytest_args, "--medcode-estimate", "-W", "ignore::pytest.PytestAssertRewriteWarning"])
+    return 2 if status == pytest.ExitCode.USAGE_ERROR else int(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medcode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
@@ -289,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--last", type=int, default=30, help="runs shown in the terminal (default 30; the page has all)")
     p.add_argument("--out", default=None, help="the page's path (default: REPORTS_DIR/history.html)")
     p.set_defaults(func=_cmd_history)
+    p = sub.add_parser("estimate", help="what a run would cost, without asking anything: the same arguments as "
+                       "the pytest run, e.g. medcode estimate benchmarks/ --model gpt-4 --medcode-sample all")
+    p.add_argument("pytest_args", nargs="*", help="the run's pytest arguments, options included")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["estimate"] and not {"-h", "--help"} & set(argv[1:]):  # pytest parses the rest
+        return _cmd_estimate(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from pytest_medcode.asking.budget import Budget
 from pytest_medcode.asking.coders import CallFailed, Coder, Question
 from pytest_medcode.asking.progress import Progress
 
@@ -157,6 +158,7 @@ class QueryEngine:
         self._timeout = timeout
         self._rpm = rpm
         self.breaker = CircuitBreaker(breaker)
+        self.budget: Budget | None = None  # --medcode-max-cost: no call starts that could pass it
         self._rng = random.Random()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="medcode-queries", daemon=True)
@@ -233,7 +235,14 @@ class QueryEngine:
         refused = self.breaker.refuse(model)
         if refused is not None:
             return refused
+        held = 0.0
+        if self.budget is not None:
+            held, why = await self.budget.reserve(model, call.question)
+            if why is not None:  # never asked: not an answer to keep, a rerun with more budget asks it
+                return Outcome(None, why, 0.0, 0, keep=False)
         outcome, counts = await self._attempt_all(call.question, self._coders[model])
+        if self.budget is not None:
+            await self.budget.settle(model, held, outcome.usage)
         self.breaker.record(model, outcome, counts)
         return outcome
 

@@ -110,6 +110,11 @@ class QueryPhase:
         return self.state_dir / "breaker.json"
 
     @property
+    def budget_path(self) -> Path:
+        """This run's spend under --medcode-max-cost, so a process that takes over asking goes on from it."""
+        return self.state_dir / "budget.json"
+
+    @property
     def unkept_path(self) -> Path:
         """This run's outcomes that the response cache must not keep (a failed setup, a call never made):
         shared with the run's other processes, so each case reads the outcome its question really had."""
@@ -225,6 +230,8 @@ class QueryPhase:
         engine = self._engine()
         engine.progress = self.progress
         engine.breaker.tripped.update(read_json(self.breaker_path) or {})
+        if engine.budget is not None:
+            engine.budget.load(self.budget_path)
         self.progress.done = len(done)
         last = [0.0]
         broken: list[CacheError] = []

@@ -19,7 +19,7 @@ from pytest_medcode.plugin.report_memory import ReportMemory, forget_sent
 from pytest_medcode.plugin.reporter import MedcodeReporter
 from pytest_medcode.plugin.session import CASE_PARAM, DOCUMENT_PARAM, MedcodeSession
 from pytest_medcode.plugin.signals import handle_sigterm
-from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, share_with_worker
+from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, run_in_one_process, share_with_worker
 from pytest_medcode.redaction import redact_run_secrets
 
 #: The hooks pytest finds on ``pytest_medcode.plugin``, which re-exports them.
@@ -52,6 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "medcode: a medical code querying case (added by pytest-medcode)")
     exit_with_controller(config)
     session = MedcodeSession(config, parse_settings(config))
+    if session.settings.estimate:
+        run_in_one_process(config)
     redact_run_secrets(session.settings.api_base)
     session.validate()
     config.stash[session_key] = session

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_medcode.api import CoderOptions
+from pytest_medcode.asking.budget import parse_limits
+from pytest_medcode.asking.pricing import Price, PriceError, parse_prices
 from pytest_medcode.codesystems import BUNDLED, SYSTEMS, name_user_system
 from pytest_medcode.codesystems.user import NAME as USER_SYSTEM_NAME
 from pytest_medcode.redaction import public_url
@@ -82,6 +84,14 @@ OPTIONS: list[Option] = [
            "attempt cannot fix (bad key, unknown model, quota, unreachable endpoint); 0: never", "5", "K"),
     Option("medcode-show-failures", "failing cases shown in full in the summary; the rest are tallied (all "
            "still fail). 'all' for pytest's full listing, as -v, --tb or -r also give", "10", "N|all"),
+    # Money (asking/pricing.py, asking/budget.py, results/costs.py).
+    Option("medcode-price", "a model's price in USD per million input/output tokens, repeatable; wins over "
+           "litellm's price map: gpt-4=30/60, openai/my-model=0.5/1.5", None, "MODEL=IN/OUT", append=True),
+    Option("medcode-max-cost", "budget in USD: no call starts that could take the run's spend past it; "
+           "MODEL=USD for one model; repeatable. Cases left unasked end as errors a rerun asks", None,
+           "[MODEL=]USD", append=True),
+    Option("medcode-estimate", "print the calls, tokens and cost range of the run without asking anything "
+           "(exit 0)", None, "", flag=True),
     # The release gate (gate.py). Any of these turns on gate mode: wrong codes stop being test
     # failures and the exit status is the gate's verdict.
     Option("medcode-fail-under", "gate: fail when a rate is below its limit, per model and system; comma "
@@ -174,6 +184,9 @@ class Settings:
     show_failures: int | None = 10  # None: every failure in pytest's own summary
     documents_file: Path | None = None  # --medcode-documents; None: synthetic notes
     document_sample: int | None = 50  # None: every document of the file
+    prices: dict[str, Price] = field(default_factory=dict, hash=False)  # --medcode-price, by model name
+    max_cost: dict[str, float] = field(default_factory=dict, hash=False)  # "*" for the run, else per model
+    estimate: bool = False  # --medcode-estimate: count and price, ask nothing
 
     def coder_options(self) -> CoderOptions:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
@@ -213,6 +226,8 @@ class Settings:
             "circuit_breaker": self.circuit_breaker,
             "documents_file": str(self.documents_file) if self.documents_file else None,
             "document_sample": self.document_sample,
+            "prices": {m: p.to_dict() for m, p in self.prices.items()},
+            "max_cost": dict(self.max_cost),
         }
 
 
@@ -428,6 +443,9 @@ def parse_settings(config: pytest.Config) -> Settings:
         show_failures=_shown(values["medcode_show_failures"]),
         documents_file=Path(values["medcode_documents"]).expanduser() if values["medcode_documents"] else None,
         document_sample=_document_sample(values["medcode_document_sample"]),
+        prices=_prices(values["medcode_price"] or []),
+        max_cost=_max_cost(values["medcode_max_cost"] or []),
+        estimate=_flag(values["medcode_estimate"]),
     )
 
 
@@ -435,6 +453,20 @@ def _document_sample(value: str) -> int | None:
     if str(value).strip().lower() == "all":
         return None
     return _number(int, "--medcode-document-sample", 1)(value)
+
+
+def _prices(values: list[str]) -> dict[str, Price]:
+    try:
+        return parse_prices(values)
+    except PriceError as exc:
+        raise pytest.UsageError(f"--medcode-price {exc}") from None
+
+
+def _max_cost(values: list[str]) -> dict[str, float]:
+    try:
+        return parse_limits(values)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--medcode-max-cost {exc}") from None
 
 
 def _profile(value: str) -> str:

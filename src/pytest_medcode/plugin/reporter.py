@@ -26,6 +26,7 @@ from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
 from pytest_medcode.reports import documents as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.verdict import render_verdict
+from pytest_medcode.results.costs import cost_summary
 from pytest_medcode.results.gate import Verdict
 from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
@@ -193,6 +194,7 @@ class MedcodeReporter:
             "gate": self.verdict.to_dict() if self.verdict is not None else None,
             "documents": numbers["documents"],  # the document benchmark's numbers (None without document cases)
             "document_prompt": DOCUMENT_PROMPT if numbers["documents"] else None,
+            "costs": cost_summary(records, session.prices, s.max_cost),
         }
 
     def run_folder(self) -> str | None:
@@ -201,6 +203,10 @@ class MedcodeReporter:
 
     # -- the terminal ------------------------------------------------------------------------------------
     def display(self, tr: Any) -> None:
+        if self.session.estimate_lines is not None:
+            tr.write_sep("=", "pytest-medcode estimate")
+            for line in self.session.estimate_lines:
+                tr.write_line(line)
         if self.run_dir is not None:
             self.display_summary(tr)
         self.display_gate(tr)
@@ -219,6 +225,8 @@ class MedcodeReporter:
         for line in terminal.failure_reason_lines(queries.get("failures") or {}):
             tr.write_line(line, yellow=True)
         for line in terminal.dimension_lines(self.summary_data):
+            tr.write_line(line)
+        for line in terminal.cost_lines(self.summary_data.get("costs")):
             tr.write_line(line)
         if self.report_failure is not None:
             tr.write_line(f"error: {self.report_failure}", red=True, bold=True)
@@ -258,7 +266,10 @@ class MedcodeReporter:
     def exitstatus(self, status: int) -> int:
         """Gate mode: 1 when the gate failed. A passed gate leaves pytest's status (0, or 1 when a test
         broke for another reason than a wrong code; interruptions and internal errors are kept).
-        A run folder that could not be written is exit 4 (usage error), whatever the codes were."""
+        A run folder that could not be written is exit 4 (usage error), whatever the codes were.
+        An estimate runs no test by design: exit 0."""
+        if self.settings.estimate and status == pytest.ExitCode.NO_TESTS_COLLECTED:
+            return pytest.ExitCode.OK
         if self.report_failure is not None and status in (
                 pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
             return pytest.ExitCode.USAGE_ERROR

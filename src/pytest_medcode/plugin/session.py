@@ -20,11 +20,14 @@ from typing import Any
 
 import pytest
 
+from pytest_medcode.asking.budget import TOTAL, Budget
 from pytest_medcode.asking.cache import CacheError, ResponseStore, request_key
 from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, resolve_coder
 from pytest_medcode.asking.engine import Call, Outcome, QueryEngine
+from pytest_medcode.asking.estimate import estimate_lines
 from pytest_medcode.asking.phase import QueryPhase, stop_paths
 from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
+from pytest_medcode.asking.pricing import PriceTable, TokenCounter
 from pytest_medcode.asking.progress import Progress, ProgressLine
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
 from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
@@ -77,6 +80,8 @@ class MedcodeSession:
         self._answers: dict[str, Outcome] = {}  # without xdist: every kept outcome, read once after the phase
         self._keys: dict[Case | DocumentCase, str] = {}  # the query phase's cache key per case (the tests reuse it)
         self.query_progress: Progress | None = None
+        self.prices = PriceTable(settings.prices)  # litellm's map is read only when a price is looked up
+        self.estimate_lines: list[str] | None = None  # --medcode-estimate: what the run would cost
         shared = xdist.from_controller(config)
         if shared:
             self.run_id, self.started = shared["run_id"], shared["started"]
@@ -110,11 +115,32 @@ class MedcodeSession:
             self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
         except CoderUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
-        for coder in self.coders.values():
+        for coder in self.coders.values() if not s.estimate else ():  # an estimate needs no key: asks nothing
             try:
                 coder.check()
             except CoderUnavailable as exc:
                 raise pytest.UsageError(str(exc)) from None
+        self.validate_budget()
+
+    def validate_budget(self) -> None:
+        """A budget needs a price for every model it limits: one line naming the option that gives it."""
+        limits = self.settings.max_cost
+        if not limits:
+            return
+        strays = [m for m in limits if m != TOTAL and m not in self.settings.models]
+        if strays:
+            raise pytest.UsageError(f"--medcode-max-cost {strays[0]}=...: {strays[0]} is not a --model of this run")
+        for model in self.settings.models:
+            if not (TOTAL in limits or model in limits) or not remote_coders(self.coders[model]):
+                continue
+            if getattr(self.coders[model], "inner", None) is not None:
+                raise pytest.UsageError(
+                    f"--medcode-max-cost: {model} writes its own prompts and may ask several times, so the most a "
+                    "call costs is not known before it starts; give the budget to a run of the model it wraps")
+            if self.prices.price(model) is None:
+                raise pytest.UsageError(
+                    f"--medcode-max-cost: no price is known for {model}; give one with --medcode-price "
+                    f"{model}=IN/OUT (USD per million input/output tokens)")
 
     def preflight_for_workers(self) -> None:
         """The xdist controller probes each API model before any worker starts (preflight.py); it runs no
@@ -142,7 +168,7 @@ class MedcodeSession:
                 failed = probe(model, question, self.key_for(model, question), self.phase(), self.engine().ask)
             except CacheError as exc:
                 raise pytest.UsageError(str(exc)) from None
-            if failed is not None:
+            if failed is not None and failed.attempts:  # a call never made (the budget's) is no setup failure
                 raise pytest.UsageError(failure_line(model, self.coders[model], failed))
 
     # -- collection -----------------------------------------------------------------------
@@ -205,6 +231,11 @@ class MedcodeSession:
         they arrive; the tests then read them. Coders that are not cached answer in the test.
         """
         cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
+        if self.settings.estimate:  # count and price every selected case; ask nothing, run nothing
+            self.estimate(cases)
+            self.config.hook.pytest_deselected(items=list(items))
+            items[:] = []
+            return
         if not cases:
             return
         if self.settings.preflight and not xdist.is_distributed(self.config):
@@ -222,6 +253,20 @@ class MedcodeSession:
             return
         self.query_progress = self.phase().progress
         release_free_memory()
+
+    def estimate(self, cases: list[Case]) -> None:
+        """--medcode-estimate: calls, tokens and cost of the selected cases, without a call (asking/estimate.py)."""
+        keyed: dict[str, tuple[str, Question]] = {}
+        for case in cases:
+            question = self.request_for(case)
+            keyed.setdefault(self.key_for(case.model, question), (case.model, question))
+        try:
+            cached = self.phase().outcomes(list(keyed))
+        except CacheError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        counts = {m: sum(1 for c in cases if c.model == m) for m in self.settings.models}
+        self.estimate_lines = estimate_lines(keyed, cached, counts, self.prices, TokenCounter(),
+                                             self.settings.max_tokens)
 
     def stop(self, reason: str) -> None:
         """The cache failed: no more calls. One line and exit 4; under xdist a worker cannot end the run
@@ -299,6 +344,11 @@ class MedcodeSession:
         if self._engine is None:
             s = self.settings
             self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker)
+            if s.max_cost:  # the spend is counted where the calls are made, shared through the state folder
+                counter = TokenCounter()
+                budget = Budget(self.prices, dict(s.max_cost), lambda m, q: counter.count(m, q.chat()))
+                budget.load(self.cache_paths()[1] / "budget.json")
+                self._engine.budget = budget
         return self._engine
 
     def ask(self, case: Case | DocumentCase) -> dict[str, Any]:

@@ -70,3 +70,12 @@ def exit_with_controller(config: pytest.Config, every_s: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="medcode-controller-watch", daemon=True).start()
+
+
+def run_in_one_process(config: pytest.Config) -> None:
+    """Turn ``-n`` off for this run (``--medcode-estimate`` asks and runs nothing, so workers would only
+    collect the same cases again). Called from ``pytest_configure``, before xdist's own (``trylast``)."""
+    if not is_worker(config) and getattr(config.option, "dist", "no") != "no":
+        config.option.dist = "no"
+        config.option.numprocesses = None
+        config.option.tx = []

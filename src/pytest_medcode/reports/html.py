@@ -24,7 +24,9 @@ from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.reports import documents
 from pytest_medcode.reports.explorer import EXPLORER_JS, RAW_LIMIT, explorer_data
 from pytest_medcode.reports.markdown import (
+    budget_text,
     clip,
+    cost_rows,
     has_values,
     records_of,
     row_title,
@@ -32,6 +34,7 @@ from pytest_medcode.reports.markdown import (
     similarity_values,
 )
 from pytest_medcode.reports.tables import format_cell
+from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
 from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.results.stats import mcnemar_exact
@@ -808,6 +811,19 @@ def _explorer_section(records: Sequence[dict[str, Any]]) -> str:
 # -- the page ----------------------------------------------------------------------------------
 
 
+def _cost_section(costs: dict[str, Any] | None) -> str:
+    """What the run cost: the same table as report.md, and the budget."""
+    if not costs:
+        return ""
+    headers, rows = cost_rows(costs)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    notes = "".join(f'<p class="note">{esc(line)}</p>' for line in budget_text(costs))
+    return (f'<section id="costs"><h2>What the run cost</h2><p class="note">{esc(usd(costs["total_usd"]))} spent '
+            f'on model calls; {esc(usd(costs["avoided_usd"]))} avoided by the response cache.</p>'
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}</section>")
+
+
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     """The whole page as a string."""
     summary = summary or {}
@@ -871,6 +887,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         ]
     body += [
         _top_codes_section(tables.get("top_codes") or []),
+        _cost_section(summary.get("costs")),
         _similarity_section(results, records, tables, summary, colors),
         explorer,
         documents.html_section(summary.get("documents")),

@@ -23,6 +23,7 @@ from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import documents
 from pytest_medcode.reports.tables import build_tables, format_cell
+from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
 from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.safetext import visible
@@ -213,6 +214,47 @@ def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def cost_rows(costs: dict[str, Any]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The cost table (per model, then per model × system), shared by report.md and report.html."""
+    headers = ("Model", "System", "Calls", "Prompt tokens", "Completion tokens", "Cost", "Cache hits",
+               "Avoided", "Price (USD per 1M in/out)")
+    rows = []
+    for row in [*costs["models"], *costs["systems"]] if len(costs["systems"]) > len(costs["models"]) \
+            else costs["models"]:
+        price = row["price"]
+        rows.append([row["model"], row["system"] or "all", f"{row['calls']:,}", f"{row['prompt_tokens']:,}",
+                     f"{row['completion_tokens']:,}", usd(row["cost_usd"]), f"{row['cache_hits']:,}",
+                     usd(row["avoided_usd"]),
+                     f"{price['input_per_m']:g} / {price['output_per_m']:g} ({price['source']})"
+                     if price else "unknown"])
+    return headers, rows
+
+
+def budget_text(costs: dict[str, Any]) -> list[str]:
+    """One sentence per budget limit, and the cases it left unasked."""
+    budget = costs.get("budget")
+    if not budget:
+        return []
+    out = [f"Budget ({'the run' if b['scope'] is None else b['scope']}): {usd(b['spent_usd'])} of "
+           f"{usd(b['limit_usd'])} spent, {usd(b['left_usd'])} left." for b in budget["limits"]]
+    if budget["not_asked"]:
+        out.append(f"{budget['not_asked']:,} case(s) were not asked: the budget would have been passed; a rerun "
+                   "with a higher --medcode-max-cost asks only them.")
+    return out
+
+
+def cost_section_lines(costs: dict[str, Any] | None) -> list[str]:
+    if not costs:
+        return []
+    out = ["## What the run cost", "",
+           f"{usd(costs['total_usd'])} spent on model calls; {usd(costs['avoided_usd'])} avoided by answers "
+           "from the response cache (what they cost when first asked). Prices from --medcode-price or "
+           "litellm's price map; unknown when neither has the model.", ""]
+    out += _table(*cost_rows(costs)) + [""]
+    out += [line + "\n" for line in budget_text(costs)]
+    return out
+
+
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     summary = summary or {}
     records = query_records(records)  # document cases have their own section (reports/documents.py)
@@ -227,6 +269,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
     for table in tables.get("error_analysis") or []:
         out += table_lines(table)
     out += _top_code_lines(tables.get("top_codes") or [])
+    out += cost_section_lines(summary.get("costs"))
     wrong = wrong_answers(records)
     if wrong:
         out += ["## Wrong answers (first 20 per model and system)", ""]

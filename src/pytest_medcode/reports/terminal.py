@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_medcode.reports.tables import build_tables, merge_error_tables
 from pytest_medcode.reports.tables import render_table as render_paper_table
-from pytest_medcode.reports.text import aligned
+from pytest_medcode.reports.text import aligned, usd
 from pytest_medcode.results.consistency import pivot
 from pytest_medcode.vocabulary import DIMENSIONS
 
@@ -211,3 +211,26 @@ def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
         if any(str(reason).startswith("not asked:") for reason, _ in reasons):
             lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
     return lines
+
+
+def cost_lines(costs: dict[str, Any] | None) -> list[str]:
+    """One compact block: per model its calls, tokens and cost, the cache's savings, the budget."""
+    if not costs:
+        return []
+    out = [f"cost: {usd(costs['total_usd'])} spent on model calls, {usd(costs['avoided_usd'])} avoided by the cache"]
+    for m in costs["models"]:
+        price = m["price"]
+        where = (f"{price['source']} ${price['input_per_m']:g}/${price['output_per_m']:g} per 1M"
+                 if price else "no price: --medcode-price MODEL=IN/OUT")
+        out.append(f"  {m['model']}: {m['calls']} calls, {m['prompt_tokens']:,} + {m['completion_tokens']:,} tokens, "
+                   f"{usd(m['cost_usd'])}; {m['cache_hits']} cache hits, {usd(m['avoided_usd'])} avoided ({where})")
+    budget = costs.get("budget")
+    if budget:
+        for b in budget["limits"]:
+            scope = "run" if b["scope"] is None else b["scope"]
+            out.append(f"  budget ({scope}): {usd(b['spent_usd'])} of {usd(b['limit_usd'])} spent, "
+                       f"{usd(b['left_usd'])} left")
+        if budget["not_asked"]:
+            out.append(f"  {budget['not_asked']} case(s) not asked: the budget would have been passed; a rerun "
+                       "with a higher --medcode-max-cost asks only them")
+    return out

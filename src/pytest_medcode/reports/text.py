@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-__all__ = ["aligned"]
+__all__ = ["aligned", "usd"]
 
 
 def aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int | Collection[int] = 1) -> list[str]:
@@ -18,3 +18,14 @@ def aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int | C
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return [line(headers), "  ".join("-" * w for w in widths), *map(line, rows)]
+
+
+def usd(value: float | None) -> str:
+    """Dollars to the cent, and to a hundredth of a cent under $1 (a small run's cost is not "$0.00");
+    None is an unknown price, never $0."""
+    if value is None:
+        return "unknown"
+    if 0 < abs(value) < 1:
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+

@@ -38,6 +38,7 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
         "prompt_tokens": outcome.usage.get("prompt_tokens"),
         "completion_tokens": outcome.usage.get("completion_tokens"),
         "cost_usd": outcome.usage.get("cost_usd"),
+        "batch": outcome.usage.get("batch"),  # asked through a provider's batch API: priced at its discount
         "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
         # Filled at session end (scoring/session_metrics.py); present from the start, so a record's dict is
         # sized once (adding keys to 75k dicts later resizes each of them, ~80 MB).

@@ -487,8 +487,10 @@ class ScriptedServer:
             handler._send(200, payload[: max(1, len(payload) // 2)], content_type)
             return
         # Count the success before sending (so a client that got it sees it counted), undo if the send fails.
+        billed = self._billed(request, payload, content_type)
         with self._lock:
             self._stats.successes_per_key[key] += 1
+            self._stats.bill(billed)
         try:
             handler._send(200, payload, content_type)
         except BaseException:
@@ -496,7 +498,16 @@ class ScriptedServer:
                 self._stats.successes_per_key[key] -= 1
                 if self._stats.successes_per_key[key] <= 0:
                     del self._stats.successes_per_key[key]
+                self._stats.bill(billed, undo=True)
             raise
+
+    @staticmethod
+    def _billed(request: Request, payload: bytes, content_type: str) -> tuple[str, int, int] | None:
+        """(model, prompt tokens, completion tokens) of an answer, as its ``usage`` states them."""
+        if content_type != "application/json":
+            return None
+        usage = json.loads(payload)["usage"]
+        return request.model or "", usage["prompt_tokens"], usage["completion_tokens"]
 
     def _completion_payload(self, request: Request, text: str | None) -> tuple[bytes, str]:
         """The OpenAI chat-completion (or SSE stream) body for ``text`` (None: ``content: null``)."""

@@ -32,6 +32,19 @@ class ServerStats:
     #: ``time.monotonic()`` at the arrival of each chat request, per key, in order: the gaps between a
     #: key's attempts show how long the client waited (Retry-After, backoff) before asking again.
     attempt_times: dict[str, list[float]] = field(default_factory=dict)
+    #: Per model name as requested: [answers, prompt tokens, completion tokens] of the answers delivered, as
+    #: their ``usage`` said — the bill a cost-accounting test checks the plugin's figures against.
+    usage_per_model: dict[str, list[int]] = field(default_factory=dict)
+
+    def bill(self, billed: tuple[str, int, int] | None, undo: bool = False) -> None:
+        if billed is None:
+            return
+        model, prompt, completion = billed
+        sign = -1 if undo else 1
+        row = self.usage_per_model.setdefault(model, [0, 0, 0])
+        row[0] += sign
+        row[1] += sign * prompt
+        row[2] += sign * completion
 
     @property
     def successes(self) -> int:
@@ -56,6 +69,7 @@ class ServerStats:
             max_in_flight=self.max_in_flight,
             saw_keys=set(self.saw_keys),
             attempt_times={k: list(v) for k, v in self.attempt_times.items()},
+            usage_per_model={k: list(v) for k, v in self.usage_per_model.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,4 +88,5 @@ class ServerStats:
             "saw_keys": sorted(self.saw_keys),
             "duplicate_successes": self.duplicate_successes(),
             "attempt_times": {k: list(v) for k, v in self.attempt_times.items()},
+            "usage_per_model": {k: list(v) for k, v in self.usage_per_model.items()},
         }
