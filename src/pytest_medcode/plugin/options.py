@@ -110,6 +110,10 @@ OPTIONS: list[Option] = [
            "available)", None, "DEVICE"),
     Option("medcode-no-similarity", "skip the METEOR/BERTScore pass at the end of the session (faster; the "
            "columns stay empty)", None, "", flag=True),
+    # Provider batch APIs.
+    Option("medcode-batch", "send the uncached questions of openai/ models (and OpenAI-compatible endpoints "
+           "with /v1/batches) through the provider's Batch API instead of streaming them; a killed run "
+           "re-attaches to its batches ('medcode batch status')", None, "", flag=True),
 ]
 
 
@@ -164,6 +168,7 @@ class Settings:
     preflight: bool = True  # False: --medcode-no-preflight
     circuit_breaker: int = 5  # identical fatal failures in a row that stop asking a model; 0: never
     show_failures: int | None = 10  # None: every failure in pytest's own summary
+    batch: bool = False  # --medcode-batch: batch-capable models go through the provider's Batch API
 
     def coder_options(self) -> CoderOptions:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
@@ -385,6 +390,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         preflight=not _flag(values["medcode_no_preflight"]),
         circuit_breaker=_number(int, "--medcode-circuit-breaker", 0, 1_000_000)(values["medcode_circuit_breaker"]),
         show_failures=_shown(values["medcode_show_failures"]),
+        batch=_flag(values["medcode_batch"]),
     )
 
 
