@@ -21,12 +21,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_medcode.testing.responders import Request, request_key
 
-if TYPE_CHECKING:
-    from pytest_medcode.testing.server import ScriptedServer, _Handler
+# The server and its request handler (testing/server.py, which imports this module) are typed loosely here.
+ScriptedServer = Any
+_Handler = Any
 
 __all__ = ["BatchAPI", "BatchPlan"]
 
