@@ -103,6 +103,15 @@ class BatchAPI:
         with self._lock:
             return {cid: n for cid, n in self.submitted_per_id.items() if n > 1}
 
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /_batches`` answers (the server runs as its own process in perf scripts)."""
+        with self._lock:
+            statuses = Counter(b.status for b in self._batches.values())
+            requests = sum(self.submitted_per_id.values())
+        return {"uploads": self.uploads, "submissions": self.submissions, "requests": requests,
+                "distinct_requests": len(self.submitted_per_id), "statuses": dict(statuses),
+                "duplicate_submissions": len(self.duplicate_submissions())}
+
     def batches(self) -> list[dict[str, Any]]:
         with self._lock:
             return [b.to_dict() for b in self._batches.values()]

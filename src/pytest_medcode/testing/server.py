@@ -173,6 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         if path == "/_stats":
             self._send_json(200, owner.stats.to_dict())
+        elif path == "/_batches":
+            self._send_json(200, owner.batch_api.summary())
         elif path in ("/v1/models", "/models"):
             if not self._authorised():
                 self._send_unauthorised()
