@@ -108,6 +108,17 @@ def test_requests_are_chunked_within_the_limits(pytester, codes, server, monkeyp
     assert server.batch_api.duplicate_submissions() == {}
 
 
+def test_request_files_stay_under_the_size_limit(pytester, codes, server, monkeypatch) -> None:
+    monkeypatch.setattr("pytest_medcode.asking.batch.MAX_BYTES", 2_000)
+    result = pytester.runpytest(*args(pytester, codes, server, "--medcode-cache", str(cache(pytester)),
+                                      "--medcode-batch", "--medcode-no-preflight"))
+    result.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
+    sizes = [f["bytes"] for f in server.batch_api.files()]
+    assert len(sizes) > 2 and max(sizes) <= 2_000
+    assert sum(b["request_counts"]["total"] for b in server.batch_api.batches()) == len(codes)
+    assert server.batch_api.duplicate_submissions() == {}
+
+
 def test_partial_errors_end_as_errors_or_are_streamed_again(pytester, codes, server) -> None:
     bad, flaky = codes[0][1], codes[1][1]
 

@@ -17,8 +17,9 @@ What fails inside a batch, and what becomes of it:
 
 - a line of the error file with a final status (a 4xx: a bad request) ends as that case's ``error``, in the
   API's words, exactly as a streamed call that failed for good (``--medcode-retry-errors`` asks it again);
-- a line that may succeed another time (429, 5xx) and the requests an expired or cancelled batch never ran
-  are asked again by streaming, in the same run;
+- a line that may succeed another time (429, 5xx), a line that says the setup is wrong (401, 404, quota: the
+  streamed path keeps those out of the cache and its circuit breaker stops the model) and the requests an
+  expired or cancelled batch never ran are asked again by streaming, in the same run;
 - a batch the provider refuses (a file too large, a file it cannot read) is one line with the provider's
   message; its requests stream instead, unless nothing at all could be submitted: then the run stops with
   that line (exit 4). Nothing received is lost either way.
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_medcode.asking.cache import ResponseStore, env_seconds, owner_alive
+from pytest_medcode.asking.cache import CacheError, ResponseStore, env_seconds, owner_alive
 from pytest_medcode.asking.coders import Coder
 from pytest_medcode.asking.coders.errors import status_failure
 from pytest_medcode.asking.engine import Call, Outcome
@@ -211,7 +212,7 @@ def read_result(entry: dict[str, Any]) -> Outcome | None:
     message = inner.get("message") if isinstance(inner, dict) else None
     code = inner.get("code") if isinstance(inner, dict) else None
     failure = status_failure(int(status), "batch request", message, code)
-    if failure.retryable:
+    if failure.retryable or failure.setup:  # setup failures (key, model, quota) are the streamed path's to judge
         return None
     return Outcome(None, str(failure), 0.0, 1, usage)
 
@@ -383,7 +384,13 @@ class BatchRunner:
                     states[row["intent"]] = (batch.status, *done)
                     self.ledger.update(row["intent"], state=batch.status, completed=done[0], failed=done[1])
                 if batch.status in PROVIDER_DONE:
-                    stream.extend(self._collect(row, batch, wanted, deliver, refused))
+                    try:
+                        stream.extend(self._collect(row, batch, wanted, deliver, refused))
+                    except CacheError:
+                        raise  # the cache cannot take answers: the phase stops (and keeps what it received)
+                    except Exception as exc:  # noqa: BLE001 - a download that failed: tried again at the next poll
+                        self._say(f"medcode: collecting batch {row['batch_id']}: {api_message(exc)}; trying again")
+                        continue
                     active.remove(row)
                     states.pop(row["intent"], None)
             progress.batches = _summary(states)

@@ -112,6 +112,11 @@ class BatchAPI:
                 "distinct_requests": len(self.submitted_per_id), "statuses": dict(statuses),
                 "duplicate_submissions": len(self.duplicate_submissions())}
 
+    def files(self, purpose: str = "batch") -> list[dict[str, Any]]:
+        """The uploaded files (``purpose`` batch: the input files a client sent)."""
+        with self._lock:
+            return [dict(f) for f in self._files.values() if f["purpose"] == purpose]
+
     def batches(self) -> list[dict[str, Any]]:
         with self._lock:
             return [b.to_dict() for b in self._batches.values()]
