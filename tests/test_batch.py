@@ -256,6 +256,25 @@ def test_an_upload_the_killed_run_never_recorded_is_found_not_sent_again(pyteste
     assert server.batch_api.duplicate_submissions() == {}
 
 
+def test_an_intent_that_never_reached_the_provider_is_sent_once(pytester, codes, server, capsys) -> None:
+    """Killed after recording the intent, before the upload: nothing at the provider, so it is sent (once)."""
+    db = cache(pytester)
+    argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
+    keys, _ = _keys_and_lines(pytester, argv)
+    store = ResponseStore(db)
+    dead = owner_id("old").split("|")[0] + "|999999999|old"
+    BatchLedger(store).record("cafe", "openai/m", BatchRoute(server.base_url, "m"), keys, dead)
+    store.close()
+
+    result = pytester.runpytest(*argv)
+    result.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
+    assert server.batch_api.uploads == 1 and server.batch_api.submissions == 1
+    assert medcode(["batch", "status", "--cache", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "abandoned" in out and "never reached the provider" in out and "completed, collected" in out
+    assert medcode(["batch", "cancel", "--cache", str(db)]) == 2  # neither an id nor --all
+
+
 def _keys_and_lines(pytester: pytest.Pytester, argv: list[str]) -> tuple[list[str], list[bytes]]:
     """The cache keys and request lines a run asks, computed by the plugin's own session object."""
     config = pytester.parseconfigure(*argv)

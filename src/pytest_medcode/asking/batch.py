@@ -248,13 +248,13 @@ class BatchRunner:
         if self.notice is not None:
             self.notice(line)
 
-    def run(self, todo: list[str], call_of: Callable[[str], Call],
+    def run(self, todo: list[str], wanted: set[str], call_of: Callable[[str], Call],
             deliver: Callable[[list[tuple[str, str, Outcome]]], None], progress: Progress,
             report: Callable[[], None]) -> list[str]:
-        """Submit (or re-attach to), poll and collect; ``deliver`` stores each slice of results as it is read.
-        The keys returned are to be streamed (no batch API, refused, or to be asked again)."""
+        """Submit (or re-attach to), poll and collect the keys ``todo`` (``wanted``: the same, as a set);
+        ``deliver`` stores each slice of results as it is read. The keys returned are to be streamed (no batch
+        API, refused, or to be asked again)."""
         self.ledger = BatchLedger(self.store)
-        wanted = set(todo)
         stream: list[str] = []
         active, taken = self._reattach(wanted)
         refused: list[str] = []

@@ -225,7 +225,9 @@ class QueryPhase:
     def _ask_claimed(self, todo: list[str], call_of: Callable[[str], Call], done: set[str],
                      unkept: dict[str, Outcome]) -> None:
         if self.batch is not None:
-            todo = self.batch.run(todo, call_of, self._deliver_batch(todo, done), self.progress, self._report)
+            wanted = set(todo)
+            todo = self.batch.run(todo, wanted, call_of, self._deliver_batch(wanted, done), self.progress,
+                                  self._report)
             if not todo:
                 return
         calls = [call_of(k) for k in todo]
@@ -272,10 +274,9 @@ class QueryPhase:
                 write_json(self.unkept_path, {**(read_json(self.unkept_path) or {}), **shared})
         self._report()
 
-    def _deliver_batch(self, todo: list[str], done: set[str]) -> Callable[[list[tuple[str, Any, Outcome]]], None]:
+    def _deliver_batch(self, wanted: set[str], done: set[str]) -> Callable[[list[tuple[str, Any, Outcome]]], None]:
         """Store a slice of a batch's results in one transaction, as streamed answers are stored one by one
         (the same rows, so the tests read them alike); what the cache cannot take is kept for the next run."""
-        wanted = set(todo)
 
         def deliver(items: list[tuple[str, Any, Outcome]]) -> None:
             rows = []
