@@ -240,15 +240,11 @@ def test_an_upload_the_killed_run_never_recorded_is_found_not_sent_again(pyteste
     db = cache(pytester)
     argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
     # what the killed run had done: the intent recorded (its owner a dead process), its file uploaded
-    keys, lines = _keys_and_lines(pytester, argv)
-    store = ResponseStore(db)
-    dead = owner_id("old").split("|")[0] + "|999999999|old"
-    BatchLedger(store).record("deadbeef", "openai/m", BatchRoute(server.base_url, "m"), keys, dead)
+    lines = _killed_after_recording(pytester, argv, server, db, "deadbeef")
     from openai import OpenAI
 
     OpenAI(base_url=server.base_url, api_key="sk-test").files.create(
         file=("medcode-deadbeef.jsonl", b"".join(lines)), purpose="batch")
-    store.close()
 
     result = pytester.runpytest(*argv)
     result.stdout.fnmatch_lines(["*re-attached to 1 batch(es)*", "*2 failed, 10 passed*"])
@@ -260,11 +256,7 @@ def test_an_intent_that_never_reached_the_provider_is_sent_once(pytester, codes,
     """Killed after recording the intent, before the upload: nothing at the provider, so it is sent (once)."""
     db = cache(pytester)
     argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
-    keys, _ = _keys_and_lines(pytester, argv)
-    store = ResponseStore(db)
-    dead = owner_id("old").split("|")[0] + "|999999999|old"
-    BatchLedger(store).record("cafe", "openai/m", BatchRoute(server.base_url, "m"), keys, dead)
-    store.close()
+    _killed_after_recording(pytester, argv, server, db, "cafe")
 
     result = pytester.runpytest(*argv)
     result.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
@@ -273,6 +265,18 @@ def test_an_intent_that_never_reached_the_provider_is_sent_once(pytester, codes,
     out = capsys.readouterr().out
     assert "abandoned" in out and "never reached the provider" in out and "completed, collected" in out
     assert medcode(["batch", "cancel", "--cache", str(db)]) == 2  # neither an id nor --all
+
+
+def _killed_after_recording(pytester: pytest.Pytester, argv: list[str], server: ScriptedServer, db: Path,
+                            intent: str) -> list[bytes]:
+    """What a run killed right after recording its intent leaves: the intent and its keys, owned by a dead
+    process; the request lines it was about to upload are returned."""
+    keys, lines = _keys_and_lines(pytester, argv)
+    store = ResponseStore(db)
+    dead = owner_id("old").split("|")[0] + "|999999999|old"
+    BatchLedger(store).record(intent, "openai/m", BatchRoute(server.base_url, "m"), keys, dead)
+    store.close()
+    return lines
 
 
 def _keys_and_lines(pytester: pytest.Pytester, argv: list[str]) -> tuple[list[str], list[bytes]]:

@@ -393,6 +393,8 @@ class BatchRunner:
                         continue
                     active.remove(row)
                     states.pop(row["intent"], None)
+                    progress.batches = _summary(states)
+                    report()  # a large batch takes a while to store: show each as it is in
             progress.batches = _summary(states)
             report()
             if active:
