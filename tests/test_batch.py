@@ -87,7 +87,8 @@ def test_a_batch_run_gives_the_records_of_a_streamed_run(pytester, codes, server
     result = pytester.runpytest(*args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch",
                                       "--medcode-no-preflight"))
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
+    result.stdout.fnmatch_lines(["medcode: 0/12 answered*batches: 1 *run by the provider",  # the progress line
+                                 "*2 failed, 10 passed*"])
     assert [{k: r[k] for k in SAME} for r in records(pytester)] == expected
     assert server.batch_api.submissions == 1 and server.batch_api.uploads == 1
     assert server.stats.total_requests == len(codes)  # every question asked once, inside the batch
@@ -95,6 +96,15 @@ def test_a_batch_run_gives_the_records_of_a_streamed_run(pytester, codes, server
 
     again = pytester.runpytest(*args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch"))
     assert again.ret == 1 and server.batch_api.submissions == 1  # all cached: nothing submitted
+
+
+def test_under_xdist_one_worker_submits_and_every_worker_reads(pytester, codes, server) -> None:
+    db = cache(pytester)
+    result = pytester.runpytest_subprocess(*args(pytester, codes, server, "--medcode-cache", str(db),
+                                                 "--medcode-batch", "--medcode-no-preflight", "-n", "2"))
+    result.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
+    assert server.batch_api.submissions == 1 and server.stats.total_requests == len(codes)
+    assert len(records(pytester)) == len(codes)
 
 
 def test_requests_are_chunked_within_the_limits(pytester, codes, server, monkeypatch) -> None:
