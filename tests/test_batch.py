@@ -174,6 +174,18 @@ def test_a_refused_file_is_one_line_and_exit_4(pytester, codes, server) -> None:
     assert server.batch_api.submissions == 0 and server.stats.total_requests == 0
 
 
+def test_when_some_batches_are_refused_their_requests_stream(pytester, codes, server, monkeypatch) -> None:
+    monkeypatch.setattr("pytest_medcode.asking.batch.MAX_REQUESTS", 10)  # files of 10 and 2 requests
+    server.batch_api.plan.max_file_bytes = 3_000  # takes the file of 2 (about 1 kB), refuses the one of 10 (5 kB)
+    db = cache(pytester)
+    result = pytester.runpytest(*args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch",
+                                      "--medcode-no-preflight"))
+    result.stdout.fnmatch_lines(["*1 batch(es) refused (File is too large*); their requests are asked by streaming",
+                                 "*2 failed, 10 passed*"])
+    assert server.batch_api.submissions == 1
+    assert sorted(bool(u.get("batch")) for u in usages(db)) == [False] * 10 + [True] * 2
+
+
 def test_a_batch_that_fails_validation_is_one_line_and_exit_4(pytester, codes, server) -> None:
     server.batch_api.plan.reject = "Invalid file format for Batch API: the scripted provider refuses this file."
     result = pytester.runpytest(*args(pytester, codes, server, "--medcode-cache", str(cache(pytester)),

@@ -284,10 +284,10 @@ class BatchRunner:
         self._poll(active, wanted, deliver, progress, report, refused, stream)
         if refused and not self._accepted:
             raise BatchRejected(f"medcode: the batch API refused every batch: {refused[0]}; nothing was "
-                                "submitted (those questions are unanswered; nothing received was lost)")
+                                "run (those questions are unanswered; nothing received was lost)")
         if refused:
-            self._say(f"medcode: {len(refused)} batch(es) refused ({refused[0]}); their "
-                      f"{len(refused_keys)} request(s) are asked by streaming")
+            self._say(f"medcode: {len(refused)} batch(es) refused ({refused[0]}); their requests are asked "
+                      "by streaming")
         return stream + [k for k in refused_keys if k in wanted]
 
     # -- re-attaching ------------------------------------------------------------------------------------
