@@ -332,3 +332,40 @@ def test_medcode_batch_cancel_stops_a_batch_and_the_run_streams_the_rest(pyteste
     assert server.batch_api.submissions == 1
     assert medcode(["batch", "cancel", "--all", "--cache", str(db)]) == 0
     assert "no open batch to cancel" in capsys.readouterr().out
+
+
+def test_the_scripted_batch_api_moves_through_its_states_and_cancels(server) -> None:
+    """The server side alone, with the real openai client: states over time, list, cancel, error lines."""
+    from openai import OpenAI
+
+    plan = server.batch_api.plan
+    plan.validating_s = plan.in_progress_s = plan.finalizing_s = 0.4
+    client = OpenAI(base_url=server.base_url, api_key="sk-test")
+    body = {"model": "m", "messages": [{"role": "user", "content": "Code for <Cholera>?"}]}
+    lines = "".join(json.dumps({"custom_id": f"k{i}", "method": "POST", "url": "/v1/chat/completions",
+                                "body": {**body, "temperature": i / 10}}) + "\n" for i in range(3)).encode()
+    uploaded = client.files.create(file=("in.jsonl", lines), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"medcode_intent": "x"})
+    seen = [batch.status]
+    while batch.status not in ("completed", "failed"):
+        time.sleep(0.05)
+        batch = client.batches.retrieve(batch.id)
+        if batch.status != seen[-1]:
+            seen.append(batch.status)
+    assert seen == ["validating", "in_progress", "finalizing", "completed"]
+    assert batch.request_counts.completed == 3 and batch.error_file_id is None
+    out = [json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines()]
+    assert sorted(o["custom_id"] for o in out) == ["k0", "k1", "k2"]
+    assert out[0]["response"]["body"]["choices"][0]["message"]["content"] == "Code: R69"  # the chat responder
+    assert [b.metadata for b in client.batches.list()] == [{"medcode_intent": "x"}]
+
+    second = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                   completion_window="24h")
+    assert client.batches.cancel(second.id).status == "cancelling"
+    while second.status != "cancelled":
+        time.sleep(0.05)
+        second = client.batches.retrieve(second.id)
+    errors = [json.loads(x) for x in client.files.content(second.error_file_id).text.splitlines()]
+    assert {e["error"]["code"] for e in errors} == {"batch_cancelled"} and len(errors) == 3
+    assert server.batch_api.submissions == 2 and set(server.batch_api.duplicate_submissions()) == {"k0", "k1", "k2"}

@@ -266,10 +266,8 @@ class BatchAPI:
                     self.submitted_per_id[json.loads(line)["custom_id"]] += 1
                 except (ValueError, KeyError):
                     pass
-        if self._wait(batch, plan.validating_s):
-            self._set(batch, "cancelled")
-            return
-        if problem is not None:
+        cancelled = self._wait(batch, plan.validating_s)  # then every line goes to the error file, not run
+        if problem is not None and not cancelled:
             with self._lock:
                 batch.errors = [{"code": "invalid_file", "message": problem, "line": None, "param": None}]
             self._set(batch, "failed")
