@@ -215,6 +215,10 @@ def test_medcode_batch_status_lists_the_recorded_batches(pytester, codes, server
     assert batch_id in out and "completed, collected" in out and "openai/m" in out
     assert f"{len(codes):>9} {len(codes):>9}" in out
     assert medcode(["batch", "status", "--cache", str(pytester.path / "nope.db")]) == 2
+    assert medcode(["batch", "cancel", batch_id, "--cache", str(db)]) == 0  # by id: already done, says so
+    assert f"{batch_id}: completed" in capsys.readouterr().out
+    assert medcode(["batch", "cancel", "batch-nope", "--cache", str(db)]) == 2
+    assert "no batch batch-nope is recorded" in capsys.readouterr().err
 
 
 def _start(pytester: pytest.Pytester, argv: list[str]) -> subprocess.Popen:
@@ -257,16 +261,22 @@ def test_kill_9_while_polling_reattaches_without_submitting_again(pytester, code
     assert {b["id"] for b in server.batch_api.batches()} == {batch_id}
 
 
-def test_an_upload_the_killed_run_never_recorded_is_found_not_sent_again(pytester, codes, server) -> None:
-    """Killed after the upload, before its id or the batch was recorded: the next run finds the file by name."""
+@pytest.mark.parametrize("batch_created", [False, True], ids=["uploaded", "uploaded-and-created"])
+def test_an_upload_the_killed_run_never_recorded_is_found_not_sent_again(pytester, codes, server,
+                                                                         batch_created) -> None:
+    """Killed after the upload (and perhaps the batch's creation), before either was recorded: the next run
+    finds the file by its name and the batch by its metadata."""
     db = cache(pytester)
     argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
     # what the killed run had done: the intent recorded (its owner a dead process), its file uploaded
     lines = _killed_after_recording(pytester, argv, server, db, "deadbeef")
     from openai import OpenAI
 
-    OpenAI(base_url=server.base_url, api_key="sk-test").files.create(
-        file=("medcode-deadbeef.jsonl", b"".join(lines)), purpose="batch")
+    client = OpenAI(base_url=server.base_url, api_key="sk-test")
+    uploaded = client.files.create(file=("medcode-deadbeef.jsonl", b"".join(lines)), purpose="batch")
+    if batch_created:
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                              metadata={"medcode_intent": "deadbeef"})
 
     result = pytester.runpytest(*argv)
     result.stdout.fnmatch_lines(["*re-attached to 1 batch(es)*", "*2 failed, 10 passed*"])
