@@ -207,8 +207,8 @@ class MedcodeSession:
             except (OSError, sqlite3.Error) as exc:
                 raise CacheError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
             self._phase = QueryPhase(store, self.engine, state, self.started, self.settings.retry_errors, writer)
-            routes = {m: r for m, c in self.coders.items() if (r := batch_route(c)) is not None}
-            if self.settings.batch and routes:
+            routes = {m: r for m, c in self.coders.items() if self.settings.batch and (r := batch_route(c))}
+            if routes:
                 self._phase.batch = BatchRunner(store, routes, self._phase.owner,
                                                 writer.notice if writer is not None else None)
         return self._phase
