@@ -181,6 +181,29 @@ def _cache_action(store: ResponseStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    """The provider batches a cache records (--medcode-batch): list them, or cancel one or all."""
+    from pytest_medcode.asking.batch import BatchRejected, cancel, status_lines
+    from pytest_medcode.asking.cache import CacheError, ResponseStore
+
+    path = Path(args.cache)
+    if not path.exists():
+        print(f"medcode: no response cache at {path}", file=sys.stderr)
+        return 2
+    if args.action == "cancel" and not args.all and args.batch_id is None:
+        print("medcode batch cancel: name a batch id, or --all", file=sys.stderr)
+        return 2
+    try:
+        store = ResponseStore(path)
+        lines = status_lines(store) if args.action == "status" else cancel(store, None if args.all else args.batch_id)
+        store.close()
+    except (CacheError, BatchRejected) as exc:
+        print(f"medcode batch: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 def _cmd_rescore(args: argparse.Namespace) -> int:
     """Score a run's raw answers again under another profile; writes a new run folder beside it."""
     from pytest_medcode.reports.terminal import render_summary
@@ -281,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="prune: one model's answers")
     p.add_argument("--older-than-days", type=float, default=None, help="prune: entries older than this")
     p.set_defaults(func=_cmd_cache)
+    p = sub.add_parser("batch", help="provider batches recorded in a response cache (--medcode-batch): status, "
+                       "cancel")
+    p.add_argument("action", choices=["status", "cancel"])
+    p.add_argument("batch_id", nargs="?", default=None, help="cancel: the batch to cancel")
+    p.add_argument("--all", action="store_true", help="cancel: every open batch")
+    p.add_argument("--cache", default=".medcode/responses.sqlite3", help="the cache file (--medcode-cache)")
+    p.set_defaults(func=_cmd_batch)
     p = sub.add_parser("rescore", help="score a run's raw answers again under another profile (no model calls)")
     p.add_argument("run_dir", nargs="?", default="reports/latest", help="run folder or its cases.parquet")
     p.add_argument("--profile", required=True, choices=["default", "paper"], help="scoring profile")

@@ -122,6 +122,11 @@ def owner_pid(owner: str) -> str:
     return parts[1] if len(parts) == 3 else "?"
 
 
+def owner_alive(owner: str) -> bool:
+    """Whether the process behind an owner id may still be running (another machine: assumed so)."""
+    return _owner_alive(owner)
+
+
 def _owner_alive(owner: str) -> bool:
     parts = owner.split("|")
     if len(parts) != 3 or parts[0] != owner_id("").split("|")[0] or not parts[1].isdigit():
@@ -316,6 +321,35 @@ class ResponseStore:
         self._run(write)
         if self._replaced(self._local.ino):  # the file was salvaged by another process as we wrote: again
             self._run(write)
+
+    def put_many(self, rows: list[tuple[str, str, Stored]]) -> None:
+        """Write many results (key, model, stored) in one transaction, by the rules of :meth:`put`: a batch's
+        output file holds tens of thousands, and one commit each would cost more than the download."""
+        successes, errors = [], []
+        for key, model, stored in rows:
+            text, chars = clip_answer(stored.text, stored.chars)
+            usage = stored.usage if text is None or chars == len(text) else {**stored.usage, _LENGTH: chars}
+            (successes if text is not None else errors).append(
+                (key, model, text, stored.error, json.dumps(usage), stored.latency_s, stored.attempts,
+                 stored.created or time.time()))
+        columns = ",".join(_COLUMNS)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"INSERT OR REPLACE INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?)", successes)
+            conn.executemany(f"INSERT INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO "
+                             "UPDATE SET error=excluded.error, attempts=excluded.attempts, created=excluded.created "
+                             "WHERE responses.text IS NULL", errors)
+            conn.execute("COMMIT")
+
+        self._run(write)
+        if self._replaced(self._local.ino):
+            self._run(write)
+
+    def run_sql(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on this thread's connection with the store's handling of locks, damage and a full disk
+        (for the tables other modules keep in the same file: the batch ledger)."""
+        return self._run(work)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Stored]:
         wanted = list(keys)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pytest_medcode.asking.batch import BatchRunner
 from pytest_medcode.asking.cache import (
     DEFAULT_CLAIM_TTL_S,
     CacheError,
@@ -91,6 +92,8 @@ class QueryPhase:
         self.claim_ttl = env_seconds("MEDCODE_CLAIM_TTL_S", DEFAULT_CLAIM_TTL_S)
         self.pending: dict[str, tuple[str, Stored]] = {}  # received, not written (the cache failed)
         self.held_elsewhere: dict[str, str] = {}  # keys another process has claimed -> its owner id
+        #: --medcode-batch: asks the keys of batch-capable models through batch APIs (asking/batch.py)
+        self.batch: BatchRunner | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -226,6 +229,12 @@ class QueryPhase:
 
     def _ask_claimed(self, todo: list[str], call_of: Callable[[str], Call], done: set[str],
                      unkept: dict[str, Outcome]) -> None:
+        if self.batch is not None:
+            wanted = set(todo)
+            todo = self.batch.run(todo, wanted, call_of, self._deliver_batch(wanted, done), self.progress,
+                                  self._report)
+            if not todo:
+                return
         calls = [call_of(k) for k in todo]
         engine = self._engine()
         engine.progress = self.progress
@@ -271,6 +280,29 @@ class QueryPhase:
             if shared:
                 write_json(self.unkept_path, {**(read_json(self.unkept_path) or {}), **shared})
         self._report()
+
+    def _deliver_batch(self, wanted: set[str], done: set[str]) -> Callable[[list[tuple[str, Any, Outcome]]], None]:
+        """Store a slice of a batch's results in one transaction, as streamed answers are stored one by one
+        (the same rows, so the tests read them alike); what the cache cannot take is kept for the next run."""
+
+        def deliver(items: list[tuple[str, Any, Outcome]]) -> None:
+            rows = []
+            for key, model, outcome in items:
+                outcome.text, outcome.chars = clip_answer(outcome.text, outcome.chars)
+                rows.append((key, model, Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s,
+                                                outcome.attempts, time.time(), outcome.chars)))
+            try:
+                self.store.put_many(rows)
+            except CacheError:
+                self.pending.update({key: (model, stored) for key, model, stored in rows})
+                raise
+            for key, _, outcome in items:
+                if key in wanted:
+                    done.add(key)
+                    self.progress.errors += outcome.error is not None
+            self.progress.done = len(done)
+
+        return deliver
 
     @contextmanager
     def _heartbeat(self) -> Iterator[None]:

@@ -26,6 +26,7 @@ class Progress:
     errors: int = 0
     throttled: int = 0
     limit: int = 0
+    batches: str = ""  # --medcode-batch: the batches' states while they are polled (asking/batch.py)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -39,6 +40,7 @@ class Progress:
             f"medcode: {self.done}/{self.total} answered ({self.cached} cached) · {rate:.1f} calls/s · "
             f"ETA {eta} · {self.retries} retries · {self.errors} errors"
             + (f" · throttled to {self.limit} in flight" if self.throttled else "")
+            + (f" · {self.batches}" if self.batches else "")
         )
 
     def to_dict(self) -> dict[str, Any]:

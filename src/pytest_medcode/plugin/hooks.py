@@ -95,6 +95,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[session_key].announce_batch()
     reporter = session.config.stash.get(reporter_key, None)
     if reporter is not None:
         reporter.watch_workers()

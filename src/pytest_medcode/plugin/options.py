@@ -128,6 +128,10 @@ OPTIONS: list[Option] = [
            "system); without it the document benchmark uses synthetic notes", None, "FILE"),
     Option("medcode-document-sample", "documents per run: synthetic notes generated with --medcode-seed, or a "
            "seeded draw from --medcode-documents; 'all' for every document of the file", "50", "N|all"),
+    # Provider batch APIs.
+    Option("medcode-batch", "send the uncached questions of openai/ models (and OpenAI-compatible endpoints "
+           "with /v1/batches) through the provider's Batch API instead of streaming them; a killed run "
+           "re-attaches to its batches ('medcode batch status')", None, "", flag=True),
 ]
 
 
@@ -187,6 +191,7 @@ class Settings:
     prices: dict[str, Price] = field(default_factory=dict, hash=False)  # --medcode-price, by model name
     max_cost: dict[str, float] = field(default_factory=dict, hash=False)  # "*" for the run, else per model
     estimate: bool = False  # --medcode-estimate: count and price, ask nothing
+    batch: bool = False  # --medcode-batch: batch-capable models go through the provider's Batch API
 
     def coder_options(self) -> CoderOptions:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
@@ -446,6 +451,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         prices=_prices(values["medcode_price"] or []),
         max_cost=_max_cost(values["medcode_max_cost"] or []),
         estimate=_flag(values["medcode_estimate"]),
+        batch=_flag(values["medcode_batch"]),
     )
 
 

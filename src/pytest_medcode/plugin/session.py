@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pytest_medcode.asking.batch import BatchRejected, BatchRunner, batch_route
 from pytest_medcode.asking.budget import TOTAL, Budget
 from pytest_medcode.asking.cache import CacheError, ResponseStore, request_key
 from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, resolve_coder
@@ -137,6 +138,11 @@ class MedcodeSession:
                 raise pytest.UsageError(
                     f"--medcode-max-cost: {model} writes its own prompts and may ask several times, so the most a "
                     "call costs is not known before it starts; give the budget to a run of the model it wraps")
+            if self.settings.batch and batch_route(self.coders[model]) is not None:
+                raise pytest.UsageError(
+                    f"--medcode-max-cost: {model} goes through the provider's Batch API (--medcode-batch), where a "
+                    "submitted batch runs and is paid whole; check its cost first with --medcode-estimate, or "
+                    "drop --medcode-batch to stream under the budget")
             if self.prices.price(model) is None:
                 raise pytest.UsageError(
                     f"--medcode-max-cost: no price is known for {model}; give one with --medcode-price "
@@ -248,7 +254,7 @@ class MedcodeSession:
             self._unkept.update(self.phase().run(list(unique), lambda key: self.call_for(unique[key])))
             if not xdist.is_distributed(self.config):  # one process: read every answer in one pass
                 self._answers = self.phase().outcomes(list(unique))  # (xdist workers read each as it runs)
-        except CacheError as exc:
+        except (CacheError, BatchRejected) as exc:
             self.stop(str(exc))
             return
         self.query_progress = self.phase().progress
@@ -295,7 +301,22 @@ class MedcodeSession:
             except (OSError, sqlite3.Error) as exc:
                 raise CacheError(f"--medcode-cache {path}: cannot open the response cache ({exc})") from None
             self._phase = QueryPhase(store, self.engine, state, self.started, self.settings.retry_errors, writer)
+            routes = {m: r for m, c in self.coders.items() if self.settings.batch and (r := batch_route(c))}
+            if routes:
+                self._phase.batch = BatchRunner(store, routes, self._phase.owner,
+                                                writer.notice if writer is not None else None)
         return self._phase
+
+    def announce_batch(self) -> None:
+        """--medcode-batch: the models that have no batch API stream as usual; one line says which."""
+        if not self.settings.batch or not self.reporting:
+            return
+        streamed = [m for m, c in self.coders.items() if batch_route(c) is None]
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if streamed and tr is not None:
+            tr.write_line(f"medcode: --medcode-batch: {', '.join(streamed)} "
+                          f"{'has' if len(streamed) == 1 else 'have'} no batch API and "
+                          f"{'streams' if len(streamed) == 1 else 'stream'} as usual")
 
     def progress_writer(self) -> ProgressLine | None:
         """Where the phase's progress line goes: the terminal of a process that has one, unless -q."""

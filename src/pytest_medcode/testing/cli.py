@@ -56,6 +56,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outage-after", type=int, default=0, help="requests answered before the outage")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON on SIGTERM/SIGINT")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    parser.add_argument("--batch-validating-s", type=float, default=0.0, help="seconds a batch stays validating")
+    parser.add_argument("--batch-in-progress-s", type=float, default=0.0,
+                        help="seconds a batch stays in_progress at least")
+    parser.add_argument("--batch-finalizing-s", type=float, default=0.0, help="seconds a batch stays finalizing")
     return parser
 
 
@@ -103,6 +107,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         outage=args.outage,
         outage_after=args.outage_after,
     )
+    plan = server.batch_api.plan
+    plan.validating_s, plan.in_progress_s = args.batch_validating_s, args.batch_in_progress_s
+    plan.finalizing_s = args.batch_finalizing_s
     server.start()
     try:
         print(server.base_url, flush=True)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from pytest_medcode.testing.batches import BatchAPI
 from pytest_medcode.testing.faults import FaultPlan, LatencyFn
 from pytest_medcode.testing.responders import Request, Responder, _content_text, mapping_responder, request_key
 from pytest_medcode.testing.stats import ServerStats, token_hash
@@ -172,6 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         if path == "/_stats":
             self._send_json(200, owner.stats.to_dict())
+        elif path == "/_batches":
+            self._send_json(200, owner.batch_api.summary())
         elif path in ("/v1/models", "/models"):
             if not self._authorised():
                 self._send_unauthorised()
@@ -181,12 +184,23 @@ class _Handler(BaseHTTPRequestHandler):
                 for m in owner.models
             ]
             self._send_json(200, {"object": "list", "data": data})
+        elif path.startswith(("/v1/files", "/v1/batches")):
+            if not self._authorised():
+                self._send_unauthorised()
+            elif not owner.batch_api.get(self, path):
+                self._send_json(404, _error_body(f"Unknown path {path}", "invalid_request_error"))
         else:
             self._send_json(404, _error_body(f"Unknown path {path}", "invalid_request_error"))
 
     def do_POST(self) -> None:
         raw = self._read_body()
         path = self._path()
+        if path.startswith(("/v1/files", "/v1/batches")):
+            if not self._authorised():
+                self._send_unauthorised()
+            elif not self.server.owner.batch_api.post(self, path, raw):
+                self._send_json(404, _error_body(f"Unknown path {path}", "invalid_request_error"))
+            return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self._send_json(404, _error_body(f"Unknown path {path}", "invalid_request_error"))
             return
@@ -273,6 +287,8 @@ class ScriptedServer:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._ids = 0
+        #: ``/v1/files`` and ``/v1/batches`` (testing/batches.py); its ``plan`` says how batches behave.
+        self.batch_api = BatchAPI(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -308,6 +324,7 @@ class ScriptedServer:
             except OSError:
                 pass
         server.server_close()
+        self.batch_api.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

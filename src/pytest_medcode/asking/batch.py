@@ -1,0 +1,498 @@
+"""Provider batch APIs (``--medcode-batch``): the way past one machine's rate limits.
+
+For the models that have one (``openai/NAME``, with or without ``--medcode-api-base``: OpenAI and any
+endpoint that serves ``/v1/files`` and ``/v1/batches``), the query phase does not stream the questions it
+must ask: it writes them as JSONL request files (at most 50,000 requests and 200 MB each; ``custom_id`` is
+the response-cache key), uploads each, creates a batch, polls with backoff, and stores every answer of the
+output file in the response cache — where the tests read it exactly as a streamed answer. The usage of a
+batched answer says ``"batch": true`` (it is billed at the batch discount).
+
+The cache is the durable thing: each batch is recorded in its file (tables ``batches`` and ``batch_keys``)
+*before* anything is sent — the intent first, then the uploaded file's id, then the batch's id. A run killed
+at any point (``kill -9``, a CI timeout) re-attaches on the next run: a recorded batch is polled, not sent
+again; an intent whose upload may have happened is looked up at the provider (by its file name, then by the
+batch's ``metadata``) before anything is uploaded again, so no request is ever submitted twice.
+
+What fails inside a batch, and what becomes of it:
+
+- a line of the error file with a final status (a 4xx: a bad request) ends as that case's ``error``, in the
+  API's words, exactly as a streamed call that failed for good (``--medcode-retry-errors`` asks it again);
+- a line that may succeed another time (429, 5xx), a line that says the setup is wrong (401, 404, quota: the
+  streamed path keeps those out of the cache and its circuit breaker stops the model) and the requests an
+  expired or cancelled batch never ran are asked again by streaming, in the same run;
+- a batch the provider refuses (a file too large, a file it cannot read) is one line with the provider's
+  message; its requests stream instead, unless nothing at all could be submitted: then the run stops with
+  that line (exit 4). Nothing received is lost either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_medcode.asking.cache import CacheError, ResponseStore, env_seconds, owner_alive
+from pytest_medcode.asking.coders import Coder
+from pytest_medcode.asking.coders.errors import status_failure
+from pytest_medcode.asking.engine import Call, Outcome
+from pytest_medcode.asking.progress import Progress
+
+MAX_REQUESTS = 50_000  # per batch input file (OpenAI's limit)
+MAX_BYTES = 200 * 1000 * 1000  # per batch input file: 200 MB, in the smaller reading of "MB"
+ENDPOINT = "/v1/chat/completions"
+PLACEHOLDER_KEY = "sk-no-key-needed"
+PROVIDER_DONE = ("completed", "failed", "expired", "cancelled")
+_DELIVER_EVERY = 5_000
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS batches (
+    intent TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    sent_model TEXT NOT NULL,
+    api_base TEXT,
+    owner TEXT,
+    file_id TEXT,
+    batch_id TEXT,
+    state TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    message TEXT,
+    done INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_keys (intent TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (intent, key));
+"""
+_FIELDS = ("intent", "model", "sent_model", "api_base", "owner", "file_id", "batch_id", "state", "requests",
+           "completed", "failed", "message", "done", "created", "updated")
+
+
+class BatchRejected(Exception):
+    """No batch could be submitted: the provider's reason, in one line."""
+
+
+@dataclass(frozen=True)
+class BatchRoute:
+    """Where a model's batches go: the endpoint (None: OpenAI's) and the model name the API knows."""
+
+    api_base: str | None
+    model: str
+
+
+def batch_route(coder: Coder) -> BatchRoute | None:
+    """The batch route of a coder, or None when it has no batch API (lookup, python:, local:, rag:, verify:,
+    litellm providers other than openai/)."""
+    from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
+    from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
+
+    if isinstance(coder, OpenAICompatibleCoder):
+        return BatchRoute(coder.api_base, coder.model)
+    if isinstance(coder, LiteLLMCoder) and coder.name.startswith("openai/"):
+        return BatchRoute(coder.api_base, coder.name.split("/", 1)[1])
+    return None
+
+
+def _row(values: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(_FIELDS, values, strict=True))
+
+
+class BatchLedger:
+    """The batches recorded in a response cache: what was sent where, and what became of it."""
+
+    def __init__(self, store: ResponseStore) -> None:
+        self.store = store
+        store.run_sql(lambda conn: conn.executescript(_DDL))
+
+    def record(self, intent: str, model: str, route: BatchRoute, keys: list[str], owner: str) -> None:
+        """The intent, before anything is uploaded (one transaction with its keys)."""
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"INSERT INTO batches ({','.join(_FIELDS)}) VALUES ({','.join('?' * len(_FIELDS))})",
+                         (intent, model, route.model, route.api_base, owner, None, None, "preparing", len(keys),
+                          0, 0, None, 0, now, now))
+            conn.executemany("INSERT OR IGNORE INTO batch_keys VALUES (?, ?)", [(intent, k) for k in keys])
+            conn.execute("COMMIT")
+
+        self.store.run_sql(write)
+
+    def update(self, intent: str, **values: Any) -> None:
+        values["updated"] = time.time()
+        sets = ", ".join(f"{name} = ?" for name in values)
+        self.store.run_sql(lambda conn: conn.execute(f"UPDATE batches SET {sets} WHERE intent = ?",
+                                                     (*values.values(), intent)))
+
+    def rows(self, open_only: bool = False) -> list[dict[str, Any]]:
+        where = "WHERE done = 0" if open_only else ""
+        found = self.store.run_sql(lambda conn: conn.execute(
+            f"SELECT {','.join(_FIELDS)} FROM batches {where} ORDER BY created").fetchall())
+        return [_row(r) for r in found]
+
+    def keys(self, intent: str) -> list[str]:
+        return [k for (k,) in self.store.run_sql(lambda conn: conn.execute(
+            "SELECT key FROM batch_keys WHERE intent = ?", (intent,)).fetchall())]
+
+    def adopt(self, owner: str) -> list[dict[str, Any]]:
+        """The open batches nobody alive is polling, now ``owner``'s (one transaction: two runs sharing the
+        cache never both take one)."""
+        def take(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            conn.execute("BEGIN IMMEDIATE")
+            mine = []
+            for values in conn.execute(f"SELECT {','.join(_FIELDS)} FROM batches WHERE done = 0 "
+                                       "ORDER BY created").fetchall():
+                row = _row(values)
+                if row["owner"] == owner or not row["owner"] or not owner_alive(row["owner"]):
+                    row["owner"] = owner
+                    mine.append(row)
+            conn.executemany("UPDATE batches SET owner = ? WHERE intent = ?", [(owner, r["intent"]) for r in mine])
+            conn.execute("COMMIT")
+            return mine
+
+        return self.store.run_sql(take)
+
+
+def client_for(api_base: str | None) -> Any:
+    """The synchronous OpenAI client for an endpoint (the key from OPENAI_API_KEY, never stored)."""
+    from openai import OpenAI
+
+    return OpenAI(base_url=api_base, api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+                  max_retries=3, timeout=600.0)
+
+
+def api_message(exc: Exception) -> str:
+    """The provider's own words for a refused call, on one line."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return " ".join(str(inner["message"]).split())
+    status = getattr(exc, "status_code", None)
+    text = " ".join(str(getattr(exc, "message", "") or exc).split())
+    return f"HTTP {status}: {text}" if status else f"{exc.__class__.__name__}: {text}"
+
+
+def request_line(key: str, model: str, call: Call) -> bytes:
+    """One request of a batch input file: the body the streamed coder would send, keyed by the cache key."""
+    q = call.question
+    body = {"model": model, "messages": q.chat(), "temperature": q.temperature, "max_tokens": q.max_tokens}
+    return (json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body},
+                       ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_result(entry: dict[str, Any]) -> Outcome | None:
+    """One line of an output or error file as an outcome; None when it should be asked again (429, 5xx, a
+    request the batch never ran)."""
+    usage: dict[str, Any] = {"batch": True}
+    response = entry.get("response") or {}
+    status = response.get("status_code")
+    body = response.get("body") or {}
+    if status == 200:
+        try:
+            choice = body["choices"][0]
+            text = choice["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            return Outcome(None, "malformed response in the batch output", 0.0, 1, usage)
+        if body.get("usage"):
+            usage.update(prompt_tokens=body["usage"].get("prompt_tokens"),
+                         completion_tokens=body["usage"].get("completion_tokens"))
+        if text is None:
+            return Outcome(None, f"no answer text (content: null, finish_reason: {choice.get('finish_reason')})",
+                           0.0, 1, usage)
+        return Outcome(text, None, 0.0, 1, usage)
+    if status is None:  # not run: expired, cancelled
+        return None
+    inner = body.get("error") if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    failure = status_failure(int(status), "batch request", message, code)
+    if failure.retryable or failure.setup:  # setup failures (key, model, quota) are the streamed path's to judge
+        return None
+    return Outcome(None, str(failure), 0.0, 1, usage)
+
+
+@dataclass
+class _Chunk:
+    keys: list[str] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
+class BatchRunner:
+    """Asks through batch APIs the keys whose model has one; hands back the keys left to stream."""
+
+    store: ResponseStore
+    routes: dict[str, BatchRoute]  # model → route, for the batch-capable models only
+    owner: str
+    notice: Callable[[str], None] | None = None
+    max_requests: int = field(default_factory=lambda: MAX_REQUESTS)  # read when made: a test may lower them
+    max_bytes: int = field(default_factory=lambda: MAX_BYTES)
+    poll_s: float = field(default_factory=lambda: env_seconds("MEDCODE_BATCH_POLL_S", 2.0))
+    poll_max_s: float = field(default_factory=lambda: env_seconds("MEDCODE_BATCH_POLL_MAX_S", 60.0))
+    _clients: dict[str | None, Any] = field(default_factory=dict)
+    _accepted: int = 0
+
+    def _client(self, api_base: str | None) -> Any:
+        if api_base not in self._clients:
+            self._clients[api_base] = client_for(api_base)
+        return self._clients[api_base]
+
+    def _say(self, line: str) -> None:
+        if self.notice is not None:
+            self.notice(line)
+
+    def run(self, todo: list[str], wanted: set[str], call_of: Callable[[str], Call],
+            deliver: Callable[[list[tuple[str, str, Outcome]]], None], progress: Progress,
+            report: Callable[[], None]) -> list[str]:
+        """Submit (or re-attach to), poll and collect the keys ``todo`` (``wanted``: the same, as a set);
+        ``deliver`` stores each slice of results as it is read. The keys returned are to be streamed (no batch
+        API, refused, or to be asked again)."""
+        self.ledger = BatchLedger(self.store)
+        stream: list[str] = []
+        active, taken = self._reattach(wanted)
+        refused: list[str] = []
+        refused_keys: list[str] = []
+        chunks: dict[str, _Chunk] = {}
+        for key in todo:
+            if key in taken:
+                continue
+            call = call_of(key)
+            route = self.routes.get(call.model)
+            if route is None:
+                stream.append(key)
+                continue
+            line = request_line(key, route.model, call)
+            chunk = chunks.setdefault(call.model, _Chunk())
+            if chunk.keys and (len(chunk.keys) >= self.max_requests or chunk.size + len(line) > self.max_bytes):
+                self._submit(call.model, chunk, active, refused, refused_keys)
+                chunk = chunks[call.model] = _Chunk()
+            chunk.keys.append(key)
+            chunk.lines.append(line)
+            chunk.size += len(line)
+        for model, chunk in chunks.items():
+            if chunk.keys:
+                self._submit(model, chunk, active, refused, refused_keys)
+        del chunks, taken
+        self._accepted = 0
+        self._poll(active, wanted, deliver, progress, report, refused, stream)
+        if refused and not self._accepted:
+            raise BatchRejected(f"medcode: the batch API refused every batch: {refused[0]}; nothing was "
+                                "run (those questions are unanswered; nothing received was lost)")
+        if refused:
+            self._say(f"medcode: {len(refused)} batch(es) refused ({refused[0]}); their requests are asked "
+                      "by streaming")
+        return stream + [k for k in refused_keys if k in wanted]
+
+    # -- re-attaching ------------------------------------------------------------------------------------
+    def _reattach(self, wanted: set[str]) -> tuple[list[dict[str, Any]], set[str]]:
+        """The open batches of earlier runs (now this process's), and the wanted keys they carry."""
+        active: list[dict[str, Any]] = []
+        taken: set[str] = set()
+        requests = 0
+        for row in self.ledger.adopt(self.owner):
+            if row["batch_id"] is None and not self._resume(row):
+                self.ledger.update(row["intent"], state="abandoned", done=1,
+                                   message="never reached the provider")
+                continue
+            active.append(row)
+            requests += row["requests"]
+            taken.update(k for k in self.ledger.keys(row["intent"]) if k in wanted)
+        if active:
+            self._say(f"medcode: re-attached to {len(active)} batch(es) an earlier run submitted "
+                      f"({requests} request(s)); nothing is submitted twice")
+        return active, taken
+
+    def _resume(self, row: dict[str, Any]) -> bool:
+        """An intent recorded without a batch id: find what of it reached the provider (its file, by name; its
+        batch, by metadata) and finish it; False when nothing did (it is sent again as new)."""
+        client = self._client(row["api_base"])
+        try:
+            if row["file_id"] is None:
+                name = _file_name(row["intent"])
+                found = next((f for f in client.files.list(purpose="batch") if f.filename == name), None)
+                if found is None:
+                    return False
+                row["file_id"] = found.id
+                self.ledger.update(row["intent"], file_id=found.id, state="uploaded")
+            since = row["created"] - 3600
+            batch = None
+            for candidate in client.batches.list(limit=100):
+                if (candidate.metadata or {}).get("medcode_intent") == row["intent"]:
+                    batch = candidate
+                    break
+                if candidate.created_at < since:
+                    break
+            if batch is None:
+                batch = client.batches.create(input_file_id=row["file_id"], endpoint=ENDPOINT,
+                                              completion_window="24h", metadata={"medcode_intent": row["intent"]})
+        except Exception as exc:  # noqa: BLE001 - the provider's words, one line; the intent stays for next time
+            self._say(f"medcode: could not re-attach to batch {row['intent']}: {api_message(exc)}")
+            return False
+        row["batch_id"], row["state"] = batch.id, batch.status
+        self.ledger.update(row["intent"], batch_id=batch.id, state=batch.status)
+        return True
+
+    # -- submitting -------------------------------------------------------------------------------------------
+    def _submit(self, model: str, chunk: _Chunk, active: list[dict[str, Any]], refused: list[str],
+                refused_keys: list[str]) -> None:
+        route = self.routes[model]
+        intent = uuid.uuid4().hex
+        self.ledger.record(intent, model, route, chunk.keys, self.owner)  # before anything leaves
+        client = self._client(route.api_base)
+        try:
+            uploaded = client.files.create(file=(_file_name(intent), b"".join(chunk.lines)), purpose="batch")
+            self.ledger.update(intent, file_id=uploaded.id, state="uploaded")
+            batch = client.batches.create(input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
+                                          metadata={"medcode_intent": intent})
+        except Exception as exc:  # noqa: BLE001 - any refusal is the provider's one line, and the keys stream
+            message = api_message(exc)
+            self.ledger.update(intent, state="rejected", done=1, message=message)
+            refused.append(message)
+            refused_keys.extend(chunk.keys)
+            return
+        self.ledger.update(intent, batch_id=batch.id, state=batch.status)
+        row = self.ledger_row(intent)
+        active.append(row)
+
+    def ledger_row(self, intent: str) -> dict[str, Any]:
+        return next(r for r in self.ledger.rows() if r["intent"] == intent)
+
+    # -- polling and collecting -------------------------------------------------------------------------------
+    def _poll(self, active: list[dict[str, Any]], wanted: set[str],
+              deliver: Callable[[list[tuple[str, str, Outcome]]], None], progress: Progress,
+              report: Callable[[], None], refused: list[str], stream: list[str]) -> None:
+        delay = self.poll_s
+        states: dict[str, tuple[str, int, int, int]] = {}
+        while active:
+            for row in list(active):
+                client = self._client(row["api_base"])
+                try:
+                    batch = client.batches.retrieve(row["batch_id"])
+                except Exception as exc:  # noqa: BLE001 - a failed poll is tried again; the batch runs on
+                    self._say(f"medcode: polling batch {row['batch_id']}: {api_message(exc)}; trying again")
+                    continue
+                counts = batch.request_counts
+                done = (counts.completed, counts.failed, counts.total) if counts else (0, 0, row["requests"])
+                if states.get(row["intent"]) != (batch.status, *done):
+                    states[row["intent"]] = (batch.status, *done)
+                    self.ledger.update(row["intent"], state=batch.status, completed=done[0], failed=done[1])
+                if batch.status in PROVIDER_DONE:
+                    try:
+                        stream.extend(self._collect(row, batch, wanted, deliver, refused))
+                    except CacheError:
+                        raise  # the cache cannot take answers: the phase stops (and keeps what it received)
+                    except Exception as exc:  # noqa: BLE001 - a download that failed: tried again at the next poll
+                        self._say(f"medcode: collecting batch {row['batch_id']}: {api_message(exc)}; trying again")
+                        continue
+                    active.remove(row)
+                    states.pop(row["intent"], None)
+                    progress.batches = _summary(states)
+                    report()  # a large batch takes a while to store: show each as it is in
+            progress.batches = _summary(states)
+            report()
+            if active:
+                time.sleep(delay)
+                delay = min(delay * 1.5, self.poll_max_s)
+        progress.batches = ""
+
+    def _collect(self, row: dict[str, Any], batch: Any, wanted: set[str],
+                 deliver: Callable[[list[tuple[str, str, Outcome]]], None], refused: list[str]) -> list[str]:
+        """Store the results of a finished batch; the wanted keys it did not answer for good (to stream)."""
+        client = self._client(row["api_base"])
+        seen: set[str] = set()
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            items: list[tuple[str, str, Outcome]] = []
+            for entry in _lines(client.files.content(file_id).content):
+                outcome = read_result(entry)
+                if outcome is None:
+                    continue
+                seen.add(entry["custom_id"])
+                items.append((entry["custom_id"], row["model"], outcome))
+                if len(items) >= _DELIVER_EVERY:
+                    deliver(items)
+                    items = []
+            if items:
+                deliver(items)
+        if batch.status == "failed":
+            errors = getattr(batch, "errors", None)
+            data = getattr(errors, "data", None) or []
+            message = " ".join(str(data[0].message).split()) if data and data[0].message else "the batch failed"
+            refused.append(message)
+            self.ledger.update(row["intent"], state="rejected", done=1, message=message)
+        else:
+            self._accepted += 1
+            self.ledger.update(row["intent"], done=1)
+        return [k for k in self.ledger.keys(row["intent"]) if k in wanted and k not in seen]
+
+
+def _file_name(intent: str) -> str:
+    return f"medcode-{intent}.jsonl"
+
+
+def _lines(content: bytes) -> Iterator[dict[str, Any]]:
+    for line in content.splitlines():
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def _summary(states: dict[str, tuple[str, int, int, int]]) -> str:
+    """The batches' part of the progress line: how many in each state, and the requests the provider did."""
+    if not states:
+        return ""
+    by_state: dict[str, int] = {}
+    for status, *_ in states.values():
+        by_state[status] = by_state.get(status, 0) + 1
+    done = sum(c + f for _, c, f, _ in states.values())
+    total = sum(t for *_, t in states.values())
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
+    return f"batches: {shown} · {done}/{total} run by the provider"
+
+
+# -- the ``medcode batch`` command -----------------------------------------------------------------------------
+def status_lines(store: ResponseStore) -> list[str]:
+    """The batches recorded in a cache, newest last: id, model, state, counts (``medcode batch status``)."""
+    from pytest_medcode.redaction import public_url
+
+    rows = BatchLedger(store).rows()
+    if not rows:
+        return ["no batches recorded in this cache"]
+    lines = [f"{'batch':<28} {'model':<28} {'state':<21} {'requests':>9} {'completed':>9} {'failed':>7}  endpoint"]
+    for r in rows:
+        state = r["state"] + (", collected" if r["done"] and r["state"] in PROVIDER_DONE else "")
+        lines.append(f"{r['batch_id'] or '(' + r['intent'][:12] + ')':<28} {r['model']:<28} {state:<21} "
+                     f"{r['requests']:>9} {r['completed']:>9} {r['failed']:>7}  "
+                     f"{public_url(r['api_base']) or 'OpenAI'}" + (f"  {r['message']}" if r["message"] else ""))
+    return lines
+
+
+def cancel(store: ResponseStore, batch_id: str | None) -> list[str]:
+    """Cancel one recorded batch, or every open one (None); a line per batch. A run polling it collects what
+    was done and streams the rest; a later run re-attaches and does the same."""
+    ledger = BatchLedger(store)
+    rows = [r for r in ledger.rows(open_only=True) if r["batch_id"] and r["state"] not in PROVIDER_DONE]
+    if batch_id is not None:
+        rows = [r for r in ledger.rows() if r["batch_id"] == batch_id]
+        if not rows:
+            raise BatchRejected(f"no batch {batch_id} is recorded in {store.path}")
+    out = []
+    for row in rows:
+        try:
+            batch = client_for(row["api_base"]).batches.cancel(row["batch_id"])
+        except Exception as exc:  # noqa: BLE001 - the provider's words, one line per batch
+            out.append(f"{row['batch_id']}: not cancelled: {api_message(exc)}")
+            continue
+        ledger.update(row["intent"], state=batch.status)
+        out.append(f"{row['batch_id']}: {batch.status}")
+    return out or ["no open batch to cancel"]
