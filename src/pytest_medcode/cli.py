@@ -120,7 +120,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     summary.update(summarise(run.records, seed=seed))
     out = Path(args.out) if args.out else run.folder
     problems = write_run(out, run.records, summary, seed)
-    print("\n".join(render_table(summary["results"])))
+    print("\n".join(render_table(summary["results"], terminal_width())))
     for problem in problems:
         print(f"medcode report: {problem}", file=sys.stderr)
     print(f"wrote {out / 'cases.parquet'}, {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")
@@ -230,7 +230,7 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
     except RescoreError as exc:
         print(f"medcode rescore: {exc}", file=sys.stderr)  # names the option or the run folder
         return 2
-    print("\n".join(render_summary(done.summary)))
+    print("\n".join(render_summary(done.summary, terminal_width())))
     for problem in done.problems:
         print(f"warning: {problem}", file=sys.stderr)
     print(f"re-scored {len(done.records)} cases under the {args.profile} profile: {done.folder}")
