@@ -248,7 +248,7 @@ def test_show_fits_the_width_and_quiet_prints_one_table(base_run: Path, capsys) 
     assert main(["show", str(base_run), "-q"]) == 0
     quiet = capsys.readouterr().out.splitlines()
     assert quiet[0].split()[:4] == ["model", "system", "n", "exact"] and len(quiet) == 3
-    assert quiet[2].startswith("lookup  icd10cm  300   100.0% (98.7–100.0)")
+    assert quiet[2].startswith("lookup  icd10cm  300   100.0% (98.7–100.0)") and "errors" not in quiet[0]
 
 
 def test_show_of_a_missing_run_names_it(tmp_path: Path, capsys) -> None:

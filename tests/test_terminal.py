@@ -11,6 +11,7 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.plugin.options import parse_settings
+from pytest_medcode.reports.terminal import render_table
 from pytest_medcode.reports.text import DEFAULT_WIDTH, aligned, fitted
 from pytest_medcode.testing.responders import Request
 from pytest_medcode.testing.server import ScriptedServer
@@ -150,7 +151,7 @@ def test_quiet_prints_one_compact_table_and_the_run_folder(
     tables = blocks(lines)
     headers = " ".join(" ".join(b[0].split()[3:]) for b in tables)  # after model, system, variant
     assert headers.split() == ["n", "exact", "match", "(95%", "CI)", "fabricated", "(95%", "CI)", "example",
-                               "echo", "(95%", "CI)", "errors"]  # one table: its columns, stacked once each
+                               "echo", "(95%", "CI)"]  # one table: its columns, stacked once each (no failed call)
     for block in tables:
         assert_aligned(block)
         assert len(block) == 2 + 3 * 2 * 2  # three models × two systems × two variants
@@ -179,3 +180,16 @@ def test_make_benchmark_runs_an_offline_llm_beside_the_tool_augmented_coders(pyt
     # A user's own --model replaces the default models: plain pytest keeps its defaults.
     assert parse_settings(pytester.parseconfig("--model", "gpt-4")).models == ("gpt-4",)
     assert parse_settings(pytester.parseconfig()).models == ("lookup",)
+
+
+def test_the_compact_table_shows_failed_calls_only_when_there_were_some() -> None:
+    def group(errors: int) -> dict:
+        rate = {"value": 0.5, "low": 0.2, "high": 0.8, "n": 10}
+        return {"model": SHORT, "system": "icd10cm", "answered": 10, "errors": errors, "exact_match": rate,
+                "fabricated": rate, "example_echo": rate, "valid": rate, "codes_per_answer": rate,
+                "length_match": rate, "digit_match": rate}
+
+    assert "errors" not in render_table([group(0)], compact=True)[0]
+    with_errors = render_table([group(0), group(3)], compact=True)
+    assert with_errors[0].split()[-1] == "errors" and with_errors[-1].endswith("  3")
+    assert "example echo (95% CI)" in render_table([group(0)])[0]  # the full overview keeps every column

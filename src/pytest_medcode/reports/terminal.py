@@ -55,10 +55,12 @@ def _echo(group: dict[str, Any]) -> dict[str, Any]:
 
 def render_table(groups: list[dict[str, Any]], width: int = DEFAULT_WIDTH, compact: bool = False) -> list[str]:
     """The one-line-per-(model, system) overview, stacked in blocks when wider than ``width``; ``compact``:
-    only the study's three rates (and failed calls), the table ``-q`` prints."""
+    only the study's three rates (and failed calls, if any), the table ``-q`` prints."""
     # Case dimensions (variant, temperature sweep) become columns after "system" when the run has them.
     dims = [d for d in DIMENSIONS if any(d in g for g in groups)]
-    keep = [*range(COMPACT), len(HEADERS) - 1] if compact else range(len(HEADERS))
+    # -q: failed calls only when there were any (a column of zeros would push the table past 100 columns).
+    errors = [len(HEADERS) - 1] if any(g.get("errors") for g in groups) else []
+    keep = [*range(COMPACT), *errors] if compact else range(len(HEADERS))
     headers = (*HEADERS[:2], *dims, *(HEADERS[i] for i in keep if i >= 2))
     body = [(*r[:2], *(_dim(g.get(d)) for d in dims), *(r[i] for i in keep if i >= 2))
             for g, r in zip(groups, table_rows(groups))]
