@@ -219,7 +219,7 @@ class MedcodeReporter:
         calls = terminal.model_calls_line(queries)
         if calls is not None and not quiet:
             tr.write_line(calls)
-        for line in terminal.failure_reason_lines(queries.get("failures") or {}, width):
+        for line in terminal.failure_reason_lines(queries.get("failures") or {}):
             tr.write_line(line, yellow=True)
         for line in terminal.dimension_lines(self.summary_data, width) if not quiet else ():
             tr.write_line(line)

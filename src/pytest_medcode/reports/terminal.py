@@ -212,12 +212,12 @@ def model_calls_line(queries: dict[str, Any]) -> str | None:
             f"{queries['retries']} retries, {queries['errors']} failed{not_asked}")
 
 
-def failure_reason_lines(failures: dict[str, list[list[Any]]], width: int = DEFAULT_WIDTH) -> list[str]:
+def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
     """Each model's most frequent reasons for a failed call, with their counts."""
     lines = []
     for model, reasons in failures.items():
         lines.append(f"failed calls of {model}:")
-        lines.extend(w for reason, n in reasons for w in wrapped(f"  {n:,} × {reason}", width, indent="      "))
+        lines.extend(f"  {n:,} × {reason}" for reason, n in reasons)  # one line each: a reason is not cut
         if any(str(reason).startswith("not asked:") for reason, _ in reasons):
             lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
     return lines
