@@ -123,6 +123,10 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "codes-corrupt-parquet": Usage(("--medcode-system", "icd10cm", "--medcode-codes", "codes.parquet"),
                                    "*codes.parquet: not a readable Parquet file*", {"codes.parquet": b"PAR1 junk"}),
     "codes-is-a-directory": Usage(("--medcode-system", "icd10cm", "--medcode-codes", "."), "*: no such file"),
+    "codes-missing-file": Usage(("--medcode-system", "icd10cm", "--medcode-codes", "/nonexistent.csv"),
+                                "--medcode-codes /nonexistent.csv: no such file"),
+    "codeset-missing-file": Usage(("--medcode-system", "cpt", "--medcode-codeset", "cpt=/nonexistent.csv"),
+                                  "--medcode-codeset cpt=/nonexistent.csv: no such file"),
     # -- CPT rows -------------------------------------------------------------------------------
     "cpt-bad-formats": Usage(CPT, "*cpt.csv: 3 bad CPT row(s)*row 2 '9921'*row 3 'ABCDE'*row 4 '99213.5'*",
                              {"cpt.csv": b"code,description\n9921,short\nABCDE,letters\n99213.5,dot\n0001F,ok\n"}),
@@ -379,3 +383,39 @@ def test_model_text_reaches_no_report_or_terminal_with_raw_control_characters(
     assert shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]") in sinks["report.md"]  # Markdown-escaped
     # the note on a cut answer counts the answer (2,000,012 characters), not the 20,000 the record keeps
     assert "[1999812 more characters]" in sinks["terminal"] and "[1999812 more characters]" in sinks["report.html"]
+
+
+# -- the medcode command: every usage error one line naming the option or argument, exit 2 --------------------
+
+CLI_ERRORS: dict[str, tuple[tuple[str, ...], str]] = {
+    "no-command": ((), "medcode: the following arguments are required: COMMAND*"),
+    "unknown-command": (("frobnicate",), "medcode: argument COMMAND: invalid choice: 'frobnicate'*"),
+    "show-missing-run": (("show", "gone"), "medcode show: RUN_DIR gone*: no such run folder or file"),
+    "show-not-a-summary": (("show", "not-a-summary.json"), "medcode show: not-a-summary.json: not a pytest-medcode*"),
+    "show-narrow": (("show", "--width", "10"), "medcode show: argument --width: must be at least 40, got 10*"),
+    "report-missing-run": (("report", "gone"), "medcode report: RUN_DIR gone: no such run folder or file"),
+    "compare-missing-base": (("compare", "gone", "base"), "medcode compare: BASE_RUN gone: no such run folder or file"),
+    "compare-not-a-run": (("compare", "base", "gone"), "medcode compare: BASE_RUN base: no cases.parquet in this*"),
+    "compare-alpha-word": (("compare", "a", "b", "--alpha", "x"), "medcode compare: argument --alpha: invalid float*"),
+    "compare-bad-threshold": (("compare", "base", "base", "--fail-under", "bogus"),
+                              "medcode compare: --fail-under 'bogus': expected METRIC=LIMIT*"),
+    "compare-wrong-direction": (("compare", "base", "base", "--fail-over", "exact_match=0.5"),
+                                "medcode compare: --fail-over 'exact_match=0.5'*limit it with --fail-under*"),
+    "cache-missing": (("cache", "stats", "--path", "gone.sqlite3"), "medcode cache: --path gone.sqlite3: no response*"),
+    "lookup-codeset-missing": (("lookup", "cpt", "99213", "--codeset", "/nonexistent.csv"),
+                               "medcode lookup: --codeset /nonexistent.csv: no such file"),
+}
+
+
+@pytest.mark.parametrize("name", list(CLI_ERRORS))
+def test_medcode_command_bad_input_is_one_line_exit_2(name: str, tmp_path: Path) -> None:
+    args, error = CLI_ERRORS[name]
+    (tmp_path / "not-a-summary.json").write_text("[1, 2]")
+    (tmp_path / "base").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pytest_medcode.cli", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=TIMEOUT_S)
+    assert_no_traceback(proc)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert fnmatch(lines[0], error), lines[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode.cli import main
+from pytest_medcode.cli import build_parser, main
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.paths import cache_root
 from pytest_medcode.runs import folder as files
@@ -92,6 +93,10 @@ def test_compare_as_json_with_thresholds(worse_run: Path, base_run: Path, capsys
         (["--fail-under", "fabricated=0.1"], "lower-is-better"),
         (["--alpha", "1.5"], "--alpha 1.5: must be between 0 and 1"),
         (["--max-error-rate", "-1"], "--max-error-rate -1.0: must be between 0 and 1"),
+        (["--fail-under", "bogus"], "--fail-under 'bogus': expected METRIC=LIMIT"),
+        (["--fail-over", "exact_match=0.5"], "--fail-over 'exact_match=0.5': exact_match is higher-is-better; "
+                                             "limit it with --fail-under exact_match=0.5"),
+        (["--max-drop", "x=1"], "--max-drop 'x=1': unknown metric 'x'"),
     ],
 )
 def test_compare_bad_input_exits_2_with_one_line(base_run: Path, capsys, args: list[str], message: str):
@@ -134,7 +139,7 @@ def test_report_from_a_bare_parquet_into_another_folder(base_run: Path, tmp_path
 def test_report_of_an_unreadable_run(tmp_path: Path, capsys) -> None:
     (tmp_path / "cases.parquet").write_text("nope")
     assert main(["report", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("medcode: ")
+    assert capsys.readouterr().err.startswith("medcode report: RUN_DIR ")
 
 
 def test_the_installed_command(worse_run: Path, base_run: Path) -> None:
@@ -157,7 +162,7 @@ def test_the_installed_command(worse_run: Path, base_run: Path) -> None:
                                         "file with --codeset PATH (CSV, TSV or Parquet with code and description "
                                         "columns)"),
         (["lookup", "cpt", "99213", "--codeset", "/nonexistent/cpt.csv"], 2,
-         "medcode lookup: /nonexistent/cpt.csv: no such file"),
+         "medcode lookup: --codeset /nonexistent/cpt.csv: no such file"),
     ],
 )
 def test_lookup_bad_input_is_one_line(args: list[str], status: int, message: str, capsys) -> None:
@@ -175,3 +180,78 @@ def test_lookup_reads_any_spelling_and_names_the_system_when_a_code_is_not_in_it
     cpt.write_text("code,description\n99213,Office visit\n")
     assert main(["lookup", "cpt", "99213", "--codeset", str(cpt)]) == 0
     assert json.loads(capsys.readouterr().out)["description"] == "Office visit"
+
+
+# -- help and usage errors ----------------------------------------------------------------------------------
+
+def test_every_command_and_argument_has_help(capsys) -> None:
+    parser = build_parser()
+    top = parser.format_help()
+    assert "``" not in top and "medcode" in top
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) >= {"systems", "lookup", "show", "report", "compare", "cache", "rescore"}
+    listed = {c.dest for c in commands._choices_actions}
+    assert listed == set(commands.choices)  # each command has its one-line help in the top-level help
+    assert all(c.help for c in commands._choices_actions)
+    for name, sub in commands.choices.items():
+        missing = [a.dest for a in sub._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert missing == [], f"medcode {name}: no help for {missing}"
+        with pytest.raises(SystemExit) as stop:
+            main([name, "--help"])
+        assert stop.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: medcode {name}") and "``" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "medcode: the following arguments are required: COMMAND"),
+        (["frobnicate"], "medcode: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["compare"], "medcode compare: the following arguments are required: base_run, new_run"),
+        (["compare", "a", "b", "--alpha", "x"], "medcode compare: argument --alpha: invalid float value: 'x'"),
+        (["show", "--width", "10"], "medcode show: argument --width: must be at least 40, got 10"),
+        (["cache", "shrink"], "medcode cache: argument action: invalid choice: 'shrink'"),
+        (["rescore", "--profile", "authors"], "medcode rescore: argument --profile: invalid choice: 'authors'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(message), err
+
+
+def test_compare_of_runs_that_share_no_codes_says_so(base_run: Path, tmp_path: Path, capsys) -> None:
+    """Same model and system, other codes (another seed): not "not in the baseline" but "share no codes"."""
+    records = load_run(base_run).records
+    files.write_cases(records[:150], tmp_path / "base" / "cases.parquet")
+    files.write_cases(records[150:], tmp_path / "new" / "cases.parquet")
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "new")]) == 1
+    out = capsys.readouterr().out
+    assert "share no codes" in out and "not in the baseline" not in out
+    # Two models; one shares its codes with the baseline, the other does not: the warning names it.
+    other = [{**r, "model": "other"} for r in records]
+    files.write_cases(records[:150] + other[:150], tmp_path / "base2" / "cases.parquet")
+    files.write_cases(records[:150] + other[150:], tmp_path / "new2" / "cases.parquet")
+    assert main(["compare", str(tmp_path / "base2"), str(tmp_path / "new2")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: other / icd10cm: the baseline has it but no case in common with this run (they share no " \
+           "codes)" in out
+    assert "not in the baseline" not in out
+
+
+def test_show_fits_the_width_and_quiet_prints_one_table(base_run: Path, capsys) -> None:
+    assert main(["show", str(base_run), "--width", "60"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 60 and "Error analysis: lookup" in lines
+    assert main(["show", str(base_run), "-q"]) == 0
+    quiet = capsys.readouterr().out.splitlines()
+    assert quiet[0].split()[:4] == ["model", "system", "n", "exact"] and len(quiet) == 3
+    assert quiet[2].startswith("lookup  icd10cm  300   100.0% (98.7–100.0)") and "errors" not in quiet[0]
+
+
+def test_show_of_a_missing_run_names_it(tmp_path: Path, capsys) -> None:
+    assert main(["show", str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err == f"medcode show: RUN_DIR {tmp_path / 'gone'}: no such run folder or file\n"

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from pytest_medcode import __version__
 
 if TYPE_CHECKING:
     from pytest_medcode.asking.cache import ResponseStore
+
+DESCRIPTION = ("Look at code tables, run folders and the response cache of pytest-medcode without starting "
+               "pytest. Exit status: 0 ok, 1 a failed gate or a code not found, 2 bad input.")
 
 
 def _cmd_systems(args: argparse.Namespace) -> int:
@@ -42,7 +46,7 @@ def _cmd_lookup(args: argparse.Namespace) -> int:
     try:  # a name that is not built in is the user's own system, read from its table
         system = load_system(name, Path(args.codeset).expanduser() if args.codeset else None)
     except CodeFileError as exc:
-        print(f"medcode lookup: {exc}", file=sys.stderr)
+        print(f"medcode lookup: --codeset {exc}", file=sys.stderr)
         return 2
     entry = system.lookup(args.code)
     if entry is None:
@@ -50,6 +54,22 @@ def _cmd_lookup(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(entry.__dict__, indent=2))
     return 0
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with every usage error as one line naming the command (exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (--help for usage)\n")
+
+
+def terminal_width(asked: int | None = None) -> int:
+    """``--width``, else the terminal's width, at most the tables' default (as pytest's summary does)."""
+    from pytest_medcode.reports.text import DEFAULT_WIDTH
+
+    if asked is not None:
+        return asked
+    return max(40, min(DEFAULT_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns))
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -60,10 +80,25 @@ def _cmd_show(args: argparse.Namespace) -> int:
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"medcode: cannot read {summary_path}: {exc}", file=sys.stderr)
+        reason = "no such run folder or file" if isinstance(exc, FileNotFoundError) else str(exc)
+        print(f"medcode show: RUN_DIR {summary_path}: {reason}", file=sys.stderr)
         return 2
-    print("\n".join(render_summary(summary)))
+    if not isinstance(summary, dict) or not isinstance(summary.get("results"), list):
+        print(f"medcode show: {summary_path}: not a pytest-medcode summary (no results)", file=sys.stderr)
+        return 2
+    print("\n".join(render_summary(summary, terminal_width(args.width), compact=args.quiet)))
     return 0
+
+
+def _width(value: str) -> int:
+    """``--width``: a whole number of columns, 40 or more (a table needs room for its labels)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of columns, got {value!r}") from None
+    if number < 40:
+        raise argparse.ArgumentTypeError(f"must be at least 40, got {number}")
+    return number
 
 
 def gate_default_drop() -> str:
@@ -93,7 +128,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     try:
         run = load_run(Path(args.run_dir))
     except RunFormatError as exc:
-        print(f"medcode: {exc}", file=sys.stderr)
+        print(f"medcode report: RUN_DIR {exc}", file=sys.stderr)
         return 2
     summary = dict(run.summary or {"schema_version": SCHEMA_VERSION, "run_id": run.folder.name})
     seed = args.seed if args.seed is not None else int((summary.get("config") or {}).get("seed") or 0)
@@ -101,7 +136,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     summary.update(summarise(run.records, seed=seed))
     out = Path(args.out) if args.out else run.folder
     problems = write_run(out, run.records, summary, seed)
-    print("\n".join(render_table(summary["results"])))
+    print("\n".join(render_table(summary["results"], terminal_width())))
     for problem in problems:
         print(f"medcode report: {problem}", file=sys.stderr)
     print(f"wrote {out / 'cases.parquet'}, {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")
@@ -116,18 +151,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
+    option = ""  # the option or argument being read, named in the error line
     try:
+        option = "--fail-under "
+        parse_thresholds(args.fail_under, "under")  # the shape and the metric first; the scopes once the runs
+        option = "--fail-over "                     # are read (a user's own system is known from them)
+        parse_thresholds(args.fail_over, "over")
+        option = "--max-drop "
         drops = parse_max_drops(args.max_drop)
+        option = ""
         if not 0.0 < args.alpha < 1.0:
             raise ValueError(f"--alpha {args.alpha}: must be between 0 and 1")
         if not 0.0 <= args.max_error_rate <= 1.0:
             raise ValueError(f"--max-error-rate {args.max_error_rate}: must be between 0 and 1")
-        base, new = load_run(Path(args.base_run)), load_run(Path(args.new_run))
+        option = "BASE_RUN "
+        base = load_run(Path(args.base_run))
+        option = "NEW_RUN "
+        new = load_run(Path(args.new_run))
         known = {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))}  # user systems too
-        thresholds = (parse_thresholds(args.fail_under, "under", known)
-                      + parse_thresholds(args.fail_over, "over", known))
+        option = "--fail-under "
+        thresholds = parse_thresholds(args.fail_under, "under", known)
+        option = "--fail-over "
+        thresholds += parse_thresholds(args.fail_over, "over", known)
     except (ValueError, RunFormatError) as exc:
-        print(f"medcode compare: {exc}", file=sys.stderr)
+        # The rules speak pytest's option names; this command's are the same without "medcode-".
+        print(f"medcode compare: {option}{str(exc).replace('--medcode-', '--')}", file=sys.stderr)
         return 2
     seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
     verdict = evaluate(new.records, base.records, thresholds=thresholds, max_drops=drops,
@@ -151,7 +199,8 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if not path.exists():
-        print(f"medcode: no response cache at {path}", file=sys.stderr)
+        print(f"medcode cache: --path {path}: no response cache there (pytest writes it at --medcode-cache)",
+              file=sys.stderr)
         return 2
     try:
         return _cache_action(ResponseStore(path), args)
@@ -223,9 +272,9 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
             bertscore_device=args.bertscore_device, seed=args.seed,
         )
     except RescoreError as exc:
-        print(f"medcode rescore: {exc}", file=sys.stderr)
+        print(f"medcode rescore: {exc}", file=sys.stderr)  # names the option or the run folder
         return 2
-    print("\n".join(render_summary(done.summary)))
+    print("\n".join(render_summary(done.summary, terminal_width())))
     for problem in done.problems:
         print(f"warning: {problem}", file=sys.stderr)
     print(f"re-scored {len(done.records)} cases under the {args.profile} profile: {done.folder}")
@@ -267,10 +316,12 @@ def _cmd_estimate(pytest_args: list[str]) -> int:
     return 2 if status == pytest.ExitCode.USAGE_ERROR else int(status)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="medcode", description=__doc__)
+def build_parser() -> Parser:
+    """Every command and argument, each with its help text."""
+    parser = Parser(prog="medcode", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; medcode COMMAND --help for its options")
     sub.add_parser("systems", help="list the code systems and their releases").set_defaults(func=_cmd_systems)
     p = sub.add_parser("lookup", help="look a code up in a system's table")
     p.add_argument("system", help="code system: icd9cm, icd9cm-proc, icd10cm or cpt")
@@ -278,31 +329,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codeset", default=None, metavar="PATH",
                    help="the system's table file (CSV/TSV/Parquet with code and description; needed for cpt)")
     p.set_defaults(func=_cmd_lookup)
-    p = sub.add_parser("show", help="print the results table of a run folder")
-    p.add_argument("run_dir", nargs="?", default="reports/latest")
+    p = sub.add_parser("show", help="print the results tables of a run folder, as the pytest summary does")
+    p.add_argument("run_dir", nargs="?", default="reports/latest",
+                   help="run folder or its summary.json (default: reports/latest)")
+    p.add_argument("-q", "--quiet", action="store_true", help="one compact table, as pytest -q prints")
+    p.add_argument("--width", type=_width, default=None, metavar="COLUMNS",
+                   help="widest line (default: the terminal's width, at most 100)")
     p.set_defaults(func=_cmd_show)
     p = sub.add_parser("report", help="re-render summary.json, report.md and report.html from cases.parquet")
     p.add_argument("run_dir", nargs="?", default="reports/latest", help="run folder or its cases.parquet")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's own seed)")
-    p.add_argument("--out", default=None, help="write the files here instead of the run folder")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the files here instead of the run folder")
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("compare", help="pair two runs' cases and apply the gate (exit 1 when it fails)")
     p.add_argument("base_run", help="baseline run folder or cases.parquet")
     p.add_argument("new_run", help="new run folder or cases.parquet")
     p.add_argument("--max-drop", action="append", default=[], metavar="METRIC=MARGIN",
                    help=f"tolerated drop, e.g. exact_match=2pp (default {gate_default_drop()})")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--fail-under", action="append", default=[], metavar="[SYSTEM:]METRIC=X")
-    p.add_argument("--fail-over", action="append", default=[], metavar="[SYSTEM:]METRIC=X")
-    p.add_argument("--max-error-rate", type=float, default=0.05, help="share of failed calls (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests (default 0.05)")
+    p.add_argument("--fail-under", action="append", default=[], metavar="[SYSTEM:]METRIC=X",
+                   help="fail when the new run's rate is below X, per model and system; comma list, repeatable: "
+                        "exact_match=0.45,icd10cm:valid=0.9")
+    p.add_argument("--fail-over", action="append", default=[], metavar="[SYSTEM:]METRIC=X",
+                   help="fail when a lower-is-better rate (fabricated) is above X: fabricated=0.1")
+    p.add_argument("--max-error-rate", type=float, default=0.05, metavar="X",
+                   help="largest share of failed calls per model and system (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("cache", help="response cache: stats, prune or clear")
-    p.add_argument("action", choices=["stats", "prune", "clear"])
+    p.add_argument("action", choices=["stats", "prune", "clear"],
+                   help="stats: size and answers per model; prune: remove what the options say; clear: everything")
     p.add_argument("--path", default=".medcode/responses.sqlite3", help="the cache file (--medcode-cache)")
     p.add_argument("--errors", action="store_true", help="prune: failed calls only")
-    p.add_argument("--model", default=None, help="prune: one model's answers")
-    p.add_argument("--older-than-days", type=float, default=None, help="prune: entries older than this")
+    p.add_argument("--model", default=None, metavar="NAME", help="prune: one model's answers")
+    p.add_argument("--older-than-days", type=float, default=None, metavar="N",
+                   help="prune: entries older than N days")
     p.set_defaults(func=_cmd_cache)
     p = sub.add_parser("batch", help="provider batches recorded in a response cache (--medcode-batch): status, "
                        "cancel")
@@ -330,10 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("estimate", help="what a run would cost, without asking anything: the same arguments as "
                        "the pytest run, e.g. medcode estimate benchmarks/ --model gpt-4 --medcode-sample all")
     p.add_argument("pytest_args", nargs="*", help="the run's pytest arguments, options included")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["estimate"] and not {"-h", "--help"} & set(argv[1:]):  # pytest parses the rest
         return _cmd_estimate(argv[1:])
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

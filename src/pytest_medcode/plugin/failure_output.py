@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pytest_medcode.reports.text import DEFAULT_WIDTH, wrapped
 from pytest_medcode.results.records import ERROR, INCORRECT, NO_CODE
 
 _PYTEST_REPORTCHARS_DEFAULT = "fE"
@@ -70,8 +71,9 @@ def tally_lines(held: list[dict[str, Any]], shown: int, where: str | None) -> li
     lines.append(f"  by model · system: {by_group}")
     if where:
         lines.append(f"  every case with its answer: report.html and cases.parquet in {where}")
-    lines.append(f"  each still fails the run (exit status, --lf, JUnit XML); only the first {shown} are printed: "
-                 "-v, --tb=..., -rf or --medcode-show-failures all print every one")
+    lines.append(f"  each still fails the run; only the first {shown} are printed")
+    lines.append("  all count in the exit status, --lf and JUnit XML; -v, --tb=..., -rf or --medcode-show-failures "
+                 "print every one")
     return lines
 
 
@@ -97,5 +99,9 @@ class FailureOutput:
         finally:
             if held:
                 stats["failed"] = every  # the final "N failed" line counts every failure
-                for line in tally_lines(held, self.shown, self._where()):
-                    terminalreporter.write_line(line, yellow=True)
+                width = max(40, min(DEFAULT_WIDTH, terminalreporter.config.get_terminal_writer().fullwidth))
+                where = self._where()
+                for line in tally_lines(held, self.shown, where):
+                    # The line naming the run folder stays whole, its path to copy; the others fit the width.
+                    for part in [line] if where and where in line else wrapped(line, width, indent="    "):
+                        terminalreporter.write_line(part, yellow=True)

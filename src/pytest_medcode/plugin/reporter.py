@@ -25,6 +25,7 @@ from pytest_medcode.plugin.report_memory import ReportMemory
 from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
 from pytest_medcode.reports import documents as document_report
 from pytest_medcode.reports import terminal
+from pytest_medcode.reports.text import DEFAULT_WIDTH
 from pytest_medcode.reports.verdict import render_verdict
 from pytest_medcode.results.costs import cost_summary
 from pytest_medcode.results.gate import Verdict
@@ -211,20 +212,30 @@ class MedcodeReporter:
             self.display_summary(tr)
         self.display_gate(tr)
 
+    def table_width(self) -> int:
+        """The widest a summary line may be: the terminal's width as pytest reports it, at most 100."""
+        try:
+            reported = int(self.config.get_terminal_writer().fullwidth)
+        except (AttributeError, TypeError, ValueError):
+            reported = DEFAULT_WIDTH
+        return max(40, min(DEFAULT_WIDTH, reported))
+
     def display_summary(self, tr: Any) -> None:
+        """The tables (``-q``: one compact table), then model calls and the run folder."""
+        width, quiet = self.table_width(), self.config.get_verbosity() < 0
         tr.write_sep("=", "pytest-medcode")
         if self.summary_data["results"]:  # code-query cases ran
-            for line in terminal.render_summary(self.summary_data):
+            for line in terminal.render_summary(self.summary_data, width, compact=quiet):
                 tr.write_line(line)
         for line in document_report.terminal_lines(self.summary_data.get("documents")):
             tr.write_line(line)
         queries = self.summary_data["queries"]
         calls = terminal.model_calls_line(queries)
-        if calls is not None:
+        if calls is not None and not quiet:
             tr.write_line(calls)
         for line in terminal.failure_reason_lines(queries.get("failures") or {}):
             tr.write_line(line, yellow=True)
-        for line in terminal.dimension_lines(self.summary_data):
+        for line in terminal.dimension_lines(self.summary_data, width) if not quiet else ():
             tr.write_line(line)
         for line in terminal.cost_lines(self.summary_data.get("costs")):
             tr.write_line(line)

@@ -101,13 +101,16 @@ class MedcodeSession:
                     f"--medcode-system {system}: {SYSTEMS[system].title} is not bundled (its descriptors are "
                     f"licensed); give your file with --medcode-codeset {system}=PATH"
                 )
-        try:
-            for system, path in s.codesets.items():
+        for system, path in s.codesets.items():
+            try:
                 self._systems[system] = load_system(system, path)
-            if s.codes_file is not None:
+            except CodeFileError as exc:  # the message starts with the path: name the option before it
+                raise pytest.UsageError(f"--medcode-codeset {system}={exc}") from None
+        if s.codes_file is not None:
+            try:
                 self._code_list = read_code_list(s.codes_file, s.systems)
-        except CodeFileError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            except CodeFileError as exc:
+                raise pytest.UsageError(f"--medcode-codes {exc}") from None
         if self._code_list is not None:
             self.cases()  # a listed code not in its system: one line now, not a collection error later
         if s.documents_file is not None:

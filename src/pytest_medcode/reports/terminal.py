@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_medcode.reports.tables import build_tables, merge_error_tables
-from pytest_medcode.reports.tables import render_table as render_paper_table
-from pytest_medcode.reports.text import aligned, usd
+from pytest_medcode.reports.tables import build_tables, format_cell, merge_error_tables
+from pytest_medcode.reports.text import DEFAULT_WIDTH, fitted, usd, wrapped
 from pytest_medcode.results.consistency import pivot
 from pytest_medcode.vocabulary import DIMENSIONS
 
@@ -32,53 +31,63 @@ def _dim(value: Any) -> str:
     return "-" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
 
 
-HEADERS = ("model", "system", "n", "exact match (95% CI)", "valid", "fabricated", "codes/answer",
-           "length", "digits", "errors")
+# The study's finding first: exact match, fabricated codes and echoes of the prompt's example, with intervals.
+HEADERS = ("model", "system", "n", "exact match (95% CI)", "fabricated (95% CI)", "example echo (95% CI)",
+           "valid", "codes/answer", "length", "digits", "errors")
+COMPACT = 6  # the columns of the -q table: up to the example echo
 
 
 def table_rows(groups: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
-            g["model"], g["system"], str(g["answered"]), _pct(g["exact_match"], ci=True), _pct(g["valid"]),
-            _pct(g["fabricated"]), _num(g["codes_per_answer"]), _pct(g["length_match"]),
-            _pct(g["digit_match"]), str(g["errors"]),
+            g["model"], g["system"], str(g["answered"]), _pct(g["exact_match"], ci=True),
+            _pct(g["fabricated"], ci=True), _pct(_echo(g), ci=True), _pct(g["valid"]),
+            _num(g["codes_per_answer"]), _pct(g["length_match"]), _pct(g["digit_match"]), str(g["errors"]),
         )
         for g in groups
     ]
 
 
-def render_table(groups: list[dict[str, Any]]) -> list[str]:
-    """The one-line-per-(model, system) overview."""
+def _echo(group: dict[str, Any]) -> dict[str, Any]:
+    """The example-echo estimate; a run recorded before it was kept shows "-"."""
+    return group.get("example_echo") or {"value": None}
+
+
+def render_table(groups: list[dict[str, Any]], width: int = DEFAULT_WIDTH, compact: bool = False) -> list[str]:
+    """The one-line-per-(model, system) overview, stacked in blocks when wider than ``width``; ``compact``:
+    only the study's three rates (and failed calls, if any), the table ``-q`` prints."""
     # Case dimensions (variant, temperature sweep) become columns after "system" when the run has them.
     dims = [d for d in DIMENSIONS if any(d in g for g in groups)]
-    headers = (*HEADERS[:2], *dims, *HEADERS[2:])
-    body = [(*r[:2], *(_dim(g.get(d)) for d in dims), *r[2:]) for g, r in zip(groups, table_rows(groups))]
-    return aligned(headers, body, left=2 + len(dims))
+    # -q: failed calls only when there were any (a column of zeros would push the table past 100 columns).
+    errors = [len(HEADERS) - 1] if any(g.get("errors") for g in groups) else []
+    keep = [*range(COMPACT), *errors] if compact else range(len(HEADERS))
+    headers = (*HEADERS[:2], *dims, *(HEADERS[i] for i in keep if i >= 2))
+    body = [(*r[:2], *(_dim(g.get(d)) for d in dims), *(r[i] for i in keep if i >= 2))
+            for g, r in zip(groups, table_rows(groups))]
+    return fitted(headers, body, left=2 + len(dims), width=width)
 
 
-def similarity_lines(tables: dict[str, Any]) -> list[str]:
-    """Both similarity tables in one, long format for a terminal: rows model × metric, columns systems.
+def similarity_lines(tables: dict[str, Any], width: int = DEFAULT_WIDTH) -> list[str]:
+    """Both similarity tables in one, long format for a terminal: rows model × metric (two padded columns,
+    whatever the names' lengths), columns systems.
 
     (summary.json keeps the study's wide layout: model × (metric × system).)"""
     scorable, everything = tables["similarity"], tables["similarity_all"]
     systems = list(dict.fromkeys(c["system"] for c in scorable["columns"]))
     titles = {c["system"]: c["title"].split(" ", 1)[1] for c in scorable["columns"]}
-    rows = []
+    body = []
     for source, suffix in ((scorable, ""), (everything, ", all answered")):
         metric_of = {c["metric"]: c["title"].split(" ", 1)[0] for c in source["columns"]}
         for row in source["rows"]:
             cells = {(c["metric"], c["system"]): cell for c, cell in zip(source["columns"], row["cells"])}
             for metric, title in metric_of.items():
-                rows.append({"key": f"{row['key']}:{metric}", "title": f"{row['title']}  {title}{suffix}",
-                             "kind": "score", "cells": [cells.get((metric, s)) for s in systems]})
-    table = {
-        "title": "METEOR / BERTScore, mean (95% CI): over cases whose predicted code has a description; "
-                 "'all answered': unresolved = 0",
-        "row_header": "model  metric",
-        "columns": [{"key": s, "title": titles[s]} for s in systems],
-        "rows": rows,
-    }
-    return render_paper_table(table)
+                body.append([row["title"], f"{title}{suffix}",
+                             *(format_cell(cells.get((metric, s)), "score") for s in systems)])
+    if not body:
+        return []
+    title = ("METEOR / BERTScore, mean (95% CI): over cases whose predicted code has a description; "
+             "'all answered': unresolved = 0")
+    return [*wrapped(title, width), *fitted(["model", "metric", *(titles[s] for s in systems)], body, 2, width)]
 
 
 def _axis_lines(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -89,7 +98,7 @@ def _axis_lines(results: Sequence[dict[str, Any]]) -> list[str]:
     return ["Most missed axis (the character position answers match least often)", *out] if out else []
 
 
-def _top_code_lines(tables: dict[str, Any]) -> list[str]:
+def _top_code_lines(tables: dict[str, Any], width: int = DEFAULT_WIDTH) -> list[str]:
     out = []
     for entry in tables.get("top_codes") or []:
         # Codes returned more than once, and the prompt's example code: a list of singletons says nothing.
@@ -99,9 +108,9 @@ def _top_code_lines(tables: dict[str, Any]) -> list[str]:
         shown = ", ".join(
             f"{c['code']}{'*' if c.get('is_example') else ''} {c['per_1000']:.0f}" for c in codes[:TOP_CODES_SHOWN]
         )
-        out.append(f"  {entry['model']} · {entry['system']}: {shown}")
+        out += wrapped(f"  {entry['model']} · {entry['system']}: {shown}", width, indent="    ")
     if out:
-        out.insert(0, "Most returned codes, per 1,000 prompts (* = the prompt's own example code)")
+        out[:0] = wrapped("Most returned codes, per 1,000 prompts (* = the prompt's own example code)", width)
     return out
 
 
@@ -109,8 +118,11 @@ def _has_values(table: dict[str, Any]) -> bool:
     return any(c and c.get("value") is not None for r in table["rows"] for c in r["cells"])
 
 
-def render_summary(summary: dict[str, Any]) -> list[str]:
-    """Everything the terminal shows of a run: header notes, the overview, the study's tables, top codes."""
+def render_summary(summary: dict[str, Any], width: int = DEFAULT_WIDTH, compact: bool = False) -> list[str]:
+    """Everything the terminal shows of a run: header notes, the overview, the study's tables, top codes;
+    no line wider than ``width``. ``compact`` (``-q``): the overview's first columns only."""
+    if compact:
+        return render_table(summary.get("results") or [], width, compact=True)
     from pytest_medcode.scoring.session_metrics import describe
 
     results = summary.get("results") or []
@@ -119,27 +131,34 @@ def render_summary(summary: dict[str, Any]) -> list[str]:
     profile = (summary.get("config") or {}).get("profile") or summary.get("profile")
     if profile:
         lines.append(f"scoring profile: {profile}")
-    lines += describe(summary.get("similarity"))
+    lines += describe(summary.get("similarity"))  # one line each, as promised: a reason is not cut
     if lines:
         lines.append("")
-    lines += render_table(results)
+    lines += render_table(results, width)
     lines.append("")
-    blocks: list[list[str]] = [render_paper_table(tables["exact_match"])]
+    blocks: list[list[str]] = [_paper_lines(tables["exact_match"], width)]
     if _has_values(tables["similarity"]) or _has_values(tables["similarity_all"]):
-        blocks.append(similarity_lines(tables))
+        blocks.append(similarity_lines(tables, width))
     errors = tables.get("error_analysis") or []
     merged = merge_error_tables(errors)
-    blocks += [render_paper_table(merged)] if merged is not None else [render_paper_table(t) for t in errors]
+    blocks += [_paper_lines(t, width) for t in ([merged] if merged is not None else errors)]
     blocks.append(_axis_lines(results))
-    blocks.append(_top_code_lines(tables))
+    blocks.append(_top_code_lines(tables, width))
     for block in blocks:
         if block:
             lines += [*block, ""]
-    lines.append(
+    lines += wrapped(
         "Rates over answered cases, 95% Wilson intervals; means with a seeded bootstrap (2,000 resamples). "
-        "errors: failed calls, not scored."
-    )
+        "example echo: the answer is the prompt's own example code. errors: failed calls, not scored.", width)
     return lines
+
+
+def _paper_lines(table: dict[str, Any], width: int) -> list[str]:
+    """One of the study's tables (reports/tables.py) as text no wider than ``width``: the title wrapped, the
+    columns (systems or models) stacked in blocks beside the row titles when they do not fit."""
+    header = [table.get("row_header", ""), *(c["title"] for c in table["columns"])]
+    body = [[r["title"], *(format_cell(c, r["kind"]) for c in r["cells"])] for r in table["rows"]]
+    return [*wrapped(table["title"], width), *fitted(header, body, 1, width)] if body else []
 
 
 # -- what a run varies: pivots and self-consistency ---------------------------------------------------
@@ -149,16 +168,16 @@ def _pct1(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def render_pivot(results: Sequence[dict[str, Any]], dimension: str) -> list[str]:
+def render_pivot(results: Sequence[dict[str, Any]], dimension: str, width: int = DEFAULT_WIDTH) -> list[str]:
     """Exact match with one column per value of ``dimension`` (how each coder degrades)."""
     fields, values, rows = pivot(results, dimension)
     label = "t=" if dimension == "temperature" else ""
     headers = [*fields, *(f"{label}{_dim(v)}" for v in values)]
     body = [(*map(_dim, row[:-1]), *map(_pct1, row[-1])) for row in rows]
-    return aligned(headers, body, left=len(fields))
+    return fitted(headers, body, left=len(fields), width=width)
 
 
-def render_consistency(rows: Sequence[dict[str, Any]]) -> list[str]:
+def render_consistency(rows: Sequence[dict[str, Any]], width: int = DEFAULT_WIDTH) -> list[str]:
     """The self-consistency section: agreement across repeats and exact match per repeat."""
     if not rows:
         return []
@@ -173,10 +192,10 @@ def render_consistency(rows: Sequence[dict[str, Any]]) -> list[str]:
             _pct1(r["majority_exact"]["value"]), _pct1(r["any_exact"]["value"]),
             " ".join(_pct1(v) for v in r["exact_per_repeat"]),
         ))
-    return aligned(headers, body, left=2 + len(dims))
+    return fitted(headers, body, left=2 + len(dims), width=width)
 
 
-def dimension_lines(summary: dict[str, Any]) -> list[str]:
+def dimension_lines(summary: dict[str, Any], width: int = DEFAULT_WIDTH) -> list[str]:
     """Exact match by variant / temperature, and self-consistency across repeats, when the run varies them."""
     lines: list[str] = []
     for dimension in DIMENSIONS:
@@ -184,10 +203,10 @@ def dimension_lines(summary: dict[str, Any]) -> list[str]:
             title = f"exact match by {dimension}"
             if dimension == "variant" and summary.get("synonym_source"):
                 title += f" (synonyms: {summary['synonym_source']})"
-            lines += ["", title, *render_pivot(summary["results"], dimension)]
+            lines += ["", *wrapped(title, width), *render_pivot(summary["results"], dimension, width)]
     if summary.get("consistency"):
-        lines += ["", "self-consistency over repeats (agreement: share of a case's answers that match its most "
-                  "frequent code)", *render_consistency(summary["consistency"])]
+        lines += ["", *wrapped("self-consistency over repeats (agreement: share of a case's answers that match "
+                               "its most frequent code)", width), *render_consistency(summary["consistency"], width)]
     return lines
 
 
@@ -207,7 +226,7 @@ def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
     lines = []
     for model, reasons in failures.items():
         lines.append(f"failed calls of {model}:")
-        lines.extend(f"  {n:,} × {reason}" for reason, n in reasons)
+        lines.extend(f"  {n:,} × {reason}" for reason, n in reasons)  # one line each: a reason is not cut
         if any(str(reason).startswith("not asked:") for reason, _ in reasons):
             lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
     return lines

@@ -21,8 +21,8 @@ from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, LEVELS
 from pytest_medcode.vocabulary import CORRECT, GROUP_KEYS, NO_CODE, SIMILARITY
 from pytest_medcode.vocabulary import answered as answered_records
 
-__all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "group_records", "most_missed_axis", "summarize",
-           "summarize_group", "top_codes"]
+__all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "example_echo", "group_records", "most_missed_axis",
+           "summarize", "summarize_group", "top_codes"]
 
 TOP_CODES = 10
 
@@ -155,7 +155,17 @@ def summarize_group(
     row["crosswalk_match"] = wilson(sum(1 for r in answered if r.get("crosswalk_match")), n).to_dict()
     row["top_codes"] = top_codes(answered, system) if system is not None else []
     row["most_missed_axis"] = most_missed_axis(row["axes"])
+    row["example_echo"] = example_echo(answered, system)
     return row
+
+
+def example_echo(answered: Sequence[dict[str, Any]], system: str | None) -> dict[str, Any]:
+    """Share of answered prompts whose code is the prompt's own example (M24.131, 045.10, 84120): the
+    study's sign of a model copying the prompt instead of coding. None for a group of several systems."""
+    example = example_of(system) if system is not None else None
+    if not example:
+        return {"value": None, "low": None, "high": None, "n": 0}
+    return wilson(sum(1 for r in answered if r.get("predicted_code") == example), len(answered)).to_dict()
 
 
 def _code_frequency(answered: Sequence[dict[str, Any]]) -> list[int]:

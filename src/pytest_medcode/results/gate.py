@@ -184,6 +184,11 @@ def _scope(key: _Key, fields: Sequence[str]) -> str:
     return group_label(dict(zip(fields, key, strict=True)))
 
 
+def _columns(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Every field some record has (a baseline recorded before a dimension existed lacks its column)."""
+    return {f for r in records for f in r}
+
+
 def _groups(records: Iterable[dict[str, Any]], fields: Sequence[str]) -> dict[_Key, list[dict[str, Any]]]:
     out: dict[_Key, list[dict[str, Any]]] = {}
     for r in records:
@@ -533,6 +538,8 @@ def _judge(
             by_group.setdefault(_key(w, dims), []).append((b, w))
             pooled.setdefault(str(w["model"]), []).append((b, w))
         scopes = [(scope_of(key), by_group.get(key, [])) for key in groups]
+        in_baseline = {scope_of(key) for key in _groups(baseline, dims)} if set(dims) <= _columns(baseline) \
+            else set()
         for model, pairs in pooled.items():
             if len({_key(w, dims)[1:] for _, w in pairs}) > 1:  # several systems (or variants): pool them
                 whole = "all cases" if len(dims) > len(GROUP_KEYS) else "all systems"
@@ -546,13 +553,17 @@ def _judge(
                     "run" + suffix,
                     False,
                     f"no {what} of this run is in the baseline (paired by {', '.join(pairing.key_columns)}): "
-                    "wrong baseline, or other models, systems or " + ("documents" if documents else "codes"),
+                    + (f"the runs have the same models and systems but share no {what}s (another --medcode-seed, "
+                       "--medcode-sample or code list?)" if {scope_of(k) for k in groups} <= in_baseline
+                       else "wrong baseline, or other models, systems or " + ("documents" if documents else "codes")),
                 )
             )
             scopes = []
         for scope, pairs in scopes:
             if not pairs:
-                warnings.append(f"{scope}: not in the baseline, so not checked for regressions")
+                warnings.append(f"{scope}: the baseline has it but no case in common with this run (they share "
+                                "no codes), so not checked for regressions" if scope in in_baseline else
+                                f"{scope}: not in the baseline, so not checked for regressions")
                 continue
             answered = [(b, w) for b, w in pairs if b.get("outcome") != ERROR and w.get("outcome") != ERROR]
             for drop in drops:
