@@ -246,7 +246,7 @@ def test_show_fits_the_width_and_quiet_prints_one_table(base_run: Path, capsys) 
     assert main(["show", str(base_run), "--width", "60"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert max(map(len, lines)) <= 60 and "Error analysis: lookup" in lines
-    assert main(["show", str(base_run), "-q"]) == 0
+    assert main(["show", str(base_run), "-q", "--width", "100"]) == 0
     quiet = capsys.readouterr().out.splitlines()
     assert quiet[0].split()[:4] == ["model", "system", "n", "exact"] and len(quiet) == 3
     assert quiet[2].startswith("lookup  icd10cm  300   100.0% (98.7–100.0)") and "errors" not in quiet[0]

@@ -367,7 +367,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=_cmd_cache)
     p = sub.add_parser("batch", help="provider batches recorded in a response cache (--medcode-batch): status, "
                        "cancel")
-    p.add_argument("action", choices=["status", "cancel"])
+    p.add_argument("action", choices=["status", "cancel"],
+                   help="status: each recorded batch's state and counts; cancel: ask the provider to stop batches")
     p.add_argument("batch_id", nargs="?", default=None, help="cancel: the batch to cancel")
     p.add_argument("--all", action="store_true", help="cancel: every open batch")
     p.add_argument("--cache", default=".medcode/responses.sqlite3", help="the cache file (--medcode-cache)")

@@ -237,7 +237,8 @@ class MedcodeReporter:
             tr.write_line(line, yellow=True)
         for line in terminal.dimension_lines(self.summary_data, width) if not quiet else ():
             tr.write_line(line)
-        for line in terminal.cost_lines(self.summary_data.get("costs")):
+        cost = terminal.cost_lines(self.summary_data.get("costs"), width)
+        for line in ["", *cost] if cost and not quiet else ():  # a block of its own, after the tables
             tr.write_line(line)
         if self.report_failure is not None:
             tr.write_line(f"error: {self.report_failure}", red=True, bold=True)

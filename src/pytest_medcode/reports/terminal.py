@@ -232,10 +232,15 @@ def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
     return lines
 
 
-def cost_lines(costs: dict[str, Any] | None) -> list[str]:
-    """One compact block: per model its calls, tokens and cost, the cache's savings, the budget."""
+def cost_lines(costs: dict[str, Any] | None, width: int = DEFAULT_WIDTH) -> list[str]:
+    """One compact block: per model its calls, tokens and cost, the cache's savings, the budget; each entry
+    wrapped to ``width``."""
     if not costs:
         return []
+    return [line for entry in _cost_entries(costs) for line in wrapped(entry, width, indent="    ")]
+
+
+def _cost_entries(costs: dict[str, Any]) -> list[str]:
     out = [f"cost: {usd(costs['total_usd'])} spent on model calls, {usd(costs['avoided_usd'])} avoided by the cache"]
     for m in costs["models"]:
         price = m["price"]

@@ -545,7 +545,7 @@ def _judge(
                 whole = "all cases" if len(dims) > len(GROUP_KEYS) else "all systems"
                 scopes.append((f"{model} / {whole}{suffix}", pairs))
         if not pairing.pairs:
-            what = "document" if documents else "case"
+            what, items = ("document", "documents") if documents else ("case", "codes")
             checks.append(
                 Check(
                     "regression",
@@ -553,9 +553,9 @@ def _judge(
                     "run" + suffix,
                     False,
                     f"no {what} of this run is in the baseline (paired by {', '.join(pairing.key_columns)}): "
-                    + (f"the runs have the same models and systems but share no {what}s (another --medcode-seed, "
+                    + (f"the runs have the same models and systems but share no {items} (another --medcode-seed, "
                        "--medcode-sample or code list?)" if {scope_of(k) for k in groups} <= in_baseline
-                       else "wrong baseline, or other models, systems or " + ("documents" if documents else "codes")),
+                       else f"wrong baseline, or other models, systems or {items}"),
                 )
             )
             scopes = []
