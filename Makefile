@@ -31,8 +31,12 @@ setup: $(STAMP) system-packages
 
 # The default benchmark (benchmarks/first-run.args): a real LLM offline (local:smollm2) beside the same model
 # with retrieval (rag:) and the lookup tool, on 8 codes each of ICD-10-CM and ICD-9-CM. No key, no network.
+# Wrong codes are failing cases (exit 1): that is the study's finding, not a broken run, so the target
+# succeeds on it; any other status (a usage error 4, an internal error 3) still fails it.
 benchmark: setup
-	$(BIN)/pytest benchmarks/ @benchmarks/first-run.args
+	@$(BIN)/pytest benchmarks/ @benchmarks/first-run.args; status=$$?; \
+	if [ $$status -eq 1 ]; then echo "make benchmark: the failing cases are wrong codes, as the study found (see the tables above)"; \
+	elif [ $$status -ne 0 ]; then exit $$status; fi
 
 test: setup
 	$(BIN)/pytest -n 2

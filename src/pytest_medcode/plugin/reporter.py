@@ -227,7 +227,7 @@ class MedcodeReporter:
         if self.summary_data["results"]:  # code-query cases ran
             for line in terminal.render_summary(self.summary_data, width, compact=quiet):
                 tr.write_line(line)
-        for line in document_report.terminal_lines(self.summary_data.get("documents")):
+        for line in document_report.terminal_lines(self.summary_data.get("documents"), width):
             tr.write_line(line)
         queries = self.summary_data["queries"]
         calls = terminal.model_calls_line(queries)

@@ -10,7 +10,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_medcode.reports.text import aligned
+from pytest_medcode.reports.text import DEFAULT_WIDTH, fitted, wrapped
 from pytest_medcode.results.documents import summarize_documents
 from pytest_medcode.vocabulary import group_label
 
@@ -69,18 +69,19 @@ def _code_rows(row: dict[str, Any]) -> list[list[str]]:
 _CODE_HEADERS = ("code", "gold", "predicted", "P %", "R %", "F1 %")
 
 
-def terminal_lines(data: dict[str, Any] | None) -> list[str]:
-    """The document table for the terminal summary."""
+def terminal_lines(data: dict[str, Any] | None, width: int = DEFAULT_WIDTH) -> list[str]:
+    """The document table for the terminal summary, no line wider than ``width``."""
     if not data:
         return []
-    lines = [f"Document coding ({data['n_documents']} cases, prompt {data.get('prompt_version')})"]
+    lines = wrapped(f"Document coding ({data['n_documents']} cases, prompt {data.get('prompt_version')})", width)
     if data.get("synthetic"):
-        lines.append(SYNTHETIC_NOTE)
-    lines += aligned(_HEADERS, _rows(data))
+        lines += wrapped(SYNTHETIC_NOTE, width)
+    lines += fitted(_HEADERS, _rows(data), width=width)
     for row in data["results"]:
         if row.get("per_code"):
-            lines.append(f"per-code F1, most frequent gold codes — {group_label(row)}: " + ", ".join(
-                f"{c['code']} {100 * c['f1']:.0f}% (n={c['support']})" for c in row["per_code"][:5]))
+            lines += wrapped(f"per-code F1, most frequent gold codes — {group_label(row)}: " + ", ".join(
+                f"{c['code']} {100 * c['f1']:.0f}% (n={c['support']})" for c in row["per_code"][:5]), width,
+                indent="  ")
     return lines
 
 
