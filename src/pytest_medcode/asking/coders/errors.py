@@ -59,3 +59,17 @@ def not_a_completion(body: object) -> CallFailed:
     snippet = short(str(body))[:80]
     return CallFailed(f"the endpoint did not answer with a chat completion (got {snippet!r}); is the URL "
                       "the API's base, e.g. http://HOST:PORT/v1?", retryable=False, setup=True)
+
+
+def completion_text(response: object) -> str:
+    """The answer text of a chat completion (any client's object); a malformed one, or one with no text at all
+    (a refusal, a filter, tokens spent elsewhere), is a failed call, not an answer with "no code"."""
+    try:
+        choice = response.choices[0]  # type: ignore[attr-defined]
+        text = choice.message.content
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise CallFailed(f"malformed response: {exc}") from None
+    if text is None:
+        raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
+                         retryable=False)
+    return text

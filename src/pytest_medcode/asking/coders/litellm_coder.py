@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed, CoderUnavailable, Question, Reply
-from pytest_medcode.asking.coders.errors import not_a_completion, refused, short, status_failure
+from pytest_medcode.asking.coders.errors import completion_text, not_a_completion, refused, short, status_failure
 
 _PLACEHOLDER_KEY = "sk-no-key-needed"  # local OpenAI-compatible servers need some key string
 
@@ -87,14 +87,7 @@ class LiteLLMCoder:
             )
         except Exception as exc:
             raise _classify(exc) from None
-        try:
-            choice = response.choices[0]
-            text = choice.message.content
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise CallFailed(f"malformed response: {exc}") from None
-        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
-            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
-                             retryable=False)
+        text = completion_text(response)
         usage: dict[str, Any] = {}
         u = getattr(response, "usage", None)
         if u is not None:

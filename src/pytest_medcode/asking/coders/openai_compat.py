@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed, Question, Reply
-from pytest_medcode.asking.coders.errors import no_answer, not_a_completion, status_failure
+from pytest_medcode.asking.coders.errors import completion_text, no_answer, not_a_completion, status_failure
 
 PLACEHOLDER_KEY = "sk-no-key-needed"  # local servers need some key string; never a real one
 
@@ -72,14 +72,7 @@ class OpenAICompatibleCoder:
             raise CallFailed(f"malformed response: {exc.__class__.__name__}") from None
         if isinstance(response, str | bytes):  # the client hands back a body that is not JSON as it came
             raise not_a_completion(response)
-        try:
-            choice = response.choices[0]
-            text = choice.message.content
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise CallFailed(f"malformed response: {exc}") from None
-        if text is None:  # no answer at all (a refusal, a filter, tokens spent elsewhere): a failed call, not "no code"
-            raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
-                             retryable=False)
+        text = completion_text(response)
         usage: dict[str, Any] = {}
         if response.usage is not None:
             usage = {"prompt_tokens": response.usage.prompt_tokens,
