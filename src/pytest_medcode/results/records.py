@@ -21,6 +21,21 @@ PROPERTY = "medcode_record"
 RAW_ANSWER_LIMIT = 20_000  # characters kept of a runaway answer; the length is recorded too
 
 
+def call_fields(outcome: Outcome) -> dict[str, Any]:
+    """What the call cost and how it went, the same columns for every kind of case: a document asked through a
+    batch is priced at the batch discount as a code query is."""
+    return {
+        "latency_s": round(outcome.latency_s, 6),
+        "attempts": outcome.attempts,
+        "cache_hit": outcome.cached,
+        "error": outcome.error,
+        "prompt_tokens": outcome.usage.get("prompt_tokens"),
+        "completion_tokens": outcome.usage.get("completion_tokens"),
+        "cost_usd": outcome.usage.get("cost_usd"),
+        "batch": outcome.usage.get("batch"),  # asked through a provider's batch API: priced at its discount
+        "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
+    }
+
 
 def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str = "default") -> dict[str, Any]:
     record: dict[str, Any] = {
@@ -31,15 +46,7 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
         "codes": [],
         "predicted_code": None,
         "n_codes": 0,
-        "latency_s": round(outcome.latency_s, 6),
-        "attempts": outcome.attempts,
-        "cache_hit": outcome.cached,
-        "error": outcome.error,
-        "prompt_tokens": outcome.usage.get("prompt_tokens"),
-        "completion_tokens": outcome.usage.get("completion_tokens"),
-        "cost_usd": outcome.usage.get("cost_usd"),
-        "batch": outcome.usage.get("batch"),  # asked through a provider's batch API: priced at its discount
-        "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
+        **call_fields(outcome),
         # Filled at session end (scoring/session_metrics.py); present from the start, so a record's dict is
         # sized once (adding keys to 75k dicts later resizes each of them, ~80 MB).
         "meteor": None,
@@ -158,13 +165,7 @@ def build_document_record(case: DocumentCase, system: CodeSystem, outcome: Outco
         "answer_chars": None,
         "codes": [],
         "n_codes": 0,
-        "latency_s": round(outcome.latency_s, 6),
-        "attempts": outcome.attempts,
-        "cache_hit": outcome.cached,
-        "error": outcome.error,
-        "prompt_tokens": outcome.usage.get("prompt_tokens"),
-        "completion_tokens": outcome.usage.get("completion_tokens"),
-        "cost_usd": outcome.usage.get("cost_usd"),
+        **call_fields(outcome),
     }
     if outcome.text is None:
         record.update(outcome=ERROR, **unscored_document_fields())
