@@ -161,10 +161,7 @@ class BatchAPI:
             with self._lock:
                 batch = self._batches.get(m.group(1))
                 body = batch.to_dict() if batch is not None else None
-            if body is None:
-                handler._send_json(404, _error(f"No batch found with id '{m.group(1)}'."))
-            else:
-                handler._send_json(200, body)
+            _send_batch(handler, m.group(1), body)
         else:
             return False
         return True
@@ -184,10 +181,7 @@ class BatchAPI:
                     batch.times["cancelling"] = int(time.time())
                     batch.cancel.set()
                 body = batch.to_dict() if batch is not None else None
-            if body is None:
-                handler._send_json(404, _error(f"No batch found with id '{m.group(1)}'."))
-            else:
-                handler._send_json(200, body)
+            _send_batch(handler, m.group(1), body)
         else:
             return False
         return True
@@ -385,3 +379,11 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str, bytes]]:
             fields[name.group(1).decode()] = (filename.group(1).decode() if filename else "",
                                               data.removesuffix(b"\r\n"))
     return fields
+
+
+def _send_batch(handler: _Handler, batch_id: str, body: dict | None) -> None:
+    """A batch object, or the API's 404 for an id it does not know."""
+    if body is None:
+        handler._send_json(404, _error(f"No batch found with id '{batch_id}'."))
+    else:
+        handler._send_json(200, body)
