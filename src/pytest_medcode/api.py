@@ -7,8 +7,8 @@ with it, so no coder can read the answer key from what it is handed. A third-par
 (entry point group ``pytest_medcode.coders``) is called as ``factory(name, options)`` with a
 :class:`CoderOptions`, not the run's whole configuration.
 
-This module imports only the standard library, so a product can depend on it without pulling in
-pytest, pyarrow or numpy.
+This module imports only the standard library (and the package's stdlib-only masker), so a product can
+depend on it without pulling in pytest, pyarrow or numpy.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
+
+from pytest_medcode.redaction import mask_credentials
 
 __all__ = ["CallFailed", "Coder", "CoderOptions", "CoderUnavailable", "Question", "Reply"]
 
@@ -67,7 +69,11 @@ class Reply:
 
 
 class CoderUnavailable(Exception):
-    """The coder cannot run here (missing API key, extra not installed); the message is one line."""
+    """The coder cannot run here (missing API key, extra not installed); the message is one line, with any
+    credential in it masked."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(mask_credentials(a) if isinstance(a, str) else a for a in args))
 
 
 class CallFailed(Exception):
@@ -77,11 +83,14 @@ class CallFailed(Exception):
     exhausted quota, an endpoint that is not an OpenAI-compatible API or cannot be reached — so it is
     not kept as the case's answer (a rerun after the fix asks it) and it counts towards the circuit
     breaker that stops asking a model that fails every call the same way.
+
+    The message is masked when the exception is made (:func:`pytest_medcode.redaction.mask_credentials`): a
+    provider that echoes the key it was sent never gets it into the cache, the records or the terminal.
     """
 
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None,
                  setup: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(mask_credentials(str(message)))
         self.retryable = retryable
         self.retry_after = retry_after
         self.setup = setup

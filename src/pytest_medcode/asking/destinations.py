@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pytest_medcode.redaction import mask_credentials
+
 #: Rough bytes a case needs on disk: its cache row (with WAL copies) and its share of the run folder,
 #: plus the answer itself (~4 bytes a token). Deliberately modest: a cached re-run needs far less.
 BYTES_PER_CASE = 1024
@@ -70,7 +72,13 @@ def space_problem(folders: list[Path], needed: int, cases: int) -> str | None:
 
 
 def check(cache: Path | None, report_dir: Path, cases: int, max_tokens: int | None) -> str | None:
-    """The first problem with where the run will write (cache file, report folder, free space), or None."""
+    """The first problem with where the run will write (cache file, report folder, free space), or None;
+    masked like every other message (an OS error's words are not ours)."""
+    problem = _first_problem(cache, report_dir, cases, max_tokens)
+    return mask_credentials(problem) if problem else None
+
+
+def _first_problem(cache: Path | None, report_dir: Path, cases: int, max_tokens: int | None) -> str | None:
     if cache is not None:
         problem = folder_problem(cache.parent, "--medcode-cache") or file_problem(cache, "--medcode-cache")
         if problem:

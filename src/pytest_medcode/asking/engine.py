@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from pytest_medcode.asking.budget import Budget
 from pytest_medcode.asking.coders import CallFailed, Coder, Question
 from pytest_medcode.asking.progress import Progress
+from pytest_medcode.redaction import mask_credentials
 
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
@@ -272,7 +273,7 @@ class QueryEngine:
                 except TimeoutError:
                     error, setup = f"no answer within {self._timeout + 5.0:.0f} s", False
                 except Exception as exc:  # a coder's own bug: keep the run alive, report it on the case
-                    error, setup = f"{exc.__class__.__name__}: {exc}", False
+                    error, setup = mask_credentials(f"{exc.__class__.__name__}: {exc}"), False
             if attempt < self._attempts:
                 self.progress.retries += 1
                 backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
