@@ -11,9 +11,8 @@ import re
 from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed, CoderUnavailable, Question, Reply
+from pytest_medcode.asking.coders.endpoint import endpoint
 from pytest_medcode.asking.coders.errors import completion_text, not_a_completion, refused, short, status_failure
-
-_PLACEHOLDER_KEY = "sk-no-key-needed"  # local OpenAI-compatible servers need some key string
 
 
 def import_litellm() -> Any:
@@ -63,23 +62,25 @@ class LiteLLMCoder:
     def close(self) -> None:
         """Nothing to release: litellm keeps its clients process-wide."""
 
-    def _model_and_key(self) -> tuple[str, str | None]:
+    def _model_and_key(self) -> tuple[str, str | None, str | None]:
+        """The model name, endpoint and key for litellm: its own provider's when no endpoint is given; else
+        the endpoint without user:password@ (never sent as Basic auth) and its key (endpoint.py)."""
         if not self.api_base:
-            return self.name, None
+            return self.name, None, None
         model = self.name if "/" in self.name else f"openai/{self.name}"
-        key = os.environ.get("OPENAI_API_KEY") or _PLACEHOLDER_KEY
-        return model, key
+        where = endpoint(self.api_base)
+        return model, where.url, where.key
 
     async def answer(self, question: Question) -> Reply:
         litellm = import_litellm()
-        model, key = self._model_and_key()
+        model, api_base, key = self._model_and_key()
         try:
             response = await litellm.acompletion(
                 model=model,
                 messages=question.chat(),
                 temperature=question.temperature,
                 max_tokens=question.max_tokens,
-                api_base=self.api_base,
+                api_base=api_base,
                 api_key=key,
                 timeout=self.timeout,
                 num_retries=0,

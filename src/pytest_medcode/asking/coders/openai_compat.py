@@ -8,13 +8,13 @@ throughput on a small CI machine once dozens of calls are in flight.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed, Question, Reply
+from pytest_medcode.asking.coders.endpoint import PLACEHOLDER_KEY, endpoint
 from pytest_medcode.asking.coders.errors import completion_text, no_answer, not_a_completion, status_failure
 
-PLACEHOLDER_KEY = "sk-no-key-needed"  # local servers need some key string; never a real one
+__all__ = ["PLACEHOLDER_KEY", "OpenAICompatibleCoder"]
 
 
 class OpenAICompatibleCoder:
@@ -43,9 +43,10 @@ class OpenAICompatibleCoder:
         if self._client is None:
             from openai import AsyncOpenAI
 
+            where = endpoint(self.api_base)  # a user:password@ in the URL is not sent as Basic auth
             self._client = AsyncOpenAI(
-                base_url=self.api_base,
-                api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+                base_url=where.url,
+                api_key=where.key,
                 max_retries=0,  # the query engine retries, honouring Retry-After, and counts attempts
                 timeout=self.timeout,
             )
