@@ -28,7 +28,6 @@ What fails inside a batch, and what becomes of it:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -38,14 +37,15 @@ from typing import Any
 
 from pytest_medcode.asking.cache import CacheError, ResponseStore, env_seconds, owner_alive
 from pytest_medcode.asking.coders import Coder
+from pytest_medcode.asking.coders.endpoint import endpoint
 from pytest_medcode.asking.coders.errors import status_failure
 from pytest_medcode.asking.engine import Call, Outcome
 from pytest_medcode.asking.progress import Progress
+from pytest_medcode.redaction import mask_credentials
 
 MAX_REQUESTS = 50_000  # per batch input file (OpenAI's limit)
 MAX_BYTES = 200 * 1000 * 1000  # per batch input file: 200 MB, in the smaller reading of "MB"
 ENDPOINT = "/v1/chat/completions"
-PLACEHOLDER_KEY = "sk-no-key-needed"
 PROVIDER_DONE = ("completed", "failed", "expired", "cancelled")
 _DELIVER_EVERY = 5_000
 
@@ -110,13 +110,15 @@ class BatchLedger:
         store.run_sql(lambda conn: conn.executescript(_DDL))
 
     def record(self, intent: str, model: str, route: BatchRoute, keys: list[str], owner: str) -> None:
-        """The intent, before anything is uploaded (one transaction with its keys)."""
+        """The intent, before anything is uploaded (one transaction with its keys); the endpoint is kept with
+        its credentials masked (the run that re-attaches has them from its own --medcode-api-base)."""
         now = time.time()
+        api_base = mask_credentials(route.api_base) if route.api_base else route.api_base
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(f"INSERT INTO batches ({','.join(_FIELDS)}) VALUES ({','.join('?' * len(_FIELDS))})",
-                         (intent, model, route.model, route.api_base, owner, None, None, "preparing", len(keys),
+                         (intent, model, route.model, api_base, owner, None, None, "preparing", len(keys),
                           0, 0, None, 0, now, now))
             conn.executemany("INSERT OR IGNORE INTO batch_keys VALUES (?, ?)", [(intent, k) for k in keys])
             conn.execute("COMMIT")
@@ -159,23 +161,23 @@ class BatchLedger:
 
 
 def client_for(api_base: str | None) -> Any:
-    """The synchronous OpenAI client for an endpoint (the key from OPENAI_API_KEY, never stored)."""
+    """The synchronous OpenAI client for an endpoint (its key as the streamed coders send it, never stored)."""
     from openai import OpenAI
 
-    return OpenAI(base_url=api_base, api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
-                  max_retries=3, timeout=600.0)
+    where = endpoint(api_base)
+    return OpenAI(base_url=where.url, api_key=where.key, max_retries=3, timeout=600.0)
 
 
 def api_message(exc: Exception) -> str:
-    """The provider's own words for a refused call, on one line."""
+    """The provider's own words for a refused call, on one line, credentials masked."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return " ".join(str(inner["message"]).split())
+            return mask_credentials(" ".join(str(inner["message"]).split()))
     status = getattr(exc, "status_code", None)
     text = " ".join(str(getattr(exc, "message", "") or exc).split())
-    return f"HTTP {status}: {text}" if status else f"{exc.__class__.__name__}: {text}"
+    return mask_credentials(f"HTTP {status}: {text}" if status else f"{exc.__class__.__name__}: {text}")
 
 
 def request_line(key: str, model: str, call: Call) -> bytes:
@@ -243,6 +245,13 @@ class BatchRunner:
         if api_base not in self._clients:
             self._clients[api_base] = client_for(api_base)
         return self._clients[api_base]
+
+    def _row_client(self, row: dict[str, Any]) -> Any:
+        """The client of a recorded batch: its model's endpoint in this run (with the credentials the ledger
+        does not keep) when that is the endpoint it was sent to."""
+        route = self.routes.get(row["model"])
+        same = route is not None and mask_credentials(route.api_base or "") == mask_credentials(row["api_base"] or "")
+        return self._client(route.api_base if same and route is not None else row["api_base"])
 
     def _say(self, line: str) -> None:
         if self.notice is not None:
@@ -312,7 +321,7 @@ class BatchRunner:
     def _resume(self, row: dict[str, Any]) -> bool:
         """An intent recorded without a batch id: find what of it reached the provider (its file, by name; its
         batch, by metadata) and finish it; False when nothing did (it is sent again as new)."""
-        client = self._client(row["api_base"])
+        client = self._row_client(row)
         try:
             if row["file_id"] is None:
                 name = _file_name(row["intent"])
@@ -372,7 +381,7 @@ class BatchRunner:
         states: dict[str, tuple[str, int, int, int]] = {}
         while active:
             for row in list(active):
-                client = self._client(row["api_base"])
+                client = self._row_client(row)
                 try:
                     batch = client.batches.retrieve(row["batch_id"])
                 except Exception as exc:  # noqa: BLE001 - a failed poll is tried again; the batch runs on
@@ -405,7 +414,7 @@ class BatchRunner:
     def _collect(self, row: dict[str, Any], batch: Any, wanted: set[str],
                  deliver: Callable[[list[tuple[str, str, Outcome]]], None], refused: list[str]) -> list[str]:
         """Store the results of a finished batch; the wanted keys it did not answer for good (to stream)."""
-        client = self._client(row["api_base"])
+        client = self._row_client(row)
         seen: set[str] = set()
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
@@ -425,7 +434,8 @@ class BatchRunner:
         if batch.status == "failed":
             errors = getattr(batch, "errors", None)
             data = getattr(errors, "data", None) or []
-            message = " ".join(str(data[0].message).split()) if data and data[0].message else "the batch failed"
+            message = mask_credentials(" ".join(str(data[0].message).split())) if data and data[0].message \
+                else "the batch failed"
             refused.append(message)
             self.ledger.update(row["intent"], state="rejected", done=1, message=message)
         else:
