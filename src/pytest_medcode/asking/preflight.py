@@ -22,7 +22,8 @@ from pytest_medcode.asking.cache import Stored
 from pytest_medcode.asking.coders import Question
 from pytest_medcode.asking.engine import Outcome
 from pytest_medcode.asking.phase import QueryPhase
-from pytest_medcode.redaction import public_url
+from pytest_medcode.redaction import mask_credentials, public_url
+from pytest_medcode.safetext import visible
 
 _HINTS = (
     ("HTTP 401", "check the API key in the environment"),
@@ -44,14 +45,16 @@ def remote_coders(coder: Any) -> list[Any]:
 
 
 def failure_line(model: str, coder: Any, outcome: Outcome) -> str:
-    """One line naming the model, where it was asked, why it failed, and what to do."""
+    """One line naming the model, where it was asked, why it failed, and what to do; the API's words with
+    credentials masked and control bytes shown as ``\\xNN`` (it is printed as the run's ``ERROR:`` line)."""
     remote = next(iter(remote_coders(coder)), coder)
     where = public_url(getattr(remote, "api_base", None))  # never a key that rides in the URL
     asked = f" at {where}" if where else ""
     inner = "" if getattr(remote, "name", model) == model else f" (the model {remote.name} it wraps)"
     hint = next((h for needle, h in _HINTS if needle.lower() in (outcome.error or "").lower()), None)
-    return (f"--model {model}{inner}: the check request{asked} failed after {outcome.attempts} attempt(s): "
+    line = (f"--model {model}{inner}: the check request{asked} failed after {outcome.attempts} attempt(s): "
             f"{outcome.error}" + (f"; {hint}" if hint else "") + " (--medcode-no-preflight skips this check)")
+    return " ".join(visible(mask_credentials(line)).split())
 
 
 def probe(

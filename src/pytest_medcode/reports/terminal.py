@@ -9,6 +9,7 @@ from typing import Any
 from pytest_medcode.reports.tables import build_tables, format_cell, merge_error_tables
 from pytest_medcode.reports.text import DEFAULT_WIDTH, fitted, usd, wrapped
 from pytest_medcode.results.consistency import pivot
+from pytest_medcode.safetext import visible
 from pytest_medcode.vocabulary import DIMENSIONS
 
 TOP_CODES_SHOWN = 5
@@ -222,11 +223,13 @@ def model_calls_line(queries: dict[str, Any]) -> str | None:
 
 
 def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
-    """Each model's most frequent reasons for a failed call, with their counts."""
+    """Each model's most frequent reasons for a failed call, with their counts; an API's words are untrusted
+    bytes, so their control characters are shown as ``\\xNN``."""
     lines = []
     for model, reasons in failures.items():
-        lines.append(f"failed calls of {model}:")
-        lines.extend(f"  {n:,} × {reason}" for reason, n in reasons)  # one line each: a reason is not cut
+        lines.append(f"failed calls of {visible(model)}:")
+        # one line each: a reason is not cut, its line breaks are spaces
+        lines.extend(f"  {n:,} × {' '.join(visible(reason).split())}" for reason, n in reasons)
         if any(str(reason).startswith("not asked:") for reason, _ in reasons):
             lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
     return lines
