@@ -33,8 +33,11 @@ from pytest_medcode.testing.stats import ServerStats, token_hash
 __all__ = ["OUTAGES", "ScriptedServer"]
 
 #: Setup failures a ``ScriptedServer`` can show for every request (``outage``): a revoked key, a model the
-#: API does not have, an exhausted quota, or a web page where the API should be.
-OUTAGES: tuple[str, ...] = ("401", "404", "quota", "html")
+#: API does not have, an exhausted quota, or a web page where the API should be. ``echo-401`` and
+#: ``echo-500`` are a careless upstream: the error message repeats the request's credentials (its
+#: ``Authorization`` header, the Bearer key, an ``api-key`` header, the query string) in colour, ESC and BEL
+#: bytes included — what a plugin must never store or print as it came.
+OUTAGES: tuple[str, ...] = ("401", "404", "quota", "html", "echo-401", "echo-500")
 
 _POLL_S = 0.05
 
@@ -586,6 +589,8 @@ def _send_outage(handler: _Handler, outage: str, model: str) -> None:
         handler._send_json(404, _error_body(
             f"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error",
             code="model_not_found"))
+    elif outage.startswith("echo-"):
+        handler._send_json(int(outage.removeprefix("echo-")), _error_body(echoed_credentials(handler), "server_error"))
     elif outage == "quota":
         handler._send_json(429, _error_body(
             "You exceeded your current quota, please check your plan and billing details.", "insufficient_quota",
@@ -593,6 +598,15 @@ def _send_outage(handler: _Handler, outage: str, model: str) -> None:
     else:
         handler._send(200, b"<!doctype html><html><head><title>Welcome</title></head><body>It works!</body></html>",
                       "text/html; charset=utf-8")
+
+
+def echoed_credentials(handler: BaseHTTPRequestHandler) -> str:
+    """An error message that repeats every credential of the request, as some proxies and gateways do."""
+    auth = handler.headers.get("Authorization", "")
+    token = auth.partition(" ")[2]
+    query = handler.path.partition("?")[2]
+    return (f"\x1b[31mupstream failed\x1b[0m\x07 for request with header Authorization={auth}; Incorrect API key "
+            f"provided: {token.strip()}; api-key={handler.headers.get('api-key', '')}; query: {query}")
 
 
 def _format_seconds(seconds: float) -> str:
