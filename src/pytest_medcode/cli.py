@@ -234,7 +234,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     """The provider batches a cache records (--medcode-batch): list them, or cancel one or all."""
     from pytest_medcode.asking.batch import BatchRejected, cancel, status_lines
     from pytest_medcode.asking.cache import CacheError, ResponseStore
+    from pytest_medcode.redaction import redact_run_secrets
 
+    redact_run_secrets(None)  # a provider that echoes the environment's key in a refusal: masked as in a run
     path = Path(args.cache)
     if not path.exists():
         print(f"medcode: no response cache at {path}", file=sys.stderr)
