@@ -24,6 +24,8 @@ from pytest_medcode.asking.pricing import (
     Price,
     PriceError,
     PriceTable,
+    TokenCounter,
+    litellm_cost_map,
     parse_price,
     parse_prices,
     priced_name,
@@ -443,3 +445,18 @@ def test_a_bad_budget_is_one_line(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_limits([value])
     assert str(info.value).startswith(repr(value))
+
+
+def test_prompt_tokens_are_counted_with_the_models_tokenizer_or_said_to_be_approximated() -> None:
+    counter = TokenCounter()
+    messages = [{"role": "user", "content": "Type 2 diabetes mellitus without complications"}]
+    expected = litellm.token_counter(model="gpt-4", messages=messages)
+    assert counter.count("gpt-4", messages) == expected
+    assert counter.count("verify:rag:openai/gpt-4", messages) == expected  # the wrapped model's tokens
+    assert counter.exact("gpt-4") and counter.exact("rag:openai/gpt-3.5-turbo")
+    assert not counter.exact("openai/gpt-4o-mini") and not counter.exact("openai/m")
+    assert counter.note("rag:gpt-4") == "counted with gpt-4's tokenizer (cl100k_base)"
+    assert counter.note("openai/gpt-4o-mini") == (
+        "approximated with cl100k_base (gpt-4o-mini uses o200k_base, not bundled)")
+    assert counter.note("openai/m") == "approximated with cl100k_base (no tokenizer known for m)"
+    assert litellm_cost_map() is litellm.model_cost
