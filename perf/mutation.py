@@ -50,6 +50,9 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
               ("test_cache.py",)),
     "engine": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.*",
                ("test_querying.py", "test_faults.py")),
+    "costs": ("pytest_medcode/results/costs.py", "pytest_medcode.results.costs.*", ("test_money.py",)),
+    "budget": ("pytest_medcode/asking/budget.py", "pytest_medcode.asking.budget.*", ("test_money.py",)),
+    "pricing": ("pytest_medcode/asking/pricing.py", "pytest_medcode.asking.pricing.*", ("test_money.py",)),
 }
 #: mutmut's exit codes (mutmut/stats.py) as the statuses it reports.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",

@@ -16,7 +16,7 @@ from fnmatch import fnmatch
 import litellm
 import pytest
 
-from pytest_medcode.asking.pricing import PriceTable
+from pytest_medcode.asking.pricing import PriceTable, usd
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.prompts import load_template
 from pytest_medcode.results.costs import cost_summary
@@ -202,7 +202,7 @@ def test_an_estimate_asks_nothing_and_counts_the_prompts_with_the_models_tokeniz
             f"  prompt tokens:     {prompt:,} (counted with gpt-4's tokenizer (cl100k_base))",
             f"  completion tokens: {round(8 * mean):,} expected ({mean:.1f} per answer, mean of 4 cached answers "
             "of gpt-4), 400 at most (max_tokens 50)",
-            f"  cost:              ${low:,.2f} expected, ${high:,.2f} at most (litellm prices: $30 in / $60 out*",
+            f"  cost:              {usd(low)} expected, {usd(high)} at most (litellm prices: $30 in / $60 out*",
         ])
         assert not (pytester.path / "reports" / "latest" / "cases.parquet").exists() or \
             len(cases_of(pytester)) == 4  # the estimate wrote no run folder

@@ -473,9 +473,10 @@ def test_a_missing_optional_piece_is_one_failing_line_in_ci_and_a_skip_elsewhere
 
 def test_headline_names_the_best_model_with_a_paired_test_and_the_cost(lookup_records) -> None:
     """A second model that misses every third case: the headline ranks lookup first, tests the lead with
-    McNemar over the paired cases, and sums the cost of the cases that carry one."""
+    McNemar over the paired cases, and adds up the cost of each row's calls as the run's total is."""
     records, summary = lookup_records
-    other = [{**r, "model": "other", "cost_usd": 0.002 if i < 10 else None,
+    other = [{**r, "model": "other", "cache_hit": i >= 20, "attempts": 1, "prompt_tokens": 10,
+              "completion_tokens": 2, "cost_usd": 0.002 if i < 10 or i >= 20 else None,
               **({"exact_match": False, "outcome": "incorrect", "predicted_code": "A00.0"} if i % 3 == 0 else {})}
              for i, r in enumerate(records)]  # fmt: skip
     page = html.render(records + other, {**summary, "results": None, "tables": None})
@@ -484,9 +485,11 @@ def test_headline_names_the_best_model_with_a_paired_test_and_the_cost(lookup_re
     expected_p = format_p(mcnemar_exact(lost, 0))
     assert (f"best is <b>lookup</b> with exact match 100.0% (88.6–100.0), {100 * lost / 30:.1f} pp ahead of other "
             f"(66.7%); paired over 30 cases ({lost} won, 0 lost), McNemar p={expected_p}: a real difference") in page
-    assert html.cost_text(records) == "unknown"
-    assert html.cost_text(other) == "$0.02+ (10 of 30 cases priced)"
-    assert html.cost_text([{**r, "cost_usd": 0.0001} for r in records]) == "$0.0030"
+    assert html.cost_text(records) == "-"  # lookup makes no model call
+    assert html.cost_text(other) == "unknown ($0.0200 avoided)"  # ten calls of unknown cost: no partial sum
+    assert html.cost_text(other[:10]) == "$0.0200"
+    assert html.cost_text(other[20:]) == "$0.00 ($0.0200 avoided)"
+    assert '<td class="num">unknown ($0.0200 avoided)</td>' in page
     # One colour per model · system, the same in the headline, the bars and the digit lines.
     colors = html.series_colors([{"model": "lookup", "system": "icd10cm"}, {"model": "other", "system": "icd10cm"}])
     for color in colors.values():

@@ -33,8 +33,8 @@ class Price:
     batch_input_per_m: float | None = None
     batch_output_per_m: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float:
-        """USD for these tokens; exact arithmetic on the per-token prices (no rounding here)."""
+    def cost(self, prompt_tokens: float, completion_tokens: float, batch: bool = False) -> float:
+        """USD for these tokens (an estimate's may be fractional); no rounding here."""
         inp, out = self.input_per_m, self.output_per_m
         if batch:
             inp = self.batch_input_per_m if self.batch_input_per_m is not None else inp * BATCH_DISCOUNT
@@ -63,8 +63,42 @@ def parse_price(value: str) -> tuple[str, Price]:
 
 
 def parse_prices(values: Iterable[str]) -> dict[str, Price]:
-    """Every ``--medcode-price`` value (repeatable; a later one for the same model wins)."""
-    return dict(parse_price(v) for v in values if str(v).strip())
+    """Every ``--medcode-price`` value (repeatable; a later one for the same model wins).
+
+    A price given for ``rag:X`` or ``verify:X`` is X's: the wrapper asks X, and the provider bills X's tokens
+    at X's price whoever asked. A wrapper's price that differs from another one given for X is a PriceError:
+    the same tokens cannot have two prices."""
+    out: dict[str, Price] = {}
+    given: dict[str, list[tuple[str, Price]]] = {}  # X → every (name given, price) for X's tokens
+    for value in values:
+        if not str(value).strip():
+            continue
+        model, price = parse_price(value)
+        name = priced_name(model)
+        given.setdefault(name, []).append((model, price))
+        out[name] = price
+    for name, prices in given.items():
+        for model, price in prices:
+            other = next(((m, p) for m, p in prices if p != price), None)
+            if model != name and other is not None:
+                raise PriceError(f"{model}={_rates(price)}: {model} asks {name}, whose tokens the provider bills "
+                                 f"at one price, and {other[0]}={_rates(other[1])} is given too; give one price "
+                                 f"for {name}")
+    return out
+
+
+def usd(value: float | None) -> str:
+    """Dollars to the cent, and to a hundredth of a cent under $1 (a small run's cost is not "$0.00");
+    None is an unknown price, never $0. Every cost a run shows, estimated or spent, is written this way."""
+    if value is None:
+        return "unknown"
+    if 0 < abs(value) < 1:
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+
+
+def _rates(price: Price) -> str:
+    return f"{price.input_per_m:g}/{price.output_per_m:g}"
 
 
 def litellm_cost_map() -> Mapping[str, Any]:

@@ -274,8 +274,9 @@ class MedcodeSession:
         except CacheError as exc:
             raise pytest.UsageError(str(exc)) from None
         counts = {m: sum(1 for c in cases if c.model == m) for m in self.settings.models}
+        batched = [m for m, c in self.coders.items() if self.settings.batch and batch_route(c) is not None]
         self.estimate_lines = estimate_lines(keyed, cached, counts, self.prices, TokenCounter(),
-                                             self.settings.max_tokens)
+                                             self.settings.max_tokens, batched)
 
     def stop(self, reason: str) -> None:
         """The cache failed: no more calls. One line and exit 4; under xdist a worker cannot end the run

@@ -37,6 +37,7 @@ from pytest_medcode.reports.tables import format_cell
 from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
 from pytest_medcode.results.aggregate import digit_position_rates
+from pytest_medcode.results.costs import tally
 from pytest_medcode.results.stats import mcnemar_exact
 from pytest_medcode.safetext import visible
 from pytest_medcode.scoring.hierarchy import LEVELS
@@ -667,19 +668,15 @@ def _hierarchy_section(results: Sequence[dict[str, Any]], colors: Mapping[str, s
 # -- the headline ------------------------------------------------------------------------------
 
 
-def _money(value: float) -> str:
-    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
-
-
 def cost_text(records: Sequence[dict[str, Any]]) -> str:
-    """What the cases cost, summed from their ``cost_usd``: "unknown" when no case carries a price, and the
-    known part marked as partial when only some do."""
-    costs = [r.get("cost_usd") for r in records]
-    known = [float(c) for c in costs if isinstance(c, (int, float)) and not isinstance(c, bool) and c == c]
-    if not known:
-        return "unknown"
-    text = _money(sum(known))
-    return text if len(known) == len(costs) else f"{text}+ ({len(known):,} of {len(costs):,} cases priced)"
+    """What a row's model calls cost, added up as the run's total is (results/costs.py ``tally``): spent,
+    and what its cache hits avoided; "unknown" only when a price or a call's usage is unknown, "-" for a
+    coder that makes no model call (lookup)."""
+    row = tally(records)
+    if not row["calls"] and not row["cache_hits"]:
+        return "-"
+    text = usd(row["cost_usd"])
+    return f"{text} ({usd(row['avoided_usd'])} avoided)" if row["cache_hits"] else text
 
 
 def _pair_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -717,7 +714,8 @@ def _dims(row: Mapping[str, Any]) -> str:
 
 
 def _headline_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, list[dict[str, Any]]],
-                      gate: dict[str, Any] | None, colors: Mapping[str, str]) -> str:
+                      gate: dict[str, Any] | None, colors: Mapping[str, str],
+                      costs: dict[str, Any] | None = None) -> str:
     scored = [r for r in results if (r.get("exact_match") or {}).get("value") is not None]
     if not scored and not gate:
         return ""
@@ -752,8 +750,13 @@ def _headline_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, li
     headers = ("Model / system", "Cases", "Exact match (95% CI)", "Valid", "Fabricated", "Failed calls", "Cost")
     out.append('<div class="scroll">' + _table(headers, rows, table_id="headline-table", numeric=range(1, 7))
                + "</div>")
-    out.append('<p class="note">Rates over answered cases; cost is the sum of the cases\' recorded '
-               "prices (unknown when the provider reported none).</p>")
+    note = ("Rates over answered cases. Cost: what the row's model calls cost, their usage at the run's "
+            "prices (unknown when no price is known); answers from the response cache cost nothing and are "
+            "counted as avoided.")
+    if costs:
+        note += (f" The whole run, documents included: {usd(costs['total_usd'])} spent on model calls, "
+                 f"{usd(costs['avoided_usd'])} avoided (What the run cost, below).")
+    out.append(f'<p class="note">{esc(note)}</p>')
     out.append("</section>")
     return "\n".join(out)
 
@@ -852,7 +855,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         f"<h1>pytest-medcode report — {esc(run_id)}</h1>",
         f'<p class="meta">{meta}</p>',
         "</header>",
-        _headline_section(results, by_row, summary.get("gate"), colors),
+        _headline_section(results, by_row, summary.get("gate"), colors, summary.get("costs")),
         _gate_section(summary.get("gate")),
     ]
     if results:

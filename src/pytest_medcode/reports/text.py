@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from pytest_medcode.asking.pricing import usd
+
 __all__ = ["DEFAULT_WIDTH", "aligned", "fitted", "usd", "wrapped"]
 
 
@@ -19,15 +21,6 @@ def aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int | C
 
     return [line(headers), "  ".join("-" * w for w in widths), *map(line, rows)]
 
-
-def usd(value: float | None) -> str:
-    """Dollars to the cent, and to a hundredth of a cent under $1 (a small run's cost is not "$0.00");
-    None is an unknown price, never $0."""
-    if value is None:
-        return "unknown"
-    if 0 < abs(value) < 1:
-        return f"${value:.4f}"
-    return f"${value:,.2f}"
 
 #: The widest a table is drawn when nothing says otherwise: fits a default 100-column terminal and a diff.
 DEFAULT_WIDTH = 100

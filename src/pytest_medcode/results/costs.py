@@ -1,92 +1,150 @@
 """What a run's model calls cost: tokens and USD per model and per model × system, from the records.
 
-Each record carries the usage of the call that answered it (``prompt_tokens``, ``completion_tokens``;
-a cache hit carries the usage of the call that first answered it). A call made in this run is spent; a
-cache hit is cost avoided — what its answer cost when it was first asked. Cases that share one request
-(the same model, wording, temperature and repeat) are one call, counted once. An unknown price makes
-the cost None ("unknown"), never 0.
+One computation behind every cost figure (summary.json, report.md, report.html's headline and cost
+section, the terminal): :func:`price_records` gives each case the cost of the call that answered it —
+its usage at the run's price (:class:`~pytest_medcode.asking.pricing.PriceTable`), the batch price for a
+call made through a batch API — whichever coder answered; :func:`tally` adds up the calls.
+
+A call made in this run is spent; a cache hit is cost avoided — what its answer cost when it was first
+asked. Cases that share one request (the same model, prompt, temperature and repeat) were one call,
+counted once; a ``verify:`` case made one call more for each follow-up. A case that was never asked
+(the budget, the circuit breaker) made no call. An unknown price makes the cost None ("unknown"), never 0;
+a failed call is billed nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pytest_medcode.asking.budget import TOTAL
 from pytest_medcode.asking.pricing import PriceTable
 
-__all__ = ["BUDGET_WORD", "cost_summary"]
+__all__ = ["BUDGET_WORD", "call_key", "cost_summary", "price_records", "tally"]
 
 BUDGET_WORD = "budget"  # in the reason of a case the budget left unasked
 
 
-def _request(r: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The fields that make a request distinct within one run (the prompt template and max_tokens are fixed)."""
-    asked = r.get("perturbed") if r.get("perturbed") is not None else r.get("description")
-    return r.get("model"), r.get("system"), asked, r.get("temperature"), r.get("repeat")
+def call_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The fields that make a request distinct within one run (the prompt template and max_tokens are fixed
+    per kind of case): what was asked — a variant's wording, the description, or a document's text."""
+    asked = next((r.get(k) for k in ("perturbed", "description", "text") if r.get(k) is not None), None)
+    return r.get("model"), r.get("system"), r.get("kind"), asked, r.get("temperature"), r.get("repeat")
 
 
-def _blank(model: str, system: str | None) -> dict[str, Any]:
+def _tokens(r: Mapping[str, Any]) -> tuple[int, int] | None:
+    prompt, completion = r.get("prompt_tokens"), r.get("completion_tokens")
+    return None if prompt is None or completion is None else (int(prompt), int(completion))
+
+
+def case_cost(r: Mapping[str, Any], prices: PriceTable) -> float | None:
+    """What the call that answered this case cost: its usage at the model's price (a coder's own figure
+    when no price is known), 0 for a call that failed or never went out, None when unknown."""
+    price = prices.price(r["model"])
+    tokens = _tokens(r)
+    if tokens is None:
+        answered = r.get("error") is None
+        return None if answered or price is None else 0.0  # an answer without usage: unknown
+    if price is None:
+        own = r.get("cost_usd")  # a python: product may say what its call cost
+        return float(own) if isinstance(own, (int, float)) and not isinstance(own, bool) else None
+    return price.cost(*tokens, batch=bool(r.get("batch")))
+
+
+def price_records(records: Sequence[dict[str, Any]], prices: PriceTable) -> None:
+    """Each record's ``cost_usd``: :func:`case_cost` (a cache hit's is what its answer cost when first
+    asked). Records of coders whose answers are no model calls (lookup) stay without one."""
+    for r in records:
+        if _is_call(r):
+            r["cost_usd"] = case_cost(r, prices)
+
+
+def _is_call(r: Mapping[str, Any]) -> bool:
+    """A model call's record: a cached coder's (cache_hit set), or an uncached one that reported usage."""
+    return r.get("cache_hit") is not None or _tokens(r) is not None
+
+
+def _never_asked(r: Mapping[str, Any]) -> bool:
+    """A case that made no call: the budget or the circuit breaker stopped it before it went out."""
+    return not r.get("cache_hit") and not r.get("attempts")
+
+
+def _calls(records: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """One record per call of the run (or per cache hit), in order; cases that share a request once."""
+    seen: set[tuple[Any, ...]] = set()
+    for r in records:
+        if not _is_call(r) or _never_asked(r):
+            continue
+        if r.get("cache_hit") is not None:  # an uncached coder asked every case itself: no sharing
+            key = call_key(r)
+            if key in seen:
+                continue
+            seen.add(key)
+        yield r
+
+
+def _blank(model: str | None, system: str | None) -> dict[str, Any]:
     return {"model": model, "system": system, "calls": 0, "cache_hits": 0, "not_asked_budget": 0,
             "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "avoided_usd": 0.0,
             "cached_prompt_tokens": 0, "cached_completion_tokens": 0, "usage_missing": 0}
 
 
-def _add(row: dict[str, Any], r: Mapping[str, Any], cost: float | None, fresh: bool) -> None:
-    tokens = (r.get("prompt_tokens"), r.get("completion_tokens"))
-    if fresh:
-        row["calls"] += 1
-        if tokens[0] is None or tokens[1] is None:
-            if r.get("error") is None:  # an answer without usage: its cost cannot be known
-                row["usage_missing"] += 1
-                row["cost_usd"] = None
-            return
+def _plus(total: float | None, cost: Any) -> float | None:
+    return None if total is None or cost is None else total + cost
+
+
+def _add(row: dict[str, Any], r: Mapping[str, Any]) -> None:
+    tokens, cost = _tokens(r), r.get("cost_usd")
+    if r.get("cache_hit"):
+        row["cache_hits"] += 1
+        if tokens is not None:
+            row["cached_prompt_tokens"] += tokens[0]
+            row["cached_completion_tokens"] += tokens[1]
+        row["avoided_usd"] = _plus(row["avoided_usd"], cost)
+        return
+    row["calls"] += 1 + (r.get("verify_rounds") or 0)  # each verify: follow-up is a call of its own
+    if tokens is None:
+        row["usage_missing"] += r.get("error") is None  # an answer without usage: its cost cannot be known
+    else:
         row["prompt_tokens"] += tokens[0]
         row["completion_tokens"] += tokens[1]
-        row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost
-    else:
-        row["cache_hits"] += 1
-        if tokens[0] is None or tokens[1] is None:
-            return
-        row["cached_prompt_tokens"] += tokens[0]
-        row["cached_completion_tokens"] += tokens[1]
-        row["avoided_usd"] = None if cost is None or row["avoided_usd"] is None else row["avoided_usd"] + cost
+    row["cost_usd"] = _plus(row["cost_usd"], cost)
 
 
-def cost_summary(records: Sequence[Mapping[str, Any]], prices: PriceTable,
+def tally(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Calls, tokens, spent and avoided over priced records (:func:`price_records`): the figures of one
+    row of any table, the run's totals when given every record."""
+    row = _blank(None, None)
+    for r in _calls(records):
+        _add(row, r)
+    return row
+
+
+def cost_summary(records: Sequence[dict[str, Any]], prices: PriceTable,
                  limits: Mapping[str, float] | None = None) -> dict[str, Any] | None:
     """``summary.json`` ``costs``: per model, per model × system, and the run's totals (None: no model
-    call was made or read from the cache)."""
+    call was made or read from the cache). Prices the records first (:func:`price_records`), so each case's
+    ``cost_usd`` in cases.parquet is the figure these totals add up."""
+    price_records(records, prices)
     per_model: dict[str, dict[str, Any]] = {}
     per_system: dict[tuple[str, str], dict[str, Any]] = {}
-    seen: set[tuple[Any, ...]] = set()
     for r in records:
-        if r.get("cache_hit") is None:  # a coder whose answers are not model calls (lookup)
+        if not _is_call(r):
             continue
         model, system = r["model"], r["system"]
-        rows = (per_model.setdefault(model, _blank(model, None)),
-                per_system.setdefault((model, system), _blank(model, system)))
-        if BUDGET_WORD in str(r.get("error") or "") and not r.get("attempts"):
-            for row in rows:
-                row["not_asked_budget"] += 1
-            continue
-        if not r["cache_hit"] and not r.get("attempts"):  # never asked (circuit breaker): no call
-            continue
-        key = _request(r)
-        if key in seen:  # a second case of the same request: one call, already counted
-            continue
-        seen.add(key)
-        cost = prices.cost(model, r.get("prompt_tokens"), r.get("completion_tokens"), bool(r.get("batch")))
-        for row in rows:
-            _add(row, r, cost, fresh=not r["cache_hit"])
+        per_model.setdefault(model, _blank(model, None))
+        per_system.setdefault((model, system), _blank(model, system))
+        if BUDGET_WORD in str(r.get("error") or "") and _never_asked(r):
+            per_model[model]["not_asked_budget"] += 1
+            per_system[(model, system)]["not_asked_budget"] += 1
     if not per_model:
         return None
+    for r in _calls(records):
+        _add(per_model[r["model"]], r)
+        _add(per_system[(r["model"], r["system"])], r)
     for row in (*per_model.values(), *per_system.values()):
         price = prices.price(row["model"])
         row["price"] = price.to_dict() if price is not None else None
-        if price is None:  # no price: unknown, never 0
-            row["cost_usd"] = None if row["calls"] else row["cost_usd"]
-            row["avoided_usd"] = None if row["cache_hits"] else row["avoided_usd"]
     models = list(per_model.values())
     return {
         "models": models,

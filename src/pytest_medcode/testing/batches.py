@@ -328,9 +328,10 @@ class BatchAPI:
             text = server.responder(request)
         except Exception as exc:  # noqa: BLE001 - a broken responder shows as a 500 line, as on the chat endpoint
             return 500, _error(f"responder raised {type(exc).__name__}: {exc}")
-        payload, _ = server._completion_payload(request, text)
+        payload, content_type = server._completion_payload(request, text)
         with server._lock:
             server._stats.successes_per_key[key] += 1
+            server._stats.bill(server._billed(request, payload, content_type), batch=True)
         return 200, json.loads(payload)
 
 

@@ -35,13 +35,15 @@ class ServerStats:
     #: Per model name as requested: [answers, prompt tokens, completion tokens] of the answers delivered, as
     #: their ``usage`` said — the bill a cost-accounting test checks the plugin's figures against.
     usage_per_model: dict[str, list[int]] = field(default_factory=dict)
+    #: The same for the answers of batches (``/v1/batches``): billed at the provider's batch price.
+    batch_usage_per_model: dict[str, list[int]] = field(default_factory=dict)
 
-    def bill(self, billed: tuple[str, int, int] | None, undo: bool = False) -> None:
+    def bill(self, billed: tuple[str, int, int] | None, undo: bool = False, batch: bool = False) -> None:
         if billed is None:
             return
         model, prompt, completion = billed
         sign = -1 if undo else 1
-        row = self.usage_per_model.setdefault(model, [0, 0, 0])
+        row = (self.batch_usage_per_model if batch else self.usage_per_model).setdefault(model, [0, 0, 0])
         row[0] += sign
         row[1] += sign * prompt
         row[2] += sign * completion
@@ -70,6 +72,7 @@ class ServerStats:
             saw_keys=set(self.saw_keys),
             attempt_times={k: list(v) for k, v in self.attempt_times.items()},
             usage_per_model={k: list(v) for k, v in self.usage_per_model.items()},
+            batch_usage_per_model={k: list(v) for k, v in self.batch_usage_per_model.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,4 +92,5 @@ class ServerStats:
             "duplicate_successes": self.duplicate_successes(),
             "attempt_times": {k: list(v) for k, v in self.attempt_times.items()},
             "usage_per_model": {k: list(v) for k, v in self.usage_per_model.items()},
+            "batch_usage_per_model": {k: list(v) for k, v in self.batch_usage_per_model.items()},
         }

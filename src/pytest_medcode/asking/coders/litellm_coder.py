@@ -94,10 +94,8 @@ class LiteLLMCoder:
         if u is not None:
             usage["prompt_tokens"] = getattr(u, "prompt_tokens", None)
             usage["completion_tokens"] = getattr(u, "completion_tokens", None)
-        try:
-            usage["cost_usd"] = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # unknown prices are normal for local models
-            usage["cost_usd"] = None
+        # No cost here: a case's cost is its usage at the run's price table (results/costs.py), the same
+        # for every coder, so a --medcode-price wins and the batch discount applies.
         return Reply(text=text, usage=usage)
 
 

@@ -46,10 +46,14 @@ def feedback(system: CodeSystem, text: str) -> str | None:
 
 
 def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Each round's usage added to the total; a round without it makes the total unknown (None), never a
+    sum that leaves a billed round out."""
     for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
         value = usage.get(key)
-        if value is not None:
-            total[key] = (total.get(key) or 0) + value
+        if value is None or (key in total and total[key] is None):
+            total[key] = None
+        else:
+            total[key] = total.get(key, 0) + value
 
 
 class VerifyCoder(WrappingCoder):
