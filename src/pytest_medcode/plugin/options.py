@@ -194,7 +194,7 @@ class Settings:
     batch: bool = False  # --medcode-batch: batch-capable models go through the provider's Batch API
 
     def coder_options(self) -> CoderOptions:
-        """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
+        """The part of the configuration a coder may see (:func:`~pytest_medcode.asking.coders.resolve_coder`)."""
         return CoderOptions(api_base=self.api_base, timeout=self.timeout, codesets=self.codesets,
                             rag_k=self.rag_k, verify_rounds=self.verify_rounds)
 
