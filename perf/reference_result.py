@@ -14,7 +14,7 @@ Three measurements:
 3. ``lookup``, ``local:smollm2``, ``rag:local:smollm2`` and ``verify:local:smollm2`` side by side on
    the same sample, exact and perturbed variants, through one pytest session.
 
-The local model needs the ``local`` extra (see ``pytest_medcode/coders/local.py``); without it the
+The local model needs the ``local`` extra (see ``pytest_medcode/asking/coders/local.py``); without it the
 script measures 1 and 2 and says why it skipped 3. Answers go to a response cache under
 ``--work`` so an interrupted run resumes where it stopped.
 """

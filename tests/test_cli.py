@@ -91,7 +91,8 @@ def test_compare_as_json_with_thresholds(worse_run: Path, base_run: Path, capsys
     [
         (["--max-drop", "exact_match=2%"], "write percentage points, e.g. 2pp"),
         (["--fail-under", "fabricated=0.1"], "lower-is-better"),
-        (["--alpha", "1.5"], "--alpha 1.5: must be between 0 and 1"),
+        (["--alpha", "1.5"], "--alpha 1.5: must be above 0 and at most 0.5"),
+        (["--alpha", "0.7"], "--alpha 0.7: must be above 0 and at most 0.5"),  # --medcode-alpha's bounds
         (["--max-error-rate", "-1"], "--max-error-rate -1.0: must be between 0 and 1"),
         (["--fail-under", "bogus"], "--fail-under 'bogus': expected METRIC=LIMIT"),
         (["--fail-over", "exact_match=0.5"], "--fail-over 'exact_match=0.5': exact_match is higher-is-better; "
@@ -255,3 +256,62 @@ def test_show_fits_the_width_and_quiet_prints_one_table(base_run: Path, capsys) 
 def test_show_of_a_missing_run_names_it(tmp_path: Path, capsys) -> None:
     assert main(["show", str(tmp_path / "gone")]) == 2
     assert capsys.readouterr().err == f"medcode show: RUN_DIR {tmp_path / 'gone'}: no such run folder or file\n"
+
+
+def test_show_of_a_run_whose_cases_are_broken_says_so_and_exits_2(base_run: Path, tmp_path: Path, capsys) -> None:
+    """The summary alone would print fine tables; a damaged cases.parquet beside it is not hidden."""
+    folder = tmp_path / "run"
+    shutil.copytree(base_run, folder)
+    (folder / "cases.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    assert main(["show", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"medcode show: {folder / 'cases.parquet'}: not a readable Parquet file"), err
+
+
+def test_show_checks_the_summary_as_every_reader_of_a_run_folder_does(base_run: Path, tmp_path: Path, capsys):
+    """The schema version check of runs/folder.load_summary: a summary from another format is refused."""
+    folder = tmp_path / "run"
+    shutil.copytree(base_run, folder)
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    (folder / "summary.json").write_text(json.dumps({**summary, "schema_version": 999}), encoding="utf-8")
+    assert main(["show", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "summary schema version 999, this pytest-medcode reads version" in err, err
+    assert main(["show", str(folder / "summary.json")]) == 2  # the summary file itself, checked alike
+    assert "summary schema version 999" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("alpha", ["-0.1", "0", "1e-9", "0.05", "0.5", "0.5000001", "0.7", "0.999", "1", "nan"])
+def test_compare_accepts_exactly_the_alpha_the_plugin_accepts(alpha: str, tmp_path: Path, capsys) -> None:
+    from pytest_medcode.plugin.options import _gate
+
+    gate_options = ("medcode_fail_under", "medcode_fail_over", "medcode_baseline", "medcode_max_drop",
+                    "medcode_alpha", "medcode_max_error_rate")
+    try:
+        _gate({**dict.fromkeys(gate_options), "medcode_alpha": alpha})
+        plugin_accepts = True
+    except pytest.UsageError:
+        plugin_accepts = False
+    # The runs do not exist: an accepted alpha gets as far as reading BASE_RUN.
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "new"), "--alpha", alpha]) == 2
+    err = capsys.readouterr().err
+    assert ("--alpha" not in err) == plugin_accepts, err
+
+
+def test_the_commands_defaults_and_choices_are_the_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read from results/rules and the profiles table when the parser is built, never copied as literals."""
+    from pytest_medcode.results import rules
+    from pytest_medcode.scoring import parsing
+
+    monkeypatch.setattr(rules, "DEFAULT_ALPHA", 0.01)
+    monkeypatch.setattr(rules, "DEFAULT_MAX_ERROR_RATE", 0.2)
+    monkeypatch.setattr(rules, "DEFAULT_MAX_DROP", "exact_match=3pp")
+    monkeypatch.setattr(parsing, "PROFILES", {**parsing.PROFILES, "strict": parsing.extract_default})
+    parser = build_parser()
+    compare = parser.parse_args(["compare", "a", "b"])
+    assert (compare.alpha, compare.max_error_rate) == (0.01, 0.2)
+    assert parser.parse_args(["rescore", "--profile", "strict"]).profile == "strict"
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    shown = " ".join(commands.choices["compare"].format_help().split())
+    assert "(default exact_match=3pp)" in shown and "at most 0.5 (default 0.01)" in shown

@@ -86,3 +86,38 @@ def test_zero_shows_only_the_tally(wrong_run) -> None:
     result.assert_outcomes(failed=N)
     assert failed_lines(result) == [] and headers(result) == []
     result.stdout.fnmatch_lines([f"pytest-medcode: {N} more failing case(s) not listed above ({N} wrong code)"])
+
+
+EXPLANATION = ("  description:", "  asked (", "  expected:", "  predicted:", "  raw answer:")
+
+
+@pytest.mark.parametrize(("columns", "workers"), [(100, "0"), (72, "2"), (160, "0")])
+def test_explanation_lines_fit_the_terminal_and_keep_their_whole_text_in_the_reports(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, columns: int, workers: str) -> None:
+    """A long description and a long raw answer are cut with an ellipsis at the width the tables use (the
+    terminal's, at most 100), in one process and from xdist workers; JUnit XML keeps every word."""
+    table = load_system("icd10cm")
+    code, description = max(table.billable_codes()[:3000], key=lambda pair: len(pair[1]))
+    assert len(description) > 100
+    answer = "Code: A00.0 " + "because the description reads so " * 8
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    (pytester.path / "codes.csv").write_text(f"code\n{code}\n")
+    monkeypatch.setenv("COLUMNS", str(columns))
+    with ScriptedServer(echo_responder(answer)) as server:
+        result = pytester.runpytest_subprocess(
+            "--medcode-system", "icd10cm", "--medcode-codes", "codes.csv", "--medcode-no-similarity",
+            "--model", "openai/m", "--medcode-api-base", server.base_url, "--medcode-cache", "c.sqlite3",
+            "-n", workers, "--junitxml", "junit.xml")
+    result.assert_outcomes(failed=1)
+    width = min(columns, 100)
+    # The FAILURES section and the short summary's lines under "FAILED ..." (that line is pytest's own: it cuts
+    # it to the terminal, except under CI).
+    lines = [line for line in result.outlines
+             if line.startswith(EXPLANATION) or line.startswith("openai/m gave A00.0 for icd10cm ")]
+    assert len(lines) == 9, result.outlines
+    assert max(map(len, lines)) <= width, [line for line in lines if len(line) > width]
+    described = next(line for line in lines if line.startswith("  description:"))
+    assert described.endswith("…") and description.startswith(described[len("  description: "):-1])
+    assert next(line for line in lines if line.startswith("  raw answer:")).endswith("…")
+    failure = xml.dom.minidom.parse(str(pytester.path / "junit.xml")).getElementsByTagName("failure")[0]
+    assert description in failure.getAttribute("message") + "".join(n.data for n in failure.childNodes)

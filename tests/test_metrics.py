@@ -16,6 +16,7 @@ from pytest_medcode.codesystems import load_system
 from pytest_medcode.reports.tables import build_tables, format_cell, merge_error_tables, render_table
 from pytest_medcode.reports.terminal import render_summary
 from pytest_medcode.results.aggregate import summarize
+from pytest_medcode.runs.folder import SCHEMA_VERSION
 from pytest_medcode.scoring.session_metrics import add_code_frequency, describe, score_similarity
 from pytest_medcode.scoring.similarity import (
     MeteorScorer,
@@ -328,7 +329,8 @@ def test_bad_profile_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 def test_show_prints_the_paper_tables_of_a_saved_run(tmp_path: Path, capsys) -> None:
     results = _results()
-    (tmp_path / "summary.json").write_text(json.dumps({"results": results, "tables": build_tables(results),
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "results": results,
+                                                       "tables": build_tables(results),
                                                        "similarity": None, "config": {"profile": "default"}}))
     assert cli.main(["show", str(tmp_path)]) == 0
     out = capsys.readouterr().out

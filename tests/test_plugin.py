@@ -61,6 +61,27 @@ def test_case_ids_are_stable_and_selectable_with_k(pytester: pytest.Pytester) ->
     result.assert_outcomes(passed=1, deselected=1)
 
 
+def test_every_benchmark_case_carries_the_medcode_marker(pytester: pytest.Pytester) -> None:
+    """``-m medcode`` selects the benchmark (code queries and documents), ``-m "not medcode"`` the rest, and
+    the marker is registered, so ``--strict-markers`` accepts it; a deselected case is never asked."""
+    pytester.makepyfile(
+        test_code_query=BENCHMARK,
+        test_documents="def test_document(medcode_document, medcode):\n    medcode.check_document(medcode_document)\n",
+        test_other="def test_unrelated():\n    assert True\n",
+    )
+    base = ["-p", "no:cacheprovider", "--strict-markers", "--medcode-system", "icd10cm", "--medcode-sample", "3",
+            "--medcode-document-sample", "2"]
+    result = pytester.runpytest(*base, "-m", "medcode")
+    ran = result.parseoutcomes()  # the lookup coder may code a synthetic note wrongly: a failed case still ran
+    assert (ran.get("passed", 0) + ran.get("failed", 0), ran.get("deselected")) == (5, 1), result.outlines[-3:]
+    assert "test_unrelated" not in result.stdout.str()
+    assert {r["system"] for r in summary_of(pytester)["results"]} == {"icd10cm"}
+    result = pytester.runpytest(*base, "-m", "not medcode")
+    result.assert_outcomes(passed=1, deselected=5)
+    result = pytester.runpytest(*base, "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.medcode: a pytest-medcode benchmark case*"])
+
+
 def _codes_file(pytester: pytest.Pytester, codes: list[str]) -> Path:
     path = pytester.path / "codes.csv"
     path.write_text("code\n" + "\n".join(codes) + "\n")

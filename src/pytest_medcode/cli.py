@@ -73,18 +73,25 @@ def terminal_width(asked: int | None = None) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    """The run's tables from its summary.json, read and checked as every reader of a run folder does; a
+    cases.parquet beside it that cannot be read is said in one line, not hidden behind good-looking tables."""
     from pytest_medcode.reports.terminal import render_summary
+    from pytest_medcode.runs.folder import RunFormatError, load_run, load_summary
 
     run = Path(args.run_dir)
     summary_path = run / "summary.json" if run.is_dir() else run
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        reason = "no such run folder or file" if isinstance(exc, FileNotFoundError) else str(exc)
-        print(f"medcode show: RUN_DIR {summary_path}: {reason}", file=sys.stderr)
+    if not summary_path.exists():
+        print(f"medcode show: RUN_DIR {summary_path}: no such run folder or file", file=sys.stderr)
         return 2
-    if not isinstance(summary, dict) or not isinstance(summary.get("results"), list):
-        print(f"medcode show: {summary_path}: not a pytest-medcode summary (no results)", file=sys.stderr)
+    try:
+        summary = load_summary(summary_path) or {}
+        if not isinstance(summary.get("results"), list):
+            raise RunFormatError(f"{summary_path}: not a pytest-medcode summary (no results)")
+        cases = summary_path.parent / "cases.parquet"
+        if cases.exists():
+            load_run(cases, columns=())  # the required columns only: a damaged or foreign file fails here
+    except RunFormatError as exc:
+        print(f"medcode show: {exc}", file=sys.stderr)
         return 2
     print("\n".join(render_summary(summary, terminal_width(args.width), compact=args.quiet)))
     return 0
@@ -99,12 +106,6 @@ def _width(value: str) -> int:
     if number < 40:
         raise argparse.ArgumentTypeError(f"must be at least 40, got {number}")
     return number
-
-
-def gate_default_drop() -> str:
-    from pytest_medcode.results.rules import DEFAULT_MAX_DROP
-
-    return DEFAULT_MAX_DROP
 
 
 def _load_user_systems(summary: dict) -> None:
@@ -148,7 +149,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pytest_medcode.codesystems import SYSTEMS
     from pytest_medcode.reports.verdict import comparison_lines, render_verdict
     from pytest_medcode.results.gate import evaluate
-    from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
+    from pytest_medcode.results.rules import MAX_ALPHA, parse_max_drops, parse_thresholds
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
     option = ""  # the option or argument being read, named in the error line
@@ -160,8 +161,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         option = "--max-drop "
         drops = parse_max_drops(args.max_drop)
         option = ""
-        if not 0.0 < args.alpha < 1.0:
-            raise ValueError(f"--alpha {args.alpha}: must be between 0 and 1")
+        if not 0.0 < args.alpha <= MAX_ALPHA:  # the bounds --medcode-alpha has
+            raise ValueError(f"--alpha {args.alpha}: must be above 0 and at most {MAX_ALPHA}")
         if not 0.0 <= args.max_error_rate <= 1.0:
             raise ValueError(f"--max-error-rate {args.max_error_rate}: must be between 0 and 1")
         option = "BASE_RUN "
@@ -319,7 +320,10 @@ def _cmd_estimate(pytest_args: list[str]) -> int:
 
 
 def build_parser() -> Parser:
-    """Every command and argument, each with its help text."""
+    """Every command and argument, each with its help text; defaults and choices are the plugin's own."""
+    from pytest_medcode.results.rules import DEFAULT_ALPHA, DEFAULT_MAX_DROP, DEFAULT_MAX_ERROR_RATE, MAX_ALPHA
+    from pytest_medcode.scoring.parsing import PROFILES  # the table scoring.codes reads; light to import
+
     parser = Parser(prog="medcode", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -347,15 +351,17 @@ def build_parser() -> Parser:
     p.add_argument("base_run", help="baseline run folder or cases.parquet")
     p.add_argument("new_run", help="new run folder or cases.parquet")
     p.add_argument("--max-drop", action="append", default=[], metavar="METRIC=MARGIN",
-                   help=f"tolerated drop, e.g. exact_match=2pp (default {gate_default_drop()})")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests (default 0.05)")
+                   help=f"tolerated drop, e.g. exact_match=2pp (default {DEFAULT_MAX_DROP})")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"significance level of the paired tests, above 0 and at most {MAX_ALPHA:g} "
+                        f"(default {DEFAULT_ALPHA:g})")
     p.add_argument("--fail-under", action="append", default=[], metavar="[SYSTEM:]METRIC=X",
                    help="fail when the new run's rate is below X, per model and system; comma list, repeatable: "
                         "exact_match=0.45,icd10cm:valid=0.9")
     p.add_argument("--fail-over", action="append", default=[], metavar="[SYSTEM:]METRIC=X",
                    help="fail when a lower-is-better rate (fabricated) is above X: fabricated=0.1")
-    p.add_argument("--max-error-rate", type=float, default=0.05, metavar="X",
-                   help="largest share of failed calls per model and system (default 0.05)")
+    p.add_argument("--max-error-rate", type=float, default=DEFAULT_MAX_ERROR_RATE, metavar="X",
+                   help=f"largest share of failed calls per model and system (default {DEFAULT_MAX_ERROR_RATE:g})")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("cache", help="response cache: stats, prune or clear")
@@ -377,7 +383,7 @@ def build_parser() -> Parser:
     p.set_defaults(func=_cmd_batch)
     p = sub.add_parser("rescore", help="score a run's raw answers again under another profile (no model calls)")
     p.add_argument("run_dir", nargs="?", default="reports/latest", help="run folder or its cases.parquet")
-    p.add_argument("--profile", required=True, choices=["default", "paper"], help="scoring profile")
+    p.add_argument("--profile", required=True, choices=list(PROFILES), help="scoring profile")
     p.add_argument("--out", default=None, help="the new run folder (default: <run_id>-<profile> beside the run)")
     p.add_argument("--codeset", action="append", default=[], metavar="SYSTEM=PATH",
                    help="a code table file (CPT), when the run's own path is gone")

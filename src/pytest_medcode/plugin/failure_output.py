@@ -77,6 +77,17 @@ def tally_lines(held: list[dict[str, Any]], shown: int, where: str | None) -> li
     return lines
 
 
+def fitted_lines(text: str, width: int) -> str:
+    """A failure explanation with no line wider than ``width``: a longer line (a long description, a raw
+    answer) is cut with an ellipsis; the whole text stays in the run folder (report.html, cases.parquet)."""
+    return "\n".join(line if len(line) <= width else f"{line[: width - 1]}…" for line in text.splitlines())
+
+
+def summary_width(terminalreporter: Any) -> int:
+    """The terminal's width, at most the tables' (100), and never under 40: what the summary lines fit."""
+    return max(40, min(DEFAULT_WIDTH, terminalreporter.config.get_terminal_writer().fullwidth))
+
+
 class FailureOutput:
     """Registered on the process that prints the summary, when the user did not ask for every failure."""
 
@@ -90,16 +101,23 @@ class FailureOutput:
         stats = terminalreporter.stats
         every = stats.get("failed")
         held: list[dict[str, Any]] = []
+        width = summary_width(terminalreporter)
+        cut: list[tuple[Any, Any]] = []  # (report, its own longrepr) of the cases shown with fitted lines
         if every:
             kept, held = split_failures(every, self.shown, self._record_of)
             if held:
                 stats["failed"] = kept
+            for report in kept:
+                if isinstance(report.longrepr, str) and self._record_of(report) is not None:
+                    cut.append((report, report.longrepr))
+                    report.longrepr = fitted_lines(report.longrepr, width)
         try:
             return (yield)
         finally:
+            for report, longrepr in cut:  # only the printed summary is fitted; the reports keep every word
+                report.longrepr = longrepr
             if held:
                 stats["failed"] = every  # the final "N failed" line counts every failure
-                width = max(40, min(DEFAULT_WIDTH, terminalreporter.config.get_terminal_writer().fullwidth))
                 where = self._where()
                 for line in tally_lines(held, self.shown, where):
                     # The line naming the run folder stays whole, its path to copy; the others fit the width.

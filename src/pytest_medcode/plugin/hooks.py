@@ -17,7 +17,7 @@ from pytest_medcode.plugin.fixture import Medcode, detach_record, mark_failed
 from pytest_medcode.plugin.options import addoptions, parse_settings
 from pytest_medcode.plugin.report_memory import ReportMemory, forget_sent
 from pytest_medcode.plugin.reporter import MedcodeReporter
-from pytest_medcode.plugin.session import CASE_PARAM, DOCUMENT_PARAM, MedcodeSession
+from pytest_medcode.plugin.session import CASE_PARAM, DOCUMENT_PARAM, MARKER, MedcodeSession
 from pytest_medcode.plugin.signals import handle_sigterm
 from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, run_in_one_process, share_with_worker
 from pytest_medcode.redaction import redact_run_secrets
@@ -49,7 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "medcode: a medical code querying case (added by pytest-medcode)")
+    config.addinivalue_line("markers", f"{MARKER}: a pytest-medcode benchmark case, a code query or a document "
+                                       "(carried by every case the plugin parametrizes)")
     exit_with_controller(config)
     session = MedcodeSession(config, parse_settings(config))
     if session.settings.estimate:

@@ -23,7 +23,13 @@ from pytest_medcode.codesystems import BUNDLED, SYSTEMS, name_user_system
 from pytest_medcode.codesystems.user import NAME as USER_SYSTEM_NAME
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
-from pytest_medcode.results.rules import DEFAULT_ALPHA, DEFAULT_MAX_ERROR_RATE, parse_max_drops, parse_thresholds
+from pytest_medcode.results.rules import (
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_ERROR_RATE,
+    MAX_ALPHA,
+    parse_max_drops,
+    parse_thresholds,
+)
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
 
@@ -194,7 +200,7 @@ class Settings:
     batch: bool = False  # --medcode-batch: batch-capable models go through the provider's Batch API
 
     def coder_options(self) -> CoderOptions:
-        """The part of the configuration a coder may see (:func:`~pytest_medcode.coders.resolve_coder`)."""
+        """The part of the configuration a coder may see (:func:`~pytest_medcode.asking.coders.resolve_coder`)."""
         return CoderOptions(api_base=self.api_base, timeout=self.timeout, codesets=self.codesets,
                             rag_k=self.rag_k, verify_rounds=self.verify_rounds)
 
@@ -378,7 +384,7 @@ def _gate(values: dict[str, Any], user: tuple[str, ...] = ()) -> GateSpec:
     if baseline is not None and not baseline.exists():
         raise pytest.UsageError(f"--medcode-baseline {baseline}: no such run folder or file")
     alpha = values["medcode_alpha"]
-    alpha = DEFAULT_ALPHA if alpha in (None, "") else _number(float, "--medcode-alpha", 0.0, 0.5)(alpha)
+    alpha = DEFAULT_ALPHA if alpha in (None, "") else _number(float, "--medcode-alpha", 0.0, MAX_ALPHA)(alpha)
     if alpha <= 0:
         raise pytest.UsageError("--medcode-alpha 0: must be above 0 (e.g. 0.05)")
     rate = values["medcode_max_error_rate"]

@@ -48,6 +48,9 @@ from pytest_medcode.results.records import build_document_record, build_record
 
 CASE_PARAM = "medcode_case"
 DOCUMENT_PARAM = "medcode_document"  # benchmarks/test_document_coding.py: one (model, document) case
+#: The marker every benchmark case carries (registered in hooks.py), so ``-m medcode`` / ``-m "not medcode"``
+#: select the benchmark apart from a project's other tests.
+MARKER = "medcode"
 #: The system synthetic notes are written in when no documents file is given.
 SYNTHETIC_SYSTEM = "icd10cm"
 STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
@@ -207,7 +210,8 @@ class MedcodeSession:
 
     def parametrize(self, metafunc: pytest.Metafunc) -> None:
         cases = self.cases()
-        metafunc.parametrize(CASE_PARAM, cases, ids=[c.id for c in cases])
+        mark = getattr(pytest.mark, MARKER)
+        metafunc.parametrize(CASE_PARAM, [pytest.param(c, id=c.id, marks=mark) for c in cases])
 
     def documents(self) -> list[Document]:
         """The run's documents: a seeded draw from ``--medcode-documents``, else synthetic notes."""
@@ -231,7 +235,8 @@ class MedcodeSession:
 
     def parametrize_documents(self, metafunc: pytest.Metafunc) -> None:
         cases = self.document_cases()
-        metafunc.parametrize(DOCUMENT_PARAM, cases, ids=[c.id for c in cases])
+        mark = getattr(pytest.mark, MARKER)
+        metafunc.parametrize(DOCUMENT_PARAM, [pytest.param(c, id=c.id, marks=mark) for c in cases])
 
     def query_phase(self, items: list[pytest.Item]) -> None:
         """Answer every selected case of a cached coder before the tests run (see phase.py).

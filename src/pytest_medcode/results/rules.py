@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from pytest_medcode.vocabulary import METRICS, POOLED
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP", "DEFAULT_MAX_ERROR_RATE", "MaxDrop",
-           "Threshold", "parse_max_drops", "parse_thresholds"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP", "DEFAULT_MAX_ERROR_RATE", "MAX_ALPHA",
+           "MaxDrop", "Threshold", "parse_max_drops", "parse_thresholds"]
 
 DEFAULT_ALPHA = 0.05
+#: The largest significance level either front end accepts (above 0, at most this): a level over one half
+#: calls a drop significant on evidence that favours no drop.
+MAX_ALPHA = 0.5
 DEFAULT_MAX_ERROR_RATE = 0.05
 #: The margin used when a baseline is given without any ``--medcode-max-drop``.
 DEFAULT_MAX_DROP = "exact_match=2pp"

@@ -247,9 +247,10 @@ def find_run_folders(root: Path) -> list[Path]:
 
 def load_summary(path: Path | str) -> dict[str, Any] | None:
     """A run folder's summary.json alone (None when the folder has none), checked like :func:`load_run`
-    checks it: reading hundreds of runs' results need not open their cases. Raises RunFormatError."""
+    checks it: reading hundreds of runs' results need not open their cases. ``path`` may also be the summary
+    file itself, whatever its name. Raises RunFormatError."""
     folder = Path(path).expanduser()
-    summary_path = folder if folder.name == "summary.json" else folder / "summary.json"
+    summary_path = folder if folder.name == "summary.json" or folder.is_file() else folder / "summary.json"
     return _read_summary(summary_path) if summary_path.exists() else None
 
 

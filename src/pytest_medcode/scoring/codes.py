@@ -22,9 +22,11 @@ from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.scoring.crosswalk import EMPTY as NO_CROSSWALK
 from pytest_medcode.scoring.crosswalk import crosswalk_metrics
 from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, hierarchy_metrics
+from pytest_medcode.scoring.parsing import PROFILES as PARSERS
 from pytest_medcode.scoring.parsing import extract
 
-PROFILES: tuple[str, ...] = ("default", "paper")
+#: The scoring profiles, one per way of reading an answer (scoring/parsing.py).
+PROFILES: tuple[str, ...] = tuple(PARSERS)
 
 
 def length_match(reference: str, predicted: str | None) -> bool:

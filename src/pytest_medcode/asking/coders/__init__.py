@@ -1,5 +1,5 @@
-"""Coders by name: built-in ones, third-party ones from the ``pytest_medcode.asking.coders`` entry points,
-and every other name handed to litellm.
+"""Coders by name: built-in ones, third-party ones from the ``pytest_medcode.coders`` entry-point group
+(``ENTRY_POINT_GROUP``), and every other name handed to litellm.
 
 Built-in names: ``lookup``; ``rag:<model>`` and ``verify:<model>`` wrap any other name (and compose:
 ``verify:rag:local:smollm2``); ``python:package.module:function`` is a team's own product;
