@@ -356,3 +356,171 @@ def test_csv_and_parquet_documents_load_like_jsonl(pytester: pytest.Pytester) ->
         assert result.ret in (0, 1)
         assert sorted((c["document"], tuple(c["gold_codes"])) for c in cases_of(pytester)) == sorted(
             (d["id"], tuple(sorted(d["codes"]))) for d in DOCS)
+
+
+# -- each task only when asked: documents of the selected systems, no call for a case that will not run ----
+
+#: Documents of two systems: an ICD-9-CM run must ask for the ICD-9-CM ones only.
+ICD9_DOCS = [
+    {"id": "p1", "system": "icd9cm", "codes": ["250.00", "401.9"], "text": "Diabetes type II. Essential hypertension."},
+    {"id": "p2", "system": "icd9cm", "codes": ["V58.61"], "text": "Long-term use of anticoagulants."},
+]
+ACME = "code,description\nA100,Acme widget check\nA200,Acme gadget review\nA300,Acme gizmo repair\n"
+
+
+class Recorder:
+    """The scripted model's answers, and every prompt it was asked (the server counts the requests)."""
+
+    def __init__(self, code_answer: str = "E11.9") -> None:
+        self.asked: list[str] = []
+        self.code_answer = code_answer
+
+    def __call__(self, request: Any) -> str:
+        message = request.last_user_message
+        self.asked.append(message)
+        for doc in (*DOCS, *ICD9_DOCS):
+            if doc["text"] in message:
+                return "Codes:\nI10\nE11.9" if doc["system"] == "icd10cm" else "Codes:\n250.00\n401.9"
+        return "Codes:\nI10" if SYNTHETIC_HEADER in message else self.code_answer
+
+
+def scripted(server: ScriptedServer, *more: str) -> tuple[str, ...]:
+    return ("--model", "openai/scripted", "--medcode-api-base", server.base_url, *more)
+
+
+def document_prompts(asked: list[str]) -> list[str]:
+    return [m for m in asked if SYNTHETIC_HEADER in m or any(d["text"] in m for d in (*DOCS, *ICD9_DOCS))]
+
+
+@pytest.mark.parametrize("system", ["icd9cm", "acme"])
+def test_a_system_without_documents_asks_for_no_document(pytester: pytest.Pytester, system: str) -> None:
+    pytester.makepyfile(test_document_coding=BENCHMARK, test_code_query=CODE_QUERY)
+    (pytester.path / "acme.csv").write_text(ACME)
+    recorder = Recorder()
+    with ScriptedServer(recorder) as server:
+        result = pytester.runpytest(*FAST, *scripted(server, "--medcode-system", system, "--medcode-sample", "3",
+                                                     "--medcode-codeset", f"acme={pytester.path / 'acme.csv'}"))
+        requests = server.stats.total_requests
+    result.assert_outcomes(failed=3, deselected=1)  # the document benchmark's placeholder, never asked
+    assert requests == 3 and len(recorder.asked) == 3 and document_prompts(recorder.asked) == []
+    summary = summary_of(pytester)
+    assert summary["n_cases"] == 3 and [(r["system"], r["n"]) for r in summary["results"]] == [(system, 3)]
+    assert not summary.get("documents") or not summary["documents"]["results"]
+    assert [c.get("kind") for c in cases_of(pytester) if c.get("kind") == "document"] == []
+
+
+def test_icd10cm_selected_runs_its_synthetic_notes_beside_the_codes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_document_coding=BENCHMARK, test_code_query=CODE_QUERY)
+    recorder = Recorder()
+    with ScriptedServer(recorder) as server:
+        result = pytester.runpytest(*FAST, *scripted(server, "--medcode-system", "icd10cm,icd9cm", "--medcode-sample",
+                                                     "2", "--medcode-document-sample", "3"))
+        requests = server.stats.total_requests
+    assert result.ret == 1 and requests == 2 * 2 + 3 and len(document_prompts(recorder.asked)) == 3
+    assert sorted(c["system"] for c in cases_of(pytester) if c["kind"] == "document") == ["icd10cm"] * 3
+
+
+def test_the_document_benchmark_named_without_documents_is_one_line_exit_4(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_document_coding=BENCHMARK, test_code_query=CODE_QUERY)
+    with ScriptedServer(Recorder()) as server:
+        result = pytester.runpytest(*FAST, *scripted(server, "--medcode-system", "icd9cm"),
+                                    "test_document_coding.py::test_document_coding")
+        requests = server.stats.total_requests
+    assert result.ret == 4 and requests == 0
+    lines = [line for line in result.stderr.lines if line.strip()]
+    assert lines == ["ERROR: test_document_coding.py::test_document_coding: no documents for the selected system(s) "
+                     "icd9cm: the synthetic notes are ICD-10-CM (--medcode-system icd10cm); --medcode-documents "
+                     "FILE codes your own"]
+
+
+def test_a_documents_file_is_asked_for_the_selected_systems_only(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_document_coding=BENCHMARK)
+    docs = write_jsonl(pytester.path / "notes.jsonl", [*DOCS, *ICD9_DOCS])
+    recorder = Recorder()
+    with ScriptedServer(recorder) as server:
+        result = pytester.runpytest(*FAST, *scripted(server, "--medcode-system", "icd9cm"),
+                                    "--medcode-documents", str(docs))
+        requests = server.stats.total_requests
+    result.assert_outcomes(passed=1, failed=1)
+    assert requests == 2 and sorted(c["document"] for c in cases_of(pytester)) == ["p1", "p2"]
+    assert not any(d["text"] in m for m in recorder.asked for d in DOCS)
+
+
+def test_a_documents_file_with_no_row_for_the_selected_systems_is_one_line_exit_4(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_document_coding=BENCHMARK, test_code_query=CODE_QUERY)
+    docs = write_jsonl(pytester.path / "notes.jsonl", [*DOCS, {**DOCS[0], "id": "n4"}, ICD9_DOCS[0]])
+    (pytester.path / "acme.csv").write_text(ACME)
+    with ScriptedServer(Recorder()) as server:
+        result = pytester.runpytest(*FAST, *scripted(server, "--medcode-system", "icd9cm-proc,acme"),
+                                    "--medcode-codeset", f"acme={pytester.path / 'acme.csv'}",
+                                    "--medcode-documents", str(docs))
+        requests = server.stats.total_requests
+    assert result.ret == 4 and requests == 0
+    lines = [line for line in result.stderr.lines if line.strip()]
+    assert lines == [f"ERROR: --medcode-documents {docs}: its documents are for icd10cm (4), icd9cm (1), none for "
+                     "the selected system(s) icd9cm-proc, acme; add their system to --medcode-system, or give a file "
+                     "for these"]
+
+
+def test_the_first_run_codes_its_eight_notes(pytester: pytest.Pytester) -> None:
+    """``make benchmark`` runs ``pytest benchmarks/ @benchmarks/first-run.args``: its systems include ICD-10-CM,
+    so its 8 notes stay (collected here with lookup in place of the local models)."""
+    root = Path(__file__).resolve().parents[1]
+    lines = (root / "benchmarks" / "first-run.args").read_text().splitlines()
+    models = [line for line in lines if line.startswith("--model")]
+    assert models and "--medcode-system=icd10cm,icd9cm" in lines and "--medcode-document-sample=8" in lines
+    (pytester.path / "first-run.args").write_text("\n".join([*(x for x in lines if x not in models),
+                                                             "--model=lookup"]) + "\n")
+    for name in ("test_code_query.py", "test_document_coding.py"):
+        (pytester.path / name).write_text((root / "benchmarks" / name).read_text())
+    result = pytester.runpytest(*FAST, "--collect-only", "-q", "@first-run.args")
+    ids = [line for line in result.stdout.lines if "::" in line]
+    assert len([i for i in ids if "test_document_coding[lookup-doc-synthetic-" in i]) == 8
+    assert len([i for i in ids if "test_code_query[" in i]) == 16
+
+
+def _two_tasks(pytester: pytest.Pytester) -> tuple[str, ...]:
+    """Four ICD-10-CM codes and three documents; the document benchmark carries a marker for -m."""
+    pytester.makepyfile(test_document_coding="import pytest\n\n\n@pytest.mark.notes\n" + BENCHMARK,
+                        test_code_query=CODE_QUERY)
+    pytester.makeini("[pytest]\nmarkers =\n    notes: the document benchmark\n")
+    codes = pytester.path / "codes.csv"
+    codes.write_text("code\nE11.9\nI10\nJ45.909\nN39.0\n")
+    docs = write_jsonl(pytester.path / "notes.jsonl", DOCS)
+    return ("--medcode-no-similarity", "--medcode-no-cache", "--medcode-report-dir", "reports",
+            "--medcode-system", "icd10cm", "--medcode-codes", str(codes), "--medcode-documents", str(docs))
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_deselected_cases_are_never_asked(pytester: pytest.Pytester, workers: str) -> None:
+    """-k, -m, --deselect, --lf and --collect-only: the query phase asks only the cases that will run."""
+    base = _two_tasks(pytester)
+    recorder = Recorder()
+    # Under -n the controller's preflight probe may pick a case the workers then deselect (README, Preflight).
+    local = workers == "0"  # xdist's workers deselect: the controller's summary does not count them
+    probe = () if local else ("--medcode-no-preflight",)
+    with ScriptedServer(recorder) as server:
+        def run(*more: str) -> tuple[pytest.RunResult, int, list[str]]:
+            server.reset_stats()
+            recorder.asked.clear()
+            result = pytester.runpytest(*base, *scripted(server), *probe, "-n", workers, *more)
+            return result, server.stats.total_requests, list(recorder.asked)
+
+        full, requests, _ = run()
+        full.assert_outcomes(passed=2, failed=5)  # E11.9 and n1 right
+        assert requests == 7
+        # Files named on the command line keep every case at collection; --lf deselects the passed ones after
+        # every plain modifyitems hook has run.
+        last_failed, requests, asked = run("--lf", "test_code_query.py", "test_document_coding.py")
+        last_failed.assert_outcomes(failed=5, deselected=2 if local else 0)
+        assert requests == 5 and not any(DOCS[0]["text"] in m for m in asked)
+        assert not any("Type 2 diabetes mellitus without complications" in m for m in asked)
+        keyword, requests, _ = run("-k", "I10 or n2")
+        keyword.assert_outcomes(failed=2, deselected=5 if local else 0)
+        assert requests == 2
+        marked, requests, asked = run("-m", "not notes", "--deselect",
+                                      "test_code_query.py::test_code_query[openai/scripted-icd10cm-I10]")
+        marked.assert_outcomes(passed=1, failed=2, deselected=4 if local else 0)
+        assert requests == 3 and document_prompts(asked) == []
+        collected, requests, _ = run("--collect-only")
+        assert collected.ret == 0 and requests == 0

@@ -17,7 +17,7 @@ import io
 import json
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -95,11 +95,16 @@ def sample_documents(documents: Sequence[Document], sample: int | None, seed: in
 # -- reading a file ------------------------------------------------------------------------------------
 
 
-def read_documents(path: Path, system_of: Callable[[str], CodeSystem]) -> list[Document]:
-    """Every document of a JSONL/CSV/Parquet file, each code checked against its system's table.
+def read_documents(path: Path, system_of: Callable[[str], CodeSystem], selected: Sequence[str] | None = None,
+                   known: Collection[str] = ()) -> list[Document]:
+    """The documents of a JSONL/CSV/Parquet file for the ``selected`` systems (every system for None), each
+    code checked against its system's table.
 
-    ``system_of`` loads a code system by name (it may raise CodeFileError). Raises DocumentFileError
-    with one line; nothing is returned half-loaded."""
+    ``system_of`` loads a code system by name (it may raise CodeFileError); ``known`` names the user's own
+    systems, beside the built-in ones. A row of a system that is not selected is checked for its id, text
+    and system name only: its table is not loaded and it is not returned, so a run asks nothing for a system
+    the user did not pick. Raises DocumentFileError with one line (also when no row is for a selected
+    system); nothing is returned half-loaded."""
     if not path.is_file():
         raise DocumentFileError(f"--medcode-documents {path}: no such file")
     suffix = path.suffix.lower()
@@ -119,18 +124,28 @@ def read_documents(path: Path, system_of: Callable[[str], CodeSystem]) -> list[D
         raise DocumentFileError(f"{path}: no documents")
     systems: dict[str, CodeSystem] = {}
     seen: dict[str, str] = {}
+    names = (*SYSTEMS, *(k for k in known if k not in SYSTEMS))
+    wanted = None if selected is None else set(selected)
+    found: dict[str, int] = {}  # documents per system, selected or not, for the line below
     out = []
     for where, row in rows:
-        doc = _document(path, where, row, systems, system_of)
+        doc = _document(path, where, row, systems, system_of, names, wanted)
         if doc.id in seen:
             raise DocumentFileError(f"{path}: {where}: id {doc.id!r} repeats {seen[doc.id]}")
         seen[doc.id] = where
-        out.append(doc)
+        found[doc.system] = found.get(doc.system, 0) + 1
+        if wanted is None or doc.system in wanted:
+            out.append(doc)
+    if not out:
+        has = ", ".join(f"{name} ({n})" for name, n in found.items())
+        raise DocumentFileError(
+            f"--medcode-documents {path}: its documents are for {has}, none for the selected system(s) "
+            f"{', '.join(selected or ())}; add their system to --medcode-system, or give a file for these")
     return out
 
 
 def _document(path: Path, where: str, row: dict[str, Any], systems: dict[str, CodeSystem],
-              system_of: Callable[[str], CodeSystem]) -> Document:
+              system_of: Callable[[str], CodeSystem], names: Sequence[str], wanted: set[str] | None) -> Document:
     def bad(problem: str) -> DocumentFileError:
         return DocumentFileError(f"{path}: {where}: {problem}")
 
@@ -145,8 +160,10 @@ def _document(path: Path, where: str, row: dict[str, Any], systems: dict[str, Co
     if len(text) > MAX_DOCUMENT_CHARS:
         raise bad(f"document {doc_id!r} is {len(text):,} characters long (at most {MAX_DOCUMENT_CHARS:,})")
     name = str(row.get("system") or "").strip().lower()
-    if name not in SYSTEMS:
-        raise bad(f"unknown system {row.get('system')!r}; choose from {', '.join(SYSTEMS)}")
+    if name not in names:
+        raise bad(f"unknown system {row.get('system')!r}; choose from {', '.join(names)}")
+    if wanted is not None and name not in wanted:  # not asked in this run: its table is not loaded
+        return Document(doc_id, name, text, (), _flag(row.get("synthetic")))
     if name not in systems:
         try:
             systems[name] = system_of(name)

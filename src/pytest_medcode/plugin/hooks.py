@@ -29,6 +29,7 @@ __all__ = [
     "pytest_unconfigure",
     "pytest_generate_tests",
     "pytest_collection_modifyitems",
+    "pytest_collection_finish",
     "pytest_sessionstart",
     "pytest_runtestloop",
     "pytest_configure_node",
@@ -92,7 +93,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config.stash[session_key].query_phase(items)
+    config.stash[session_key].drop_unasked(items)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the terminal counts the selection (an estimate deselects every case)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The query phase, once the selection is final: --lf and other wrappers of modifyitems deselect after
+    every plain hook has run, so a case that will not run is never asked."""
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        return  # a collection error stops the run before any test: ask nothing
+    session.config.stash[session_key].query_phase(session.items)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

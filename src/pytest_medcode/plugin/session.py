@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import re
 import secrets
 import shutil
 import sqlite3
@@ -54,6 +55,8 @@ DOCUMENT_PARAM = "medcode_document"  # benchmarks/test_document_coding.py: one (
 MARKER = "medcode"
 #: The system synthetic notes are written in when no documents file is given.
 SYNTHETIC_SYSTEM = "icd10cm"
+#: The document benchmark's one parameter when no selected system has documents (deselected, never asked).
+NO_DOCUMENTS = "no-documents"
 STOP_PROPERTY = "medcode_stopped"  # on a case a worker could not ask: why the run stops (the cache failed)
 #: Tokens a document answer may take at least: a set of up to a dozen codes, not one (--medcode-max-tokens
 #: is the code-query budget, 50 by default).
@@ -120,6 +123,7 @@ class MedcodeSession:
             self.cases()  # a listed code not in its system: one line now, not a collection error later
         if s.documents_file is not None:
             self.documents()  # a bad documents file: one line now (exit 4), nothing half-loaded
+        self.check_named_documents()
         try:
             self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
         except CoderUnavailable as exc:
@@ -216,19 +220,28 @@ class MedcodeSession:
         metafunc.parametrize(CASE_PARAM, [pytest.param(c, id=c.id, marks=mark) for c in cases])
 
     def documents(self) -> list[Document]:
-        """The run's documents: a seeded draw from ``--medcode-documents``, else synthetic notes."""
+        """The run's documents, only of the selected systems: a seeded draw from the rows of
+        ``--medcode-documents`` for those systems, else synthetic notes when ICD-10-CM (their system) is
+        selected, else none (a run of ICD-9-CM or ICD-10-PCS asks for no document)."""
         if self._documents is None:
             s = self.settings
             if s.documents_file is None:
                 count = s.document_sample or 50
-                self._documents = synthetic_documents(self.system(SYNTHETIC_SYSTEM), count, s.seed)
+                self._documents = (synthetic_documents(self.system(SYNTHETIC_SYSTEM), count, s.seed)
+                                   if SYNTHETIC_SYSTEM in s.systems else [])
             else:
                 try:
-                    every = read_documents(s.documents_file, self.system)
+                    every = read_documents(s.documents_file, self.system, s.systems, s.codesets)
                 except DocumentFileError as exc:
                     raise pytest.UsageError(str(exc)) from None
                 self._documents = sample_documents(every, s.document_sample, s.seed)
         return self._documents
+
+    def has_documents(self) -> bool:
+        """Whether any selected system has documents, without generating the synthetic notes."""
+        if self._documents is None and self.settings.documents_file is None:
+            return SYNTHETIC_SYSTEM in self.settings.systems
+        return bool(self.documents())
 
     def document_cases(self) -> list[DocumentCase]:
         if self._document_cases is None:
@@ -236,16 +249,49 @@ class MedcodeSession:
         return self._document_cases
 
     def parametrize_documents(self, metafunc: pytest.Metafunc) -> None:
+        """One case per (model, document); none selected: one placeholder that is deselected before the
+        query phase (an empty parameter set would be a skipped test, or a collection error under
+        ``empty_parameter_set_mark = fail_at_collect``)."""
         cases = self.document_cases()
+        if not cases:
+            metafunc.parametrize(DOCUMENT_PARAM, [pytest.param(NO_DOCUMENTS, marks=pytest.mark.skip(
+                reason=self.no_documents_reason()))], ids=[NO_DOCUMENTS])
+            return
         mark = getattr(pytest.mark, MARKER)
         metafunc.parametrize(DOCUMENT_PARAM, [pytest.param(c, id=c.id, marks=mark) for c in cases])
+
+    def no_documents_reason(self) -> str:
+        systems = ", ".join(self.settings.systems)
+        return (f"no documents for the selected system(s) {systems}: the synthetic notes are ICD-10-CM "
+                f"(--medcode-system {SYNTHETIC_SYSTEM}); --medcode-documents FILE codes your own")
+
+    def check_named_documents(self) -> None:
+        """The document benchmark named on the command line with no document for the selected systems: one
+        line, exit 4, before anything is asked (rather than a run that collects nothing)."""
+        if self.has_documents() or self.config.args_source != pytest.Config.ArgsSource.ARGS:
+            return
+        for arg in self.config.args:
+            path = Path(self.config.invocation_params.dir, arg.split("::")[0])
+            if path.suffix == ".py" and path.is_file() and _DOCUMENT_TEST.search(_read(path)):
+                raise pytest.UsageError(f"{arg}: {self.no_documents_reason()}")
+
+    def drop_unasked(self, items: list[pytest.Item]) -> None:
+        """Deselect the document benchmark's placeholder when no selected system has documents."""
+        kept = [i for i in items if _param(i, DOCUMENT_PARAM) != NO_DOCUMENTS]
+        if len(kept) != len(items):
+            self.config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = kept
 
     def query_phase(self, items: list[pytest.Item]) -> None:
         """Answer every selected case of a cached coder before the tests run (see phase.py).
 
-        Deselected cases (-k, --lf) are never asked. Answers stream into the response store as
-        they arrive; the tests then read them. Coders that are not cached answer in the test.
+        Called once the collection is final (``pytest_collection_finish``): the cases that -k, -m,
+        --deselect, --lf or any other plugin deselected are never asked, and neither is anything when
+        the tests will not run (--collect-only). Answers stream into the response store as they arrive;
+        the tests then read them. Coders that are not cached answer in the test.
         """
+        if self.config.option.collectonly:
+            return
         cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
         if self.settings.estimate:  # count and price every selected case; ask nothing, run nothing
             self.estimate(cases)
@@ -462,12 +508,27 @@ def release_free_memory() -> None:
         pass
 
 
+def _param(item: pytest.Item, name: str) -> Any:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get(name)
+
+
 def _cases_of(items: list[pytest.Item]) -> list[Case | DocumentCase]:
     out: list[Case | DocumentCase] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None:
-            for param in (CASE_PARAM, DOCUMENT_PARAM):
-                if param in callspec.params:
-                    out.append(callspec.params[param])
+        for param in (CASE_PARAM, DOCUMENT_PARAM):
+            case = _param(item, param)
+            if isinstance(case, (Case, DocumentCase)):
+                out.append(case)
     return out
+
+
+#: A test that takes document cases, as a benchmark file names it.
+_DOCUMENT_TEST = re.compile(rf"def \w+\([^)]*\b{DOCUMENT_PARAM}\b")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -5,7 +5,7 @@
   (:func:`~pytest_medcode.results.stats.bootstrap_ratio`), so a document's codes stay together;
 - **macro** precision / recall / F1: the mean of the per-document values (each document weighs the same),
   with a bootstrap interval of the mean;
-- exact-set match (Wilson interval), category-level F1 (codes cut to their 3-character category),
+- exact-set match (Wilson interval), category-level F1 (codes compared at their category in the table),
   invalid-code and fabricated-code rates over all predicted codes, and per-code F1 for the most
   frequent gold codes.
 

@@ -2,9 +2,13 @@
 
 Every code of the document's system in the answer is read, word by word (parsing.py, the ``default``
 profile: whole codes in the forms models write), in order and without repeats. A predicted code that is not in the
-table is *fabricated*; one that exists but is not billable is *invalid* too (a claim cannot carry it).
+table is *fabricated* (as for a code query; an ICD-9-CM header such as ``250`` exists); one that exists but is
+not billable is *invalid* too (a claim cannot carry it).
 Precision, recall and F1 compare the predicted set with the gold set; ``category_f1`` compares them
-at the 3-character category (``E11.9`` and ``E11.65`` agree there), the partial credit a near miss earns.
+at each code's category in its own table (hierarchy.py), the partial credit a near miss earns: ``E11.9`` and
+``E11.65`` share ``E11``, ICD-9-CM ``E849.0`` sits in ``E849`` (not ``E84``, which would join it to
+``E840.1``), a procedure ``81.54`` in ``81``, a PCS code in its table (``0DT``). A code whose category the
+table does not know (a flat table such as CPT, a made-up code under no real category) is its own category.
 """
 
 from __future__ import annotations
@@ -14,14 +18,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.codesystems.normalize import key as code_key
+from pytest_medcode.scoring.hierarchy import lineage
 from pytest_medcode.scoring.parsing import extract_default
 
 __all__ = ["category", "prf", "read_codes", "score_document", "unscored_document_fields"]
 
 
-def category(code: str) -> str:
-    """The code's 3-character category (ICD-10-CM ``E11.9`` → ``E11``; ICD-9-CM ``250.00`` → ``250``)."""
-    return code.replace(".", "")[:3]
+def category(system: CodeSystem, code: str) -> str:
+    """The code's category in ``system``'s table (ICD-10-CM ``E11.9`` → ``E11``, ICD-9-CM ``E849.0`` →
+    ``E849``, ICD-9-CM procedure ``81.54`` → ``81``); the code itself when the table places it in none."""
+    found = lineage(system, code)
+    if found is not None and found.category is not None:
+        return found.category
+    return code_key(code)
 
 
 def prf(gold: Iterable[str], predicted: Iterable[str]) -> tuple[float, float, float]:
@@ -58,13 +68,14 @@ def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[s
     fabricated, invalid = [], []
     for code in predicted:
         entry = system.lookup(code)
-        if entry is None or entry.description is None:
+        if entry is None:  # as a code query's answer: an ICD-9-CM header (250, 250.0) exists, it is not made up
             fabricated.append(code)
             invalid.append(code)
         elif not entry.billable:
             invalid.append(code)
     precision, recall, f1 = prf(gold_set, predicted)
-    _, _, category_f1 = prf({category(c) for c in gold_set}, {category(c) for c in predicted})
+    _, _, category_f1 = prf({category(system, c) for c in gold_set},
+                             {category(system, c) for c in predicted})
     tp = len(gold_set & set(predicted))
     return {
         "codes": list(predicted),
