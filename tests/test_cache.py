@@ -380,3 +380,34 @@ def test_a_file_this_version_wrote_still_takes_rows_the_way_earlier_versions_wri
     rows = store.get_many(["big", "old"])
     assert rows["old"].text == "Code: E11.9" and rows["old"].chars is None
     assert rows["big"].chars == 30_010 and rows["big"].usage == {}
+
+
+# -- the run refuses bad cache settings before anything starts -------------------------------------
+
+@pytest.mark.parametrize(
+    ("env", "cache", "message"),
+    [({"MEDCODE_CACHE_WAIT_S": "abc"}, None, "MEDCODE_CACHE_WAIT_S='abc' is not a number of seconds above 0 *"),
+     ({"MEDCODE_CLAIM_TTL_S": "-5"}, None, "MEDCODE_CLAIM_TTL_S='-5' is not a number of seconds above 0 *"),
+     ({}, b"name,notes\nmine,keep me\n", "--medcode-cache response cache *notes.csv is not an SQLite file *")],
+    ids=["wait-not-a-number", "ttl-negative", "not-sqlite"],
+)
+def test_bad_cache_settings_stop_the_run_with_one_line(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                       env: dict[str, str], cache: bytes | None,
+                                                       message: str) -> None:
+    from conftest import BENCHMARK
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = ["--medcode-no-cache"]
+    if cache is not None:
+        (pytester.path / "notes.csv").write_bytes(cache)
+        args = ["--medcode-cache", "notes.csv"]
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-sample", "2", *args)
+    assert result.ret == 4
+    assert [line for line in result.stderr.lines if line.startswith("ERROR:")] == result.stderr.lines[:1]
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    if cache is not None:
+        assert (pytester.path / "notes.csv").read_bytes() == cache
+        assert not list(pytester.path.glob("notes.csv.damaged-*"))

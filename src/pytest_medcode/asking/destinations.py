@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pytest_medcode.asking.cache import CacheError, check_file
+
 #: Rough bytes a case needs on disk: its cache row (with WAL copies) and its share of the run folder,
 #: plus the answer itself (~4 bytes a token). Deliberately modest: a cached re-run needs far less.
 BYTES_PER_CASE = 1024
@@ -73,6 +75,10 @@ def check(cache: Path | None, report_dir: Path, cases: int, max_tokens: int | No
     """The first problem with where the run will write (cache file, report folder, free space), or None."""
     if cache is not None:
         problem = folder_problem(cache.parent, "--medcode-cache") or file_problem(cache, "--medcode-cache")
+        try:
+            problem = problem or check_file(cache)  # someone's file given by mistake: refused, never moved
+        except CacheError as exc:
+            problem = f"--medcode-cache {exc}"
         if problem:
             return problem
     problem = folder_problem(report_dir, "--medcode-report-dir")
