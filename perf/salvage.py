@@ -32,7 +32,7 @@ OLD_SCRIPT = """
 import sys, time, importlib.util
 from pathlib import Path
 spec = importlib.util.spec_from_file_location("old_salvage", sys.argv[1])
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+mod = importlib.util.module_from_spec(spec); sys.modules["old_salvage"] = mod; spec.loader.exec_module(mod)
 start = time.perf_counter()
 found = mod.salvage(Path(sys.argv[2]), tuple(sys.argv[3].split(",")))
 print(f"{time.perf_counter() - start:.2f} {len(found.rows)} {found.lost}")
@@ -86,7 +86,8 @@ def recover_with_shell(path: Path, out: Path) -> str:
     subprocess.run([shell, str(out)], input=done.stdout, capture_output=True, check=True)
     elapsed = time.perf_counter() - start
     with sqlite3.connect(out) as db:
-        return f"sqlite3 .recover: {db.execute('SELECT count(*) FROM responses').fetchone()[0]:,} rows in {elapsed:.2f} s"
+        count = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+    return f"sqlite3 .recover: {count:,} rows in {elapsed:.2f} s"
 
 
 def old_salvage(path: Path, limit_s: float, work: Path) -> str:

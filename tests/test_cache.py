@@ -72,6 +72,10 @@ def test_a_file_that_is_not_sqlite_is_refused_not_moved(tmp_path: Path) -> None:
                                          "nothing was changed"):
         ResponseStore(path)
     assert path.read_bytes().startswith(b"\x1b]0;title") and sorted(tmp_path.iterdir()) == [path]
+    from pytest_medcode.cli import main
+
+    assert main(["cache", "stats", "--path", str(path)]) == 2  # one line, the file still untouched
+    assert sorted(tmp_path.iterdir()) == [path]
 
 
 def test_a_cache_whose_first_page_is_damaged_is_still_salvaged(tmp_path: Path) -> None:

@@ -62,7 +62,10 @@ class _File:
         view = memoryview(data)
         for number in range(1, len(data) // size + 1):
             self.pages[number] = view[(number - 1) * size : number * size]
-        self.pages.update(_wal_pages(path.with_name(path.name + "-wal"), size))
+        logged, pages_after = _wal_pages(path.with_name(path.name + "-wal"), size)
+        self.pages.update(logged)
+        for number in [n for n in self.pages if n > pages_after] if pages_after else ():
+            del self.pages[number]  # the last commit shrank the file (a VACUUM): those pages are stale
         self.freelist = self._freelist(data)
 
     def _freelist(self, data: bytes) -> set[int]:
@@ -205,23 +208,25 @@ def _value(buf: bytes, at: int, kind: int, encoding: str) -> tuple[Any, int]:
     return (raw.decode(encoding) if kind % 2 else bytes(raw)), at + size
 
 
-def _wal_pages(path: Path, page_size: int) -> dict[int, bytes]:
-    """The newest committed copy of each page in a WAL file (frames checked by salt and checksum)."""
+def _wal_pages(path: Path, page_size: int) -> tuple[dict[int, bytes], int]:
+    """The newest committed copy of each page in a WAL file (frames checked by salt and checksum), and the
+    file's size in pages after the last commit (0: no commit)."""
     try:
         data = path.read_bytes()
     except OSError:
-        return {}
+        return {}, 0
     if len(data) < 32:
-        return {}
+        return {}, 0
     magic, _, size, _, salt1, salt2, sum1, sum2 = struct.unpack(">8I", data[:32])
     if magic not in _WAL_MAGIC or size != page_size:
-        return {}
+        return {}, 0
     order = ">" if magic & 1 else "<"
     if _checksum(data[:24], order, 0, 0) != (sum1, sum2):
-        return {}
+        return {}, 0
     state = (sum1, sum2)
     pending: dict[int, bytes] = {}
     committed: dict[int, bytes] = {}
+    pages_after = 0
     at = 32
     while at + 24 + size <= len(data):
         number, commit, f_salt1, f_salt2, f_sum1, f_sum2 = struct.unpack(">6I", data[at : at + 24])
@@ -235,8 +240,9 @@ def _wal_pages(path: Path, page_size: int) -> dict[int, bytes]:
         if commit:
             committed.update(pending)
             pending.clear()
+            pages_after = commit
         at += 24 + size
-    return committed
+    return committed, pages_after
 
 
 def _checksum(chunk: bytes, order: str, s0: int, s1: int) -> tuple[int, int]:
@@ -330,7 +336,7 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
         row = tuple(None if i is None else values[i] for i in pick)
         return row if isinstance(row[0], str) else None
 
-    others: set[int] = set(db.freelist)  # pages that belong elsewhere: never read as orphans
+    others: set[int] = {1} | db.freelist  # pages that belong elsewhere: never read as orphans
     for name, root in roots.items():
         if name not in ("responses", _INDEX):
             kind = db.page_type(root)

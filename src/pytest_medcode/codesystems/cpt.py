@@ -3,6 +3,9 @@
 CPT descriptors are AMA copyright and may not be redistributed, so nothing ships with the plugin:
 the user points ``--medcode-codeset cpt=PATH`` at a CSV, TSV or Parquet file with ``code`` and
 ``description`` columns (their AMA data file or a UMLS extract).
+
+:func:`read_table_file` is the one reader of every user code file (CPT, a user's own system, a code
+list): cells come out exactly as written or the file is refused with one line naming the file and row.
 """
 
 from __future__ import annotations

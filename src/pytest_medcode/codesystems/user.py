@@ -7,7 +7,9 @@ Codes are compared as keys: upper case, dots and spaces removed (``12.3`` and ``
 
 Everything is checked before a table is built, and the first problem stops the run with one line naming
 the file, the row and the problem: a missing column, an empty code or description, a duplicate code, a
-parent that is not in the file, a cycle in the parent chain, a billable value that is not yes or no.
+parent that is not in the file, a cycle in the parent chain, a billable value that is not yes or no
+(and what :func:`~pytest_medcode.codesystems.cpt.read_table_file` refuses: a row with extra cells, a cell
+too long, a Parquet column that does not hold text or integer codes).
 """
 
 from __future__ import annotations
