@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from pytest_medcode.asking.cache import ANSWER_LIMIT, CacheBusy, CacheFull, ResponseStore, Stored, owner_id, request_key
+from pytest_medcode.asking.cache import (
+    ANSWER_LIMIT,
+    CacheBusy,
+    CacheError,
+    CacheFull,
+    ResponseStore,
+    Stored,
+    env_seconds,
+    owner_id,
+    request_key,
+)
 
 
 def test_key_depends_on_every_generation_input_and_is_order_free() -> None:
@@ -55,14 +65,29 @@ def test_many_keys_in_one_read(tmp_path: Path) -> None:
     assert len(store.get_many(f"k{i}" for i in range(3000))) == 2500
 
 
-def test_a_damaged_store_is_moved_aside_with_a_warning(tmp_path: Path) -> None:
+def test_a_file_that_is_not_sqlite_is_refused_not_moved(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite3"
-    path.write_bytes(b"this is not a database" * 100)
-    with pytest.warns(UserWarning, match=r"damaged .*salvaged 0 row\(s\), lost every row \(no table could be read\)"):
+    path.write_bytes(b"\x1b]0;title\x07 this is not a database" * 100)
+    with pytest.raises(CacheError, match=r"is not an SQLite file \(it starts with b'\\x1b\]0;title\\x07 this '\); "
+                                         "nothing was changed"):
+        ResponseStore(path)
+    assert path.read_bytes().startswith(b"\x1b]0;title") and sorted(tmp_path.iterdir()) == [path]
+    from pytest_medcode.cli import main
+
+    assert main(["cache", "stats", "--path", str(path)]) == 2  # one line, the file still untouched
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_cache_whose_first_page_is_damaged_is_still_salvaged(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    keys = fill(store, 300)
+    store.close()
+    leaf_pages(path, "responses")  # checkpointed: every row is in the main file
+    overwrite_page(path, 1)  # the header and the schema: nothing says it is SQLite any more
+    with pytest.warns(UserWarning, match=r"salvaged 300 row\(s\), lost at least 0 "):
         store = ResponseStore(path)
-    store.put("k", "m", Stored("x", None, {}, 0.0, 1))
-    assert store.get_many(["k"])["k"].text == "x"
-    assert list(tmp_path.glob("r.sqlite3.damaged-*"))
+    assert len(store.get_many(keys)) == 300
 
 
 def test_stats_and_prune(tmp_path: Path) -> None:
@@ -164,6 +189,85 @@ def test_an_index_page_lost_as_well_still_keeps_every_readable_answer(tmp_path: 
     with pytest.warns(UserWarning, match="salvaged 9[0-9][0-9] row"):
         store = ResponseStore(path)
     assert len(store.get_many(keys)) == 1000 - rows_on_it  # every row on an intact table page
+
+
+def tree_pages(path: Path, name: str) -> dict[str, list[int]]:
+    """The pages of table or index ``name`` by role: root, interior (below the root), leaf."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        found = db.execute("SELECT pageno, pagetype, path FROM dbstat WHERE name = ? ORDER BY pageno", (name,))
+        roles: dict[str, list[int]] = {"root": [], "interior": [], "leaf": []}
+        for page, kind, where in found:
+            roles["root" if where == "/" else "leaf" if kind == "leaf" else "interior"].append(page)
+        return roles
+
+
+def big_cache(path: Path, rows: int, width: int) -> list[str]:
+    store = ResponseStore(path)
+    keys = [f"{i:064x}" for i in range(rows)]
+    store.put_many([(k, "m", Stored("Code: X" + "y" * width, None, {}, 0.1, 1)) for k in keys])
+    store.close()
+    return keys
+
+
+@pytest.mark.parametrize(
+    ("damage", "kept", "lost"),
+    [("table-leaf", 1200 - 2, "2"), ("table-interior", 1200, "0"), ("table-root", 1200, "0"),
+     ("key-index", 1200, "0"), ("table-leaf-and-key-index", 1200 - 2, "at least [0-9]+")],
+)
+def test_each_kind_of_damage_is_salvaged_in_bounded_time(tmp_path: Path, damage: str, kept: int, lost: str) -> None:
+    """Two rows a page, so the table has interior pages below its root; the salvage reads the file's pages
+    itself (no tree needed), so a damaged root or interior page loses nothing and a damaged index costs no time."""
+    path = tmp_path / "r.sqlite3"
+    keys = big_cache(path, 1200, 1700)
+    table, index = tree_pages(path, "responses"), tree_pages(path, "sqlite_autoindex_responses_1")
+    assert table["root"] and table["interior"] and len(table["leaf"]) == 600 and index["leaf"]
+    pages = {"table-leaf": [table["leaf"][300]], "table-interior": table["interior"][:1], "table-root": table["root"],
+             "key-index": index["root"] + index["leaf"][::2],
+             "table-leaf-and-key-index": [table["leaf"][300]] + index["root"] + index["leaf"]}[damage]
+    for page in pages:
+        overwrite_page(path, page)
+    started = time.monotonic()
+    with pytest.warns(UserWarning, match=rf"salvaged {kept} row\(s\), lost {lost}[;\s]"):
+        store = ResponseStore(path)
+    assert time.monotonic() - started < 30  # loose: a few seconds on a busy 2-core machine (perf/salvage.py)
+    assert len(store.get_many(keys)) == kept
+    assert all(s.text == "Code: X" + "y" * 1700 for s in store.get_many(keys[:50]).values())  # overflow-free, whole
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_answers_only_in_the_write_ahead_log_are_salvaged(tmp_path: Path) -> None:
+    """A crash leaves the newest answers in ``-wal``: the salvage reads its committed frames too."""
+    path, copy = tmp_path / "r.sqlite3", tmp_path / "copy" / "r.sqlite3"
+    store = ResponseStore(path)
+    first = fill(store, 500)
+    store._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    later = [f"{i:064x}" for i in range(500, 700)]
+    store.put_many([(k, "m", Stored("Code: Y", None, {}, 0.1, 1)) for k in later])
+    copy.parent.mkdir()
+    for suffix in ("", "-wal"):  # what a kill -9 leaves: the file and its log, no checkpoint
+        copy.with_name(copy.name + suffix).write_bytes(path.with_name(path.name + suffix).read_bytes())
+    store.close()
+    page, rows_on_it = leaf_pages(path, "responses")[3]  # an early page: the log never rewrote it
+    overwrite_page(copy, page)
+    with pytest.warns(UserWarning, match=rf"salvaged {700 - rows_on_it} row\(s\), lost {rows_on_it};"):
+        store = ResponseStore(copy)
+    assert set(store.get_many(later)) == set(later)
+    assert len(store.get_many(first)) == 500 - rows_on_it
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "nan", "inf", "1e999"])
+@pytest.mark.parametrize("name", ["MEDCODE_CACHE_WAIT_S", "MEDCODE_CLAIM_TTL_S"])
+def test_a_bad_number_of_seconds_in_the_environment_is_an_error(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                                value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(CacheError, match=rf"^{name}='{value}' is not a number of seconds above 0 \(unset it"):
+        env_seconds(name, 60.0)
+    monkeypatch.setenv(name, " 2.5 ")
+    assert env_seconds(name, 60.0) == 2.5
+    monkeypatch.setenv(name, "")
+    assert env_seconds(name, 60.0) == 60.0
 
 
 def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
@@ -280,3 +384,34 @@ def test_a_file_this_version_wrote_still_takes_rows_the_way_earlier_versions_wri
     rows = store.get_many(["big", "old"])
     assert rows["old"].text == "Code: E11.9" and rows["old"].chars is None
     assert rows["big"].chars == 30_010 and rows["big"].usage == {}
+
+
+# -- the run refuses bad cache settings before anything starts -------------------------------------
+
+@pytest.mark.parametrize(
+    ("env", "cache", "message"),
+    [({"MEDCODE_CACHE_WAIT_S": "abc"}, None, "MEDCODE_CACHE_WAIT_S='abc' is not a number of seconds above 0 *"),
+     ({"MEDCODE_CLAIM_TTL_S": "-5"}, None, "MEDCODE_CLAIM_TTL_S='-5' is not a number of seconds above 0 *"),
+     ({}, b"name,notes\nmine,keep me\n", "--medcode-cache response cache *notes.csv is not an SQLite file *")],
+    ids=["wait-not-a-number", "ttl-negative", "not-sqlite"],
+)
+def test_bad_cache_settings_stop_the_run_with_one_line(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                       env: dict[str, str], cache: bytes | None,
+                                                       message: str) -> None:
+    from conftest import BENCHMARK
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = ["--medcode-no-cache"]
+    if cache is not None:
+        (pytester.path / "notes.csv").write_bytes(cache)
+        args = ["--medcode-cache", "notes.csv"]
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-sample", "2", *args)
+    assert result.ret == 4
+    assert [line for line in result.stderr.lines if line.startswith("ERROR:")] == result.stderr.lines[:1]
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    if cache is not None:
+        assert (pytester.path / "notes.csv").read_bytes() == cache
+        assert not list(pytester.path.glob("notes.csv.damaged-*"))

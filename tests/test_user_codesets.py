@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,9 +164,22 @@ def test_a_user_system_gates_on_its_own_metrics(pytester: pytest.Pytester) -> No
         ("code,label\n100,a\n", "*local.csv: missing column(s) description (found: code, label)"),
         ("code,description\n", "*local.csv: no codes"),
         ("", "*local.csv: the file is empty"),
+        ("code,description\n100,a\n110," + "x" * 5_000_000 + "\n",
+         "*local.csv: row 3: a cell longer than 131,072 characters (a quote left open?)"),
+        ('code,description\n100,"Acute widget\nsyndrome\n110,b\n',
+         "*local.csv: row 2: a quote opened in this row is never closed"),
+        ("code,description\n100,Chronic widget disorder, left\n",
+         "*local.csv: row 2: 3 cells but the header has 2 (a description that holds a comma or tab must be quoted)"),
+        ('code,description\n100,"Acute widget\nsyndrome"\n200,"b" c\n',
+         "*local.csv: row 4: not readable as CSV (',' expected after '\"')"),
+        ("code,\x1b]0;pwned\x07\x1b[2Jlabel\n100,a\n", "*missing column(s) description (found: code, \\x1b]0;pwned*"),
+        ("code,description,Code\n100,a,b\n", "*local.csv: column 'Code' appears twice in the header"),
+        ("code,description\n\x1b[2J1\u20280,a\n\x1b[2J1\u20280,b\n",
+         "*local.csv: row 3: duplicate code \\x1b?2J1\\u20280 (first at row 2*"),
     ],
     ids=["duplicate", "duplicate-by-dots", "empty-description", "empty-code", "unknown-parent", "cycle",
-         "own-parent", "billable-value", "missing-column", "no-rows", "empty-file"],
+         "own-parent", "billable-value", "missing-column", "no-rows", "empty-file", "huge-cell", "quote-left-open",
+         "extra-cell", "bad-quoting", "escape-codes-in-header", "column-twice", "escape-codes-in-code"],
 )
 def test_a_bad_table_stops_the_run_with_one_line(pytester: pytest.Pytester, content: str, message: str) -> None:
     (pytester.path / "local.csv").write_text(content)
@@ -205,6 +219,78 @@ def test_bad_codeset_options_stop_the_run(pytester: pytest.Pytester, args: tuple
     assert result.ret == 4
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_cells_are_read_exactly_as_written(tmp_path: Path) -> None:
+    """csv reads the file itself: a quoted line break stays, U+2028 and a form feed are characters of a
+    cell (not row ends), a quoted comma stays, an empty trailing cell is no extra cell, rows are named by
+    the line they start on."""
+    path = tmp_path / "t.csv"
+    path.write_bytes("code,description,parent\r\n100,\"Acute widget\nsyndrome\",\r\n"
+                     "110,Line\u2028separated\x0cform feed,100\r\n\r\n"
+                     "120,\"Chronic widget disorder, left\",100,\r\n130,fewer cells\n".encode())
+    rows = {code: (description, parent, line) for code, description, _, parent, line in read(path)}
+    assert rows == {"100": ("Acute widget\nsyndrome", None, 2), "110": ("Line\u2028separated\x0cform feed", "100", 4),
+                    "120": ("Chronic widget disorder, left", "100", 6), "130": ("fewer cells", None, 7)}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "description"),
+    [("utf-8", b"", "Crohn’s disease"), ("utf-8", b"\xef\xbb\xbf", "Crohn’s disease"),
+     ("cp1252", b"", "Crohn’s disease"), ("latin-1", b"", "Ménière\x81"), ("utf-16-le", b"\xff\xfe", "Crohn’s disease"),
+     ("utf-16-be", b"\xfe\xff", "Crohn’s disease")],
+    ids=["utf-8", "utf-8-bom", "windows-1252", "latin-1", "utf-16-le", "utf-16-be"],
+)
+def test_the_file_s_encoding_is_read(tmp_path: Path, encoding: str, bom: bytes, description: str) -> None:
+    path = tmp_path / "t.tsv"
+    path.write_bytes(bom + f"code\tdescription\n100\t{description}\n".encode(encoding))
+    assert [d for _, d, _, _, _ in read(path)] == [description]
+
+
+def _parquet(path: Path, **columns: Any) -> Path:
+    import pyarrow as pa
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_parquet_columns_must_hold_text_or_integer_codes(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    good = _parquet(tmp_path / "good.parquet", code=pa.array([100, 110], pa.int32()),
+                    description=pa.array(["a", "b"]).dictionary_encode(), parent=pa.array([None, 100], pa.int64()),
+                    billable=[False, True], extra=[[1, 2], [3]])
+    assert [(c, d, b, p) for c, d, b, p, _ in read(good)] == [("100", "a", False, None), ("110", "b", True, "100")]
+    for name, values, kind in [("code", [[1, 2]], "list<element: int64>"), ("code", [{"a": 1}], "struct<a: int64>"),
+                               ("code", [b"\x00\x01"], "binary"), ("description", [1.5], "double"),
+                               ("parent", [True], "bool")]:
+        columns: dict[str, Any] = {"code": ["100"], "description": ["a"], name: values}
+        with pytest.raises(CodeFileError, match=rf"bad.parquet: column '{name}' holds {re.escape(kind)} values; a "
+                                                r"code file's columns must hold text \(or integer codes\)$"):
+            read(_parquet(tmp_path / "bad.parquet", **columns))
+
+
+def test_a_bad_parquet_column_stops_the_run_with_one_line(pytester: pytest.Pytester) -> None:
+    _parquet(pytester.path / "local.parquet", code=[[1, 2]], description=["a"])
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    result = pytester.runpytest(*FAST, "--medcode-codeset", "local=local.parquet", "--medcode-system", "local")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["ERROR: --medcode-codeset local=*local.parquet: column 'code' holds "
+                                 "list<element: int64> values; *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not (pytester.path / "reports").exists()
+
+
+def test_a_cpt_file_is_read_by_the_same_reader(tmp_path: Path) -> None:
+    path = tmp_path / "cpt.csv"
+    path.write_text('code,description\n99213,"Office visit,\nestablished"\n99214,Office visit, long\n')
+    with pytest.raises(CodeFileError, match=r"cpt.csv: row 4: 3 cells but the header has 2"):
+        load_system("cpt", path)
+    path.write_text('code,description\n99213,"Office visit,\nestablished"\n\x1b[2J9921,x\n')
+    with pytest.raises(CodeFileError, match=r"1 bad CPT row\(s\) .*: row 4 '\\x1b\[2J9921'$"):
+        load_system("cpt", path)
+    path.write_text('code,description\n99213,"Office visit,\nestablished"\n')
+    assert load_system("cpt", path).lookup("99213").description == "Office visit,\nestablished"
 
 
 def test_read_reports_the_first_problem_only(tmp_path: Path) -> None:

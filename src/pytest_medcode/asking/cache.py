@@ -30,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_medcode.asking import lockholder
-from pytest_medcode.asking.salvage import salvage
+from pytest_medcode.asking.salvage import MAGIC, salvage
 
 SCHEMA_VERSION = 1
 ANSWER_LIMIT = 20_000  # characters of one answer kept in the cache (and in the record); the length is kept too
@@ -52,6 +53,8 @@ _COLUMNS = ("key", "model", "text", "error", "usage", "latency_s", "attempts", "
 _LENGTH = "answer_chars"  # in ``usage``: the true length of an answer stored cut
 DEFAULT_WAIT_S = 120.0  # how long a locked cache is waited for (MEDCODE_CACHE_WAIT_S)
 DEFAULT_CLAIM_TTL_S = 60.0  # a claim not renewed for this long is void (MEDCODE_CLAIM_TTL_S)
+#: Every MEDCODE_*_S variable the asking layer reads (cache.py, phase.py, batch.py), checked before a run starts.
+SECONDS_VARIABLES = ("MEDCODE_CACHE_WAIT_S", "MEDCODE_CLAIM_TTL_S", "MEDCODE_BATCH_POLL_S", "MEDCODE_BATCH_POLL_MAX_S")
 _NOTIFY_EVERY_S = 5.0
 
 _DDL = """
@@ -99,12 +102,42 @@ def clip_answer(text: str | None, chars: int | None = None) -> tuple[str | None,
 
 
 def env_seconds(name: str, default: float) -> float:
-    """A positive number of seconds from the environment (tests shorten waits), else ``default``."""
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
+    """A number of seconds above 0 from the environment (tests shorten waits), ``default`` when unset or
+    empty; any other value is a :class:`CacheError`, not silently the default."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
-    return value if value > 0 else default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise CacheError(f"{name}={raw!r} is not a number of seconds above 0 "
+                         f"(unset it for the default, {default:g})")
+    return value
+
+
+def check_environment() -> None:
+    """Every variable of :data:`SECONDS_VARIABLES` that is set reads as seconds (else CacheError)."""
+    for name in SECONDS_VARIABLES:
+        env_seconds(name, 1.0)
+
+
+def check_file(path: Path) -> None:
+    """A file at ``path`` that is not an SQLite database is refused (CacheError), never moved aside: it is
+    someone's file given by mistake. A file that starts like one, or whose pages still hold rows of the
+    cache (its header is what was damaged), is a cache: damage inside it is salvaged."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(MAGIC))
+    except (FileNotFoundError, IsADirectoryError):
+        return  # created (or refused by SQLite itself) as usual
+    except OSError as exc:
+        raise CacheError(f"response cache {path}: {exc.strerror or exc}") from None
+    if not head or head == MAGIC or salvage(path, _COLUMNS).rows:
+        return
+    raise CacheError(f"response cache {path} is not an SQLite file (it starts with {head!r}); nothing "
+                     "was changed: give --medcode-cache a path of its own, or move that file away")
 
 
 def owner_id(run_id: str) -> str:
@@ -169,6 +202,7 @@ class ResponseStore:
         self._generation = 0
         self._recover_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_file(path)
         self._run(self._init)
         self.import_pending()
 
@@ -273,6 +307,7 @@ class ResponseStore:
                 self._local.conn = None
             if failed_on is not None and self._replaced(failed_on):
                 return  # another thread or process salvaged the file already
+            check_file(self.path)  # replaced since it was opened by something that is not a cache: not ours to move
             found = salvage(self.path, _COLUMNS)
             stamp = f"{int(time.time())}-{os.getpid()}"
             aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
@@ -293,7 +328,11 @@ class ResponseStore:
             os.replace(fresh, self.path)
         self.recovered = (len(found.rows), found.lost, aside)
         reason = " ".join(str(exc).split())
-        lost = "every row (no table could be read)" if found.lost is None else str(found.lost)
+        if found.lost is None:
+            lost = "every row (no table could be read)"
+        else:
+            lost = str(found.lost) if found.exact else \
+                f"at least {found.lost} (the key index that counts them could not be read whole)"
         warnings.warn(
             f"pytest-medcode: response cache {self.path} was damaged ({reason}); salvaged {len(found.rows)} row(s), "
             f"lost {lost}; the damaged file is kept as {aside.name}",

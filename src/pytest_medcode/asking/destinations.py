@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pytest_medcode.asking.cache import CacheError, check_file
 from pytest_medcode.redaction import mask_credentials
 
 #: Rough bytes a case needs on disk: its cache row (with WAL copies) and its share of the run folder,
@@ -81,6 +82,10 @@ def check(cache: Path | None, report_dir: Path, cases: int, max_tokens: int | No
 def _first_problem(cache: Path | None, report_dir: Path, cases: int, max_tokens: int | None) -> str | None:
     if cache is not None:
         problem = folder_problem(cache.parent, "--medcode-cache") or file_problem(cache, "--medcode-cache")
+        try:
+            problem = problem or check_file(cache)  # someone's file given by mistake: refused, never moved
+        except CacheError as exc:
+            problem = f"--medcode-cache {exc}"
         if problem:
             return problem
     problem = folder_problem(report_dir, "--medcode-report-dir")

@@ -7,7 +7,9 @@ Codes are compared as keys: upper case, dots and spaces removed (``12.3`` and ``
 
 Everything is checked before a table is built, and the first problem stops the run with one line naming
 the file, the row and the problem: a missing column, an empty code or description, a duplicate code, a
-parent that is not in the file, a cycle in the parent chain, a billable value that is not yes or no.
+parent that is not in the file, a cycle in the parent chain, a billable value that is not yes or no
+(and what :func:`~pytest_medcode.codesystems.cpt.read_table_file` refuses: a row with extra cells, a cell
+too long, a Parquet column that does not hold text or integer codes).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pytest_medcode.codesystems.cpt import CodeFileError, read_table_file
+from pytest_medcode.codesystems.cpt import CodeFileError, read_table_file, shown
 from pytest_medcode.codesystems.normalize import key as code_key
 
 _YES = frozenset({"1", "y", "yes", "true", "t"})
@@ -31,7 +33,7 @@ def _billable(path: Path, line: int, value: str) -> bool:
         return True
     if text in _NO:
         return False
-    raise CodeFileError(f"{path}: row {line}: billable {value!r} is not one of 1/0, yes/no, true/false")
+    raise CodeFileError(f"{path}: row {line}: billable '{shown(value)}' is not one of 1/0, yes/no, true/false")
 
 
 def read(path: Path) -> list[tuple[str, str, bool, str | None, int]]:
@@ -40,15 +42,15 @@ def read(path: Path) -> list[tuple[str, str, bool, str | None, int]]:
     has_parent, has_billable = "parent" in names, "billable" in names
     out: list[tuple[str, str, bool, str | None, int]] = []
     first_row: dict[str, int] = {}
-    for line, rec in enumerate(records, start=2):
-        raw = rec["code"]
+    for rec in records:
+        line, raw = rec.line, rec["code"]
         code = code_key(raw)
         if not code:
             raise CodeFileError(f"{path}: row {line}: empty code")
         if not rec["description"]:
-            raise CodeFileError(f"{path}: row {line}: code {raw}: empty description")
+            raise CodeFileError(f"{path}: row {line}: code {shown(raw)}: empty description")
         if code in first_row:
-            raise CodeFileError(f"{path}: row {line}: duplicate code {raw} (first at row {first_row[code]}; "
+            raise CodeFileError(f"{path}: row {line}: duplicate code {shown(raw)} (first at row {first_row[code]}; "
                                 "codes are compared without dots, spaces or case)")
         first_row[code] = line
         parent = code_key(rec.get("parent", "")) if has_parent else ""
@@ -59,7 +61,8 @@ def read(path: Path) -> list[tuple[str, str, bool, str | None, int]]:
     parents = {code: parent for code, _, _, parent, _ in out}
     for code, _, _, parent, line in out:
         if parent is not None and parent not in parents:
-            raise CodeFileError(f"{path}: row {line}: code {code}: parent {parent} is not a code in the file")
+            raise CodeFileError(f"{path}: row {line}: code {shown(code)}: parent {shown(parent)} is not a code in "
+                                "the file")
     _check_cycles(path, parents, first_row)
     return out
 
@@ -74,8 +77,8 @@ def _check_cycles(path: Path, parents: dict[str, str | None], rows: dict[str, in
         while node is not None and node not in rooted:
             if node in on_chain:
                 cycle = chain[chain.index(node):] + [node]
-                raise CodeFileError(f"{path}: row {rows[node]}: code {node}: cycle in the parent chain "
-                                    f"({' > '.join(cycle)})")
+                raise CodeFileError(f"{path}: row {rows[node]}: code {shown(node)}: cycle in the parent chain "
+                                    f"({' > '.join(shown(c) for c in cycle)})")
             chain.append(node)
             on_chain.add(node)
             node = parents[node]

@@ -69,7 +69,8 @@ def read_code_list(path: Path, systems: Sequence[str]) -> CodeList:
         )
     counts: dict[str, dict[str, float]] = {}
     bad: list[str] = []
-    for line, row in enumerate(rows, start=2):
+    for row in rows:
+        line = row.line  # where the row starts in the file (a quoted line break makes rows span lines)
         system = row.get("system") or systems[0]
         if system not in systems:
             continue

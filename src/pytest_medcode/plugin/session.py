@@ -24,7 +24,7 @@ import pytest
 
 from pytest_medcode.asking.batch import BatchRejected, BatchRunner, batch_route
 from pytest_medcode.asking.budget import TOTAL, Budget
-from pytest_medcode.asking.cache import CacheError, ResponseStore, request_key
+from pytest_medcode.asking.cache import CacheError, ResponseStore, check_environment, request_key
 from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, resolve_coder
 from pytest_medcode.asking.engine import Call, Outcome, QueryEngine
 from pytest_medcode.asking.estimate import estimate_lines
@@ -99,6 +99,10 @@ class MedcodeSession:
     def validate(self) -> None:
         """Raise pytest.UsageError (one line, exit 4) for any input that cannot work."""
         s = self.settings
+        try:
+            check_environment()  # MEDCODE_CACHE_WAIT_S=abc: one line now, not a silent default
+        except CacheError as exc:
+            raise pytest.UsageError(str(exc)) from None
         try:
             self.template = load_template(s.prompt)
         except TemplateError as exc:
