@@ -4,6 +4,7 @@ hides, so the controller follows the worker's progress file instead."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,8 +30,21 @@ class Progress:
     batches: str = ""  # --medcode-batch: the batches' states while they are polled (asking/batch.py)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: When the longest wait on a rate limit now running ends (monotonic; 0: none ran yet)
+    rate_limited_until: float = 0.0
+    #: The preflight: the model whose check request is being asked (the line says so, not "0/0 answered")
+    checking: str = ""
+
+    def waiting(self) -> str:
+        """``rate limited by the endpoint, waiting 8 s`` while a call waits on a rate limit, else ''."""
+        left = self.rate_limited_until - time.monotonic()
+        return f"rate limited by the endpoint, waiting {math.ceil(left)} s" if left > 0 else ""
 
     def line(self) -> str:
+        wait = self.waiting()
+        if self.checking:
+            return (f"medcode: checking {self.checking} before the first case · "
+                    + (f"{wait}; " if wait else "") + f"{self.retries} retries so far")
         elapsed = max(time.monotonic() - self.started, 1e-9)
         asked = self.done - self.cached
         rate = asked / elapsed
@@ -41,6 +55,7 @@ class Progress:
             f"ETA {eta} · {self.retries} retries · {self.errors} errors"
             + (f" · throttled to {self.limit} in flight" if self.throttled else "")
             + (f" · {self.batches}" if self.batches else "")
+            + (f" · {wait}" if wait else "")
         )
 
     def to_dict(self) -> dict[str, Any]:
