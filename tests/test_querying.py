@@ -115,12 +115,55 @@ def test_faults_are_retried_and_exhausted_calls_are_errors_not_wrong_codes(pytes
         assert (row["n"], row["answered"], row["errors"], row["correct"]) == (60, 57, 3, 57)
         assert row["exact_match"]["value"] == 1.0  # errors are not in the denominator
 
-        # The errors are kept: a plain re-run asks nothing; --medcode-retry-errors asks only them.
+        # 500s are not kept as the cases' outcomes: once the server is well, a plain re-run asks only those three.
         before = server.stats.total_requests
-        pytester.runpytest_subprocess(*base, *args_for(server)).assert_outcomes(passed=57, failed=3)
-        assert server.stats.total_requests == before
         server.faults = None
-        pytester.runpytest_subprocess(*base, *args_for(server), "--medcode-retry-errors").assert_outcomes(passed=60)
+        pytester.runpytest_subprocess(*base, *args_for(server)).assert_outcomes(passed=60)
+        assert server.stats.total_requests == before + 3
+
+
+def test_only_answers_and_final_failures_are_kept(pytester: pytest.Pytester) -> None:
+    """A 500 on every attempt is not kept (a plain rerun asks it); a 200 with no answer in it is the question's
+    final outcome, kept with its usage (a rerun does not pay for it again) until --medcode-retry-errors; a stored
+    failure an earlier version kept without marking it final (a 429) is asked again with no flag."""
+    codes = pairs(6, offset=700)
+    base = setup_run(pytester, codes)
+    db = pytester.path / "cache" / "responses.sqlite3"
+    sick, empty = codes[0][1], codes[1][1]
+    kinds = {sick: "500", empty: "no_choices"}
+
+    class Plan(FaultPlan):
+        def for_request(self, request):  # noqa: ANN001, ANN202 - FaultPlan's own signature
+            return kinds.get(request.description or "")
+
+    args = [*base, "--medcode-attempts", "2", "--medcode-no-preflight", "--medcode-no-similarity"]
+    with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=Plan()) as server:
+        first = pytester.runpytest_subprocess(*args, *args_for(server))
+        first.assert_outcomes(passed=4, failed=2)
+        rows = {r["description"]: r for r in cases_of(pytester)}
+        assert rows[sick]["error"].startswith("HTTP 500") and rows[sick]["attempts"] == 2
+        assert rows[empty]["error"].startswith("malformed response: HTTP 200 with no answer")
+        assert rows[empty]["attempts"] == 1 and rows[empty]["prompt_tokens"] > 0  # not retried; its usage counted
+        with sqlite3.connect(db) as conn:
+            stored = dict(conn.execute("SELECT error IS NULL, count(*) FROM responses GROUP BY 1").fetchall())
+        assert stored == {1: 4, 0: 1}  # four answers and the final failure; not the 500
+
+        kinds.pop(sick)
+        before = server.stats.total_requests
+        second = pytester.runpytest_subprocess(*args, *args_for(server))
+        second.assert_outcomes(passed=5, failed=1)
+        assert server.stats.total_requests == before + 1  # the 500 asked again, the kept failure not
+
+        kinds.clear()
+        third = pytester.runpytest_subprocess(*args, *args_for(server), "--medcode-retry-errors")
+        third.assert_outcomes(passed=6)
+        assert server.stats.total_requests == before + 2
+
+        with sqlite3.connect(db) as conn:  # a row as an earlier version kept a 429: an error, not marked final
+            conn.execute("UPDATE responses SET text = NULL, error = 'HTTP 429 RateLimitError: slow down', "
+                         "usage = '{}' WHERE rowid = (SELECT min(rowid) FROM responses)")
+        fourth = pytester.runpytest_subprocess(*args, *args_for(server))
+        fourth.assert_outcomes(passed=6)
         assert server.stats.total_requests == before + 3
 
 

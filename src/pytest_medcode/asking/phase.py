@@ -328,7 +328,7 @@ class QueryPhase:
                     self._report(progress)
                 elif self._show is not None:
                     with self._report_lock:
-                        self._show(progress.line())
+                        self._show(progress.line(), notable=bool(progress.waiting()))
 
         thread = threading.Thread(target=tick, name="medcode-progress-tick", daemon=True)
         thread.start()
@@ -419,7 +419,8 @@ class QueryPhase:
         with self._report_lock:  # the ticker and the results both report
             self._report_file(progress)
             if self._show is not None:
-                self._show((progress or self.progress).line())
+                shown = progress or self.progress
+                self._show(shown.line(), notable=bool(shown.waiting()))
 
     def _wait(self) -> None:
         time.sleep(_POLL_S)
@@ -432,4 +433,4 @@ class QueryPhase:
             return
         data = read_json(self.progress_path)
         if data:
-            self._show(data["line"])
+            self._show(data["line"], notable=bool(data.get("waiting")))

@@ -66,7 +66,7 @@ class Progress:
 
 def write_progress(path: Path, progress: Progress) -> None:
     """The progress file an xdist controller follows (ProgressWatcher)."""
-    write_json(path, {**progress.to_dict(), "line": progress.line()})
+    write_json(path, {**progress.to_dict(), "line": progress.line(), "waiting": progress.waiting()})
 
 
 class ProgressLine:
@@ -75,9 +75,12 @@ class ProgressLine:
         self._tty = bool(getattr(tr, "isatty", False))
         self._last_log = 0.0
         self._shown = False
+        self._notable = False  # the last line logged was a notable one (a wait on a rate limit)
         self._lock = threading.Lock()
 
-    def __call__(self, line: str, final: bool = False) -> None:
+    def __call__(self, line: str, final: bool = False, notable: bool = False) -> None:
+        """Show ``line``; in a log, every 10 s, at the end (``final``), and at once when a ``notable`` state (a
+        wait on a rate limit) begins, so a log says why nothing moves."""
         with self._lock:
             if self._tty:
                 self._tr.rewrite(line, erase=True)
@@ -87,8 +90,9 @@ class ProgressLine:
                     self._shown = False
                 return
             now = time.monotonic()
-            if final or now - self._last_log >= _LOG_EVERY_S:
+            if final or now - self._last_log >= _LOG_EVERY_S or (notable and not self._notable):
                 self._last_log = now
+                self._notable = notable
                 self._tr.write_line(line)
 
     def notice(self, line: str) -> None:
@@ -120,7 +124,7 @@ class ProgressWatcher(threading.Thread):
                 self._seen = data["line"]
                 done = data["done"] >= data["total"]
                 if self._show is not None:
-                    self._show(data["line"], final=done)
+                    self._show(data["line"], final=done, notable=bool(data.get("waiting")))
                 if done:
                     return
 
