@@ -24,7 +24,7 @@ from conftest import BENCHMARK
 from pytest_medcode.asking.coders import CallFailed, Question, Reply
 from pytest_medcode.asking.engine import Call, QueryEngine
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.faults import FaultPlan
+from pytest_medcode.testing.faults import FaultPlan, RateLimitStorm
 from pytest_medcode.testing.responders import Request, degrade, mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
 
@@ -194,3 +194,41 @@ def test_a_burst_of_429s_halves_the_calls_in_flight_once_and_successes_win_them_
     assert engine.progress.throttled == 1
     assert min(limits) == 16
     assert limits[-1] == 32  # recovered
+
+
+def test_a_rate_limit_storm_is_waited_out_and_shown(pytester: pytest.Pytester) -> None:
+    """Every call answered 429 (Retry-After: 1) for 2 s, at the default 3 attempts: no case ends on it. The
+    preflight's wait is on the progress line; every case is answered and kept, so a rerun asks nothing."""
+    codes = spread_codes(20, stride=997)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        server.storm = RateLimitStorm(2.0, retry_after=1.0)
+        args = setup_run(pytester, codes, server)
+        result = pytester.runpytest_subprocess(*args, timeout=120)
+        result.assert_outcomes(passed=20)
+        assert server.stats.faults["storm_429"] >= 2
+        result.stdout.fnmatch_lines(["medcode: checking openai/m before the first case · rate limited by the "
+                                     "endpoint, waiting 1 s; * retries so far",
+                                     "model calls: 20 asked*, 0 from the cache, * retries, 0 failed"])
+        before = server.stats.total_requests
+        again = pytester.runpytest_subprocess(*args, timeout=120)
+        again.assert_outcomes(passed=20)
+        assert server.stats.total_requests == before
+    again.stdout.fnmatch_lines(["model calls: 0 asked, 20 from the cache, 0 retries, 0 failed"])
+
+
+def test_a_storm_longer_than_the_max_wait_ends_this_run_only(pytester: pytest.Pytester) -> None:
+    """Rate limited for longer than --medcode-max-wait: the cases end as errors that name the option, none is
+    kept, and once the storm is over a plain rerun asks every one of them and they pass."""
+    codes = spread_codes(12, stride=1499)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        server.storm = RateLimitStorm(600.0, retry_after=0.3)
+        args = [*setup_run(pytester, codes, server), "--medcode-no-preflight"]
+        result = pytester.runpytest_subprocess(*args, "--medcode-max-wait", "1", timeout=120)
+        result.assert_outcomes(failed=12)
+        result.stdout.fnmatch_lines(["medcode: 0/12 answered*rate limited by the endpoint, waiting * s",
+                                     "*still rate limited after waiting 1 s, --medcode-max-wait*"])
+        assert stored_rows(pytester) == (0, 0)
+        server.storm = None
+        again = pytester.runpytest_subprocess(*args, timeout=120)
+        again.assert_outcomes(passed=12)
+    again.stdout.fnmatch_lines(["model calls: 12 asked*, 0 from the cache, 0 retries, 0 failed"])

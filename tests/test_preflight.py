@@ -156,3 +156,43 @@ def test_circuit_breaker_zero_asks_every_case(pytester: pytest.Pytester) -> None
                                                "--medcode-no-preflight", "--medcode-circuit-breaker", "0")
         assert server.stats.total_requests == 12
     result.assert_outcomes(failed=12)
+
+
+def test_a_probe_that_exhausts_its_retries_on_a_500_does_not_stop_the_run(pytester: pytest.Pytester) -> None:
+    """A 500 on every attempt of the probe says nothing about the setup: no exit 4. The run goes on, the
+    phase asks that case again (it is not kept), and a rerun once the server is well asks only it."""
+    codes = pairs(6)
+    base = setup_run(pytester, codes)
+    sick = codes[0][1]  # the first case: the probe
+    args = [*base, "--model", "openai/m", "--medcode-attempts", "2"]
+    with knows(codes) as server:
+        server.faults = FaultPlan(always_fail=lambda request: request.description == sick, always_fail_kind="500")
+        result = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.assert_outcomes(passed=5, failed=1)
+        assert server.stats.status_counts[500] == 4  # two attempts by the probe, two by the phase
+        (failed,) = [r for r in records(pytester) if r["outcome"] == "error"]
+        assert failed["description"] == sick and failed["error"].startswith("HTTP 500")
+
+        server.faults = None
+        before = server.stats.total_requests
+        again = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        again.assert_outcomes(passed=6)
+        assert server.stats.total_requests == before + 1  # the failed case, asked again with no flag
+    again.stdout.fnmatch_lines(["model calls: 1 asked*, 5 from the cache, 0 retries, 0 failed"])
+
+
+def test_the_breaker_does_not_trip_on_exhausted_500s(pytester: pytest.Pytester) -> None:
+    """Eight cases in a row whose every attempt is a 500: a retry could fix each, so every case is asked (no
+    "not asked"), where eight 401s would have stopped the model after five."""
+    codes = pairs(8)
+    base = setup_run(pytester, codes)
+    with knows(codes) as server:
+        server.faults = FaultPlan(rate_500=1.0, max_faults_per_key=None)
+        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+                                               "--medcode-no-preflight", "--medcode-concurrency", "1",
+                                               "--medcode-attempts", "1")
+        assert server.stats.total_requests == 8
+    result.assert_outcomes(failed=8)
+    assert all(r["attempts"] == 1 and r["error"].startswith("HTTP 500") for r in records(pytester))
+    result.stdout.fnmatch_lines(["model calls: 8 asked*, 0 from the cache, 0 retries, 8 failed"])

@@ -8,6 +8,7 @@ resumes with only the rest, deselected cases are never asked, and no API key is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -23,10 +24,20 @@ import pytest
 
 from conftest import BENCHMARK
 from pytest_medcode.asking.coders import CallFailed, Question, Reply
+from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
 from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
-from pytest_medcode.asking.engine import Call, Outcome, Progress, QueryEngine, _Limiter, _RateLimit, _valid_text
+from pytest_medcode.asking.engine import (
+    Call,
+    CircuitBreaker,
+    Outcome,
+    Progress,
+    QueryEngine,
+    _Limiter,
+    _RateLimit,
+    _valid_text,
+)
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.testing.faults import FaultPlan, fixed_latency
+from pytest_medcode.testing.faults import FaultPlan, RateLimitStorm, fixed_latency
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
 
@@ -104,12 +115,55 @@ def test_faults_are_retried_and_exhausted_calls_are_errors_not_wrong_codes(pytes
         assert (row["n"], row["answered"], row["errors"], row["correct"]) == (60, 57, 3, 57)
         assert row["exact_match"]["value"] == 1.0  # errors are not in the denominator
 
-        # The errors are kept: a plain re-run asks nothing; --medcode-retry-errors asks only them.
+        # 500s are not kept as the cases' outcomes: once the server is well, a plain re-run asks only those three.
         before = server.stats.total_requests
-        pytester.runpytest_subprocess(*base, *args_for(server)).assert_outcomes(passed=57, failed=3)
-        assert server.stats.total_requests == before
         server.faults = None
-        pytester.runpytest_subprocess(*base, *args_for(server), "--medcode-retry-errors").assert_outcomes(passed=60)
+        pytester.runpytest_subprocess(*base, *args_for(server)).assert_outcomes(passed=60)
+        assert server.stats.total_requests == before + 3
+
+
+def test_only_answers_and_final_failures_are_kept(pytester: pytest.Pytester) -> None:
+    """A 500 on every attempt is not kept (a plain rerun asks it); a 200 with no answer in it is the question's
+    final outcome, kept with its usage (a rerun does not pay for it again) until --medcode-retry-errors; a stored
+    failure an earlier version kept without marking it final (a 429) is asked again with no flag."""
+    codes = pairs(6, offset=700)
+    base = setup_run(pytester, codes)
+    db = pytester.path / "cache" / "responses.sqlite3"
+    sick, empty = codes[0][1], codes[1][1]
+    kinds = {sick: "500", empty: "no_choices"}
+
+    class Plan(FaultPlan):
+        def for_request(self, request):  # noqa: ANN001, ANN202 - FaultPlan's own signature
+            return kinds.get(request.description or "")
+
+    args = [*base, "--medcode-attempts", "2", "--medcode-no-preflight", "--medcode-no-similarity"]
+    with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=Plan()) as server:
+        first = pytester.runpytest_subprocess(*args, *args_for(server))
+        first.assert_outcomes(passed=4, failed=2)
+        rows = {r["description"]: r for r in cases_of(pytester)}
+        assert rows[sick]["error"].startswith("HTTP 500") and rows[sick]["attempts"] == 2
+        assert rows[empty]["error"].startswith("malformed response: HTTP 200 with no answer")
+        assert rows[empty]["attempts"] == 1 and rows[empty]["prompt_tokens"] > 0  # not retried; its usage counted
+        with sqlite3.connect(db) as conn:
+            stored = dict(conn.execute("SELECT error IS NULL, count(*) FROM responses GROUP BY 1").fetchall())
+        assert stored == {1: 4, 0: 1}  # four answers and the final failure; not the 500
+
+        kinds.pop(sick)
+        before = server.stats.total_requests
+        second = pytester.runpytest_subprocess(*args, *args_for(server))
+        second.assert_outcomes(passed=5, failed=1)
+        assert server.stats.total_requests == before + 1  # the 500 asked again, the kept failure not
+
+        kinds.clear()
+        third = pytester.runpytest_subprocess(*args, *args_for(server), "--medcode-retry-errors")
+        third.assert_outcomes(passed=6)
+        assert server.stats.total_requests == before + 2
+
+        with sqlite3.connect(db) as conn:  # a row as an earlier version kept a 429: an error, not marked final
+            conn.execute("UPDATE responses SET text = NULL, error = 'HTTP 429 RateLimitError: slow down', "
+                         "usage = '{}' WHERE rowid = (SELECT min(rowid) FROM responses)")
+        fourth = pytester.runpytest_subprocess(*args, *args_for(server))
+        fourth.assert_outcomes(passed=6)
         assert server.stats.total_requests == before + 3
 
 
@@ -218,10 +272,12 @@ class _NoJitter(random.Random):
         return 0.0
 
 
-def ask_through_the_engine(server: ScriptedServer, attempts: int = 3) -> tuple[Outcome, list[float]]:
+def ask_through_the_engine(server: ScriptedServer, attempts: int = 3, max_wait: float = 600.0,
+                           coder: object | None = None) -> tuple[Outcome, list[float]]:
     """One case asked by the real engine and OpenAI client; the server's arrival times of its attempts."""
-    coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=5.0)
-    engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=attempts, timeout=5.0)
+    coder = coder or OpenAICompatibleCoder("openai/m", server.base_url, timeout=5.0)
+    engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=attempts, timeout=5.0,  # type: ignore[dict-item]
+                         max_wait=max_wait)
     engine._rng = _NoJitter()
     question = Question("icd10cm", DIABETES, (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)
     try:
@@ -256,12 +312,100 @@ def test_retry_after_shorter_than_the_backoff_waits_the_exponential_backoff() ->
 
 
 def test_exhausted_attempts_make_an_error_outcome_with_the_last_error() -> None:
-    """Every attempt answered 429: after ``attempts`` tries the outcome is an error, never a text."""
-    plan = FaultPlan(rate_429=1.0, retry_after=0.01, max_faults_per_key=None)
+    """Every attempt answered 500: after ``attempts`` tries the outcome is an error, never a text, and not one
+    to keep (a rerun asks again)."""
+    plan = FaultPlan(rate_500=1.0, max_faults_per_key=None)
     with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=plan) as server:
         outcome, times = ask_through_the_engine(server, attempts=2)
     assert outcome.text is None and outcome.attempts == 2 and len(times) == 2
-    assert outcome.error is not None and "429" in outcome.error
+    assert outcome.error is not None and "HTTP 500" in outcome.error
+    assert (outcome.keep, outcome.setup) == (False, False)
+
+
+def test_a_rate_limit_uses_no_attempt_and_is_waited_out() -> None:
+    """A storm of 429s for 1.5 s with Retry-After: 1, at 2 attempts: more than 2 attempts are made (a rate limit
+    is not an attempt that failed) and the call is answered once the storm has passed."""
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"})) as server:
+        server.storm = RateLimitStorm(1.5, retry_after=1.0)
+        outcome, times = ask_through_the_engine(server, attempts=2)
+    assert (outcome.text, outcome.error) == ("Code: E11.9", None)
+    assert outcome.attempts == len(times) >= 3
+    assert times[-1] - times[0] >= 1.5 - 0.002
+    assert all(b - a >= 1.0 - 0.002 for a, b in zip(times, times[1:], strict=False))  # each wait honours Retry-After
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    """``Retry-After: <HTTP-date>`` two seconds ahead (whole seconds, so 1–2 s from now): the engine waits
+    until then, far longer than its own first backoff of 0.25 s."""
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"})) as server:
+        server.storm = RateLimitStorm(0.2, retry_after=2.0, http_date=True)
+        outcome, times = ask_through_the_engine(server)
+    assert (outcome.text, outcome.attempts) == ("Code: E11.9", 2)
+    assert 1.0 - 0.002 <= times[1] - times[0] < 2.6
+
+
+def test_a_storm_longer_than_the_max_wait_ends_the_call_unkept_and_says_why() -> None:
+    """Rate limited for longer than --medcode-max-wait (1 s here): the waits add up to exactly that, then the
+    call ends as an error a rerun asks again, naming the option."""
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"})) as server:
+        server.storm = RateLimitStorm(60.0, retry_after=0.4)
+        outcome, times = ask_through_the_engine(server, attempts=2, max_wait=1.0)
+    assert outcome.text is None and not outcome.keep and not outcome.setup
+    assert outcome.error.startswith("HTTP 429 RateLimitError")
+    assert outcome.error.endswith("(still rate limited after waiting 1 s, --medcode-max-wait)")
+    assert len(times) == outcome.attempts >= 3
+    assert 1.0 - 0.01 <= times[-1] - times[0] < 1.6
+
+
+def test_the_progress_line_shows_a_rate_limit_wait() -> None:
+    """While a call waits on a 429, the line says so and counts the retries; the wait disappears after."""
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"})) as server:
+        server.storm = RateLimitStorm(1.2, retry_after=1.0)
+        coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=5.0)
+        engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=3, timeout=5.0)
+        engine._rng = _NoJitter()
+        question = Question("icd10cm", DIABETES, (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)
+        lines: list[str] = []
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(engine.ask, "openai/m", question)
+            while not asked.done():
+                lines.append(engine.progress.line())
+                time.sleep(0.1)
+        engine.close()
+    assert asked.result().text == "Code: E11.9"
+    assert any("· rate limited by the endpoint, waiting 1 s" in line for line in lines), lines
+    assert "1 retries" in lines[-1] or "2 retries" in lines[-1]
+    assert "rate limited" not in engine.progress.line()
+
+
+@pytest.mark.parametrize("client", ["openai", "litellm"])
+def test_a_200_with_no_choices_is_not_retried_and_keeps_its_usage(client: str) -> None:
+    """A completion with usage but no ``choices``: one attempt (another would be billed again), a clear error that
+    is the question's outcome to keep, and the usage the endpoint reported on the outcome (the litellm client
+    raises before its usage can be read)."""
+    plan = FaultPlan(rate_no_choices=1.0, max_faults_per_key=None)
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=plan) as server:
+        coder = (OpenAICompatibleCoder("openai/m", server.base_url, timeout=5.0) if client == "openai"
+                 else LiteLLMCoder("openai/m", server.base_url, timeout=5.0))
+        outcome, times = ask_through_the_engine(server, coder=coder)
+        billed = server.stats.usage_per_model
+    assert len(times) == 1 and outcome.attempts == 1
+    assert outcome.error == "malformed response: HTTP 200 with no answer in it (the chat completion has no choices)"
+    assert outcome.keep and not outcome.setup
+    assert list(billed) == ["m"] and billed["m"][0] == 1 and billed["m"][1] > 0  # billed once
+    if client == "openai":
+        assert outcome.usage == {"prompt_tokens": billed["m"][1], "completion_tokens": billed["m"][2]}
+
+
+@pytest.mark.parametrize("client", ["openai", "litellm"])
+def test_a_timeout_says_how_long_it_waited(client: str) -> None:
+    plan = FaultPlan(rate_timeout=1.0, timeout_s=float("inf"), max_faults_per_key=None)
+    with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=plan) as server:
+        coder = (OpenAICompatibleCoder("openai/m", server.base_url, timeout=0.5) if client == "openai"
+                 else LiteLLMCoder("openai/m", server.base_url, timeout=0.5))
+        outcome, _ = ask_through_the_engine(server, attempts=1, coder=coder)
+    assert outcome.error.endswith("timed out after 0.5 s"), outcome.error
+    assert not outcome.keep
 
 
 # -- the engine's own parts, in process ----------------------------------------------------------
@@ -432,3 +576,59 @@ def test_an_answer_with_a_lone_surrogate_is_stored_as_a_replacement_character() 
     assert _valid_text("Code: E11.9 \ud800") == "Code: E11.9 \ufffd"
     assert _valid_text("\udfff\ud800x") == "\ufffd\ufffdx"
     assert _valid_text("Code: E11.9 ✓") == "Code: E11.9 ✓"
+
+
+# -- the circuit breaker: what it counts --------------------------------------------------------
+
+
+def _outcome(error: str | None, setup: bool = False) -> Outcome:
+    return Outcome(None if error else "Code: A00.0", error, 0.1, 1, keep=not setup, setup=setup)
+
+
+def test_the_breaker_trips_on_exactly_k_identical_setup_failures_in_a_row() -> None:
+    """K = 3: two identical setup failures do not trip it; a success, a different error or a failure that does
+    not count (a 500, a final 400) between them starts the count again; the third in a row trips it, with the
+    error in the reason, and every later call of that model is refused unasked and unkept; another model is not."""
+    breaker = CircuitBreaker(3)
+    key = "HTTP 401 AuthenticationError: Incorrect API key"
+    for interruption, counts in ((_outcome(None), False), (_outcome("HTTP 500 InternalServerError"), False),
+                                 (_outcome("HTTP 400 BadRequestError"), False), (_outcome("HTTP 403 x", True), True)):
+        breaker.record("m", _outcome(key, True), True)
+        breaker.record("m", _outcome(key, True), True)
+        breaker.record("m", interruption, counts)
+        assert breaker.refuse("m") is None and not breaker.tripped
+    breaker.record("m", _outcome(key, True), True)
+    breaker.record("m", _outcome(key, True), True)
+    assert breaker.refuse("m") is None
+    breaker.record("m", _outcome(key, True), True)
+    refused = breaker.refuse("m")
+    assert refused is not None and refused.attempts == 0 and not refused.keep
+    assert refused.error == f"not asked: stopped asking m after 3 identical failures in a row: {key}"
+    assert breaker.refuse("other") is None
+    assert CircuitBreaker(0).refuse("m") is None  # 0: never
+
+
+def test_the_engine_counts_only_setup_failures_for_the_breaker() -> None:
+    """Through the engine with the real client: exhausted 500s, timeouts and rate limits never trip it (a retry
+    could fix each); refused keys do."""
+    question = Question("icd10cm", DIABETES, (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)
+    for faults, storm, outage, tripped in (
+        (FaultPlan(rate_500=1.0, max_faults_per_key=None), None, None, False),
+        (FaultPlan(rate_timeout=1.0, timeout_s=float("inf"), max_faults_per_key=None), None, None, False),
+        (None, RateLimitStorm(60, retry_after=0.05), None, False),
+        (None, None, "401", True),
+    ):
+        with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=faults, outage=outage) as server:
+            server.storm = storm
+            coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=0.2)
+            engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=1, timeout=0.2, breaker=2,
+                                 max_wait=0.1)
+            calls = [Call("openai/m", dataclasses.replace(question, repeat=i)) for i in range(3)]
+            seen: list[Outcome] = []
+            try:
+                engine.run_batch(calls, lambda index, outcome, seen=seen: seen.append(outcome))
+            finally:
+                engine.close()
+            assert bool(engine.breaker.tripped) is tripped, (faults, storm, outage)
+            assert server.stats.total_requests >= (2 if tripped else 3)
+            assert [o.attempts == 0 for o in seen] == [False, False, tripped]

@@ -89,11 +89,13 @@ class CallFailed(Exception):
     """
 
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None,
-                 setup: bool = False) -> None:
+                 setup: bool = False, usage: dict[str, Any] | None = None) -> None:
         super().__init__(mask_credentials(str(message)))
         self.retryable = retryable
         self.retry_after = retry_after
         self.setup = setup
+        #: What the failed call cost when the endpoint said (a 200 with no answer in it is billed all the same).
+        self.usage: dict[str, Any] = usage or {}
 
 
 def _frozen_paths(codesets: Mapping[str, Path | str] | None) -> Mapping[str, Path]:

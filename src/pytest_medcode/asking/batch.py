@@ -11,7 +11,10 @@ The cache is the durable thing: each batch is recorded in its file (tables ``bat
 *before* anything is sent — the intent first, then the uploaded file's id, then the batch's id. A run killed
 at any point (``kill -9``, a CI timeout) re-attaches on the next run: a recorded batch is polled, not sent
 again; an intent whose upload may have happened is looked up at the provider (by its file name, then by the
-batch's ``metadata``) before anything is uploaded again, so no request is ever submitted twice.
+batch's ``metadata``) before anything is uploaded again, so no request is ever submitted twice. When that
+look-up fails (the provider answers a 5xx, the connection drops), nothing is known of the intent: it stays
+open for the next run, and its requests are neither sent again nor streamed; their cases end this run as
+``error`` (not kept in the cache), and the next run looks again.
 
 What fails inside a batch, and what becomes of it:
 
@@ -48,6 +51,7 @@ MAX_BYTES = 200 * 1000 * 1000  # per batch input file: 200 MB, in the smaller re
 ENDPOINT = "/v1/chat/completions"
 PROVIDER_DONE = ("completed", "failed", "expired", "cancelled")
 _DELIVER_EVERY = 5_000
+_ATTACHED, _ABSENT, _UNKNOWN = "attached", "absent", "unknown"  # what re-attaching found of an intent
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -240,6 +244,8 @@ class BatchRunner:
     poll_max_s: float = field(default_factory=lambda: env_seconds("MEDCODE_BATCH_POLL_MAX_S", 60.0))
     _clients: dict[str | None, Any] = field(default_factory=dict)
     _accepted: int = 0
+    #: Keys of intents that could not be looked up at the provider this run: their outcome for this run only.
+    unanswered: dict[str, Outcome] = field(default_factory=dict)
 
     def _client(self, api_base: str | None) -> Any:
         if api_base not in self._clients:
@@ -264,6 +270,7 @@ class BatchRunner:
         ``deliver`` stores each slice of results as it is read. The keys returned are to be streamed (no batch
         API, refused, or to be asked again)."""
         self.ledger = BatchLedger(self.store)
+        self.unanswered = {}
         stream: list[str] = []
         active, taken = self._reattach(wanted)
         refused: list[str] = []
@@ -306,9 +313,17 @@ class BatchRunner:
         taken: set[str] = set()
         requests = 0
         for row in self.ledger.adopt(self.owner):
-            if row["batch_id"] is None and not self._resume(row):
+            found = _ATTACHED if row["batch_id"] is not None else self._resume(row)
+            if found == _ABSENT:
                 self.ledger.update(row["intent"], state="abandoned", done=1,
                                    message="never reached the provider")
+                continue
+            if found == _UNKNOWN:  # it may be running at the provider: not sent again, not streamed
+                keys = [k for k in self.ledger.keys(row["intent"]) if k in wanted]
+                taken.update(keys)
+                reason = (f"not asked: its batch (intent {row['intent'][:12]}) may be at the provider and could not "
+                          "be looked up this run; a rerun re-attaches to it")
+                self.unanswered.update({k: Outcome(None, reason, 0.0, 0, keep=False) for k in keys})
                 continue
             active.append(row)
             requests += row["requests"]
@@ -318,16 +333,17 @@ class BatchRunner:
                       f"({requests} request(s)); nothing is submitted twice")
         return active, taken
 
-    def _resume(self, row: dict[str, Any]) -> bool:
+    def _resume(self, row: dict[str, Any]) -> str:
         """An intent recorded without a batch id: find what of it reached the provider (its file, by name; its
-        batch, by metadata) and finish it; False when nothing did (it is sent again as new)."""
+        batch, by metadata) and finish it (_ATTACHED); _ABSENT when nothing did (it is sent again as new);
+        _UNKNOWN when the provider could not be asked (it stays open for the next run)."""
         client = self._row_client(row)
         try:
             if row["file_id"] is None:
                 name = _file_name(row["intent"])
                 found = next((f for f in client.files.list(purpose="batch") if f.filename == name), None)
                 if found is None:
-                    return False
+                    return _ABSENT
                 row["file_id"] = found.id
                 self.ledger.update(row["intent"], file_id=found.id, state="uploaded")
             since = row["created"] - 3600
@@ -342,11 +358,12 @@ class BatchRunner:
                 batch = client.batches.create(input_file_id=row["file_id"], endpoint=ENDPOINT,
                                               completion_window="24h", metadata={"medcode_intent": row["intent"]})
         except Exception as exc:  # noqa: BLE001 - the provider's words, one line; the intent stays for next time
-            self._say(f"medcode: could not re-attach to batch {row['intent']}: {api_message(exc)}")
-            return False
+            self._say(f"medcode: could not re-attach to batch {row['intent']}: {api_message(exc)}; its "
+                      f"{row['requests']} request(s) are not sent again, a rerun re-attaches")
+            return _UNKNOWN
         row["batch_id"], row["state"] = batch.id, batch.status
         self.ledger.update(row["intent"], batch_id=batch.id, state=batch.status)
-        return True
+        return _ATTACHED
 
     # -- submitting -------------------------------------------------------------------------------------------
     def _submit(self, model: str, chunk: _Chunk, active: list[dict[str, Any]], refused: list[str],

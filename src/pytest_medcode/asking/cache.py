@@ -351,8 +351,8 @@ class ResponseStore:
             sql = f"INSERT OR REPLACE INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?)"
         else:
             sql = (f"INSERT INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-                   "error=excluded.error, attempts=excluded.attempts, created=excluded.created "
-                   "WHERE responses.text IS NULL")
+                   "error=excluded.error, usage=excluded.usage, attempts=excluded.attempts, "
+                   "created=excluded.created WHERE responses.text IS NULL")
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(sql, row)
@@ -377,8 +377,8 @@ class ResponseStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(f"INSERT OR REPLACE INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?)", successes)
             conn.executemany(f"INSERT INTO responses ({columns}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO "
-                             "UPDATE SET error=excluded.error, attempts=excluded.attempts, created=excluded.created "
-                             "WHERE responses.text IS NULL", errors)
+                             "UPDATE SET error=excluded.error, usage=excluded.usage, attempts=excluded.attempts, "
+                             "created=excluded.created WHERE responses.text IS NULL", errors)
             conn.execute("COMMIT")
 
         self._run(write)

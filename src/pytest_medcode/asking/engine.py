@@ -3,8 +3,22 @@
 One event loop runs in a background thread. Each call pairs a question with the model that answers it
 (:class:`Call`): the question is all the coder sees, the model name routes it. A batch streams: a
 fixed pool of workers pulls the next call as soon as one finishes, so a slow call never holds back the rest (no batch
-barriers). Failed calls are retried with exponential backoff and jitter, honouring
-``Retry-After``; repeated 429s halve the number of calls in flight, successes win it back.
+barriers). Failed calls are retried with exponential backoff and jitter, honouring ``Retry-After``; repeated
+429s halve the number of calls in flight, successes win it back.
+
+What ends a call, by the kind of its failure (:func:`kind_of`):
+
+- a **rate limit** (a 429 that is not an exhausted quota, or any answer that says when to come back with
+  ``Retry-After``) is waited out: it uses no attempt, only the call's wait budget (``max_wait``, 10 min by
+  default), so a storm that passes within it never ends a case;
+- a **transient** failure (a 5xx, a timeout, a dropped connection, a coder's own exception) is retried up to
+  ``attempts`` attempts in all, within the same wait budget;
+- a **setup** failure (a refused key, an unknown model, an exhausted quota, an unreachable endpoint) and a
+  **final** one (this question's own: a 400, a 200 with no answer in it) are not retried, except a refused
+  connection, retried like a transient failure.
+
+Only an answer and a final failure are the case's outcome to keep in the response cache; a rate limit, a
+transient or a setup failure that outlasted its retries is this run's outcome only, so a rerun asks again.
 """
 
 from __future__ import annotations
@@ -22,10 +36,12 @@ from typing import Any, NamedTuple
 from pytest_medcode.asking.budget import Budget
 from pytest_medcode.asking.coders import CallFailed, Coder, Question
 from pytest_medcode.asking.progress import Progress
-from pytest_medcode.redaction import mask_credentials
 
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
+DEFAULT_MAX_WAIT_S = 600.0  # --medcode-max-wait: the waits between the attempts of one call add up to this
+
+RATE_LIMIT, TRANSIENT, SETUP, FINAL = "rate limit", "transient", "setup", "final"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -47,9 +63,26 @@ class Outcome:
     usage: dict[str, Any] = field(default_factory=dict)
     cached: bool | None = None  # None: a coder whose answers are not cached (lookup)
     chars: int | None = None  # the answer's true length when ``text`` was cut (cache.ANSWER_LIMIT)
-    #: The failure is the setup's (key, model, quota, endpoint), or the call was never made: not an answer
-    #: to keep, so a rerun after the fix asks the question again.
+    #: False: not the question's answer to keep (a rate limit or a failure a retry may fix, a failed setup,
+    #: a call never made): this run's outcome only, so a rerun asks the question again.
     keep: bool = True
+    #: The failure is the setup's (key, model, quota, endpoint): the preflight stops the run on it.
+    setup: bool = False
+
+
+def kind_of(exc: CallFailed) -> str:
+    """How a failed attempt is handled: RATE_LIMIT, TRANSIENT, SETUP or FINAL (see the module's docstring)."""
+    if exc.setup:
+        return SETUP
+    if not exc.retryable:
+        return FINAL
+    if _rate_limited(str(exc)) or exc.retry_after is not None:
+        return RATE_LIMIT
+    return TRANSIENT
+
+
+def _rate_limited(error: str) -> bool:
+    return "429" in error or "RateLimit" in error  # both coders' wording of a 429
 
 
 class _Limiter:
@@ -117,9 +150,11 @@ class _RateLimit:
 
 
 class CircuitBreaker:
-    """Stops asking a model that failed ``limit`` times in a row with the same error that another attempt
-    cannot fix (a refused key, an unknown model, an exhausted quota, an endpoint that never answers): the
-    rest of its cases end at once with that reason instead of each paying a timeout or a retry loop."""
+    """Stops asking a model that failed ``limit`` times in a row with the same setup failure (a refused key,
+    an unknown model, an exhausted quota, an endpoint that refuses connections): the rest of its cases end at
+    once with that reason instead of each paying a retry loop. Only setup failures count: a rate limit, a 5xx
+    or a timeout that outlasted its retries is not one (the next call may well get through), nor is a
+    question's own final failure (a 400); any outcome that does not count ends the streak."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -152,11 +187,13 @@ class QueryEngine:
         timeout: float,
         rpm: float | None = None,
         breaker: int = 0,
+        max_wait: float = DEFAULT_MAX_WAIT_S,
     ) -> None:
         self._coders = coders
         self._concurrency = concurrency
         self._attempts = attempts
         self._timeout = timeout
+        self._max_wait = max_wait
         self._rpm = rpm
         self.breaker = CircuitBreaker(breaker)
         self.budget: Budget | None = None  # --medcode-max-cost: no call starts that could pass it
@@ -248,13 +285,17 @@ class QueryEngine:
         return outcome
 
     async def _attempt_all(self, question: Question, coder: Coder) -> tuple[Outcome, bool]:
-        """The outcome after the last attempt, and whether it is a failure the circuit breaker counts."""
+        """The outcome after the last attempt, and whether it is a failure the circuit breaker counts.
+
+        Attempts go on while the failure is one another attempt may fix: a rate limit for as long as the
+        waits add up to no more than ``max_wait``; any other for ``attempts`` attempts, within the same waits."""
         limiter, rate = self._controls()
         start = time.perf_counter()
-        error = "no attempt made"
-        setup = False
-        for attempt in range(1, self._attempts + 1):
-            delay: float | None = None
+        waited = 0.0
+        failed = 0  # attempts that failed for another reason than a rate limit
+        attempt = 0
+        while True:
+            attempt += 1
             async with limiter:
                 epoch = limiter.epoch
                 await rate.wait()
@@ -264,22 +305,32 @@ class QueryEngine:
                     return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt,
                                    reply.usage), False
                 except CallFailed as exc:
-                    error, setup = str(exc), exc.setup
-                    if not exc.retryable:
-                        return Outcome(None, error, time.perf_counter() - start, attempt, keep=not setup), True
-                    delay = exc.retry_after
-                    if "429" in error or "RateLimit" in error:  # both coders' wording of a 429
-                        limiter.throttle(epoch)
+                    failure = exc
                 except TimeoutError:
-                    error, setup = f"no answer within {self._timeout + 5.0:.0f} s", False
+                    failure = CallFailed(f"timed out after {self._timeout + 5.0:g} s with no answer")
                 except Exception as exc:  # a coder's own bug: keep the run alive, report it on the case
-                    error, setup = mask_credentials(f"{exc.__class__.__name__}: {exc}"), False
-            if attempt < self._attempts:
-                self.progress.retries += 1
-                backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
-                await asyncio.sleep(max(delay or 0.0, backoff * (0.5 + self._rng.random() / 2)))
-        # Retries spent: an endpoint that never answered is the setup's fault; a server error is not.
-        return Outcome(None, error, time.perf_counter() - start, self._attempts, keep=not setup), setup
+                    failure = CallFailed(f"{exc.__class__.__name__}: {exc}")
+            kind, error = kind_of(failure), str(failure)
+            if kind == RATE_LIMIT and _rate_limited(error):
+                limiter.throttle(epoch)
+            if kind == FINAL:  # this question's own failure: the case's outcome, kept
+                return Outcome(None, error, time.perf_counter() - start, attempt, failure.usage), False
+            if kind == SETUP and not failure.retryable:
+                return Outcome(None, error, time.perf_counter() - start, attempt, failure.usage, keep=False,
+                               setup=True), True
+            failed += kind != RATE_LIMIT
+            backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + self._rng.random() / 2)
+            delay = min(max(failure.retry_after or 0.0, backoff), self._max_wait - waited)
+            if failed >= self._attempts or delay <= 0:
+                if kind == RATE_LIMIT:
+                    error += f" (still rate limited after waiting {self._max_wait:g} s, --medcode-max-wait)"
+                return Outcome(None, error, time.perf_counter() - start, attempt, failure.usage, keep=False,
+                               setup=kind == SETUP), kind == SETUP
+            self.progress.retries += 1
+            if kind == RATE_LIMIT:  # shown on the progress line while it lasts
+                self.progress.rate_limited_until = max(self.progress.rate_limited_until, time.monotonic() + delay)
+            waited += delay
+            await asyncio.sleep(delay)
 
 
 def _valid_text(text: str) -> str:

@@ -43,6 +43,16 @@ from pytest_medcode.atomic import read_json, write_json
 _POLL_S = 0.2
 _PROGRESS_EVERY_S = 0.5
 _COLLECT_CHUNK = 5_000
+#: In a stored error's ``usage``: the failure is final (the question's own, kept by :func:`stored`). A stored
+#: error without it was kept by an earlier version (a 429, a 500) and is asked again.
+FINAL = "final_error"
+
+
+def stored(outcome: Outcome) -> Stored:
+    """An outcome as the response cache keeps it (only an answer or a final failure is ever kept)."""
+    usage = outcome.usage if outcome.error is None else {**outcome.usage, FINAL: True}
+    return Stored(outcome.text, outcome.error, usage, outcome.latency_s, outcome.attempts, time.time(),
+                  outcome.chars)
 
 
 @contextmanager
@@ -94,6 +104,9 @@ class QueryPhase:
         self.held_elsewhere: dict[str, str] = {}  # keys another process has claimed -> its owner id
         #: --medcode-batch: asks the keys of batch-capable models through batch APIs (asking/batch.py)
         self.batch: BatchRunner | None = None
+        #: Retries the preflight made before the phase began: the phase's progress counts them too.
+        self.carried_retries = 0
+        self._report_lock = threading.Lock()
 
     @property
     def lock_path(self) -> Path:
@@ -123,11 +136,15 @@ class QueryPhase:
         shared with the run's other processes, so each case reads the outcome its question really had."""
         return self.state_dir / "unkept.json"
 
-    def _usable(self, stored: Stored) -> bool:
-        """A stored error from an earlier run is asked again only with --medcode-retry-errors."""
-        if stored.text is not None:
+    def _usable(self, row: Stored) -> bool:
+        """A stored answer, or a final failure (asked again with --medcode-retry-errors when it is an earlier
+        run's). A stored failure that is not marked final (an earlier version kept 429s and 500s) is asked
+        again: it was never the question's answer."""
+        if row.text is not None:
             return True
-        return not (self.retry_errors and stored.created < self.run_started)
+        if not row.usage.get(FINAL):
+            return False
+        return not (self.retry_errors and row.created < self.run_started)
 
     def run(self, keys: Sequence[str], call_of: Callable[[str], Call]) -> dict[str, Outcome]:
         """Every key answered, asking only what the store does not hold (CacheError: the phase stopped);
@@ -137,7 +154,7 @@ class QueryPhase:
         Nothing is held per key but the key: at 75k cases every worker of an xdist run would otherwise hold
         every answer and, while asking, every prompt (``call_of`` builds only the calls asked)."""
         wanted = dict.fromkeys(keys)
-        self.progress = Progress(total=len(wanted))
+        self.progress = Progress(total=len(wanted), retries=self.carried_retries)
         done: set[str] = set()
         unkept: dict[str, Outcome] = {}
         first = True
@@ -180,10 +197,11 @@ class QueryPhase:
         """The kept outcomes of ``keys``, in one pass over the store."""
         out: dict[str, Outcome] = {}
         for start in range(0, len(keys), _COLLECT_CHUNK):
-            for key, stored in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
-                if self._usable(stored):
-                    out[key] = Outcome(stored.text, stored.error, stored.latency_s, stored.attempts, stored.usage,
-                                       cached=stored.created < self.run_started, chars=stored.chars)
+            for key, row in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
+                if self._usable(row):
+                    usage = {k: v for k, v in row.usage.items() if k != FINAL}
+                    out[key] = Outcome(row.text, row.error, row.latency_s, row.attempts, usage,
+                                       cached=row.created < self.run_started, chars=row.chars)
         return out
 
     def _collect(self, keys: list[str], done: set[str], unkept: dict[str, Outcome]) -> int:
@@ -191,16 +209,16 @@ class QueryPhase:
         number of them answered before this run (cache hits)."""
         cached = 0
         for start in range(0, len(keys), _COLLECT_CHUNK):  # a chunk at a time: stored rows are not kept
-            for key, stored in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
-                if self._usable(stored):
+            for key, row in self.store.get_many(keys[start : start + _COLLECT_CHUNK]).items():
+                if self._usable(row):
                     done.add(key)
-                    cached += stored.created < self.run_started
+                    cached += row.created < self.run_started
         shared = read_json(self.unkept_path) if self.unkept_path.exists() else None
         if shared:
             for key in keys:
                 if key not in done and key in shared:
-                    error, attempts, latency_s = shared[key]
-                    unkept[key] = Outcome(None, error, latency_s, attempts, cached=False, keep=False)
+                    error, attempts, latency_s, usage = shared[key]
+                    unkept[key] = Outcome(None, error, latency_s, attempts, usage, cached=False, keep=False)
                     done.add(key)
         return cached
 
@@ -229,10 +247,22 @@ class QueryPhase:
 
     def _ask_claimed(self, todo: list[str], call_of: Callable[[str], Call], done: set[str],
                      unkept: dict[str, Outcome]) -> None:
+        with self.showing(self.progress):
+            self._ask_claimed_shown(todo, call_of, done, unkept)
+
+    def _ask_claimed_shown(self, todo: list[str], call_of: Callable[[str], Call], done: set[str],
+                           unkept: dict[str, Outcome]) -> None:
         if self.batch is not None:
             wanted = set(todo)
             todo = self.batch.run(todo, wanted, call_of, self._deliver_batch(wanted, done), self.progress,
                                   self._report)
+            held = {k: o for k, o in self.batch.unanswered.items() if k in wanted}
+            if held:  # a batch that could not be re-attached now: this run's outcome, never sent again
+                for key, outcome in held.items():
+                    unkept[key] = outcome
+                    done.add(key)
+                    self.progress.errors += 1
+                self._share_unkept(held)
             if not todo:
                 return
         calls = [call_of(k) for k in todo]
@@ -244,28 +274,27 @@ class QueryPhase:
         self.progress.done = len(done)
         last = [0.0]
         broken: list[CacheError] = []
-        shared: dict[str, list[Any]] = {}
+        shared: dict[str, Outcome] = {}
 
         def on_result(index: int, outcome: Outcome) -> None:
             key = todo[index]
             outcome.cached = False
             done.add(key)
-            if not outcome.keep:  # a failed setup or a call never made: this run's, never the cache's
+            if not outcome.keep:  # a failure a retry may fix, a failed setup, a call never made: this run's only
                 unkept[key] = outcome
-                shared[key] = [outcome.error, outcome.attempts, outcome.latency_s]
+                shared[key] = outcome
                 return
             outcome.text, outcome.chars = clip_answer(outcome.text, outcome.chars)  # as a re-run will read it
-            stored = Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s, outcome.attempts,
-                            time.time(), outcome.chars)
+            row = stored(outcome)
             model = calls[index].model
             if broken:  # the cache already failed: keep it in memory, don't wait on the cache again
-                self.pending[key] = (model, stored)
+                self.pending[key] = (model, row)
                 raise broken[0]
             try:
-                self.store.put(key, model, stored)
+                self.store.put(key, model, row)
             except CacheError as exc:
                 broken.append(exc)
-                self.pending[key] = (model, stored)
+                self.pending[key] = (model, row)
                 raise
             now = time.monotonic()
             if now - last[0] >= _PROGRESS_EVERY_S:
@@ -278,8 +307,36 @@ class QueryPhase:
             if engine.breaker.tripped:
                 write_json(self.breaker_path, engine.breaker.tripped)
             if shared:
-                write_json(self.unkept_path, {**(read_json(self.unkept_path) or {}), **shared})
+                self._share_unkept(shared)
         self._report()
+
+    def _share_unkept(self, outcomes: dict[str, Outcome]) -> None:
+        """This run's outcomes the cache does not keep, for the run's other processes to read (unkept.json)."""
+        rows = {k: [o.error, o.attempts, o.latency_s, o.usage] for k, o in outcomes.items()}
+        write_json(self.unkept_path, {**(read_json(self.unkept_path) or {}), **rows})
+
+    @contextmanager
+    def showing(self, progress: Progress, to_file: bool = True) -> Iterator[None]:
+        """Show ``progress`` every half second while the block runs, so a long wait (a rate limit, a batch)
+        is seen as a wait and not as a hang. The preflight shows its probe so too, on this process's terminal
+        only (``to_file`` False: the progress file is the phase's, which an xdist controller follows)."""
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(_PROGRESS_EVERY_S):
+                if to_file:
+                    self._report(progress)
+                elif self._show is not None:
+                    with self._report_lock:
+                        self._show(progress.line(), notable=bool(progress.waiting()))
+
+        thread = threading.Thread(target=tick, name="medcode-progress-tick", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _deliver_batch(self, wanted: set[str], done: set[str]) -> Callable[[list[tuple[str, Any, Outcome]]], None]:
         """Store a slice of a batch's results in one transaction, as streamed answers are stored one by one
@@ -289,12 +346,11 @@ class QueryPhase:
             rows = []
             for key, model, outcome in items:
                 outcome.text, outcome.chars = clip_answer(outcome.text, outcome.chars)
-                rows.append((key, model, Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s,
-                                                outcome.attempts, time.time(), outcome.chars)))
+                rows.append((key, model, stored(outcome)))
             try:
                 self.store.put_many(rows)
             except CacheError:
-                self.pending.update({key: (model, stored) for key, model, stored in rows})
+                self.pending.update({key: (model, row) for key, model, row in rows})
                 raise
             for key, _, outcome in items:
                 if key in wanted:
@@ -353,16 +409,18 @@ class QueryPhase:
             if message:
                 raise CacheError(message)
 
-    def _report_file(self) -> None:
+    def _report_file(self, progress: Progress | None = None) -> None:
         try:
-            write_progress(self.progress_path, self.progress)
+            write_progress(self.progress_path, progress or self.progress)
         except OSError:  # progress is a convenience; never let it stop the run
             pass
 
-    def _report(self) -> None:
-        self._report_file()
-        if self._show is not None:
-            self._show(self.progress.line())
+    def _report(self, progress: Progress | None = None) -> None:
+        with self._report_lock:  # the ticker and the results both report
+            self._report_file(progress)
+            if self._show is not None:
+                shown = progress or self.progress
+                self._show(shown.line(), notable=bool(shown.waiting()))
 
     def _wait(self) -> None:
         time.sleep(_POLL_S)
@@ -375,4 +433,4 @@ class QueryPhase:
             return
         data = read_json(self.progress_path)
         if data:
-            self._show(data["line"])
+            self._show(data["line"], notable=bool(data.get("waiting")))

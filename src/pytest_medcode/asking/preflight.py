@@ -1,8 +1,11 @@
 """Before the first case: each model that asks an API answers one real request, or the run stops.
 
 Only a failure of the setup stops it (a refused key, an unknown model or path, an exhausted quota, an
-endpoint that is not an API or cannot be reached): a rate limit or a server error on the probe is the
-first case's own outcome, kept like any other.
+endpoint that is not an API or cannot be reached). A rate limit is waited out as on any call, with the wait
+on the progress line (``medcode: checking MODEL before the first case · rate limited by the endpoint, waiting
+8 s; 12 retries so far``); a server error or a timeout that outlasts its retries says nothing about the setup:
+the run goes on and the query phase asks that case again. A final failure of the question itself (a 400) is
+the first case's outcome, kept like any other.
 
 A wrong model name, endpoint or key otherwise shows up as thousands of identical failing cases (and,
 with retries, minutes of waiting). One probe per model turns it into one line and exit code 4 within
@@ -14,14 +17,12 @@ run needs no network).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-from pytest_medcode.asking.cache import Stored
 from pytest_medcode.asking.coders import Question
-from pytest_medcode.asking.engine import Outcome
-from pytest_medcode.asking.phase import QueryPhase
+from pytest_medcode.asking.engine import Outcome, QueryEngine
+from pytest_medcode.asking.phase import QueryPhase, stored
+from pytest_medcode.asking.progress import Progress
 from pytest_medcode.redaction import mask_credentials, public_url
 from pytest_medcode.safetext import visible
 
@@ -57,27 +58,22 @@ def failure_line(model: str, coder: Any, outcome: Outcome) -> str:
     return " ".join(visible(mask_credentials(line)).split())
 
 
-def probe(
-    model: str,
-    question: Question,
-    key: str,
-    phase: QueryPhase,
-    ask: Callable[[str, Question], Outcome],
-) -> Outcome | None:
+def probe(model: str, question: Question, key: str, phase: QueryPhase, engine: QueryEngine) -> Outcome | None:
     """Ask ``model`` its first case unless the cache already answers it; the outcome of a failed setup
-    (a key, model, quota or endpoint that is wrong), else None. Any other outcome is the case's own
-    and is kept, so the query phase does not ask it again."""
-    store = phase.store
-    if store.get_many([key]):
+    (a key, model, quota or endpoint that is wrong), else None. An answer or a final failure is the case's own
+    and is kept, so the query phase does not ask it again; any other outcome is left for the phase to ask."""
+    if phase.outcome(key) is not None:
         return None  # asked in an earlier run: the setup worked then, and a replay needs no network
     if not phase.claim_one(key):
         return None  # a run sharing the cache is asking it right now: that answer will serve this run too
+    progress = engine.progress = Progress(checking=model)
     try:
-        outcome = ask(model, question)
-        if outcome.keep:  # an answer, or this question's own failure (a 500 say): the case's outcome
-            store.put(key, model, Stored(outcome.text, outcome.error, outcome.usage, outcome.latency_s,
-                                         outcome.attempts, time.time(), outcome.chars))
+        with phase.showing(progress, to_file=False):
+            outcome = engine.ask(model, question)
+        phase.carried_retries += progress.retries
+        if outcome.keep:  # an answer, or this question's own failure (a 400 say): the case's outcome
+            phase.store.put(key, model, stored(outcome))
             return None
-        return outcome
+        return outcome if outcome.setup else None
     finally:
         phase.release()

@@ -4,6 +4,7 @@ hides, so the controller follows the worker's progress file instead."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,8 +30,21 @@ class Progress:
     batches: str = ""  # --medcode-batch: the batches' states while they are polled (asking/batch.py)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: When the longest wait on a rate limit now running ends (monotonic; 0: none ran yet)
+    rate_limited_until: float = 0.0
+    #: The preflight: the model whose check request is being asked (the line says so, not "0/0 answered")
+    checking: str = ""
+
+    def waiting(self) -> str:
+        """``rate limited by the endpoint, waiting 8 s`` while a call waits on a rate limit, else ''."""
+        left = self.rate_limited_until - time.monotonic()
+        return f"rate limited by the endpoint, waiting {math.ceil(left)} s" if left > 0 else ""
 
     def line(self) -> str:
+        wait = self.waiting()
+        if self.checking:
+            return (f"medcode: checking {self.checking} before the first case · "
+                    + (f"{wait}; " if wait else "") + f"{self.retries} retries so far")
         elapsed = max(time.monotonic() - self.started, 1e-9)
         asked = self.done - self.cached
         rate = asked / elapsed
@@ -41,6 +55,7 @@ class Progress:
             f"ETA {eta} · {self.retries} retries · {self.errors} errors"
             + (f" · throttled to {self.limit} in flight" if self.throttled else "")
             + (f" · {self.batches}" if self.batches else "")
+            + (f" · {wait}" if wait else "")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,7 +66,7 @@ class Progress:
 
 def write_progress(path: Path, progress: Progress) -> None:
     """The progress file an xdist controller follows (ProgressWatcher)."""
-    write_json(path, {**progress.to_dict(), "line": progress.line()})
+    write_json(path, {**progress.to_dict(), "line": progress.line(), "waiting": progress.waiting()})
 
 
 class ProgressLine:
@@ -60,9 +75,12 @@ class ProgressLine:
         self._tty = bool(getattr(tr, "isatty", False))
         self._last_log = 0.0
         self._shown = False
+        self._notable = False  # the last line logged was a notable one (a wait on a rate limit)
         self._lock = threading.Lock()
 
-    def __call__(self, line: str, final: bool = False) -> None:
+    def __call__(self, line: str, final: bool = False, notable: bool = False) -> None:
+        """Show ``line``; in a log, every 10 s, at the end (``final``), and at once when a ``notable`` state (a
+        wait on a rate limit) begins, so a log says why nothing moves."""
         with self._lock:
             if self._tty:
                 self._tr.rewrite(line, erase=True)
@@ -72,8 +90,9 @@ class ProgressLine:
                     self._shown = False
                 return
             now = time.monotonic()
-            if final or now - self._last_log >= _LOG_EVERY_S:
+            if final or now - self._last_log >= _LOG_EVERY_S or (notable and not self._notable):
                 self._last_log = now
+                self._notable = notable
                 self._tr.write_line(line)
 
     def notice(self, line: str) -> None:
@@ -105,7 +124,7 @@ class ProgressWatcher(threading.Thread):
                 self._seen = data["line"]
                 done = data["done"] >= data["total"]
                 if self._show is not None:
-                    self._show(data["line"], final=done)
+                    self._show(data["line"], final=done, notable=bool(data.get("waiting")))
                 if done:
                     return
 

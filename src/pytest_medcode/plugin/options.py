@@ -74,7 +74,10 @@ OPTIONS: list[Option] = [
     Option("medcode-api-base", "OpenAI-compatible endpoint for the models (e.g. http://127.0.0.1:8000/v1)",
            None, "URL"),
     Option("medcode-timeout", "seconds per model call", "30", "S"),
-    Option("medcode-attempts", "attempts per model call before the case ends as an error", "3", "N"),
+    Option("medcode-attempts", "attempts per model call before the case ends as an error (a rate limit uses "
+           "none: it is waited out within --medcode-max-wait)", "3", "N"),
+    Option("medcode-max-wait", "seconds one model call may wait in all between its attempts: rate limits "
+           "(429, Retry-After) are waited out until then", "600", "S"),
     Option("medcode-concurrency", "model calls in flight at once", "16", "N"),
     Option("medcode-report-dir", "where run folders are written", "reports", "DIR"),
     Option("medcode-cache", "response cache file (SQLite), shared by runs and xdist workers",
@@ -190,7 +193,8 @@ class Settings:
     bertscore_device: str | None = None
     similarity: bool = True  # False: --medcode-no-similarity
     preflight: bool = True  # False: --medcode-no-preflight
-    circuit_breaker: int = 5  # identical fatal failures in a row that stop asking a model; 0: never
+    circuit_breaker: int = 5  # identical setup failures in a row that stop asking a model; 0: never
+    max_wait: float = 600.0  # --medcode-max-wait: seconds one call may wait between attempts in all
     show_failures: int | None = 10  # None: every failure in pytest's own summary
     documents_file: Path | None = None  # --medcode-documents; None: synthetic notes
     document_sample: int | None = 50  # None: every document of the file
@@ -219,6 +223,7 @@ class Settings:
             "api_base": public_url(self.api_base),
             "timeout": self.timeout,
             "attempts": self.attempts,
+            "max_wait": self.max_wait,
             "concurrency": self.concurrency,
             "cache": str(self.cache) if self.cache else None,
             "rpm": self.rpm,
@@ -431,6 +436,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         api_base=_api_base(values["medcode_api_base"]),
         timeout=_number(float, "--medcode-timeout", 0.1)(values["medcode_timeout"]),
         attempts=_number(int, "--medcode-attempts", 1, 100)(values["medcode_attempts"]),
+        max_wait=_number(float, "--medcode-max-wait", 0)(values["medcode_max_wait"]),
         concurrency=_number(int, "--medcode-concurrency", 1, 4096)(values["medcode_concurrency"]),
         report_dir=Path(values["medcode_report_dir"]).expanduser(),
         explicit=explicit,

@@ -187,10 +187,10 @@ class MedcodeSession:
         for model, case in first.items():
             question = self.request_for(case)
             try:
-                failed = probe(model, question, self.key_for(model, question), self.phase(), self.engine().ask)
+                failed = probe(model, question, self.key_for(model, question), self.phase(), self.engine())
             except CacheError as exc:
                 raise pytest.UsageError(str(exc)) from None
-            if failed is not None and failed.attempts:  # a call never made (the budget's) is no setup failure
+            if failed is not None:
                 raise pytest.UsageError(failure_line(model, self.coders[model], failed))
 
     # -- collection -----------------------------------------------------------------------
@@ -441,7 +441,8 @@ class MedcodeSession:
     def engine(self) -> QueryEngine:
         if self._engine is None:
             s = self.settings
-            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker)
+            self._engine = QueryEngine(self.coders, s.concurrency, s.attempts, s.timeout, s.rpm, s.circuit_breaker,
+                                       s.max_wait)
             if s.max_cost:  # the spend is counted where the calls are made, shared through the state folder
                 counter = TokenCounter()
                 budget = Budget(self.prices, dict(s.max_cost), lambda m, q: counter.count(m, q.chat()))

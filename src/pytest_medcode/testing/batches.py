@@ -50,6 +50,9 @@ class BatchPlan:
     reject: str | None = None
     max_file_bytes: int = MAX_FILE_BYTES
     max_requests: int = MAX_REQUESTS
+    #: A call of the files/batches API answered with this status instead (a provider's 5xx), or None:
+    #: (method, path without /v1, e.g. "GET", "/batches") → status. Sent with ``retry-after-ms: 1``.
+    outage: Callable[[str, str], int | None] | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class BatchAPI:
         self._ids = 0
         self.uploads = 0
         self.submissions = 0  # batches created
+        self.outages = 0  # calls answered with the plan's outage status
         self.submitted_per_id: Counter[str] = Counter()  # custom_id → batches that carried it
 
     def duplicate_submissions(self) -> dict[str, int]:
@@ -136,6 +140,8 @@ class BatchAPI:
     def get(self, handler: _Handler, path: str) -> bool:
         """Answer a GET under /v1/files or /v1/batches; False when the path is not ours."""
         path = path.removeprefix("/v1")
+        if self._out(handler, "GET", path):
+            return True
         if path == "/files":
             query = handler.path.partition("?")[2]
             purpose = re.search(r"purpose=([^&]+)", query)
@@ -169,6 +175,8 @@ class BatchAPI:
     def post(self, handler: _Handler, path: str, raw: bytes) -> bool:
         """Answer a POST under /v1/files or /v1/batches; False when the path is not ours."""
         path = path.removeprefix("/v1")
+        if self._out(handler, "POST", path):
+            return True
         if path == "/files":
             self._upload(handler, raw)
         elif path == "/batches":
@@ -184,6 +192,19 @@ class BatchAPI:
             _send_batch(handler, m.group(1), body)
         else:
             return False
+        return True
+
+    def _out(self, handler: _Handler, method: str, path: str) -> bool:
+        """Answer the plan's outage status for this call, if it has one for it."""
+        outage = self.plan.outage
+        status = outage(method, path) if outage is not None else None
+        if status is None:
+            return False
+        with self._lock:
+            self.outages += 1
+        handler._send_json(status, {"error": {"message": "The server had an error while processing your request.",
+                                              "type": "server_error", "param": None, "code": None}},
+                           headers={"retry-after-ms": "1"})
         return True
 
     def _upload(self, handler: _Handler, raw: bytes) -> None:

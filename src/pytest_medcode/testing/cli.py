@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pytest_medcode.testing.faults import FaultPlan, LatencyFn, fixed_latency, lognormal_latency
+from pytest_medcode.testing.faults import FaultPlan, LatencyFn, RateLimitStorm, fixed_latency, lognormal_latency
 from pytest_medcode.testing.responders import degrade, echo_responder, mapping_responder
 from pytest_medcode.testing.server import OUTAGES, ScriptedServer
 from pytest_medcode.testing.stats import ServerStats
@@ -54,6 +54,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default="medcode-test", help="comma-separated ids for GET /v1/models")
     parser.add_argument("--outage", choices=OUTAGES, help="fail every request this way (after --outage-after)")
     parser.add_argument("--outage-after", type=int, default=0, help="requests answered before the outage")
+    parser.add_argument("--storm-s", type=float, default=0.0,
+                        help="answer every chat request 429 for this many seconds from the first one")
+    parser.add_argument("--storm-retry-after", type=float, default=1.0, help="Retry-After seconds during --storm-s")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON on SIGTERM/SIGINT")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     parser.add_argument("--batch-validating-s", type=float, default=0.0, help="seconds a batch stays validating")
@@ -107,6 +110,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         outage=args.outage,
         outage_after=args.outage_after,
     )
+    if args.storm_s > 0:
+        server.storm = RateLimitStorm(args.storm_s, args.storm_retry_after)
     plan = server.batch_api.plan
     plan.validating_s, plan.in_progress_s = args.batch_validating_s, args.batch_in_progress_s
     plan.finalizing_s = args.batch_finalizing_s

@@ -6,18 +6,22 @@ test that fails can be replayed exactly.
 
 from __future__ import annotations
 
+import email.utils
 import math
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from statistics import NormalDist
 from typing import Any
 
 from pytest_medcode.testing.responders import Request, _unit
 
-__all__ = ["FAULT_KINDS", "FaultPlan", "LatencyFn", "fixed_latency", "lognormal_latency"]
+__all__ = ["FAULT_KINDS", "FaultPlan", "LatencyFn", "RateLimitStorm", "fixed_latency", "lognormal_latency"]
 
-#: Every fault a ``FaultPlan`` can inject, in the order their rates are stacked on [0, 1).
-FAULT_KINDS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "reset")
+#: Every fault a ``FaultPlan`` can inject, in the order their rates are stacked on [0, 1). "no_choices" is a
+#: 200 whose completion has usage but no ``choices`` (billed, yet no answer).
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "reset", "no_choices")
 
 LatencyFn = Callable[[Request], float]
 
@@ -68,6 +72,7 @@ class FaultPlan:
     timeout_s: float = 30.0
     rate_malformed: float = 0.0
     rate_reset: float = 0.0
+    rate_no_choices: float = 0.0
     seed: int = 0
     max_faults_per_key: int | None = 2
     always_fail_keys: frozenset[str] = frozenset()
@@ -94,6 +99,7 @@ class FaultPlan:
             "timeout": self.rate_timeout,
             "malformed": self.rate_malformed,
             "reset": self.rate_reset,
+            "no_choices": self.rate_no_choices,
         }
 
     def raw_fault(self, key: str, attempt: int) -> str | None:
@@ -144,3 +150,33 @@ class FaultPlan:
             else:
                 kwargs[name] = float(value)
         return cls(**kwargs)
+
+
+@dataclass
+class RateLimitStorm:
+    """Every chat request answers 429 for ``seconds`` from the first one it sees, then the storm is over.
+
+    What a provider does under load, and what no fixed number of attempts survives: the only way through is
+    to wait, as ``Retry-After`` says. The header is ``retry_after`` seconds, or the HTTP-date that many
+    seconds ahead when ``http_date`` is set (both forms are in RFC 9110). Time-based, unlike ``FaultPlan``:
+    a storm is a period, not a property of a request.
+    """
+
+    seconds: float
+    retry_after: float = 1.0
+    http_date: bool = False
+    started: float | None = None  # monotonic; set by the first request
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def active(self) -> bool:
+        """True while the storm lasts (the first call starts it)."""
+        now = time.monotonic()
+        with self._lock:
+            if self.started is None:
+                self.started = now
+            return now - self.started < self.seconds
+
+    def header(self) -> str:
+        if self.http_date:
+            return email.utils.formatdate(time.time() + self.retry_after, usegmt=True)
+        return str(int(self.retry_after)) if float(self.retry_after).is_integer() else f"{self.retry_after:g}"

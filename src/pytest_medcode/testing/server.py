@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 from pytest_medcode.testing.batches import BatchAPI
-from pytest_medcode.testing.faults import FaultPlan, LatencyFn
+from pytest_medcode.testing.faults import FaultPlan, LatencyFn, RateLimitStorm
 from pytest_medcode.testing.responders import Request, Responder, _content_text, mapping_responder, request_key
 from pytest_medcode.testing.stats import ServerStats, token_hash
 
@@ -276,6 +276,8 @@ class ScriptedServer:
         #: Every chat request after the first ``outage_after`` fails this way (settable while serving).
         self.outage = outage
         self.outage_after = outage_after
+        #: A period of 429s for every chat request (settable while serving; see ``RateLimitStorm``).
+        self.storm: RateLimitStorm | None = None
         self.latency = latency
         self.faults = faults
         self.require_key = require_key
@@ -440,7 +442,14 @@ class ScriptedServer:
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
             outage = self.outage if stats.total_requests > self.outage_after else None
+        storm = self.storm
         try:
+            if storm is not None and storm.active():
+                self._fault("storm_429", key)
+                handler._send_json(429, _error_body("Rate limit reached for requests (scripted storm). Please try "
+                                                    "again later.", "requests", code="rate_limit_exceeded"),
+                                   headers={"Retry-After": storm.header()})
+                return
             if outage is not None:
                 self._fault(f"outage_{outage}", key)
                 _send_outage(handler, outage, str(body.get("model", "")))
@@ -505,6 +514,14 @@ class ScriptedServer:
         if fault == "malformed":
             self._fault("malformed", key)
             handler._send(200, payload[: max(1, len(payload) // 2)], content_type)
+            return
+        if fault == "no_choices" and content_type == "application/json":
+            self._fault("no_choices", key)  # billed as an answer would be, yet there is no answer in it
+            body = {k: v for k, v in json.loads(payload).items() if k != "choices"}
+            billed = self._billed(request, payload, content_type)
+            with self._lock:
+                self._stats.bill(billed)
+            handler._send_json(200, body)
             return
         # Count the success before sending (so a client that got it sees it counted), undo if the send fails.
         billed = self._billed(request, payload, content_type)

@@ -3,7 +3,11 @@ fault (key, model name, quota, endpoint) rather than this question's?"""
 
 from __future__ import annotations
 
+import email.utils
 import socket
+import time
+from collections.abc import Mapping
+from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed
 
@@ -63,13 +67,40 @@ def not_a_completion(body: object) -> CallFailed:
 
 def completion_text(response: object) -> str:
     """The answer text of a chat completion (any client's object); a malformed one, or one with no text at all
-    (a refusal, a filter, tokens spent elsewhere), is a failed call, not an answer with "no code"."""
+    (a refusal, a filter, tokens spent elsewhere), is a failed call, not an answer with "no code". Neither is
+    retried: the endpoint answered (and billed) this question, and asking again would bill it again."""
     try:
         choice = response.choices[0]  # type: ignore[attr-defined]
         text = choice.message.content
-    except (AttributeError, IndexError, TypeError) as exc:
-        raise CallFailed(f"malformed response: {exc}") from None
+    except (AttributeError, IndexError, TypeError, KeyError):
+        raise CallFailed("malformed response: HTTP 200 with no answer in it (the chat completion has no choices)",
+                         retryable=False) from None
     if text is None:
         raise CallFailed(f"no answer text (content: null, finish_reason: {getattr(choice, 'finish_reason', None)})",
                          retryable=False)
     return text
+
+
+def retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds to wait that an answer asks for: ``retry-after-ms``, or ``Retry-After`` in either of its forms
+    (seconds, or an HTTP-date); None when it names no wait that can be read."""
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after-ms")
+        if value is not None:
+            return max(0.0, float(value) / 1000)
+        value = headers.get("retry-after")
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None if when is None else max(0.0, when.timestamp() - time.time())

@@ -12,7 +12,14 @@ from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed, CoderUnavailable, Question, Reply
 from pytest_medcode.asking.coders.endpoint import endpoint
-from pytest_medcode.asking.coders.errors import completion_text, not_a_completion, refused, short, status_failure
+from pytest_medcode.asking.coders.errors import (
+    completion_text,
+    not_a_completion,
+    refused,
+    retry_after,
+    short,
+    status_failure,
+)
 
 
 def import_litellm() -> Any:
@@ -87,8 +94,7 @@ class LiteLLMCoder:
                 max_retries=0,
             )
         except Exception as exc:
-            raise _classify(exc) from None
-        text = completion_text(response)
+            raise _classify(exc, self.timeout) from None
         usage: dict[str, Any] = {}
         u = getattr(response, "usage", None)
         if u is not None:
@@ -96,6 +102,11 @@ class LiteLLMCoder:
             usage["completion_tokens"] = getattr(u, "completion_tokens", None)
         # No cost here: a case's cost is its usage at the run's price table (results/costs.py), the same
         # for every coder, so a --medcode-price wins and the batch discount applies.
+        try:
+            text = completion_text(response)
+        except CallFailed as exc:  # billed all the same: the usage stays on the outcome
+            exc.usage = usage
+            raise
         return Reply(text=text, usage=usage)
 
 
@@ -104,28 +115,27 @@ _LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+Error: )?(\w+Exception - )?
 _SETUP_ERRORS = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 
 
-def _classify(exc: Exception) -> CallFailed:
+def _classify(exc: Exception, timeout: float | None = None) -> CallFailed:
     """litellm's exception → CallFailed with the retry decision and any Retry-After."""
     status = getattr(exc, "status_code", None)
-    retry_after = None
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is not None:
-        try:
-            retry_after = float(headers.get("retry-after"))
-        except (TypeError, ValueError):
-            retry_after = None
+    wait = retry_after(getattr(response, "headers", None))
     name = exc.__class__.__name__
     message = _LITELLM_PREFIX.sub("", str(exc).splitlines()[0]) if str(exc) else name
+    if name == "Timeout":
+        return CallFailed(f"{name}: timed out after {timeout:g} s" if timeout else f"{name}: {short(message)}")
+    if "response with no 'choices'" in message:  # litellm's reading of a 200 that holds no answer: not a 500
+        return CallFailed("malformed response: HTTP 200 with no answer in it (the chat completion has no "
+                          "choices)", retryable=False)
     if "invalid response from llm endpoint" in message.lower():  # a web page, not an API, answered
         return not_a_completion(message.partition("Received:")[2].strip() or message)
     if refused(exc):
         return CallFailed(f"{name}: {short(message)}", retryable=True, setup=True)
     if isinstance(status, int) and 400 <= status < 600:
-        failure = status_failure(status, name, message, getattr(exc, "code", None), retry_after)
+        failure = status_failure(status, name, message, getattr(exc, "code", None), wait)
         if name in _SETUP_ERRORS or name == "BadRequestError":
             failure.retryable = False
         failure.setup = failure.setup or name in _SETUP_ERRORS
         return failure
-    return CallFailed(f"{name}: {short(message)}", retryable=True, retry_after=retry_after)
+    return CallFailed(f"{name}: {short(message)}", retryable=True, retry_after=wait)
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from pytest_medcode.asking.coders.base import CallFailed, Question, Reply
 from pytest_medcode.asking.coders.endpoint import PLACEHOLDER_KEY, endpoint
-from pytest_medcode.asking.coders.errors import completion_text, no_answer, not_a_completion, status_failure
+from pytest_medcode.asking.coders.errors import (
+    completion_text,
+    no_answer,
+    not_a_completion,
+    retry_after,
+    status_failure,
+)
 
 __all__ = ["PLACEHOLDER_KEY", "OpenAICompatibleCoder"]
 
@@ -64,20 +70,24 @@ class OpenAICompatibleCoder:
             )
         except openai.APIStatusError as exc:
             raise status_failure(exc.status_code, exc.__class__.__name__, _api_message(exc),
-                                 getattr(exc, "code", None), _retry_after(exc.response.headers)) from None
+                                 getattr(exc, "code", None), retry_after(exc.response.headers)) from None
         except openai.APITimeoutError as exc:
-            raise CallFailed(exc.__class__.__name__) from None
+            raise CallFailed(f"{exc.__class__.__name__}: timed out after {self.timeout:g} s") from None
         except openai.APIConnectionError as exc:
             raise no_answer(exc.__class__.__name__, exc) from None
         except (json.JSONDecodeError, ValueError, TypeError) as exc:  # a malformed body
             raise CallFailed(f"malformed response: {exc.__class__.__name__}") from None
         if isinstance(response, str | bytes):  # the client hands back a body that is not JSON as it came
             raise not_a_completion(response)
-        text = completion_text(response)
         usage: dict[str, Any] = {}
-        if response.usage is not None:
+        if getattr(response, "usage", None) is not None:
             usage = {"prompt_tokens": response.usage.prompt_tokens,
                      "completion_tokens": response.usage.completion_tokens}
+        try:
+            text = completion_text(response)
+        except CallFailed as exc:  # billed all the same: the usage stays on the outcome
+            exc.usage = usage
+            raise
         return Reply(text=text, usage=usage)
 
 
@@ -91,12 +101,3 @@ def _api_message(exc: Any) -> str:
     return str(getattr(exc, "message", "") or "")
 
 
-def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after-ms")
-        if value is not None:
-            return float(value) / 1000
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
