@@ -13,7 +13,8 @@ timed too. The server stays up during the cached runs and its request count must
 Run from the repository root (dev environment):
     python perf/full_scale.py                          # all 74,719 codes, -n 0 and -n 2, similarity off
     python perf/full_scale.py --cases 10000 --workers 0
-    python perf/full_scale.py --similarity             # METEOR + BERTScore pass on as well
+    python perf/full_scale.py --similarity             # METEOR + BERTScore on as well: every pair computed
+                                                       # (scores forgotten first), then every score kept
     python perf/full_scale.py --wrong-fraction 0.66 --pytest-args '--medcode-fail-under exact_match=0.2'
 
 A model wrong on most codes makes that many failing tests, and pytest's own failure summary is
@@ -154,6 +155,13 @@ def server_requests(base_url: str) -> int:
 # -- the runs -------------------------------------------------------------------------------------
 
 
+def forget_scores(cache: Path) -> None:
+    """Drop the similarity scores a run kept, so the next run computes every pair (the answers stay)."""
+    with sqlite3.connect(cache) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'similarity_scores'").fetchone():
+            db.execute("DELETE FROM similarity_scores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="all", help="'all' (74,719) or a number drawn with seed 0")
@@ -203,11 +211,13 @@ def main() -> None:
         assert fill["requests"] in (0, n) and stored >= n, f"{fill['requests']} requests, {stored} stored, {n} cases"
 
         variants = [("no similarity", ["--medcode-no-similarity"])]
-        if args.similarity:
-            variants.append(("similarity", []))
+        if args.similarity:  # first with no score kept (every pair computed), then with every score kept
+            variants += [("similarity, scores fresh", []), ("similarity, scores cached", [])]
         for label, extra in variants:
             for w in workers:
                 name = f"cached, {label}, -n {w}"
+                if label.endswith("fresh"):
+                    forget_scores(work / "cache" / "responses.sqlite3")
                 before = sorted(p.name for p in (work / "reports").iterdir()) if (work / "reports").exists() else []
                 run = best_of(args.repeat, [*common, *extra_args, *extra, "-n", w], work, env,
                               work / f"run-{label}-{w}.log")
@@ -216,6 +226,9 @@ def main() -> None:
                 if new:
                     summary = json.loads((new[-1] / "summary.json").read_text())
                     run["queries"] = {k: summary["queries"][k] for k in ("asked", "cache_hits")}
+                    if summary.get("similarity") and summary["similarity"].get("enabled"):
+                        sim = summary["similarity"]
+                        run["similarity"] = {k: sim.get(k) for k in ("pairs", "scored", "stored", "seconds")}
                 run["server_requests_after"] = server_requests(base_url)
                 results[name] = run
                 print(f"{name}: {run}", flush=True)

