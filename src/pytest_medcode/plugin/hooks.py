@@ -98,6 +98,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     interrupts.stage = QUERY_PHASE
     config.stash[session_key].query_phase(items)
     interrupts.stage = TESTS
+    if not any({CASE_PARAM, DOCUMENT_PARAM} & set(getattr(item, "fixturenames", ())) for item in items):
+        interrupts.uninstall()  # a session without benchmark cases: pytest's own Ctrl-C, Python's SIGTERM
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -179,6 +181,7 @@ class _InterruptPlugin:
         try:
             return (yield)
         finally:
+            self.interrupts.stage = ENDING  # nothing is left to keep whole: a signal now stops at once
             if self.interrupts.received is not None:
                 self.interrupts.shown = True  # pytest's banner or the reporter's line is out
                 session.exitstatus = pytest.ExitCode.INTERRUPTED

@@ -67,7 +67,7 @@ class MedcodeReporter:
         self.interrupts.describe = self.interrupt_text
         self.interrupts.show = self.show_now
         if xdist.is_distributed(session.config):  # interrupted alone (SIGTERM), it tells its workers
-            self.interrupts.notify.append(lambda: _touch(session.interrupted_path()))
+            self.interrupts.notify.append(self._tell_workers)
         self.config = session.config
         self.settings = session.settings
         self.rows = RecordRows()  # the records as they arrive
@@ -255,6 +255,13 @@ class MedcodeReporter:
             return ""
         return f"{seen.get('done', 0)} of {seen['total']} answered, "
 
+    def _tell_workers(self) -> None:
+        """The xdist controller, interrupted: its workers stop too (xdist.exit_with_controller watches)."""
+        if self.interrupts.stage in (QUERY_PHASE, TESTS):  # later, the run's state folder is already gone
+            path = self.session.interrupted_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
     def show_now(self, line: str) -> None:
         """The line of a process that stops at once, as pytest shows its banner."""
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -401,8 +408,3 @@ class MedcodeReporter:
         if status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
             return pytest.ExitCode.TESTS_FAILED
         return status
-
-
-def _touch(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
