@@ -267,7 +267,19 @@ def test_xdist_a_signal_in_the_query_phase_stops_the_workers_and_a_rerun_asks_on
         assert server.stats.total_requests - asked == N_CODES - kept
 
 
-# -- the latest pointer -------------------------------------------------------------------------------
+def test_a_session_without_benchmark_cases_keeps_pytests_own_ctrl_c(tmp_path: Path) -> None:
+    (tmp_path / "test_plain.py").write_text(PREAMBLE + "def test_waits():\n    wait()\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (tmp_path / "ready").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(proc.communicate())[-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    assert "KeyboardInterrupt" in out and "Interrupted: SIG" not in out, out[-3000:]
 
 
 # -- the latest pointer -------------------------------------------------------------------------------
