@@ -18,7 +18,7 @@ from pytest_medcode.plugin.options import addoptions, parse_settings
 from pytest_medcode.plugin.report_memory import ReportMemory, forget_sent
 from pytest_medcode.plugin.reporter import MedcodeReporter
 from pytest_medcode.plugin.session import CASE_PARAM, DOCUMENT_PARAM, MARKER, MedcodeSession
-from pytest_medcode.plugin.signals import handle_sigterm
+from pytest_medcode.plugin.signals import ENDING, QUERY_PHASE, TESTS, Interrupts
 from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, run_in_one_process, share_with_worker
 from pytest_medcode.redaction import redact_run_secrets
 
@@ -42,7 +42,7 @@ __all__ = [
 session_key = pytest.StashKey[MedcodeSession]()
 reporter_key = pytest.StashKey[MedcodeReporter]()
 fixture_key = pytest.StashKey[Medcode]()
-_undo_sigterm = pytest.StashKey[object]()
+interrupts_key = pytest.StashKey[Interrupts]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,8 +52,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}: a pytest-medcode benchmark case, a code query or a document "
                                        "(carried by every case the plugin parametrizes)")
-    exit_with_controller(config)
+    interrupts = config.stash[interrupts_key] = Interrupts(quiet=is_worker(config))
+    interrupts.install()  # before the code tables load: a signal from here on is one line (signals.py)
     session = MedcodeSession(config, parse_settings(config))
+    exit_with_controller(config, session.interrupted_path(), interrupts.from_controller)
+    config.pluginmanager.register(_InterruptPlugin(interrupts), "medcode-interrupts")
     if session.settings.estimate:
         run_in_one_process(config)
     redact_run_secrets(session.settings.api_base)
@@ -62,7 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_worker(config):
         config.pluginmanager.register(_WorkerReports(ReportMemory(config, worker=True)), "medcode-worker-reports")
     else:
-        reporter = MedcodeReporter(session)
+        reporter = MedcodeReporter(session, interrupts)
+        interrupts.cleanups.append(session.remove_state)  # stopped at once (a second signal): no state left
         reporter.validate()
         session.preflight_for_workers()  # after the checks above: nothing is asked for a run that cannot report
         config.stash[reporter_key] = reporter
@@ -73,15 +77,14 @@ def pytest_configure(config: pytest.Config) -> None:
         if shown is not None and not user_wants_everything(config):
             failure_output = FailureOutput(shown, reporter.run_folder, reporter.record_of)
             config.pluginmanager.register(failure_output, "medcode-failure-output")
-        config.stash[_undo_sigterm] = handle_sigterm()  # a worker dies with its controller instead
     fixture = config.stash[fixture_key] = Medcode(session)
     config.pluginmanager.register(_fixtures(fixture), "medcode-fixtures")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    undo = config.stash.get(_undo_sigterm, None)
-    if callable(undo):
-        undo()
+    interrupts = config.stash.get(interrupts_key, None)
+    if interrupts is not None:
+        interrupts.uninstall()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -100,9 +103,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The query phase, once the selection is final: --lf and other wrappers of modifyitems deselect after
     every plain hook has run, so a case that will not run is never asked."""
-    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+    config = session.config
+    if session.testsfailed and not config.option.continue_on_collection_errors:
         return  # a collection error stops the run before any test: ask nothing
-    session.config.stash[session_key].query_phase(session.items)
+    interrupts = config.stash[interrupts_key]
+    interrupts.stage = QUERY_PHASE
+    config.stash[session_key].query_phase(session.items)
+    interrupts.stage = TESTS
+    if not any({CASE_PARAM, DOCUMENT_PARAM} & set(getattr(item, "fixturenames", ())) for item in session.items):
+        interrupts.uninstall()  # a session without benchmark cases: pytest's own Ctrl-C, Python's SIGTERM
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -128,15 +137,16 @@ def pytest_configure_node(node) -> None:
 def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     """xdist controller: the collection order, so records are reported in it."""
     node.config.stash[reporter_key].collection_finished(ids)
+    node.config.stash[interrupts_key].stage = TESTS  # the workers' query phase is over
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.stash.get(reporter_key, None)
     if reporter is not None:
         reporter.stop_watching()  # before the run's progress file goes (under xdist the runtestloop is xdist's)
     session.config.stash[session_key].close()
     if reporter is not None:
-        reporter.finish()
+        reporter.finish(exitstatus)
         session.exitstatus = reporter.exitstatus(session.exitstatus)  # gate mode: the gate decides
 
 
@@ -167,6 +177,26 @@ class _ReporterPlugin:
     @pytest.hookimpl(trylast=True)  # the gate verdict is the last thing printed
     def pytest_terminal_summary(self, terminalreporter) -> None:
         self.reporter.display(terminalreporter)
+        self.reporter.interrupts.stage = ENDING  # all is written and shown: a signal now stops at once
+
+
+class _InterruptPlugin:
+    """The end of the session, kept whole on every process: a first signal there is noted, not raised
+    (the reporter lets it through only in the similarity pass), and the run still exits 2."""
+
+    def __init__(self, interrupts: Interrupts) -> None:
+        self.interrupts = interrupts
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # around every other plugin's end of session
+    def pytest_sessionfinish(self, session: pytest.Session):
+        self.interrupts.defer = True
+        try:
+            return (yield)
+        finally:
+            self.interrupts.stage = ENDING  # nothing is left to keep whole: a signal now stops at once
+            if self.interrupts.received is not None:
+                self.interrupts.shown = True  # pytest's banner or the reporter's line is out
+                session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 class _WorkerReports:

@@ -9,6 +9,7 @@ the summary. The asking is :class:`~pytest_medcode.plugin.session.MedcodeSession
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT
 from pytest_medcode.plugin import xdist
 from pytest_medcode.plugin.report_memory import ReportMemory
 from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
+from pytest_medcode.plugin.signals import (
+    COLLECTION,
+    ENDING,
+    QUERY_PHASE,
+    SIMILARITY,
+    TESTS,
+    WRITING,
+    Interrupted,
+    Interrupts,
+)
 from pytest_medcode.reports import documents as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.text import DEFAULT_WIDTH
@@ -47,9 +58,17 @@ class MedcodeReporter:
     similarity: session_metrics.SimilarityReport | None = None  # the end-of-session similarity pass
     run_dir: Path | None = None
     summary_data: dict[str, Any]
+    written = False  # the run folder is whole on disk
+    similarity_cut = False  # a signal ended the similarity pass: the folder has the code scores alone
+    banner_by_pytest = False  # the signal reached pytest, which shows its line as its banner
 
-    def __init__(self, session: MedcodeSession) -> None:
+    def __init__(self, session: MedcodeSession, interrupts: Interrupts | None = None) -> None:
         self.session = session
+        self.interrupts = interrupts or Interrupts()
+        self.interrupts.describe = self.interrupt_text
+        self.interrupts.show = self.show_now
+        if xdist.is_distributed(session.config):  # interrupted alone (SIGTERM), it tells its workers
+            self.interrupts.notify.append(self._tell_workers)
         self.config = session.config
         self.settings = session.settings
         self.rows = RecordRows()  # the records as they arrive
@@ -89,6 +108,7 @@ class MedcodeReporter:
     def watch_workers(self) -> None:
         """Follow the query phase, which a worker runs: show its progress (unless -q), keep its timing."""
         if xdist.is_distributed(self.config):
+            self.interrupts.stage = QUERY_PHASE  # the workers' (they ask while they collect)
             self._watcher = ProgressWatcher(self.session.cache_paths()[1] / "progress.json",
                                             self.session.progress_writer())
             self._watcher.start()
@@ -136,27 +156,122 @@ class MedcodeReporter:
         return None
 
     # -- the end of the run -------------------------------------------------------------------------------
-    def finish(self) -> None:
-        """Score what needs the whole run, judge the gate, and write the run folder."""
+    def finish(self, exitstatus: int = pytest.ExitCode.OK) -> None:
+        """Score what needs the whole run, judge the gate, and write the run folder.
+
+        Interrupted (plugin/signals.py), the run folder is still written, with the cases that finished
+        and their code scores: the similarity pass is skipped, or cut short by the signal, and an
+        interrupted run has no gate verdict."""
+        interrupts = self.interrupts
+        self.banner_by_pytest = interrupts.received is not None and exitstatus == pytest.ExitCode.INTERRUPTED
         self.stop_watching()  # under xdist pytest_runtestloop is xdist's alone: the phase's timing is kept here
         # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
         # ids, not the case list: the controller need not load the code tables.
         self.records = records = self.rows.take(self._collection_order)
         queries = query_records(records)  # document cases are scored as they run (scoring/documents.py)
-        if queries:  # end-of-session scores (similarity, code frequency): before the gate, which may use them
-            self.score_session(queries)
-        if self.settings.gate.active:
+        if queries and interrupts.received is None:  # end-of-session scores: before the gate, which may use them
+            try:
+                with interrupts.raising(SIMILARITY):
+                    self.score_session(queries)
+            except Interrupted:
+                self.similarity_cut = True
+        if queries and interrupts.received is not None:
+            self.skip_similarity(queries)
+        if self.settings.gate.active and interrupts.received is None:
             self.verdict = self.settings.gate.evaluate(records, self.baseline, self.settings.seed)
         if not records:
             return
-        self.run_dir = self.report_root() / self.session.run_id
+        self.run_dir = run_dir = self.report_root() / self.session.run_id
         self.summary_data = self.summary(records)
+        interrupts.stage = WRITING  # a first signal now is noted (the session's end defers it): the folder is whole
+
+        def remove_partial() -> None:  # a second signal stops the process mid-write: no half a folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+        interrupts.cleanups.append(remove_partial)
         try:
-            self.report_problems = write_run(self.run_dir, records, self.summary_data, self.settings.seed)
-            point_latest(self.run_dir)
+            self.report_problems = write_run(run_dir, records, self.summary_data, self.settings.seed)
+            point_latest(run_dir)
+            self.written = True
         except OSError as exc:  # the tables still print; the answers are in the cache; exit 4 (exitstatus)
-            self.report_failure = (f"could not write the run folder {self.run_dir}: {exc.strerror or exc}; "
+            self.report_failure = (f"could not write the run folder {run_dir}: {exc.strerror or exc}; "
                                    "the answers are kept in the response cache, a re-run writes it without asking")
+        finally:
+            interrupts.cleanups.remove(remove_partial)
+
+    def skip_similarity(self, queries: list[dict[str, Any]]) -> None:
+        """An interrupted run: no similarity (``medcode rescore`` adds it), code frequency as always."""
+        reason = "not computed: the run was stopped before this pass; medcode rescore adds it"
+        for r in queries:
+            r["meteor"] = r["bertscore"] = None
+        self.similarity = session_metrics.SimilarityReport(
+            enabled=self.settings.similarity,
+            meteor=session_metrics.MetricStatus(False, "METEOR", reason),
+            bertscore=session_metrics.MetricStatus(False, "BERTScore F1", reason, model=self.settings.bertscore_model),
+        )
+        session_metrics.add_code_frequency(queries, group_fields(queries))
+
+    # -- signals -------------------------------------------------------------------------------------------
+    def interrupt_text(self, name: str, stage: str, again: bool) -> str:
+        """The one line of an interrupted run: where the signal came, and what is kept."""
+        kept = "every answer received is kept in the response cache"
+        if again or stage == ENDING:  # the process stops at once
+            if stage == WRITING and not self.written:
+                return (f"{name}{' again' if again else ''} while writing the run folder: it is not kept; {kept}, "
+                        "a re-run replays them and writes it")
+            folder = f"the run folder {self.run_dir} is written" if self.written else "no run folder"
+            return (f"{name}{' again' if again else ''}: stopped at once; {folder}; {kept}, "
+                    "a re-run asks only what is missing")
+        if stage == COLLECTION:
+            return f"{name} during collection: no model was asked"
+        if stage == QUERY_PHASE:
+            return (f"{name} during the query phase: {self._answered()}{kept}, a re-run asks only the rest; "
+                    "no case ran, so no run folder")
+        if stage == TESTS:
+            n = len(self.rows)
+            folder = (f"the run folder keeps the {n} case(s) that finished"
+                      + (" (no similarity pass)" if self.settings.similarity else "")
+                      if n else "no case finished, so no run folder")
+            return f"{name} during the tests: {folder}; {kept}, a re-run asks only what is missing"
+        return self.ending_text(name, stage)
+
+    def ending_text(self, name: str, stage: str) -> str:
+        """A signal the session's end caught or noted: said once the run folder is written (or not)."""
+        if self.report_failure is not None:
+            folder = "the run folder could not be written (above)"
+        elif not self.written:
+            folder = "no case finished, so no run folder"
+        elif self.similarity_cut:
+            folder = (f"the run folder {self.run_dir} has every case's code scores but no similarity "
+                      f"(medcode rescore {self.run_dir} adds it)")
+        else:
+            folder = f"the run folder {self.run_dir} is written"
+        where = "while writing the run folder" if stage == WRITING else f"during {stage}"
+        return f"{name} {where}: {folder}; every answer received is kept in the response cache"
+
+    def _answered(self) -> str:
+        progress = self.session.phase_progress()
+        seen = progress.to_dict() if progress is not None else (self._watcher.last if self._watcher else None)
+        if not seen or not seen.get("total"):
+            return ""
+        return f"{seen.get('done', 0)} of {seen['total']} answered, "
+
+    def _tell_workers(self) -> None:
+        """The xdist controller, interrupted: its workers stop too (xdist.exit_with_controller watches)."""
+        if self.interrupts.stage in (QUERY_PHASE, TESTS):  # later, the run's state folder is already gone
+            path = self.session.interrupted_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    def show_now(self, line: str) -> None:
+        """The line of a process that stops at once, as pytest shows its banner."""
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            print(f"!!! {line} !!!", flush=True)
+            return
+        tr.ensure_newline()
+        tr.write_sep("!", line)
+        tr.flush()
 
     def score_session(self, records: list[dict[str, Any]]) -> None:
         """Description similarity for every record, scored once here, and code frequency."""
@@ -214,6 +329,9 @@ class MedcodeReporter:
         if self.run_dir is not None:
             self.display_summary(tr)
         self.display_gate(tr)
+        received = self.interrupts.received
+        if received is not None and not self.banner_by_pytest:  # the session's end took the signal: its line
+            tr.write_sep("!", "Interrupted: " + self.ending_text(received, self.interrupts.received_stage))
 
     def table_width(self) -> int:
         """The widest a summary line may be: the terminal's width as pytest reports it, at most 100."""

@@ -352,6 +352,14 @@ class MedcodeSession:
         state = Path(tempfile.gettempdir()) / "pytest-medcode" / "runs" / self.run_id
         return state / "responses.sqlite3", state
 
+    def interrupted_path(self) -> Path:
+        """Where the xdist controller, interrupted, tells its workers to stop (plugin/signals.py)."""
+        return self.cache_paths()[1] / "interrupted"
+
+    def phase_progress(self) -> Progress | None:
+        """This process's query phase so far (None before it starts)."""
+        return self._phase.progress if self._phase is not None else None
+
     def phase(self) -> QueryPhase:
         """The query phase and its response store (CacheError when the store cannot be opened)."""
         if self._phase is None:
@@ -495,9 +503,13 @@ class MedcodeSession:
         if self._own_store is not None:
             self._own_store.close()
         if self.reporting and (self._phase is not None or xdist.is_distributed(self.config)):
-            shutil.rmtree(self.cache_paths()[1], ignore_errors=True)
-            for stop in stop_paths(self.cache_paths()[1]):
-                stop.unlink(missing_ok=True)
+            self.remove_state()
+
+    def remove_state(self) -> None:
+        """This run's lock, progress and stop files (the reporting process's, at the end or on a hard stop)."""
+        shutil.rmtree(self.cache_paths()[1], ignore_errors=True)
+        for stop in stop_paths(self.cache_paths()[1]):
+            stop.unlink(missing_ok=True)
 
 
 class CaseNotAsked(Exception):

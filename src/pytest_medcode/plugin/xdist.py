@@ -10,6 +10,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,19 +55,26 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
     return {sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 16 else v for k, v in record.items()}
 
 
-def exit_with_controller(config: pytest.Config, every_s: float = 0.5) -> None:
-    """In a worker: exit as soon as the controller is gone (``kill -9`` of the run).
+def exit_with_controller(config: pytest.Config, interrupted: Path | None = None,
+                         on_interrupt: Callable[[], None] | None = None, every_s: float = 0.5) -> None:
+    """In a worker: exit as soon as the controller is gone (``kill -9`` of the run), and stop as soon as it
+    was interrupted (``interrupted`` appears: it was sent SIGTERM alone, as ``timeout`` and CI runners do).
 
     A worker learns of its controller's death only when it next sends a report, which the asking
     worker does not do for the whole query phase: orphaned, it would go on paying for every call of
     a run nobody reads, and a re-run would ask the same keys beside it. Answers stored so far stay.
+    Interrupted, the controller waits for its workers, and xdist interrupts a busy one only after 5 s.
     """
     if not is_worker(config):
         return
     parent = os.getppid()
 
     def watch() -> None:
+        told = False
         while os.getppid() == parent:
+            if not told and interrupted is not None and on_interrupt is not None and interrupted.exists():
+                told = True
+                on_interrupt()
             time.sleep(every_s)
         os._exit(1)
 

@@ -182,13 +182,17 @@ def write_run(folder: Path, records: Sequence[dict[str, Any]], summary: dict[str
 def point_latest(run_dir: Path) -> None:
     """``<report dir>/latest`` → the newest run (a symlink; a text file where links are not allowed)."""
     link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
     try:
-        tmp = run_dir.parent / f".latest-{os.getpid()}"
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         tmp.symlink_to(run_dir.name, target_is_directory=True)
-        os.replace(tmp, link)
+        os.replace(tmp, link)  # fails where ``latest`` is a real folder (the user's): it is left alone
     except OSError:
+        try:
+            tmp.unlink(missing_ok=True)  # the link that could not take latest's place
+        except OSError:
+            pass
         write_text_atomically(run_dir.parent / "LATEST", run_dir.name + "\n")
 
 
