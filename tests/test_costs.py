@@ -308,8 +308,9 @@ def test_the_run_total_is_the_providers_bill_for_every_kind_of_call_and_a_rerun_
 
 def test_a_batch_is_billed_at_the_batch_price_and_the_run_total_is_that_bill(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--medcode-batch: openai/ questions go through the Batch API at its price, rag: streams at the full
-    price, and the probe the run starts with is a streamed call too; the total is what the server billed."""
+    """--medcode-batch: openai/ questions go through the Batch API at its price; rag: and verify: stream at
+    the full price (each verify: follow-up a call of its own: the documents' answers name no code, so they
+    are asked again), and so does the probe the run starts with; the total is what the server billed."""
     monkeypatch.setenv("MEDCODE_BATCH_POLL_S", "0.1")
     monkeypatch.setenv("MEDCODE_BATCH_POLL_MAX_S", "0.3")
     codes = pairs(5, offset=6100)
@@ -318,14 +319,29 @@ def test_a_batch_is_billed_at_the_batch_price_and_the_run_total_is_that_bill(
     with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
         result = pytester.runpytest_subprocess(
             *base, "--medcode-api-base", server.base_url, "--model", "openai/gpt-4o-mini",
-            "--model", "rag:openai/gpt-4o-mini", "--medcode-document-sample", "2", "--medcode-no-similarity",
-            "--medcode-batch")
+            "--model", "rag:openai/gpt-4o-mini", "--model", "verify:openai/gpt-4o-mini", "--medcode-verify-rounds",
+            "2", "--medcode-document-sample", "2", "--medcode-no-similarity", "--medcode-batch")
         assert result.ret in (0, 1), result.stdout.str()
         streamed, batched = usage(server), usage(server, batch=True)
-        assert batched[0] >= 5 and streamed[0] >= 7  # rag: streams its 7 cases
-        assert streamed[0] + batched[0] == server.stats.successes == 2 * (5 + 2)
+        assert batched[0] >= 5 and streamed[0] >= 7 + 7 + 2 * 2  # rag: and verify: stream; 2 follow-ups a document
+        assert streamed[0] + batched[0] == server.stats.successes
+        rows = by_model(summary(pytester)["costs"])
+        assert sum(m["calls"] for m in rows.values()) == server.stats.successes
+        assert rows["verify:openai/gpt-4o-mini"]["calls"] == 7 + 2 * 2
         spent = billed((0, 0, 0), streamed, MINI_PRICE) + billed((0, 0, 0), batched, MINI_BATCH)
         assert MINI_BATCH[0] < MINI_PRICE[0]
         assert_every_view_shows(pytester, result, spent, 0.0)
         records = cases_of(pytester)
         assert sum(bool(r["batch"]) for r in records) == batched[0]
+
+
+def test_a_price_for_a_wrapper_is_the_wrapped_models_and_two_prices_for_it_are_one_line(
+        pytester: pytest.Pytester) -> None:
+    setup_run(pytester, pairs(1))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--model", "rag:openai/x", "--medcode-estimate",
+                                "--medcode-price", "openai/x=3/4", "--medcode-price", "rag:openai/x=1/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --medcode-price rag:openai/x=1/2: rag:openai/x asks openai/x, whose tokens "
+                                 "the provider bills at one price, and openai/x=3/4 is given too; give one price for "
+                                 "openai/x"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
