@@ -494,6 +494,10 @@ def test_a_models_limit_counts_that_models_spend_and_calls_in_flight_not_the_oth
         held, _ = await b.reserve("n", question(max_tokens=1_000_000))  # $2 of n in flight, under the run's limit
         assert b.held == {"n": 2.0}
         assert await asyncio.wait_for(b.reserve("m", question(max_tokens=1_000_000)), 1) == (2.0, None)
+        another = asyncio.ensure_future(b.reserve("m", question(max_tokens=0)))  # $1 beside m's $2 held: waits
+        await asyncio.sleep(0.05)
+        assert not another.done()
+        another.cancel()
         await b.settle("n", held, {"prompt_tokens": 2_000_000, "completion_tokens": 0})
         assert b.spent == {"n": 2.0} and b.held == {"n": 0.0, "m": 2.0}
         await b.settle("m", 2.0, {"prompt_tokens": 1_000_000, "completion_tokens": 0})
