@@ -19,7 +19,7 @@ import pytest
 from pytest_medcode.asking.pricing import PriceTable, usd
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.prompts import load_template
-from pytest_medcode.results.costs import cost_summary
+from pytest_medcode.results.costs import cost_summary, tally
 from pytest_medcode.testing.faults import fixed_latency
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -231,3 +231,117 @@ def test_a_call_made_through_a_batch_api_is_priced_at_the_batch_discount() -> No
     gpt4o = litellm.model_cost["gpt-4o"]
     assert math.isclose(rows["gpt-4o"]["cost_usd"], 1_000 * gpt4o["input_cost_per_token_batches"]
                         + 100 * gpt4o["output_cost_per_token_batches"], rel_tol=1e-12)
+
+
+DOCUMENTS = "def test_document_coding(medcode_document, medcode):\n    medcode.check_document(medcode_document)\n"
+MINI = litellm.model_cost["gpt-4o-mini"]
+MINI_PRICE = (MINI["input_cost_per_token"], MINI["output_cost_per_token"])
+MINI_BATCH = (MINI["input_cost_per_token_batches"], MINI["output_cost_per_token_batches"])
+
+
+def usage(server: ScriptedServer, batch: bool = False) -> tuple[int, int, int]:
+    """(answers, prompt tokens, completion tokens) the server has returned so far, over every model."""
+    stats = server.stats
+    rows = (stats.batch_usage_per_model if batch else stats.usage_per_model).values()
+    return tuple(sum(row[i] for row in rows) for i in range(3))  # type: ignore[return-value]
+
+
+def billed(before: tuple[int, int, int], after: tuple[int, int, int], per_token: tuple[float, float]) -> float:
+    return (after[1] - before[1]) * per_token[0] + (after[2] - before[2]) * per_token[1]
+
+
+def assert_every_view_shows(pytester: pytest.Pytester, result: pytest.RunResult, spent: float,
+                            avoided: float) -> dict:
+    """summary.json's totals are ``spent`` and ``avoided`` to 1e-9 USD, every case carries its cost (their tally
+    is the total), and report.md, report.html (headline and cost section) and the terminal print them alike."""
+    costs = summary(pytester)["costs"]
+    assert abs(costs["total_usd"] - spent) < 1e-9 and abs(costs["avoided_usd"] - avoided) < 1e-9, (costs, spent)
+    records = cases_of(pytester)
+    assert all(r["cost_usd"] is not None for r in records)
+    row = tally(records)
+    assert abs(row["cost_usd"] - spent) < 1e-9 and abs(row["avoided_usd"] - avoided) < 1e-9
+    text = f"{usd(spent)} spent on model calls"
+    folder = pytester.path / "reports" / "latest"
+    page = (folder / "report.html").read_text()
+    headline = page[page.index('<section id="headline">'):]
+    headline = headline[:headline.index("</section>")]
+    cost_section = page[page.index('<section id="costs">'):]
+    assert text in headline and text in cost_section[:cost_section.index("</section>")]
+    assert f"{usd(avoided)} avoided" in headline and '<td class="num">unknown' not in headline
+    assert text in (folder / "report.md").read_text()
+    shown = " ".join(" ".join(result.stdout.lines).split())
+    assert f"cost: {text}, {usd(avoided)} avoided by the cache" in shown, shown
+    return costs
+
+
+def test_the_run_total_is_the_providers_bill_for_every_kind_of_call_and_a_rerun_avoids_it(
+        pytester: pytest.Pytester) -> None:
+    """Code queries in two wordings and two repeats, documents, and rag: (whose prompts are its own) against
+    the scripted server: the run's cost is the server's usage at litellm's gpt-4o-mini price; the re-run
+    asks nothing, spends nothing and avoids exactly that."""
+    codes = pairs(4, offset=6000)
+    base = setup_run(pytester, codes)
+    pytester.makepyfile(test_document_coding=DOCUMENTS)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        args = [*base, "--medcode-api-base", server.base_url, "--model", "openai/gpt-4o-mini",
+                "--model", "rag:openai/gpt-4o-mini", "--medcode-variant", "exact,typo", "--medcode-repeats", "2",
+                "--medcode-document-sample", "3", "--medcode-no-similarity"]
+        result = pytester.runpytest_subprocess(*args)
+        assert result.ret in (0, 1), result.stdout.str()
+        answered = usage(server)
+        assert server.stats.total_requests == answered[0] == 4 * 2 * 2 * 2 + 3 * 2  # every case asked once
+        spent = billed((0, 0, 0), answered, MINI_PRICE)
+        costs = assert_every_view_shows(pytester, result, spent, 0.0)
+        rows = by_model(costs)
+        assert sum(m["calls"] for m in rows.values()) == answered[0]
+        assert sum(m["prompt_tokens"] for m in rows.values()) == answered[1]
+        assert sum(m["completion_tokens"] for m in rows.values()) == answered[2]
+        assert rows["rag:openai/gpt-4o-mini"]["price"] == rows["openai/gpt-4o-mini"]["price"]
+        assert rows["rag:openai/gpt-4o-mini"]["prompt_tokens"] > rows["openai/gpt-4o-mini"]["prompt_tokens"]
+        assert len([r for r in cases_of(pytester) if r.get("kind") == "document"]) == 6
+
+        again = pytester.runpytest_subprocess(*args)
+        assert again.ret in (0, 1)
+        assert server.stats.total_requests == answered[0]  # nothing asked
+        assert_every_view_shows(pytester, again, 0.0, spent)
+
+
+def test_a_batch_is_billed_at_the_batch_price_and_the_run_total_is_that_bill(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--medcode-batch: openai/ questions go through the Batch API at its price; rag: and verify: stream at
+    the full price (each verify: follow-up a call of its own: the documents' answers name no code, so they
+    are asked again), and so does the probe the run starts with; the total is what the server billed."""
+    monkeypatch.setenv("MEDCODE_BATCH_POLL_S", "0.1")
+    monkeypatch.setenv("MEDCODE_BATCH_POLL_MAX_S", "0.3")
+    codes = pairs(5, offset=6100)
+    base = setup_run(pytester, codes)
+    pytester.makepyfile(test_document_coding=DOCUMENTS)
+    with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
+        result = pytester.runpytest_subprocess(
+            *base, "--medcode-api-base", server.base_url, "--model", "openai/gpt-4o-mini",
+            "--model", "rag:openai/gpt-4o-mini", "--model", "verify:openai/gpt-4o-mini", "--medcode-verify-rounds",
+            "2", "--medcode-document-sample", "2", "--medcode-no-similarity", "--medcode-batch")
+        assert result.ret in (0, 1), result.stdout.str()
+        streamed, batched = usage(server), usage(server, batch=True)
+        assert batched[0] >= 5 and streamed[0] >= 7 + 7 + 2 * 2  # rag: and verify: stream; 2 follow-ups a document
+        assert streamed[0] + batched[0] == server.stats.successes
+        rows = by_model(summary(pytester)["costs"])
+        assert sum(m["calls"] for m in rows.values()) == server.stats.successes
+        assert rows["verify:openai/gpt-4o-mini"]["calls"] == 7 + 2 * 2
+        spent = billed((0, 0, 0), streamed, MINI_PRICE) + billed((0, 0, 0), batched, MINI_BATCH)
+        assert MINI_BATCH[0] < MINI_PRICE[0]
+        assert_every_view_shows(pytester, result, spent, 0.0)
+        records = cases_of(pytester)
+        assert sum(bool(r["batch"]) for r in records) == batched[0]
+
+
+def test_a_price_for_a_wrapper_is_the_wrapped_models_and_two_prices_for_it_are_one_line(
+        pytester: pytest.Pytester) -> None:
+    setup_run(pytester, pairs(1))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--model", "rag:openai/x", "--medcode-estimate",
+                                "--medcode-price", "openai/x=3/4", "--medcode-price", "rag:openai/x=1/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --medcode-price rag:openai/x=1/2: rag:openai/x asks openai/x, whose tokens "
+                                 "the provider bills at one price, and openai/x=3/4 is given too; give one price for "
+                                 "openai/x"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()

@@ -85,13 +85,24 @@ def test_a_price_is_the_users_then_litellms_map_and_a_wrapper_pays_for_the_model
     assert PriceTable({"python:mod.fn": Price(1, 1, USER)}).price("python:mod.fn") == Price(1, 1, USER)
     assert PriceTable().unpriced(["gpt-4", "openai/nobody", "lookup"]) == ["openai/nobody", "lookup"]
     assert priced_name("verify:rag:gpt-4") == "gpt-4" and priced_name("gpt-4") == "gpt-4"
+    assert priced_name("rag:python:mod.fn") == "python:mod.fn" and priced_name("verify:local:x") == "local:x"
+
+
+def test_a_coder_with_no_api_bill_is_not_priced_even_where_the_map_has_its_name() -> None:
+    entry = {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6}
+    table = PriceTable(cost_map={"lookup": entry, "python:mod.fn": entry, "local:smollm2": entry, "lookup2": entry})
+    assert [table.price(m) for m in ("lookup", "python:mod.fn", "rag:local:smollm2")] == [None, None, None]
+    assert table.price("lookup2") == Price(1.0, 1.0, LITELLM)
 
 
 def test_a_map_entry_without_usable_prices_is_no_price() -> None:
     cost_map = {"a": "not a mapping", "b": {"input_cost_per_token": "1", "output_cost_per_token": 1e-6},
                 "c": {"input_cost_per_token": 1e-6}, "d": {"input_cost_per_token": 2e-6, "output_cost_per_token": 0,
                                                             "input_cost_per_token_batches": "x"}}
+    cost_map |= {"x/y": cost_map["d"], "": cost_map["d"]}
     table = PriceTable(cost_map=cost_map)
+    assert table.price("p/x/y") == Price(2.0, 0.0, LITELLM)  # the provider is the first part of the name
+    assert table.price("p/") is None  # no model after the provider
     assert table.price("a") is None and table.price("b") is None and table.price("c") is None
     assert table.price("d") == Price(2.0, 0.0, LITELLM, None, None)
     assert table.price("p/d") == Price(2.0, 0.0, LITELLM, None, None)  # found by the name after the provider
@@ -112,7 +123,7 @@ def test_a_price_costs_its_tokens_and_a_batch_call_the_batch_price_or_half() -> 
 @pytest.mark.parametrize("value, message", [
     ("gpt-4", "expected MODEL=IN/OUT"), ("=1/2", "expected MODEL=IN/OUT"), ("gpt-4=12", "expected MODEL=IN/OUT"),
     ("gpt-4=a/2", "must be numbers"), ("gpt-4=1/-2", "finite and not negative"), ("gpt-4=inf/1", "finite"),
-    ("gpt-4=1/nan", "finite"),
+    ("gpt-4=1/nan", "finite"), ("gpt-4=1/2/3", "expected MODEL=IN/OUT"),
 ])  # fmt: skip
 def test_a_bad_price_is_one_line(value: str, message: str) -> None:
     with pytest.raises(PriceError, match=message) as info:
@@ -176,6 +187,7 @@ def test_a_request_is_its_model_system_wording_temperature_and_repeat() -> None:
         assert call_key({**a, **change}) != call_key(a), change
     assert call_key({**a, "perturbed": "x"}) == call_key({**a, "description": "y", "perturbed": "x"})
     assert call_key(document("note one")) != call_key(document("note two"))
+    assert call_key({"model": "m"}) == ("m", None, None, None, None, None)  # nothing asked is recorded
     assert call_key(document("note one")) == call_key({**document("note one"), "document": "other id"})
 
 
@@ -201,7 +213,7 @@ def test_cases_that_share_a_request_are_one_call_and_every_other_case_is_a_call_
 
 
 def test_a_cache_hit_is_avoided_not_spent_and_a_verify_follow_up_is_a_call() -> None:
-    records = [record(cache_hit=True), record(cache_hit=True, description="b", batch=True),
+    records = [record(cache_hit=True, attempts=0), record(cache_hit=True, description="b", batch=True),
                record(description="c", verify_rounds=2, prompt_tokens=300, completion_tokens=30),
                record(description="d", verify_rounds=0)]
     row = model_row(summary(records))
@@ -227,6 +239,7 @@ def test_cases_never_asked_make_no_call_and_a_failed_call_bills_nothing() -> Non
     costs = summary(records, limits={TOTAL: 0.01})
     row = model_row(costs)
     assert row["calls"] == 2 and row["not_asked_budget"] == 3 and row["usage_missing"] == 0
+    assert [s["not_asked_budget"] for s in costs["systems"]] == [3]
     assert math.isclose(row["cost_usd"], ONE, rel_tol=1e-12)
     assert costs["budget"]["not_asked"] == 3
     [limit] = costs["budget"]["limits"]
@@ -248,8 +261,9 @@ def test_an_unknown_price_or_usage_makes_the_cost_unknown_never_a_partial_sum() 
     assert [r["system"] for r in costs["systems"]] == ["icd10cm", "icd10cm"]
     assert costs["budget"] is None
 
-    missing = summary([record(), record(description="b", prompt_tokens=None)])
-    assert model_row(missing)["cost_usd"] is None and model_row(missing)["usage_missing"] == 1
+    missing = summary([record(), record(description="b", prompt_tokens=None), record(description="c",
+                                                                                       completion_tokens=None)])
+    assert model_row(missing)["cost_usd"] is None and model_row(missing)["usage_missing"] == 2
     assert model_row(missing)["prompt_tokens"] == 100
     hit = summary([record(cache_hit=True, prompt_tokens=None)])
     assert model_row(hit)["avoided_usd"] is None and model_row(hit)["cached_prompt_tokens"] == 0
@@ -280,6 +294,8 @@ def test_the_totals_are_per_model_and_per_model_and_system() -> None:
 def test_a_coder_that_makes_no_model_call_has_no_cost_and_an_uncached_one_pays_each_case() -> None:
     lookup = [record(model="lookup", cache_hit=None, prompt_tokens=None, completion_tokens=None)]
     assert cost_summary(lookup, PriceTable()) is None
+    both = summary([*lookup, record()])  # a lookup case first: the model's calls after it still count
+    assert [m["model"] for m in both["models"]] == ["openai/gpt-4o-mini"] and both["models"][0]["calls"] == 1
     assert tally(lookup)["calls"] == 0 and tally(lookup)["cost_usd"] == 0.0
     product = [record(model="python:mod.fn", cache_hit=None), record(model="python:mod.fn", cache_hit=None)]
     costs = summary(product, PriceTable({"python:mod.fn": Price(1.0, 2.0, USER)}))
@@ -303,15 +319,17 @@ def test_tally_adds_a_rows_calls_as_the_run_total_does() -> None:
 # -- the budget ---------------------------------------------------------------------------------------
 
 
-def question(max_tokens: int = 10) -> Question:
-    return Question(system="icd10cm", description="d", messages=(("user", "d"),), temperature=0.0,
-                    max_tokens=max_tokens)
+def question(max_tokens: int = 10, description: str = "d") -> Question:
+    return Question(system="icd10cm", description=description, messages=(("user", description),),
+                    temperature=0.0, max_tokens=max_tokens)
 
 
 def budget(limits: dict[str, float], prompt: int = 1_000_000, **prices: Price) -> Budget:
-    """A budget whose every prompt counts ``prompt`` tokens, at 1 USD per million in and 1 per million out."""
+    """A budget whose every prompt of model m, n or free counts ``prompt`` tokens (a question "big" counts
+    twice that), at 1 USD per million in and 1 per million out."""
     table = PriceTable({"m": Price(1.0, 1.0, USER), "n": Price(1.0, 1.0, USER), **prices}, cost_map={})
-    return Budget(table, limits, lambda model, q: prompt)
+    return Budget(table, limits, lambda model, q: {"m": 1, "n": 1, "free": 1}[model] * prompt
+                  * (2 if q.description == "big" else 1))
 
 
 def run(coro: Any) -> Any:
@@ -341,9 +359,13 @@ def test_a_call_holds_its_worst_case_and_is_settled_at_what_it_cost(tmp_path: Pa
     saved = json.loads((tmp_path / "budget.json").read_text())
     assert saved == {"spent": {"m": 3.0}, "stopped": {TOTAL: b.stopped[TOTAL]}, "limits": {TOTAL: 3.0}}
     again = budget({TOTAL: 3.0})
-    again.spent = {"m": 1.0}
+    again.spent = {"m": 1.0, "n": 5.0}
     again.load(tmp_path / "budget.json")  # another process of the run goes on from the larger spend
-    assert again.spent == {"m": 3.0} and again.stopped == b.stopped and again.path == tmp_path / "budget.json"
+    assert again.spent == {"m": 3.0, "n": 5.0} and again.stopped == b.stopped
+    assert again.path == tmp_path / "budget.json"
+    (tmp_path / "other.json").write_text(json.dumps({"spent": {"n": 4.0, "o": 0.5}}))
+    again.load(tmp_path / "other.json")
+    assert again.spent == {"m": 3.0, "n": 5.0, "o": 0.5}
 
 
 def test_a_models_own_limit_stops_only_that_model_and_a_free_or_unlimited_model_is_not_held() -> None:
@@ -394,7 +416,7 @@ def test_a_call_waits_for_calls_in_flight_to_settle_when_only_they_stand_in_the_
 
 def test_settling_adds_a_batch_calls_batch_price_and_nothing_without_usage(tmp_path: Path) -> None:
     b = budget({TOTAL: 10.0})
-    b.path = tmp_path / "sub" / "budget.json"
+    b.path = tmp_path / "state" / "run" / "budget.json"
 
     async def go() -> None:
         held, _ = await b.reserve("m", question())
@@ -449,7 +471,10 @@ def test_a_bad_budget_is_one_line(value: str, message: str) -> None:
 
 def test_prompt_tokens_are_counted_with_the_models_tokenizer_or_said_to_be_approximated() -> None:
     counter = TokenCounter()
-    messages = [{"role": "user", "content": "Type 2 diabetes mellitus without complications"}]
+    assert litellm.disable_hf_tokenizer_download is True  # offline: a tokenizer is never fetched
+    messages = [{"role": "user", "content": "Type 2 diabetes mellitus without complications, übermäßig"}]
+    mini = litellm.token_counter(model="gpt-4o-mini", messages=messages)
+    assert counter.count("rag:openai/gpt-4o-mini", messages) == mini != litellm.token_counter(messages=messages)
     expected = litellm.token_counter(model="gpt-4", messages=messages)
     assert counter.count("gpt-4", messages) == expected
     assert counter.count("verify:rag:openai/gpt-4", messages) == expected  # the wrapped model's tokens
@@ -460,3 +485,53 @@ def test_prompt_tokens_are_counted_with_the_models_tokenizer_or_said_to_be_appro
         "approximated with cl100k_base (gpt-4o-mini uses o200k_base, not bundled)")
     assert counter.note("openai/m") == "approximated with cl100k_base (no tokenizer known for m)"
     assert litellm_cost_map() is litellm.model_cost
+
+
+def test_a_models_limit_counts_that_models_spend_and_calls_in_flight_not_the_others() -> None:
+    b = budget({TOTAL: 100.0, "m": 2.5})
+
+    async def go() -> None:
+        held, _ = await b.reserve("n", question(max_tokens=1_000_000))  # $2 of n in flight, under the run's limit
+        assert b.held == {"n": 2.0}
+        assert await asyncio.wait_for(b.reserve("m", question(max_tokens=1_000_000)), 1) == (2.0, None)
+        another = asyncio.ensure_future(b.reserve("m", question(max_tokens=0)))  # $1 beside m's $2 held: waits
+        await asyncio.sleep(0.05)
+        assert not another.done()
+        another.cancel()
+        await b.settle("n", held, {"prompt_tokens": 2_000_000, "completion_tokens": 0})
+        assert b.spent == {"n": 2.0} and b.held == {"n": 0.0, "m": 2.0}
+        await b.settle("m", 2.0, {"prompt_tokens": 1_000_000, "completion_tokens": 0})
+        held, why = await b.reserve("m", question(max_tokens=1_000_000))  # $1 spent + $2 > $2.50
+        assert held == 0.0 and why.startswith("not asked: the budget for m ($2.50) would be passed: $1.0000 spent, "
+                                              "a call may cost up to $2.0000")
+
+    run(go())
+
+
+def test_calls_in_flight_of_one_model_add_up_and_each_settles_its_own_part() -> None:
+    b = budget({TOTAL: 10.0})
+
+    async def go() -> None:
+        first, _ = await b.reserve("m", question(max_tokens=1_000_000))
+        second, _ = await b.reserve("m", question(max_tokens=1_000_000, description="big"))  # 2 M prompt tokens
+        assert (first, second) == (2.0, 3.0) and b.held == {"m": 5.0}
+        await b.settle("m", first, {"prompt_tokens": 1, "completion_tokens": 0})
+        assert b.held == {"m": 3.0}
+
+    run(go())
+
+
+def test_a_call_waits_while_what_is_spent_and_held_leaves_no_room_for_it() -> None:
+    b = budget({TOTAL: 3.0})
+
+    async def go() -> None:
+        held, _ = await b.reserve("m", question(max_tokens=0))  # $1
+        await b.settle("m", held, {"prompt_tokens": 1_000_000, "completion_tokens": 0})  # $1 spent
+        held, _ = await b.reserve("m", question(max_tokens=500_000))  # $1.5 held: $2.5 of $3
+        third = asyncio.ensure_future(b.reserve("m", question(max_tokens=0)))  # $1 more: waits
+        await asyncio.sleep(0.05)
+        assert not third.done()
+        await b.settle("m", held, {"prompt_tokens": 0, "completion_tokens": 0})
+        assert await asyncio.wait_for(third, 1) == (1.0, None)
+
+    run(go())

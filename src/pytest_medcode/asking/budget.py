@@ -10,6 +10,7 @@ from it instead of from zero.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ class Budget:
     def load(self, path: Path) -> None:
         """Continue from the spend another process of this run recorded (the larger figure wins)."""
         self.path = path
-        data = read_json(path) if path.exists() else None
+        data = read_json(path)  # None when absent
         if isinstance(data, Mapping):
             for model, value in (data.get("spent") or {}).items():
                 self.spent[str(model)] = max(self.spent.get(str(model), 0.0), float(value))
@@ -101,7 +102,7 @@ class Budget:
         if not held or self._settled is None:
             return
         async with self._settled:
-            self.held[model] = max(0.0, self.held.get(model, 0.0) - held)
+            self.held[model] = max(0.0, self.held[model] - held)  # held since reserve()
             cost = self.prices.cost(model, usage.get("prompt_tokens"), usage.get("completion_tokens"),
                                     bool(usage.get("batch")))
             if cost:
@@ -123,7 +124,7 @@ def parse_limits(values: Iterable[str]) -> dict[str, float]:
             usd = float(amount)
         except ValueError:
             raise ValueError(f"{value!r}: expected an amount in USD, e.g. 25 or gpt-4=10") from None
-        if not (0 < usd < float("inf")):
+        if not (usd > 0 and math.isfinite(usd)):
             raise ValueError(f"{value!r}: the amount must be above 0 USD")
         limits[scope] = usd
     return limits

@@ -9,6 +9,7 @@ the map's batch prices, or at half price when the map has none (OpenAI's batch d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,15 +50,15 @@ def parse_price(value: str) -> tuple[str, Price]:
     """``MODEL=IN/OUT`` → (model, price); PriceError (one line) for anything else."""
     model, sep, rates = str(value).rpartition("=")
     model = model.strip()
-    inp, slash, out = rates.partition("/")
-    if not sep or not model or not slash:
+    parts = rates.split("/")
+    if not sep or not model or len(parts) != 2:
         raise PriceError(f"{value!r}: expected MODEL=IN/OUT in USD per million tokens, e.g. gpt-4=30/60")
     try:
-        numbers = float(inp), float(out)
+        numbers = float(parts[0]), float(parts[1])
     except ValueError:
         raise PriceError(f"{value!r}: IN and OUT must be numbers (USD per million tokens), e.g. gpt-4=30/60") \
             from None
-    if not all(0 <= n < float("inf") for n in numbers):
+    if not all(n >= 0 and math.isfinite(n) for n in numbers):
         raise PriceError(f"{value!r}: prices must be finite and not negative")
     return model, Price(numbers[0], numbers[1], USER)
 

@@ -95,7 +95,8 @@ OPTIONS: list[Option] = [
            "still fail). 'all' for pytest's full listing, as -v, --tb or -r also give", "10", "N|all"),
     # Money (asking/pricing.py, asking/budget.py, results/costs.py).
     Option("medcode-price", "a model's price in USD per million input/output tokens, repeatable; wins over "
-           "litellm's price map: gpt-4=30/60, openai/my-model=0.5/1.5", None, "MODEL=IN/OUT", append=True),
+           "litellm's price map: gpt-4=30/60, openai/my-model=0.5/1.5 (rag:X and verify:X pay X's price)", None,
+           "MODEL=IN/OUT", append=True),
     Option("medcode-max-cost", "budget in USD: no call starts that could take the run's spend past it; "
            "MODEL=USD for one model; repeatable. Cases left unasked end as errors a rerun asks", None,
            "[MODEL=]USD", append=True),

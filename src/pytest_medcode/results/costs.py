@@ -134,7 +134,7 @@ def cost_summary(records: Sequence[dict[str, Any]], prices: PriceTable,
         model, system = r["model"], r["system"]
         per_model.setdefault(model, _blank(model, None))
         per_system.setdefault((model, system), _blank(model, system))
-        if BUDGET_WORD in str(r.get("error") or "") and _never_asked(r):
+        if BUDGET_WORD in str(r.get("error")) and _never_asked(r):
             per_model[model]["not_asked_budget"] += 1
             per_system[(model, system)]["not_asked_budget"] += 1
     if not per_model:
