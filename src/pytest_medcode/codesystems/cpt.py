@@ -120,7 +120,10 @@ def _read_parquet(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             raise CodeFileError(f"{path}: column '{shown(name)}' holds {shown(kind)} values; a code file's "
                                 "columns must hold text (or integer codes)")
         cols.append(["" if v is None else v for v in values])
+    if not cols:
+        cols.append([""] * table.num_rows)
     header = [str(n) for n in table.column_names]
+    header += [str(n) for n in schema.names if n not in wanted]  # named in messages, never read
     return header, [(i + 2, list(cells)) for i, cells in enumerate(zip(*cols))]
 
 
