@@ -237,6 +237,21 @@ def test_each_kind_of_damage_is_salvaged_in_bounded_time(tmp_path: Path, damage:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def test_long_answers_spread_over_overflow_pages_are_salvaged_whole(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    answers = {f"{i:064x}": f"Code: E11.{i}\n" + chr(0x4E00 + i) * 10_000 for i in range(40)}
+    store.put_many([(k, "m", Stored(text, None, {"prompt_tokens": i}, 0.1, 1)) for i, (k, text) in
+                    enumerate(answers.items())])
+    store.close()
+    overwrite_page(path, tree_pages(path, "responses")["root"][0])
+    with pytest.warns(UserWarning, match=r"salvaged 40 row\(s\), lost 0;"):
+        store = ResponseStore(path)
+    got = store.get_many(answers)
+    assert sorted(k for k in got if got[k].text == answers[k]) == sorted(answers)  # 30 KB each: 8 overflow pages
+    assert got[next(iter(answers))].usage == {"prompt_tokens": 0}
+
+
 def test_answers_only_in_the_write_ahead_log_are_salvaged(tmp_path: Path) -> None:
     """A crash leaves the newest answers in ``-wal``: the salvage reads its committed frames too."""
     path, copy = tmp_path / "r.sqlite3", tmp_path / "copy" / "r.sqlite3"

@@ -12,7 +12,9 @@ What the store promises, and how:
   the holder where /proc/locks tells. A file in use is never moved.
 - **Damage is salvaged.** A file found damaged at any point (opening, reading, writing) has its
   readable rows copied to a fresh file that takes its place; the damaged file is kept beside it as
-  ``NAME.damaged-*`` and one warning gives the rows kept and lost (:mod:`pytest_medcode.asking.salvage`).
+  ``NAME.damaged-*`` and one warning gives the rows kept and lost (:mod:`pytest_medcode.asking.salvage`,
+  which reads the file's pages itself, in time linear in its size). A file that is not SQLite at all is
+  someone's file given by mistake: it is refused (:func:`check_file`), never moved.
 - **A full disk stops, not loses.** :class:`CacheFull` is raised at the first write that fails; answers
   the caller could not write are spilled to a ``.pending`` file (beside the cache, or in the temp
   folder when the cache's disk is full) that the next open imports, so no received answer is paid again.

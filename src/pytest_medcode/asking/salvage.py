@@ -171,6 +171,8 @@ class _File:
 
 
 def _varint(buf: bytes | memoryview, at: int) -> tuple[int, int]:
+    if at < len(buf) and buf[at] < 0x80:  # one byte: nearly every serial type and cell size
+        return buf[at], at + 1
     value = 0
     for i in range(9):
         if at + i >= len(buf):
@@ -349,7 +351,7 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
     index_pages: set[int] = set()
     index_complete = False
     index_entries: list[tuple[int, bytes | None]] = []
-    if _INDEX in roots:
+    if _INDEX in roots and not table_complete:  # every row read: the index has nothing to add
         index_entries, index_pages, index_complete = _walk(db, roots[_INDEX], _INDEX_LEAF)
 
     text_at = columns.index("text") if "text" in columns else 0
@@ -378,7 +380,7 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
         entry = db.record(payload)
         if entry is not None and len(entry) == 2 and isinstance(entry[0], str):
             keys.add(entry[0])
-    if _INDEX in roots and not index_complete:
+    if _INDEX in roots and not index_complete and not table_complete:
         for kind in (_INDEX_LEAF, _INDEX_INTERIOR):
             for cells in _orphans(db, others | table_pages | index_pages, kind):
                 for _, payload in cells:

@@ -26,9 +26,6 @@ class CodeFileError(ValueError):
     """A user-supplied code file cannot be used; the message is one line for the user."""
 
 
-#: Longest cell read from a CSV/TSV file: csv's own default (128 K characters), far above any description a
-#: code table holds (CPT's longest descriptors are a few hundred); past it is a quote left open or another file.
-CELL_LIMIT = csv.field_size_limit()
 #: The columns any reader of a code file uses; a Parquet file's other columns are not read at all.
 READ_COLUMNS = ("code", "description", "parent", "billable", "system", "count")
 #: Parquet types a column may have beyond text and integers (converted explicitly; integers by ``str``).
@@ -73,7 +70,9 @@ def _read_csv(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, lis
                 cells = next(reader, None)
             except csv.Error as exc:
                 if "field larger than field limit" in str(exc):
-                    problem = f"a cell longer than {CELL_LIMIT:,} characters (a quote left open?)"
+                    # csv's own limit (128 K characters by default), far above any description a code
+                    # table holds (CPT's longest are a few hundred): past it is a quote left open or another file
+                    problem = f"a cell longer than {csv.field_size_limit():,} characters (a quote left open?)"
                 elif "unexpected end of data" in str(exc):
                     problem = "a quote opened in this row is never closed"
                 else:
@@ -120,7 +119,10 @@ def _read_parquet(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             raise CodeFileError(f"{path}: column '{shown(name)}' holds {shown(kind)} values; a code file's "
                                 "columns must hold text (or integer codes)")
         cols.append(["" if v is None else v for v in values])
+    if not cols:
+        cols.append([""] * table.num_rows)
     header = [str(n) for n in table.column_names]
+    header += [str(n) for n in schema.names if n not in wanted]  # named in messages, never read
     return header, [(i + 2, list(cells)) for i, cells in enumerate(zip(*cols))]
 
 
