@@ -114,7 +114,7 @@ def _looks_like_a_code_only(system: str, text: str, match: re.Match[str], dates:
                    or _THOUSANDS_AFTER.match(after)):
         return True
     if system == "icd10cm":
-        if token[0] in "Oo" and (_SEROTYPE[0].search(before) or _SEROTYPE[1].match(after)):
+        if token[0].upper() == "O" and (_SEROTYPE[0].search(before) or _SEROTYPE[1].match(after)):
             return True
         if _VERTEBRA.fullmatch(token) and (_LEVEL_BEFORE.search(before) or _LEVEL_AFTER.match(after)):
             return True
