@@ -143,8 +143,8 @@ def extract_default(system: str, text: str) -> Parsed:
     """Whole codes of ``system`` in ``text``, canonicalised (``e11.9`` → ``E11.9``), in order, without repeats.
 
     Left out: what only looks like a code (see the module docstring), a code right after a negation (and
-    the codes joined to it by "or"), and an ICD-9 year (``2015``, which reads as 201.5) when the words
-    around it say it is a year or the answer names another code.
+    the codes listed with it by commas, "or" or "nor"), and an ICD-9 year (``2015``, which reads as 201.5)
+    when the words around it say it is a year or the answer names another code.
     """
     if not text:
         return Parsed(())
