@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Of the cache only the key is core (the SQLite store is exercised by the end-to-end tests instead).
 MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "parsing": ("pytest_medcode/scoring/parsing.py", "pytest_medcode.scoring.parsing.*",
-                ("test_parsing.py", "test_scoring_codes.py")),
+                ("test_parsing.py", "test_answer_corpus.py", "test_scoring_codes.py")),
     "scoring": ("pytest_medcode/scoring/codes.py", "pytest_medcode.scoring.codes.*",
                 ("test_scoring_codes.py", "test_aggregate.py")),
     "stats": ("pytest_medcode/results/stats.py", "pytest_medcode.results.stats.*", ("test_stats.py", "test_gate.py")),
@@ -92,6 +92,8 @@ def prepare(workdir: Path, modules: list[str]) -> None:
     (workdir / "tests").mkdir()
     for name in ["conftest.py", *tests]:
         shutil.copy2(ROOT / "tests" / name, workdir / "tests" / name)
+    if (ROOT / "tests" / "data").is_dir():  # the tests' data files (the labelled answer corpus)
+        shutil.copytree(ROOT / "tests" / "data", workdir / "tests" / "data")
     with open(workdir / "tests" / "conftest.py", "a", encoding="utf-8") as f:
         f.write(_DESELECT)
     only = [f"src/{MODULES[m][0]}" for m in modules]

@@ -141,3 +141,44 @@ def test_every_billable_code_is_read_back_from_the_answer_format(system: str) ->
     codes = [code for code, _ in load_system(system).billable_codes()]
     missed = [code for code in codes if extract(system, f"Code: {code}").predicted != code]
     assert missed == []
+
+
+# -- a user's own system (codesystems/user.py): any token with a digit, compared as the table's keys -------------
+
+
+def test_a_user_systems_codes_are_every_token_with_a_digit_as_its_keys() -> None:
+    answer = "SNOMED CT: 22298006 (Myocardial infarction), 22298006 again; LOINC 2345-7; payer ab-12.3"
+    assert extract("snomed", answer).codes == ("22298006", "2345-7", "AB-123")
+    assert extract("snomed", "Myocardial infarction, not 22298006: 57054005").codes == ("57054005",)
+
+
+def test_the_paper_profile_reads_a_user_systems_first_code_as_its_key() -> None:
+    assert extract_paper("snomed", "Code: ab-12.3 and 2345-7").codes == ("AB-123",)
+    assert extract_paper("snomed", "no code in this answer").codes == ()
+
+
+@pytest.mark.parametrize("system", [*sorted(SYSTEMS), "snomed"])
+@pytest.mark.parametrize("profile", ["default", "paper"])
+def test_no_answer_reads_as_no_code(system: str, profile: str) -> None:
+    """An empty answer, or none at all (a failed call's raw answer is None), names no code."""
+    for text in ("", None):
+        assert extract(system, text, profile) == extract(system, "", profile)  # type: ignore[arg-type]
+        assert extract(system, text, profile).codes == ()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("system", "answer", "codes"),
+    [
+        ("icd10cm", "Or E11.65, if hyperglycemia is documented.", ("E11.65",)),  # "or" alone negates nothing
+        ("icd10cm", "E11.9. Type 2 diabetes mellitus without complications", ("E11.9",)),  # not a list's number
+        ("icd9cm", "486. Pneumonia, organism unspecified", ("486",)),  # three digits are no list's number
+        ("icd9cm-proc", "Code: 99.04 (platelets 12,500)", ("99.04",)),  # a thousands group, either side of it
+        ("icd9cm-proc", "Code: 99.04 (platelets 12,500/uL)", ("99.04",)),
+        ("icd9cm", "In 2015 ICD-9-CM was replaced.", ()),  # a year said to be one at the answer's start
+        ("icd9cm", "The 2013 edition lists no such code.", ()),  # ... or by the word after it
+        ("icd9cm", "Code: 2013", ("201.3",)),  # alone, a dotless code
+        ("icd10cm", "Sepsis due to Escherichia coli: A41.51", ("A41.51",)),  # only an O after coli is a serotype
+    ],
+)
+def test_what_only_looks_like_a_code_is_not_read(system: str, answer: str, codes: tuple[str, ...]) -> None:
+    assert extract(system, answer).codes == codes
