@@ -135,3 +135,10 @@ def test_outcomes_follow_the_profile() -> None:
     assert record("Code: T38.3X5A", code="T38.3X5A")["outcome"] == CORRECT
     assert record("Code: T38.3X5A", code="T38.3X5A", profile="paper")["outcome"] == INCORRECT
     assert record("Code: e11.9", profile="paper")["outcome"] == NO_CODE
+
+
+def test_incorrect_is_a_share_of_the_answered_cases_not_of_failed_calls() -> None:
+    # 1 wrong of 2 answers is 50 % incorrect, whatever the 2 failed calls; counting them would report 25 %.
+    rows = summarize([record("Code: E11.9"), record("Code: I10"), record(None), record(None)])
+    assert rows[0]["incorrect_n"] == 1 and rows[0]["errors"] == 2
+    assert rows[0]["incorrect"]["value"] == 0.5 and rows[0]["incorrect"]["n"] == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_medcode.codesystems import CodeFileError, load_system
-from pytest_medcode.dataset.cases import build_cases, read_code_list, select_codes
+from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
 
 
 def test_sample_is_deterministic_and_seed_dependent() -> None:
@@ -59,3 +59,32 @@ def test_bad_counts_are_named(tmp_path: Path) -> None:
     path.write_text("code,count\nE11.9,many\nI10,-1\n")
     with pytest.raises(CodeFileError, match="row 2.*row 3"):
         read_code_list(path, ["icd10cm"])
+
+
+def test_a_temperature_sweep_with_zero_keeps_the_t0_suffix() -> None:
+    # Without it the t=0 cases would take the short id of a single-temperature run: a re-run with one
+    # temperature would be mistaken for them, and t=0 and t=0.7 results would not be told apart by id.
+    per_system = {"icd10cm": [("E11.9", "Type 2 diabetes mellitus without complications")]}
+    cases = build_cases(["m"], per_system, temperatures=(0.0, 0.7))
+    assert [c.id for c in cases] == ["m-icd10cm-E11.9-t0", "m-icd10cm-E11.9-t0.7"]
+    assert [c.temperature for c in cases] == [0.0, 0.7]
+    assert Case("m", "icd10cm", "I10", "d", "typo", "w", 0.0, 0).id == "m-icd10cm-I10-typo-t0-r0"
+    assert [c.id for c in build_cases(["m"], per_system, temperatures=(0.0,))] == ["m-icd10cm-E11.9"]
+
+
+def test_a_code_listed_twice_weighs_its_counts_added_up(tmp_path: Path) -> None:
+    # Two rows for E11.9 (say, two months of claims) weigh 2 + 3; keeping only the last row would draw it
+    # as if it were as rare as a code billed 3 times.
+    path = tmp_path / "codes.csv"
+    path.write_text("code,count\nE11.9,2\nI10,5\nE11.9,3\nJ20.9\nJ20.9\n")
+    assert read_code_list(path, ["icd10cm"]).counts == {"icd10cm": {"E11.9": 5.0, "I10": 5.0, "J20.9": 2.0}}
+
+
+def test_spellings_of_one_code_add_their_weights_in_the_draw() -> None:
+    # E119 and E11.9 are one code: the draw must see weight 1 + 1 = 2, as if it were listed once with count 2.
+    system = load_system("icd10cm")
+    spelled = CodeList({"icd10cm": {"E119": 1.0, "E11.9": 1.0, "I10": 2.0, "J20.9": 2.0}})
+    merged = CodeList({"icd10cm": {"E11.9": 2.0, "I10": 2.0, "J20.9": 2.0}})
+    draws = [select_codes(system, 1, seed, spelled) for seed in range(60)]
+    assert draws == [select_codes(system, 1, seed, merged) for seed in range(60)]
+    assert {c for d in draws for c, _ in d} == {"E11.9", "I10", "J20.9"}
