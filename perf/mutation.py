@@ -1,9 +1,10 @@
 """Mutation testing of the core: do the fast tests notice when the code is wrong?
 
 Runs mutmut (https://github.com/boxed/mutmut, 3.x) over the modules whose mistakes cost a user a
-wrong verdict — answer parsing, per-case scoring, statistics, the gate, the cache key and the retry
-logic — with only the fast, in-process test files that exercise them. Not part of CI: a full run
-takes tens of minutes on two cores.
+wrong verdict or wrong money — answer parsing, per-case and document scoring, statistics, the gate,
+case selection, the results rows, the cache key, the query engine and its circuit breaker, batches,
+preflight, costs, budget and prices — with only the fast, in-process test files that exercise them
+(``--list`` shows which). Not part of CI: a full run takes tens of minutes on two cores.
 
     pip install 'mutmut==3.8.1'          # or: pip install -e '.[mutation]'
     python perf/mutation.py              # every core module; prints the score and the survivors
@@ -11,6 +12,7 @@ takes tens of minutes on two cores.
     python perf/mutation.py --max-children 1 --workdir /tmp/mut parsing
     python perf/mutation.py --list                        # the modules, their files and tests
     python perf/mutation.py --summary --workdir /tmp/mut parsing   # the last run's per-module counts again
+    python perf/mutation.py --survivors --workdir /tmp/mut parsing # new tests: re-run only what survived
 
 Why mutmut: it forks one warmed-up pytest per mutant (imports paid once) and runs only the tests that
 executed the mutated function, so a mutant costs tens of milliseconds, where cosmic-ray starts a
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the modules, their source files and tests")
     parser.add_argument("--summary", action="store_true",
                         help="print the per-module summary of the last run in --workdir, without running")
+    parser.add_argument("--survivors", action="store_true",
+                        help="in --workdir, copy the current tests again and re-run only the mutants the last run "
+                             "did not kill (the source must be unchanged since that run)")
     args = parser.parse_args(argv)
     if args.list:
         for name, (source, pattern, tests) in MODULES.items():
@@ -202,16 +207,32 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(summary(args.workdir, modules)))
         return 0
     exe = _mutmut()
-    prepare(args.workdir, modules)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the mutated copy must be imported
     env.setdefault("MEDCODE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pytest-medcode-tests-cache"))
-    if "gate" in modules or "stats" in modules:
-        env["MEDCODE_TEST_LOOKUP_RUN"] = str(record_lookup_run(args.workdir, env))
+    names = [MODULES[m][1] for m in modules]
+    if args.survivors:
+        unchanged = all((ROOT / "src" / MODULES[m][0]).read_bytes() == (args.workdir / "src" / MODULES[m][0])
+                        .read_bytes() for m in modules)
+        if not unchanged:
+            sys.exit("the source changed since the last run in --workdir: run without --survivors")
+        conftest = (args.workdir / "tests" / "conftest.py").read_text(encoding="utf-8")
+        for name in _with_imported(sorted({t for m in modules for t in MODULES[m][2]})):
+            shutil.copy2(ROOT / "tests" / name, args.workdir / "tests" / name)
+        (args.workdir / "tests" / "conftest.py").write_text(conftest, encoding="utf-8")
+        names = [name for m in modules for name, status in results(args.workdir, MODULES[m])
+                 if status not in ("killed", "timeout")]
+        lookup = args.workdir / "lookup-run" / "reports" / "latest"
+        if lookup.exists():
+            env["MEDCODE_TEST_LOOKUP_RUN"] = str(lookup.resolve())
+        print(f"re-running the {len(names)} mutants not killed by the last run", flush=True)
+    else:
+        prepare(args.workdir, modules)
+        if "gate" in modules or "stats" in modules:
+            env["MEDCODE_TEST_LOOKUP_RUN"] = str(record_lookup_run(args.workdir, env))
     started = time.monotonic()
     log = args.workdir / "mutmut-run.log"
     print(f"mutmut run over {', '.join(modules)}; progress in {log}", flush=True)
     with open(log, "w", encoding="utf-8") as out:
-        names = [MODULES[m][1] for m in modules]
         run = subprocess.run([exe, "run", "--max-children", str(args.max_children), *names], cwd=args.workdir,
                              env=env, stdout=out, stderr=subprocess.STDOUT)
     elapsed = time.monotonic() - started
