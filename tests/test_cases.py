@@ -157,3 +157,25 @@ def test_a_code_list_is_returned_in_table_order_and_whole_when_the_sample_is_lar
     assert len(two) == 2 and [c for c, _ in two] == sorted((c for c, _ in two), key=order.index)
     assert select_codes(system, None, 0, None) == system.billable_codes()
     assert select_codes(system, len(order), 0, None) == system.billable_codes()
+
+
+def test_five_bad_rows_are_all_listed_with_nothing_more(tmp_path: Path) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("code,count\n" + "".join(f"E11.{i},0\n" for i in range(5)))
+    with pytest.raises(CodeFileError) as err:
+        read_code_list(path, ["icd10cm"])
+    assert str(err.value).endswith("row 6: count '0' is not a positive number")
+    wanted = CodeList({"icd10cm": {f"Q99.99{i}": 1.0 for i in range(5)}})
+    with pytest.raises(CodeFileError) as err:
+        select_codes(load_system("icd10cm"), None, 0, wanted)
+    assert str(err.value).endswith(": Q99.990, Q99.991, Q99.992, Q99.993, Q99.994")
+
+
+def test_rows_of_other_systems_are_skipped_wherever_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("code,system\n99213,cpt\nE11.9,icd10cm\n")
+    assert read_code_list(path, ["icd10cm"]).counts == {"icd10cm": {"E11.9": 1.0}}
+    with pytest.raises(CodeFileError, match=r"selected system\(s\) icd9cm, icd9cm-proc$"):
+        read_code_list(path, ["icd9cm", "icd9cm-proc"])
+    # A list with no code of this system selects none of it.
+    assert select_codes(load_system("icd10cm"), 3, 0, CodeList({"icd9cm": {"250.00": 1.0}})) == []
