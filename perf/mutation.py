@@ -1,14 +1,18 @@
 """Mutation testing of the core: do the fast tests notice when the code is wrong?
 
 Runs mutmut (https://github.com/boxed/mutmut, 3.x) over the modules whose mistakes cost a user a
-wrong verdict — answer parsing, per-case scoring, statistics, the gate, the cache key and the retry
-logic — with only the fast, in-process test files that exercise them. Not part of CI: a full run
-takes tens of minutes on two cores.
+wrong verdict or wrong money — answer parsing, per-case and document scoring, statistics, the gate,
+case selection, the results rows, the cache key, the query engine and its circuit breaker, batches,
+preflight, costs, budget and prices — with only the fast, in-process test files that exercise them
+(``--list`` shows which). Not part of CI: a full run takes tens of minutes on two cores.
 
     pip install 'mutmut==3.8.1'          # or: pip install -e '.[mutation]'
     python perf/mutation.py              # every core module; prints the score and the survivors
     python perf/mutation.py gate stats   # some of them
     python perf/mutation.py --max-children 1 --workdir /tmp/mut parsing
+    python perf/mutation.py --list                        # the modules, their files and tests
+    python perf/mutation.py --summary --workdir /tmp/mut parsing   # the last run's per-module counts again
+    python perf/mutation.py --survivors --workdir /tmp/mut parsing # new tests: re-run only what survived
 
 Why mutmut: it forks one warmed-up pytest per mutant (imports paid once) and runs only the tests that
 executed the mutated function, so a mutant costs tens of milliseconds, where cosmic-ray starts a
@@ -28,6 +32,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,18 +43,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Module name -> (source file under src/, mutmut names of the mutants to run, the fast tests that exercise it).
-#: Of the cache only the key is core (the SQLite store is exercised by the end-to-end tests instead).
+#: Of the cache only the key is core (the SQLite store is exercised by the end-to-end tests instead); of the
+#: query engine's module, ``breaker`` is the circuit breaker alone (mutmut names a method ``xǁClassǁmethod``).
 MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "parsing": ("pytest_medcode/scoring/parsing.py", "pytest_medcode.scoring.parsing.*",
                 ("test_parsing.py", "test_answer_corpus.py", "test_scoring_codes.py")),
     "scoring": ("pytest_medcode/scoring/codes.py", "pytest_medcode.scoring.codes.*",
                 ("test_scoring_codes.py", "test_aggregate.py")),
-    "stats": ("pytest_medcode/results/stats.py", "pytest_medcode.results.stats.*", ("test_stats.py", "test_gate.py")),
+    "stats": ("pytest_medcode/results/stats.py", "pytest_medcode.results.stats.*",
+              ("test_stats.py", "test_stats_reference.py", "test_gate.py")),
     "gate": ("pytest_medcode/results/gate.py", "pytest_medcode.results.gate.*", ("test_gate.py",)),
+    "cases": ("pytest_medcode/dataset/cases.py", "pytest_medcode.dataset.cases.*", ("test_cases.py",)),
+    "aggregate": ("pytest_medcode/results/aggregate.py", "pytest_medcode.results.aggregate.*",
+                  ("test_aggregate.py",)),
+    "documents": ("pytest_medcode/scoring/documents.py", "pytest_medcode.scoring.documents.*",
+                  ("test_documents.py", "test_stats_reference.py")),
     "cache": ("pytest_medcode/asking/cache.py", "pytest_medcode.asking.cache.x_request_key__mutmut_*",
               ("test_cache.py",)),
     "engine": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.*",
                ("test_querying.py", "test_faults.py")),
+    "breaker": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.xǁCircuitBreakerǁ*",
+                ("test_querying.py", "test_faults.py", "test_preflight.py")),
+    "batch": ("pytest_medcode/asking/batch.py", "pytest_medcode.asking.batch.*", ("test_batch.py",)),
+    "preflight": ("pytest_medcode/asking/preflight.py", "pytest_medcode.asking.preflight.*", ("test_preflight.py",)),
     "costs": ("pytest_medcode/results/costs.py", "pytest_medcode.results.costs.*", ("test_money.py",)),
     "budget": ("pytest_medcode/asking/budget.py", "pytest_medcode.asking.budget.*", ("test_money.py",)),
     "pricing": ("pytest_medcode/asking/pricing.py", "pytest_medcode.asking.pricing.*", ("test_money.py",)),
@@ -82,6 +98,18 @@ def _mutmut() -> str:
     return exe
 
 
+def _with_imported(tests: list[str]) -> list[str]:
+    """The test files and the test modules they import helpers from (``from test_querying import ...``)."""
+    found, todo = set(tests), list(tests)
+    while todo:
+        text = (ROOT / "tests" / todo.pop()).read_text(encoding="utf-8")
+        for name in re.findall(r"^from (test_\w+) import", text, flags=re.MULTILINE):
+            if f"{name}.py" not in found:
+                found.add(f"{name}.py")
+                todo.append(f"{name}.py")
+    return sorted(found)
+
+
 def prepare(workdir: Path, modules: list[str]) -> None:
     """A fresh copy of src/ and the chosen test files, with a mutmut-only pyproject.toml."""
     if workdir.exists():
@@ -90,7 +118,7 @@ def prepare(workdir: Path, modules: list[str]) -> None:
     shutil.copytree(ROOT / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     tests = sorted({t for m in modules for t in MODULES[m][2]})
     (workdir / "tests").mkdir()
-    for name in ["conftest.py", *tests]:
+    for name in ["conftest.py", *_with_imported(tests)]:
         shutil.copy2(ROOT / "tests" / name, workdir / "tests" / name)
     if (ROOT / "tests" / "data").is_dir():  # the tests' data files (the labelled answer corpus)
         shutil.copytree(ROOT / "tests" / "data", workdir / "tests" / "data")
@@ -135,27 +163,78 @@ def results(workdir: Path, module: tuple[str, str, tuple[str, ...]]) -> list[tup
             if fnmatch.fnmatch(name, module[1])]
 
 
+def summary(workdir: Path, modules: list[str]) -> list[str]:
+    """Per module: killed/total, score and the mutants no test ran; then every mutant not killed."""
+    lines = [f"  {'module':10} {'killed':>6}/{'total':<6} {'score':>7}  {'no tests':>8}  other statuses"]
+    killed = total = 0
+    survivors: list[str] = []
+    for module in modules:
+        counts: dict[str, int] = {}
+        for name, status in results(workdir, MODULES[module]):
+            counts[status] = counts.get(status, 0) + 1
+            if status not in ("killed", "timeout"):
+                survivors.append(f"{name}: {status}")
+        n = sum(counts.values())
+        k = counts.get("killed", 0) + counts.get("timeout", 0)
+        killed, total = killed + k, total + n
+        rest = {s: c for s, c in counts.items() if s not in ("killed", "no tests")}
+        lines.append(f"  {module:10} {k:6}/{n:<6} {100 * k / max(n, 1):6.1f} %  {counts.get('no tests', 0):8}  {rest}")
+    lines.append(f"score: {killed}/{total} mutants killed = {100 * killed / max(total, 1):.1f} %")
+    lines.append("not killed (`mutmut show NAME` in the work dir shows each one's diff):")
+    lines.extend(f"  {line}" for line in survivors)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pytest-medcode-mutation")
+    parser.add_argument("--list", action="store_true", help="list the modules, their source files and tests")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the per-module summary of the last run in --workdir, without running")
+    parser.add_argument("--survivors", action="store_true",
+                        help="in --workdir, copy the current tests again and re-run only the mutants the last run "
+                             "did not kill (the source must be unchanged since that run)")
     args = parser.parse_args(argv)
+    if args.list:
+        for name, (source, pattern, tests) in MODULES.items():
+            print(f"{name:10} src/{source}  [{pattern}]  tests: {', '.join(tests)}")
+        return 0
     modules = args.modules or list(MODULES)
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    if args.summary:
+        print("\n".join(summary(args.workdir, modules)))
+        return 0
     exe = _mutmut()
-    prepare(args.workdir, modules)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the mutated copy must be imported
     env.setdefault("MEDCODE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pytest-medcode-tests-cache"))
-    if "gate" in modules or "stats" in modules:
-        env["MEDCODE_TEST_LOOKUP_RUN"] = str(record_lookup_run(args.workdir, env))
+    names = [MODULES[m][1] for m in modules]
+    if args.survivors:
+        unchanged = all((ROOT / "src" / MODULES[m][0]).read_bytes() == (args.workdir / "src" / MODULES[m][0])
+                        .read_bytes() for m in modules)
+        if not unchanged:
+            sys.exit("the source changed since the last run in --workdir: run without --survivors")
+        conftest = (args.workdir / "tests" / "conftest.py").read_text(encoding="utf-8")
+        for name in _with_imported(sorted({t for m in modules for t in MODULES[m][2]})):
+            shutil.copy2(ROOT / "tests" / name, args.workdir / "tests" / name)
+        (args.workdir / "tests" / "conftest.py").write_text(conftest, encoding="utf-8")
+        names = [name for m in modules for name, status in results(args.workdir, MODULES[m])
+                 if status not in ("killed", "timeout")]
+        lookup = args.workdir / "lookup-run" / "reports" / "latest"
+        if lookup.exists():
+            env["MEDCODE_TEST_LOOKUP_RUN"] = str(lookup.resolve())
+        print(f"re-running the {len(names)} mutants not killed by the last run", flush=True)
+    else:
+        prepare(args.workdir, modules)
+        if "gate" in modules or "stats" in modules:
+            env["MEDCODE_TEST_LOOKUP_RUN"] = str(record_lookup_run(args.workdir, env))
     started = time.monotonic()
     log = args.workdir / "mutmut-run.log"
     print(f"mutmut run over {', '.join(modules)}; progress in {log}", flush=True)
     with open(log, "w", encoding="utf-8") as out:
-        names = [MODULES[m][1] for m in modules]
         run = subprocess.run([exe, "run", "--max-children", str(args.max_children), *names], cwd=args.workdir,
                              env=env, stdout=out, stderr=subprocess.STDOUT)
     elapsed = time.monotonic() - started
@@ -163,21 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutmut run failed (exit {run.returncode}); see {log}", file=sys.stderr)
         return run.returncode
     print(f"\nmodules: {', '.join(modules)}; {elapsed / 60:.1f} min with --max-children {args.max_children}")
-    killed = total = 0
-    survivors: list[str] = []
-    for module in modules:
-        counts: dict[str, int] = {}
-        for name, status in results(args.workdir, MODULES[module]):
-            counts[status] = counts.get(status, 0) + 1
-            if status not in ("killed", "timeout"):
-                survivors.append(f"{name}: {status}")
-        n = sum(counts.values())
-        k = counts.get("killed", 0) + counts.get("timeout", 0)
-        killed, total = killed + k, total + n
-        print(f"  {module:9} {k:5}/{n:<5} killed ({100 * k / max(n, 1):5.1f} %)  {counts}")
-    print(f"score: {killed}/{total} mutants killed = {100 * killed / max(total, 1):.1f} %")
-    print("not killed (`mutmut show NAME` in the work dir shows each one's diff):")
-    print("\n".join(f"  {line}" for line in survivors))
+    print("\n".join(summary(args.workdir, modules)))
     return 0
 
 

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.results.aggregate import digit_position_rates, summarize, top_codes
+from pytest_medcode.results.aggregate import (
+    axis_rates,
+    digit_position_rates,
+    example_echo,
+    most_missed_axis,
+    summarize,
+    top_codes,
+)
 from pytest_medcode.results.records import score_record
 from pytest_medcode.scoring.codes import unscored_fields
 from pytest_medcode.vocabulary import CORRECT, ERROR, INCORRECT, NO_CODE, SIMILARITY
@@ -135,3 +142,81 @@ def test_outcomes_follow_the_profile() -> None:
     assert record("Code: T38.3X5A", code="T38.3X5A")["outcome"] == CORRECT
     assert record("Code: T38.3X5A", code="T38.3X5A", profile="paper")["outcome"] == INCORRECT
     assert record("Code: e11.9", profile="paper")["outcome"] == NO_CODE
+
+
+def test_incorrect_is_a_share_of_the_answered_cases_not_of_failed_calls() -> None:
+    # 1 wrong of 2 answers is 50 % incorrect, whatever the 2 failed calls; counting them would report 25 %.
+    rows = summarize([record("Code: E11.9"), record("Code: I10"), record(None), record(None)])
+    assert rows[0]["incorrect_n"] == 1 and rows[0]["errors"] == 2
+    assert rows[0]["incorrect"]["value"] == 0.5 and rows[0]["incorrect"]["n"] == 2
+
+
+NONE = {"value": None, "low": None, "high": None, "n": 0}
+
+
+def test_a_mixed_group_counts_each_outcome_in_its_place() -> None:
+    rows = [record("Code: E11.9"), record("Code: E11.65"), record("I am not sure"), record("Code: M24.131"),
+            record("Code: E11.99"), record(None)]
+    (row,) = summarize(rows)
+    assert (row["n"], row["answered"], row["errors"], row["correct"], row["no_code"]) == (6, 5, 1, 1, 1)
+    assert row["exact_match"]["value"] == pytest.approx(1 / 5) and row["exact_match"]["n"] == 5
+    assert row["incorrect_n"] == 4 and row["incorrect"]["value"] == pytest.approx(4 / 5)
+    assert row["valid"]["value"] == pytest.approx(3 / 5) and row["fabricated"]["value"] == pytest.approx(1 / 5)
+    assert row["billable"]["value"] == pytest.approx(3 / 5)
+    assert row["codes_per_answer"]["value"] == pytest.approx(4 / 5) and row["codes_per_answer"]["n"] == 5
+    assert row["closeness"] == NONE  # ICD-10-CM has named levels: no closeness values
+    assert row["profile"] == "default"
+    assert row["example_echo"]["value"] == pytest.approx(1 / 5) and row["example_echo"]["n"] == 5
+    assert row["axes"] == [] and row["most_missed_axis"] is None
+    assert [t["code"] for t in row["top_codes"]] == ["E11.65", "E11.9", "E11.99", "M24.131"]
+    assert row["scorable"] == 3  # answers whose code has a description
+    for m in SIMILARITY:  # not computed in this run
+        assert row[m] == NONE and row[f"{m}_all"] == NONE
+    assert row["hierarchy_levels"] == {"code": 1, "category": 2, "none": 1}  # no code, no level
+
+
+def test_similarity_given_by_the_run_even_without_values_and_profiles_listed() -> None:
+    rows = [record("Code: E11.9"), record("Code: I10", profile="paper")]
+    (row,) = summarize(rows, similarity={m: True for m in SIMILARITY})
+    assert row["profile"] == "default,paper"
+    for m in SIMILARITY:  # computed, but no record has a value: an estimate over nothing, and zeros over all
+        assert row[m]["value"] is None and row[m]["n"] == 0
+        assert row[f"{m}_all"]["value"] == 0.0 and row[f"{m}_all"]["n"] == 2
+    (row,) = summarize([record(None)])
+    assert row["profile"] is None and row["answered"] == 0 and row["top_codes"] == []
+
+
+def test_most_missed_axis_is_the_first_lowest_and_none_when_all_match() -> None:
+    axes = [{"axis": "a", "value": 0.9}, {"axis": "b", "value": 0.5}, {"axis": "c", "value": None},
+            {"axis": "d", "value": 0.5}, {"axis": "e", "value": 1.0}]
+    assert most_missed_axis(axes) == {"axis": "b", "value": 0.5}
+    assert most_missed_axis([{"axis": "a", "value": 1.0}, {"axis": "b", "value": None}]) is None
+    assert most_missed_axis([]) is None
+    assert most_missed_axis([{"axis": "z", "value": 0.0}]) == {"axis": "z", "value": 0.0}
+
+
+def test_axis_rates_name_each_character_and_stop_at_the_last_axis() -> None:
+    answered = [{"digit_positions": [True, False, True]}, {"digit_positions": [True, True, False]}]
+    rates = axis_rates(answered, ("Section", "Body system"))
+    assert [(r["axis"], r["position"], r["value"], r["n"]) for r in rates] == [
+        ("Section", 1, 1.0, 2), ("Body system", 2, 0.5, 2)]
+    assert axis_rates(answered, ()) == []
+
+
+def test_example_echo_is_a_share_of_answers_and_undefined_without_one_system() -> None:
+    answered = [{"predicted_code": "84120"}, {"predicted_code": "99213"}, {"predicted_code": None}]
+    echo = example_echo(answered, "cpt")
+    assert echo["value"] == pytest.approx(1 / 3) and echo["n"] == 3 and 0 < echo["low"] < echo["high"] < 1
+    assert example_echo(answered, None) == NONE
+    assert example_echo(answered, "no-such-system") == NONE
+
+
+def test_top_codes_order_limit_and_fields() -> None:
+    rows = [record("Code: I10"), record("Code: E11.65"), record("Code: I10"), record("Code: E10.9"),
+            record("I do not know")]
+    top = top_codes(rows, "icd10cm", limit=2)
+    assert [(t["code"], t["count"]) for t in top] == [("I10", 2), ("E10.9", 1)]  # ties by code
+    assert top[0] == {"code": "I10", "count": 2, "per_1000": 400.0, "is_example": False, "valid": True,
+                      "description": rows[0]["predicted_description"]}
+    assert top[0]["description"]
+    assert top_codes([], "icd10cm") == []

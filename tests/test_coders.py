@@ -213,6 +213,9 @@ async def async_coder(question):
     await asyncio.sleep(0)
     return Reply(text="Code: " + _TABLE[question.description.lower()], usage={"prompt_tokens": 7})
 
+def deferred(question):  # a plain function handing back a coroutine (a sync wrapper around an async client)
+    return async_coder(question)
+
 def broken(question):
     raise RuntimeError("database is down")
 
@@ -232,14 +235,18 @@ def test_python_callables_sync_and_async_are_models(pytester, pairs) -> None:
         "--model",
         "python:product:async_coder",
         "--model",
+        "python:product:deferred",
+        "--model",
         "lookup",
     )
-    result.assert_outcomes(passed=15)
+    result.assert_outcomes(passed=20)  # the coroutine a plain function returns is awaited, not an error
     result.stdout.fnmatch_lines(
-        ["*python:product:sync_coder*icd10cm*100.0%*", "*python:product:async_coder*icd10cm*100.0%*"]
+        ["*python:product:sync_coder*icd10cm*100.0%*", "*python:product:async_coder*icd10cm*100.0%*",
+         "*python:product:deferred*icd10cm*100.0%*"]
     )
-    records = [r for r in _records(pytester) if r["model"] == "python:product:async_coder"]
-    assert {r["prompt_tokens"] for r in records} == {7}
+    for model in ("python:product:async_coder", "python:product:deferred"):
+        records = [r for r in _records(pytester) if r["model"] == model]
+        assert {r["prompt_tokens"] for r in records} == {7} and {r["error"] for r in records} == {None}
 
 
 def test_a_failing_product_is_an_error_case_not_a_crash(pytester, pairs) -> None:

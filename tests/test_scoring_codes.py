@@ -303,3 +303,15 @@ def test_fields_of_an_unanswered_case() -> None:
 
 def test_a_reference_without_characters_matches_no_digit() -> None:
     assert digit_match("", "E11.9") == 0.0 and digit_match(".", ".") == 0.0 and digit_positions("", "E") == []
+
+
+def test_prefix_closeness_is_a_share_of_the_reference_code(tmp_path: Path) -> None:
+    # CPT has no parent links: closeness is the common prefix over the reference's length. Over the
+    # prediction's length, a truncated 992 for 99213 would score 1.0, as close as the right code.
+    path = tmp_path / "cpt.csv"
+    path.write_text("code,description\n99213,Office visit\n99214,Office visit moderate\n")
+    cpt = load_system("cpt", path)
+    assert hierarchy_metrics(cpt, "99213", "992")["closeness"] == pytest.approx(3 / 5)
+    assert hierarchy_metrics(cpt, "99213", "99214")["closeness"] == pytest.approx(4 / 5)
+    assert hierarchy_metrics(cpt, "99213", "99213")["closeness"] == 1.0
+    assert hierarchy_metrics(cpt, "99213", "99213-25")["closeness"] == 1.0  # the whole reference is matched

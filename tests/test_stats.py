@@ -14,6 +14,7 @@ from pytest_medcode.results.stats import (
     Estimate,
     PairedResult,
     bootstrap_mean,
+    bootstrap_ratio,
     mcnemar_exact,
     mcnemar_min_detectable,
     paired_bootstrap_delta,
@@ -457,3 +458,67 @@ def test_arguments_are_checked_even_with_nothing_to_compare() -> None:
             mcnemar_min_detectable(10, 5, alpha)
     with pytest.raises(ValueError, match=r"^discordant counts must be >= 0, got b=-1, c=0$"):
         mcnemar_exact(-1, 0)
+
+
+# ---------------------------------------------------------------------------- pinned edges
+
+
+@pytest.mark.parametrize("value", [0.1, 0.7, 0.3])
+def test_a_constant_sample_has_a_point_interval_at_exactly_its_mean(value: float) -> None:
+    # Resampled means of 30 equal values can differ from their mean in the last bit; the interval must not.
+    est = bootstrap_mean([value] * 30)
+    assert est.low == est.value == est.high
+    assert paired_bootstrap_delta([0.0] * 30, [value] * 30) == est
+
+
+def test_default_resamples_are_2000() -> None:
+    values = [i / 97 for i in range(97)]
+    assert bootstrap_mean(values) == bootstrap_mean(values, resamples=2000)
+    assert bootstrap_mean(values) != bootstrap_mean(values, resamples=2001)
+    assert paired_bootstrap_delta(values, values[::-1]) == paired_bootstrap_delta(values, values[::-1], resamples=2000)
+    assert paired_bootstrap_delta(values, values[::-1]) != paired_bootstrap_delta(values, values[::-1], resamples=2001)
+
+
+def test_booleans_are_read_as_zeros_and_ones() -> None:
+    base, new = [True, False, True, True] * 5, [False, False, True, True] * 5
+    assert paired_bootstrap_delta(base, new) == paired_bootstrap_delta([float(b) for b in base],
+                                                                       [float(w) for w in new])
+    assert bootstrap_mean(base).value == 0.75
+
+
+def test_zero_zero_wilson_bounds_are_exactly_0_and_1() -> None:
+    # The closed form leaves 1e-17 instead of 0 for 0/7, 0/9, ...: the bound is pinned at the edge.
+    assert all(wilson(0, n).low == 0.0 for n in range(1, 200))
+    assert all(wilson(n, n).high == 1.0 for n in range(1, 200))
+
+
+def test_p_equal_to_alpha_is_not_below_it_in_any_of_the_tests() -> None:
+    # 5 losses, no gain: p = 2 * 2**-5 = 0.0625 exactly; "significant" means p < alpha.
+    assert mcnemar_exact(5, 0) == 0.0625
+    result = paired_exact_match_test([True] * 5 + [False] * 5, [False] * 10, margin=0.0, alpha=0.0625)
+    assert result.p_value == 0.0625 and not result.significant and not result.regressed
+    assert mcnemar_min_detectable(10, 5, alpha=0.0625) is None
+    assert mcnemar_min_detectable(10, 5, alpha=0.0626) == 0.5
+    assert underpowered(10, 5, 0.4, alpha=0.0625)  # the smallest drop to catch (5 losses) gives p == alpha
+
+
+def test_no_pairs_is_underpowered() -> None:
+    assert underpowered(0, 0, 0.05) is True
+
+
+def test_bootstrap_ratio_edges() -> None:
+    with pytest.raises(ValueError, match="differ in length: 2 vs 1"):
+        bootstrap_ratio([1, 2], [3])
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_ratio([1], [2], confidence=1.0)
+    assert bootstrap_ratio([], []) == Estimate(None, None, None, 0)
+    assert bootstrap_ratio([0, 0], [0, 0]) == Estimate(None, None, None, 2)
+    assert bootstrap_ratio([1, 2], [2, 4], resamples=50) == Estimate(0.5, 0.5, 0.5, 2)
+    num, den = [1, 0, 3, 2, 5], [2, 1, 4, 2, 9]
+    est = bootstrap_ratio(num, den, confidence=0.5, resamples=500, seed=2)
+    wide = bootstrap_ratio(num, den, confidence=0.99, resamples=500, seed=2)
+    assert wide.low < est.low < est.value < est.high < wide.high
+    assert est == bootstrap_ratio(num, den, confidence=0.5, resamples=500, seed=2)
+    assert est != bootstrap_ratio(num, den, confidence=0.5, resamples=500, seed=3)
+    many = bootstrap_ratio(num * 100_000, den * 100_000, resamples=30)  # more than one chunk of draws
+    assert many.value == pytest.approx(11 / 18) and many.low < many.value < many.high
