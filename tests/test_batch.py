@@ -379,3 +379,67 @@ def test_the_scripted_batch_api_moves_through_its_states_and_cancels(server) -> 
     errors = [json.loads(x) for x in client.files.content(second.error_file_id).text.splitlines()]
     assert {e["error"]["code"] for e in errors} == {"batch_cancelled"} and len(errors) == 3
     assert server.batch_api.submissions == 2 and set(server.batch_api.duplicate_submissions()) == {"k0", "k1", "k2"}
+
+
+def test_a_transient_error_while_re_attaching_never_submits_again(pytester, codes, server) -> None:
+    """Killed after the upload and the batch's creation were sent, with only the file's id recorded. The next run
+    cannot list the provider's batches (a 500 on every try): it does not know whether the batch exists, so its
+    requests are neither sent in a new batch nor streamed; the cases end unkept. The run after that finds the
+    batch by its metadata and collects it: one batch in all, no request submitted twice."""
+    db = cache(pytester)
+    argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
+    lines = _killed_after_recording(pytester, argv, server, db, "feedface")
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="sk-test")
+    uploaded = client.files.create(file=("medcode-feedface.jsonl", b"".join(lines)), purpose="batch")
+    client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                          metadata={"medcode_intent": "feedface"})
+    store = ResponseStore(db)
+    BatchLedger(store).update("feedface", file_id=uploaded.id, state="uploaded")
+    store.close()
+    answered = server.stats.total_requests  # the batch ran at the provider
+
+    server.batch_api.plan.outage = lambda method, path: 500 if (method, path) == ("GET", "/batches") else None
+    result = pytester.runpytest(*argv)
+    assert server.batch_api.submissions == 1 and server.batch_api.uploads == 1
+    result.stdout.fnmatch_lines(["*could not re-attach to batch feedface: *; its 12 request(s) are not sent again, "
+                                 "a rerun re-attaches", "*12 failed*"])
+    assert server.batch_api.outages >= 1
+    assert server.stats.total_requests == answered  # nothing streamed either
+    assert {r["error"].split(":")[0] for r in records(pytester)} == {"not asked"}
+    assert usages(db) == []  # not kept: the next run looks again
+
+    server.batch_api.plan.outage = None
+    again = pytester.runpytest(*argv)
+    again.stdout.fnmatch_lines(["*re-attached to 1 batch(es)*", "*2 failed, 10 passed*"])
+    assert server.batch_api.submissions == 1 and server.batch_api.uploads == 1
+    assert server.batch_api.duplicate_submissions() == {}
+    assert server.stats.total_requests == answered
+    assert len(usages(db)) == len(codes) and all(u["batch"] for u in usages(db))
+
+
+def test_a_refused_key_or_quota_in_the_error_file_is_not_kept(pytester, codes, server) -> None:
+    """Lines of the error file that say the setup is wrong (401, an exhausted quota) are no answer: they are
+    asked again by streaming (refused there too, so the breaker stops the model), none is kept in the cache, and
+    the run after the fix asks every one of them."""
+    def fail(request: Request) -> tuple[int, str] | None:
+        if request.description and len(request.description) % 2:
+            return 401, "Incorrect API key provided."
+        return 429, "You exceeded your current quota, please check your plan and billing details."
+
+    server.batch_api.plan.fail = fail
+    server.outage = "401"  # the streamed questions are refused as well
+    db = cache(pytester)
+    argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
+    result = pytester.runpytest(*argv)
+    result.stdout.fnmatch_lines(["*12 failed*"])
+    assert server.stats.faults["batch_401"] + server.stats.faults["batch_429"] == len(codes)
+    assert usages(db) == []
+
+    server.batch_api.plan.fail, server.outage = None, None  # the key and the plan are fixed
+    again = pytester.runpytest(*argv)
+    again.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
+    assert server.batch_api.submissions == 2 and server.batch_api.duplicate_submissions() == {
+        k: 2 for k in server.batch_api.submitted_per_id}  # each asked again, in the second batch
+    assert len(usages(db)) == len(codes)
