@@ -50,6 +50,10 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
               ("test_cache.py",)),
     "engine": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.*",
                ("test_querying.py", "test_faults.py")),
+    "batch": ("pytest_medcode/asking/batch.py", "pytest_medcode.asking.batch.*", ("test_batch.py",)),
+    "preflight": ("pytest_medcode/asking/preflight.py", "pytest_medcode.asking.preflight.*", ("test_preflight.py",)),
+    "breaker": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.xǁCircuitBreakerǁ*",
+                ("test_querying.py",)),
 }
 #: mutmut's exit codes (mutmut/stats.py) as the statuses it reports.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
