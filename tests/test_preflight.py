@@ -217,6 +217,7 @@ def _probe_setup(tmp_path, server: ScriptedServer, attempts: int = 2):  # noqa: 
     coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=2.0)
     engine = QueryEngine({"openai/m": coder}, concurrency=2, attempts=attempts, timeout=2.0, max_wait=5.0)
     shown = _Lines()
+    (tmp_path / "state").mkdir()
     phase = QueryPhase(ResponseStore(tmp_path / "c.db"), lambda: engine, tmp_path / "state", 0.0, False, shown)
     return coder, engine, phase, shown
 
@@ -294,19 +295,20 @@ def test_the_probe_shows_its_rate_limit_wait_and_the_phase_counts_its_retries(tm
         srv.storm = RateLimitStorm(1.2, retry_after=1.0)
         _, engine, phase, shown = _probe_setup(tmp_path, srv)
         try:
+            phase.carried_retries = 5  # an earlier model's probe
             assert probe("openai/m", _q(), "key", phase, engine) is None
             assert phase.store.get_many(["key"])["key"].text == "Code: A00.0"
+            assert engine.progress.retries >= 1 and phase.carried_retries == 5 + engine.progress.retries
+            assert not (tmp_path / "state" / "progress.json").exists()  # the phase's file, which xdist follows
             phase.run(["key"], lambda key: pytest.fail("answered by the probe: not asked again"))
-            assert phase.progress.retries == phase.carried_retries >= 1  # the phase's line counts them
+            assert phase.progress.retries == phase.carried_retries  # the phase's line counts them
         finally:
             engine.close()
             phase.store.close()
-    assert phase.carried_retries >= 1
     waits = [line for line in shown.lines if "rate limited by the endpoint, waiting" in line]
     assert waits and waits[0].startswith("medcode: checking openai/m before the first case · rate limited by the "
                                          "endpoint, waiting 1 s; ")
     assert waits[0].endswith(" retries so far")
-    assert not (tmp_path / "state" / "progress.json").exists()  # the phase's file, which xdist follows
 
 
 def test_the_failure_line_names_the_model_where_and_what_to_do() -> None:
@@ -329,6 +331,12 @@ def test_the_failure_line_names_the_model_where_and_what_to_do() -> None:
                         f"https://host.example/v1 failed after 3 attempt(s): {error}; {hint} "
                         "(--medcode-no-preflight skips this check)")
         assert "sk-secret" not in line
+    assert remote_coders(SimpleNamespace(remote=True)) != []  # no inner at all: the end of the chain
+    local = SimpleNamespace(api_base="http://127.0.0.1:8000/v1")  # no remote coder, no name: the coder itself
+    assert failure_line("local:x", local, Outcome(None, "refused", 0.1, 1)).startswith(
+        "--model local:x: the check request at http://127.0.0.1:8000/v1 failed")
+    assert failure_line("m", SimpleNamespace(), Outcome(None, None, 0.1, 1)).startswith(
+        "--model m: the check request failed after 1 attempt(s): None (--medcode")
     plain = SimpleNamespace(name="gpt-4", remote=True, api_base=None, inner=None)
     assert failure_line("gpt-4", plain, Outcome(None, "the endpoint said no", 0.1, 1)) == (
         "--model gpt-4: the check request failed after 1 attempt(s): the endpoint said no "

@@ -602,8 +602,10 @@ def test_the_breaker_trips_on_exactly_k_identical_setup_failures_in_a_row() -> N
     assert breaker.refuse("m") is None
     breaker.record("m", _outcome(key, True), True)
     refused = breaker.refuse("m")
-    assert refused is not None and refused.attempts == 0 and not refused.keep
+    assert refused is not None and refused.attempts == 0 and refused.keep is False and refused.latency_s == 0.0
     assert refused.error == f"not asked: stopped asking m after 3 identical failures in a row: {key}"
+    breaker.record("m", _outcome(key, True), True)  # once tripped, the reason stays as it was
+    assert breaker.refuse("m").error == refused.error
     assert breaker.refuse("other") is None
     assert CircuitBreaker(0).refuse("m") is None  # 0: never
 
