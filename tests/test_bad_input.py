@@ -147,6 +147,7 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "concurrency-zero": Usage(("--medcode-concurrency", "0"), "*--medcode-concurrency '0': must be between 1 and*"),
     "timeout-zero": Usage(("--medcode-timeout", "0"), "*--medcode-timeout '0': must be at least 0.1"),
     "rpm-negative": Usage(("--medcode-rpm", "-5"), "*--medcode-rpm '-5': must be at least 0.01"),
+    "max-wait-negative": Usage(("--medcode-max-wait", "-1"), "*--medcode-max-wait '-1': must be at least 0"),
     "codeset-user-system-no-file": Usage(("--medcode-codeset", "icd11=x.csv"), "*x.csv: no such file"),
     "model-blank": Usage(("--model", " "), "*--model: empty model name"),
     "profile-unknown": Usage(("--medcode-profile", "nope"), "*--medcode-profile 'nope': choose from*"),

@@ -18,10 +18,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
-from pytest_medcode.asking.batch import BatchLedger, BatchRoute, request_line
+from pytest_medcode.asking.batch import (
+    BatchLedger,
+    BatchRoute,
+    BatchRunner,
+    _summary,
+    cancel,
+    read_result,
+    request_line,
+    status_lines,
+)
 from pytest_medcode.asking.cache import ResponseStore, owner_id
 from pytest_medcode.asking.coders import Question
-from pytest_medcode.asking.engine import Call
+from pytest_medcode.asking.engine import Call, Outcome
+from pytest_medcode.asking.progress import Progress
 from pytest_medcode.cli import main as medcode
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.responders import Request, mapping_responder
@@ -379,3 +389,228 @@ def test_the_scripted_batch_api_moves_through_its_states_and_cancels(server) -> 
     errors = [json.loads(x) for x in client.files.content(second.error_file_id).text.splitlines()]
     assert {e["error"]["code"] for e in errors} == {"batch_cancelled"} and len(errors) == 3
     assert server.batch_api.submissions == 2 and set(server.batch_api.duplicate_submissions()) == {"k0", "k1", "k2"}
+
+
+def test_a_transient_error_while_re_attaching_never_submits_again(pytester, codes, server) -> None:
+    """Killed after the upload and the batch's creation were sent, with only the file's id recorded. The next run
+    cannot list the provider's batches (a 500 on every try): it does not know whether the batch exists, so its
+    requests are neither sent in a new batch nor streamed; the cases end unkept. The run after that finds the
+    batch by its metadata and collects it: one batch in all, no request submitted twice."""
+    db = cache(pytester)
+    argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
+    lines = _killed_after_recording(pytester, argv, server, db, "feedface")
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="sk-test")
+    uploaded = client.files.create(file=("medcode-feedface.jsonl", b"".join(lines)), purpose="batch")
+    client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                          metadata={"medcode_intent": "feedface"})
+    store = ResponseStore(db)
+    BatchLedger(store).update("feedface", file_id=uploaded.id, state="uploaded")
+    store.close()
+    answered = server.stats.total_requests  # the batch ran at the provider
+
+    server.batch_api.plan.outage = lambda method, path: 500 if (method, path) == ("GET", "/batches") else None
+    result = pytester.runpytest(*argv)
+    assert server.batch_api.submissions == 1 and server.batch_api.uploads == 1
+    result.stdout.fnmatch_lines(["*could not re-attach to batch feedface: *; its 12 request(s) are not sent again, "
+                                 "a rerun re-attaches", "*12 failed*"])
+    assert server.batch_api.outages >= 1
+    assert server.stats.total_requests == answered  # nothing streamed either
+    assert {r["error"].split(":")[0] for r in records(pytester)} == {"not asked"}
+    assert usages(db) == []  # not kept: the next run looks again
+
+    server.batch_api.plan.outage = None
+    again = pytester.runpytest(*argv)
+    again.stdout.fnmatch_lines(["*re-attached to 1 batch(es)*", "*2 failed, 10 passed*"])
+    assert server.batch_api.submissions == 1 and server.batch_api.uploads == 1
+    assert server.batch_api.duplicate_submissions() == {}
+    assert server.stats.total_requests == answered
+    assert len(usages(db)) == len(codes) and all(u["batch"] for u in usages(db))
+
+
+def test_a_refused_key_or_quota_in_the_error_file_is_not_kept(pytester, codes, server) -> None:
+    """Lines of the error file that say the setup is wrong (401, an exhausted quota) are no answer: they are
+    asked again by streaming (refused there too, so the breaker stops the model), none is kept in the cache, and
+    the run after the fix asks every one of them."""
+    def fail(request: Request) -> tuple[int, str] | None:
+        if request.description and len(request.description) % 2:
+            return 401, "Incorrect API key provided."
+        return 429, "You exceeded your current quota, please check your plan and billing details."
+
+    server.batch_api.plan.fail = fail
+    server.outage = "401"  # the streamed questions are refused as well
+    db = cache(pytester)
+    argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
+    result = pytester.runpytest(*argv)
+    result.stdout.fnmatch_lines(["*12 failed*"])
+    assert server.stats.faults["batch_401"] + server.stats.faults["batch_429"] == len(codes)
+    assert usages(db) == []
+
+    server.batch_api.plan.fail, server.outage = None, None  # the key and the plan are fixed
+    again = pytester.runpytest(*argv)
+    again.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
+    assert server.batch_api.submissions == 2 and server.batch_api.duplicate_submissions() == {
+        k: 2 for k in server.batch_api.submitted_per_id}  # each asked again, in the second batch
+    assert len(usages(db)) == len(codes)
+
+
+# -- in process: the runner, the ledger and the reading of result lines, without a pytest session -------------
+
+def _question(i: int) -> Question:
+    return Question("icd10cm", f"Description {i}", (("user", f"What is the code for <Description {i}>?"),), 0.2, 50)
+
+
+def _runner(server: ScriptedServer, db: Path, owner: str = "") -> tuple[BatchRunner, ResponseStore]:
+    store = ResponseStore(db)
+    return BatchRunner(store, {"openai/m": BatchRoute(server.base_url, "m")}, owner or owner_id("in-process"),
+                       poll_s=0.05, poll_max_s=0.1), store
+
+
+def _run(runner: BatchRunner, keys: list[str], calls: dict[str, Call]) -> tuple[list[str], dict[str, Outcome]]:
+    got: dict[str, Outcome] = {}
+    reports: list[str] = []
+
+    def deliver(items: list[tuple[str, str, Outcome]]) -> None:
+        for key, model, outcome in items:
+            assert model == calls[key].model
+            got[key] = outcome
+
+    progress = Progress(total=len(keys))
+    left = runner.run(keys, set(keys), calls.__getitem__, deliver, progress,
+                      lambda: reports.append(progress.batches))
+    assert progress.batches == ""  # cleared once every batch is in
+    return left, got
+
+
+def test_the_runner_submits_polls_and_delivers_each_answer_once(tmp_path, server) -> None:
+    server.batch_api.plan.in_progress_s = 0.2
+    calls = {f"k{i}": Call("openai/m", _question(i)) for i in range(5)} | {"s": Call("lookup", _question(9))}
+    runner, store = _runner(server, tmp_path / "c.db")
+    left, got = _run(runner, list(calls), calls)
+    assert left == ["s"]  # no batch API: streamed
+    assert sorted(got) == [f"k{i}" for i in range(5)]
+    assert all(o.text == "Code: R69" and o.usage["batch"] is True and o.usage["prompt_tokens"] > 0
+               for o in got.values())
+    (row,) = runner.ledger.rows()
+    assert (row["state"], row["done"], row["requests"], row["completed"], row["failed"]) == ("completed", 1, 5, 5, 0)
+    assert row["model"] == "openai/m" and row["sent_model"] == "m" and row["file_id"] and row["batch_id"]
+    assert sorted(runner.ledger.keys(row["intent"])) == sorted(got)
+    assert server.batch_api.submissions == 1 and runner.unanswered == {}
+    assert status_lines(store)[1].startswith(f"{row['batch_id']:<28} openai/m")
+    assert "completed, collected" in status_lines(store)[1]
+    assert cancel(store, None) == ["no open batch to cancel"]
+    store.close()
+
+
+def test_the_runner_chunks_by_count_and_by_size(tmp_path, server) -> None:
+    calls = {f"k{i}": Call("openai/m", _question(i)) for i in range(7)}
+    runner, store = _runner(server, tmp_path / "c.db")
+    runner.max_requests = 3
+    _run(runner, list(calls), calls)
+    assert sorted(b["request_counts"]["total"] for b in server.batch_api.batches()) == [1, 3, 3]
+    line = len(request_line("k0", "m", calls["k0"]))
+    runner2, store2 = _runner(server, tmp_path / "d.db")
+    runner2.max_bytes = 2 * line + 5  # two lines fit, not three
+    more = {f"j{i}": Call("openai/m", _question(10 + i)) for i in range(4)}
+    _run(runner2, list(more), more)
+    assert sorted(b["request_counts"]["total"] for b in server.batch_api.batches()) == [1, 2, 2, 3, 3]
+    assert server.batch_api.duplicate_submissions() == {}
+    store.close()
+    store2.close()
+
+
+def test_re_attaching_finds_the_file_and_the_batch_or_sends_once_or_waits(tmp_path, server) -> None:
+    """Three intents a killed run left: one that never reached the provider (sent again, once), one whose file
+    and batch are at the provider (found and collected), one that cannot be looked up now (held, unkept, its
+    owner let go so a later run looks again)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="sk-test")
+    db = tmp_path / "c.db"
+    calls = {f"k{i}": Call("openai/m", _question(i)) for i in range(6)}
+    dead = owner_id("old").split("|")[0] + "|999999999|old"
+    store = ResponseStore(db)
+    ledger = BatchLedger(store)
+    route = BatchRoute(server.base_url, "m")
+    ledger.record("never", "openai/m", route, ["k0", "k1"], dead)
+    ledger.record("found", "openai/m", route, ["k2", "k3"], dead)
+    body = b"".join(request_line(k, "m", calls[k]) for k in ("k2", "k3"))
+    uploaded = client.files.create(file=("medcode-found.jsonl", body), purpose="batch")
+    client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                          metadata={"medcode_intent": "found"})
+    store.close()
+
+    runner, store = _runner(server, db)
+    notices: list[str] = []
+    runner.notice = notices.append
+    left, got = _run(runner, list(calls), calls)
+    assert left == [] and sorted(got) == [f"k{i}" for i in range(6)]
+    states = {r["intent"]: (r["state"], r["done"], r["message"]) for r in runner.ledger.rows()}
+    assert states["never"] == ("abandoned", 1, "never reached the provider")
+    assert states["found"][:2] == ("completed", 1)
+    assert server.batch_api.submissions == 2 and server.batch_api.duplicate_submissions() == {}
+    assert notices[0] == "medcode: re-attached to 1 batch(es) an earlier run submitted (2 request(s)); nothing is " \
+                         "submitted twice"
+    store.close()
+
+    store = ResponseStore(db)
+    BatchLedger(store).record("lost", "openai/m", route, ["k6", "k7"], dead)
+    store.close()
+    server.batch_api.plan.outage = lambda method, path: 503 if path.startswith("/files") else None
+    runner, store = _runner(server, db)
+    runner.notice = notices.append
+    more = {"k6": Call("openai/m", _question(6)), "k7": Call("openai/m", _question(7))}
+    left, got = _run(runner, ["k6"], more)  # k7 is the intent's, not wanted by this run
+    assert (left, got) == ([], {})
+    (held,) = runner.unanswered.items()
+    assert held[0] == "k6" and not held[1].keep and held[1].attempts == 0
+    assert held[1].error.startswith("not asked: its batch (intent lost) may be at the provider")
+    assert notices[-1].startswith("medcode: could not re-attach to batch lost: ")
+    assert notices[-1].endswith("; its 2 request(s) are not sent again, a rerun re-attaches")
+    (row,) = [r for r in runner.ledger.rows() if r["intent"] == "lost"]
+    assert (row["done"], row["owner"], row["state"]) == (0, None, "preparing")
+    assert server.batch_api.submissions == 2
+    store.close()
+
+
+def test_read_result_reads_each_kind_of_line() -> None:
+    def line(status: int | None, body: dict | None = None) -> dict:
+        return {"custom_id": "k", "response": None if status is None else {"status_code": status, "body": body or {}}}
+
+    answer = {"choices": [{"message": {"content": "Code: A00.0"}, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+    got = read_result(line(200, answer))
+    assert (got.text, got.error, got.attempts, got.keep) == ("Code: A00.0", None, 1, True)
+    assert got.usage == {"batch": True, "prompt_tokens": 7, "completion_tokens": 2}
+    empty = read_result(line(200, {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}],
+                                   "usage": {"prompt_tokens": 7, "completion_tokens": 0}}))
+    assert empty.error == "no answer text (content: null, finish_reason: content_filter)" and empty.keep
+    assert empty.usage == {"batch": True, "prompt_tokens": 7, "completion_tokens": 0}
+    broken = read_result(line(200, {"usage": {"prompt_tokens": 7, "completion_tokens": 0}}))
+    assert (broken.text, broken.error, broken.usage) == (None, "malformed response in the batch output",
+                                                         {"batch": True})
+    assert read_result(line(200, {"choices": []})).error == "malformed response in the batch output"
+    assert read_result(line(None)) is None  # never run: expired or cancelled
+    assert read_result({"custom_id": "k"}) is None
+    for status, message in ((500, "server error"), (429, "Rate limit reached"), (401, "Incorrect API key"),
+                            (404, "no such model"), (429, "You exceeded your current quota"), (503, "")):
+        assert read_result(line(status, {"error": {"message": message}})) is None, status
+    bad = read_result(line(400, {"error": {"message": "flagged by the policy", "code": "content_filter"}}))
+    assert (bad.text, bad.error, bad.usage, bad.keep) == (None, "HTTP 400 batch request: flagged by the policy",
+                                                          {"batch": True}, True)
+    assert read_result(line(422, {"error": "not a dict"})).error == "HTTP 422 batch request"
+
+
+def test_request_lines_and_the_progress_summary() -> None:
+    call = Call("openai/m", _question(1))
+    entry = json.loads(request_line("key1", "m", call))
+    assert entry == {"custom_id": "key1", "method": "POST", "url": "/v1/chat/completions",
+                     "body": {"model": "m", "messages": [{"role": "user", "content": "What is the code for "
+                                                                                     "<Description 1>?"}],
+                              "temperature": 0.2, "max_tokens": 50}}
+    assert request_line("k", "m", Call("openai/m", Question("icd10cm", "é", (("user", "é"),), 0.2, 5))).endswith(
+        '"content": "é"}], "temperature": 0.2, "max_tokens": 5}}\n'.encode())
+    assert _summary({}) == ""
+    assert _summary({"a": ("in_progress", 3, 1, 10), "b": ("validating", 0, 0, 5), "c": ("in_progress", 2, 0, 4)}) \
+        == "batches: 2 in_progress, 1 validating · 6/19 run by the provider"

@@ -120,7 +120,7 @@ def test_2000_cases_under_seeded_faults_lose_nothing_and_ask_nothing_twice(pytes
     assert stats.duplicate_successes() == {}
     answers, errors = stored_rows(pytester)
     assert len(stats.successes_per_key) == answers == 2000 - len(doomed)
-    assert errors == len(doomed)
+    assert errors == 0  # exhausted 500s are this run's outcome, never kept: the next run asks them again
     assert_counts_add_up(records, summary)
     queries = summary["queries"]
     assert queries["asked"] == 2000 and queries["cache_hits"] == 0
@@ -149,14 +149,16 @@ def test_exhausted_retries_of_every_fault_kind_end_as_errors_not_wrong_codes(pyt
                           timeout_s=float("inf"), doomed=doomed)
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=faults) as server:
         result = pytester.runpytest_subprocess(
-            *setup_run(pytester, codes, server), "--medcode-timeout", "0.5", "--medcode-attempts", "2", timeout=120)
+            *setup_run(pytester, codes, server), "--medcode-timeout", "0.5", "--medcode-attempts", "2",
+            "--medcode-max-wait", "1", timeout=120)
         stats = server.stats
     result.assert_outcomes(passed=75, failed=25)
     result.stdout.fnmatch_lines(["*model call failed after 2 attempt(s)*"])
     records, summary = run_folder(pytester)
     errors = {r["description"]: r for r in records if r["outcome"] == "error"}
     assert set(errors) == set(doomed)
-    assert all(r["attempts"] == 2 for r in errors.values())
+    for description, kind in doomed.items():  # a 429 uses no attempt: it ends when the waits reach 1 s
+        assert errors[description]["attempts"] == 2 if kind != "429" else errors[description]["attempts"] > 2
     wording = {"429": "429", "500": "500", "timeout": "Timeout", "malformed": "malformed", "reset": "Connection"}
     for description, kind in doomed.items():
         assert wording[kind] in errors[description]["error"], (kind, errors[description]["error"])

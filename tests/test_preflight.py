@@ -196,3 +196,148 @@ def test_the_breaker_does_not_trip_on_exhausted_500s(pytester: pytest.Pytester) 
     result.assert_outcomes(failed=8)
     assert all(r["attempts"] == 1 and r["error"].startswith("HTTP 500") for r in records(pytester))
     result.stdout.fnmatch_lines(["model calls: 8 asked*, 0 from the cache, 0 retries, 8 failed"])
+
+
+# -- in process: the probe and its line, with the real engine, client and store ----------------------------------
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str, final: bool = False, notable: bool = False) -> None:
+        self.lines.append(line)
+
+
+def _probe_setup(tmp_path, server: ScriptedServer, attempts: int = 2):  # noqa: ANN202 - a test's tuple
+    from pytest_medcode.asking.cache import ResponseStore
+    from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
+    from pytest_medcode.asking.engine import QueryEngine
+    from pytest_medcode.asking.phase import QueryPhase
+
+    coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=2.0)
+    engine = QueryEngine({"openai/m": coder}, concurrency=2, attempts=attempts, timeout=2.0, max_wait=5.0)
+    shown = _Lines()
+    (tmp_path / "state").mkdir()
+    phase = QueryPhase(ResponseStore(tmp_path / "c.db"), lambda: engine, tmp_path / "state", 0.0, False, shown)
+    return coder, engine, phase, shown
+
+
+DESCRIPTION = "Cholera due to Vibrio cholerae 01, biovar cholerae"
+
+
+def _q():  # noqa: ANN202
+    from pytest_medcode.asking.coders import Question
+
+    return Question("icd10cm", DESCRIPTION, (("user", f"Code for <{DESCRIPTION}>?"),), 0.2, 50)
+
+
+@pytest.mark.parametrize(("fault", "returned", "kept"), [
+    (None, False, "Code: A00.0"),  # an answer: kept, the phase does not ask again
+    ("no_choices", False, "final"),  # the question's final failure: kept, marked final
+    ("500", False, None),  # a 500 after every attempt: not a setup failure, not kept
+    ("401", True, None),  # a refused key: the outcome that stops the run, not kept
+])
+def test_the_probe_keeps_an_answer_or_a_final_failure_and_returns_only_a_setup_failure(
+        tmp_path, fault: str | None, returned: bool, kept: str | None) -> None:
+    from pytest_medcode.asking.preflight import probe
+
+    with ScriptedServer(mapping_responder({DESCRIPTION: "A00.0"}), outage="401" if fault == "401" else None) as srv:
+        if fault in ("500", "no_choices"):
+            srv.faults = FaultPlan(always_fail=lambda request: True, always_fail_kind=fault)
+        _, engine, phase, _ = _probe_setup(tmp_path, srv)
+        try:
+            outcome = probe("openai/m", _q(), "key", phase, engine)
+            rows = phase.store.get_many(["key"])
+            assert (outcome is not None) is returned
+            if returned:
+                assert outcome.setup and not outcome.keep and outcome.error.startswith("HTTP 401")
+                assert srv.stats.total_requests == 1  # not retried
+            if kept is None:
+                assert rows == {}
+            elif kept == "final":
+                assert rows["key"].error.startswith("malformed response") and rows["key"].usage["final_error"]
+                assert rows["key"].usage["prompt_tokens"] > 0
+            else:
+                assert rows["key"].text == kept
+            assert phase.store.claim(["key"], "someone-else", 60)[0] == ["key"]  # the claim was released
+            if fault == "500":
+                assert srv.stats.total_requests == 2 and phase.carried_retries == 1
+        finally:
+            engine.close()
+            phase.store.close()
+
+
+def test_a_probe_already_answered_or_claimed_elsewhere_asks_nothing(tmp_path) -> None:
+    from pytest_medcode.asking.cache import Stored
+    from pytest_medcode.asking.preflight import probe
+
+    with ScriptedServer(mapping_responder({DESCRIPTION: "A00.0"})) as srv:
+        _, engine, phase, _ = _probe_setup(tmp_path, srv)
+        try:
+            phase.store.put("done", "openai/m", Stored("Code: A00.0", None, {}, 0.1, 1, 1.0))
+            assert probe("openai/m", _q(), "done", phase, engine) is None
+            phase.store.claim(["busy"], "elsewhere|1|x", 60)  # another host's live claim
+            assert probe("openai/m", _q(), "busy", phase, engine) is None
+            assert srv.stats.total_requests == 0
+            phase.store.put("old", "openai/m", Stored(None, "HTTP 429 RateLimitError", {}, 0.1, 3, 1.0))
+            assert probe("openai/m", _q(), "old", phase, engine) is None  # a 429 an old version kept: asked
+            assert srv.stats.total_requests == 1 and phase.store.get_many(["old"])["old"].text == "Code: A00.0"
+        finally:
+            engine.close()
+            phase.store.close()
+
+
+def test_the_probe_shows_its_rate_limit_wait_and_the_phase_counts_its_retries(tmp_path) -> None:
+    from pytest_medcode.asking.preflight import probe
+    from pytest_medcode.testing.faults import RateLimitStorm
+
+    with ScriptedServer(mapping_responder({DESCRIPTION: "A00.0"})) as srv:
+        srv.storm = RateLimitStorm(1.2, retry_after=1.0)
+        _, engine, phase, shown = _probe_setup(tmp_path, srv)
+        try:
+            phase.carried_retries = 5  # an earlier model's probe
+            assert probe("openai/m", _q(), "key", phase, engine) is None
+            assert phase.store.get_many(["key"])["key"].text == "Code: A00.0"
+            assert engine.progress.retries >= 1 and phase.carried_retries == 5 + engine.progress.retries
+            assert not (tmp_path / "state" / "progress.json").exists()  # the phase's file, which xdist follows
+            phase.run(["key"], lambda key: pytest.fail("answered by the probe: not asked again"))
+            assert phase.progress.retries == phase.carried_retries  # the phase's line counts them
+        finally:
+            engine.close()
+            phase.store.close()
+    waits = [line for line in shown.lines if "rate limited by the endpoint, waiting" in line]
+    assert waits and waits[0].startswith("medcode: checking openai/m before the first case · rate limited by the "
+                                         "endpoint, waiting 1 s; ")
+    assert waits[0].endswith(" retries so far")
+
+
+def test_the_failure_line_names_the_model_where_and_what_to_do() -> None:
+    from types import SimpleNamespace
+
+    from pytest_medcode.asking.engine import Outcome
+    from pytest_medcode.asking.preflight import failure_line, remote_coders
+
+    api = SimpleNamespace(name="openai/x", remote=True, api_base="https://user:sk-secret@host.example/v1", inner=None)
+    wrapper = SimpleNamespace(name="rag:openai/x", inner=api)
+    assert remote_coders(wrapper) == [api] and remote_coders(SimpleNamespace(inner=None)) == []
+    hints = {"HTTP 401 AuthenticationError: bad": "check the API key in the environment",
+             "HTTP 403 PermissionDeniedError: no": "check the API key's access to this model",
+             "HTTP 404 NotFoundError: none": "check the model name and that --medcode-api-base ends with the API's /v1",
+             "HTTP 429 RateLimitError: You exceeded your current QUOTA": "the account's quota is exhausted",
+             "APIConnectionError: Connection refused": "is the server running and --medcode-api-base right?"}
+    for error, hint in hints.items():
+        line = failure_line("rag:openai/x", wrapper, Outcome(None, error, 0.1, 3))
+        assert line == (f"--model rag:openai/x (the model openai/x it wraps): the check request at "
+                        f"https://host.example/v1 failed after 3 attempt(s): {error}; {hint} "
+                        "(--medcode-no-preflight skips this check)")
+        assert "sk-secret" not in line
+    assert remote_coders(SimpleNamespace(remote=True)) != []  # no inner at all: the end of the chain
+    local = SimpleNamespace(api_base="http://127.0.0.1:8000/v1")  # no remote coder, no name: the coder itself
+    assert failure_line("local:x", local, Outcome(None, "refused", 0.1, 1)).startswith(
+        "--model local:x: the check request at http://127.0.0.1:8000/v1 failed")
+    assert failure_line("m", SimpleNamespace(), Outcome(None, None, 0.1, 1)).startswith(
+        "--model m: the check request failed after 1 attempt(s): None (--medcode")
+    plain = SimpleNamespace(name="gpt-4", remote=True, api_base=None, inner=None)
+    assert failure_line("gpt-4", plain, Outcome(None, "the endpoint said no", 0.1, 1)) == (
+        "--model gpt-4: the check request failed after 1 attempt(s): the endpoint said no "
+        "(--medcode-no-preflight skips this check)")

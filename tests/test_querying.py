@@ -341,7 +341,7 @@ def test_retry_after_as_an_http_date_is_honoured() -> None:
         server.storm = RateLimitStorm(0.2, retry_after=2.0, http_date=True)
         outcome, times = ask_through_the_engine(server)
     assert (outcome.text, outcome.attempts) == ("Code: E11.9", 2)
-    assert 1.0 - 0.002 <= times[1] - times[0] < 2.6
+    assert 1.0 - 0.002 <= times[1] - times[0] < 3.5
 
 
 def test_a_storm_longer_than_the_max_wait_ends_the_call_unkept_and_says_why() -> None:
@@ -354,7 +354,7 @@ def test_a_storm_longer_than_the_max_wait_ends_the_call_unkept_and_says_why() ->
     assert outcome.error.startswith("HTTP 429 RateLimitError")
     assert outcome.error.endswith("(still rate limited after waiting 1 s, --medcode-max-wait)")
     assert len(times) == outcome.attempts >= 3
-    assert 1.0 - 0.01 <= times[-1] - times[0] < 1.6
+    assert 1.0 - 0.01 <= times[-1] - times[0] < 3.0  # the waits, plus the attempts themselves
 
 
 def test_the_progress_line_shows_a_rate_limit_wait() -> None:
@@ -602,8 +602,10 @@ def test_the_breaker_trips_on_exactly_k_identical_setup_failures_in_a_row() -> N
     assert breaker.refuse("m") is None
     breaker.record("m", _outcome(key, True), True)
     refused = breaker.refuse("m")
-    assert refused is not None and refused.attempts == 0 and not refused.keep
+    assert refused is not None and refused.attempts == 0 and refused.keep is False and refused.latency_s == 0.0
     assert refused.error == f"not asked: stopped asking m after 3 identical failures in a row: {key}"
+    breaker.record("m", _outcome(key, True), True)  # once tripped, the reason stays as it was
+    assert breaker.refuse("m").error == refused.error
     assert breaker.refuse("other") is None
     assert CircuitBreaker(0).refuse("m") is None  # 0: never
 
@@ -612,16 +614,16 @@ def test_the_engine_counts_only_setup_failures_for_the_breaker() -> None:
     """Through the engine with the real client: exhausted 500s, timeouts and rate limits never trip it (a retry
     could fix each); refused keys do."""
     question = Question("icd10cm", DIABETES, (("user", f"What is the ICD10CM code for <{DIABETES}>?"),), 0.2, 50)
-    for faults, storm, outage, tripped in (
-        (FaultPlan(rate_500=1.0, max_faults_per_key=None), None, None, False),
-        (FaultPlan(rate_timeout=1.0, timeout_s=float("inf"), max_faults_per_key=None), None, None, False),
-        (None, RateLimitStorm(60, retry_after=0.05), None, False),
-        (None, None, "401", True),
+    for faults, storm, outage, tripped, timeout in (
+        (FaultPlan(rate_500=1.0, max_faults_per_key=None), None, None, False, 10.0),
+        (FaultPlan(rate_timeout=1.0, timeout_s=float("inf"), max_faults_per_key=None), None, None, False, 0.2),
+        (None, RateLimitStorm(60, retry_after=0.05), None, False, 10.0),
+        (None, None, "401", True, 10.0),
     ):
         with ScriptedServer(mapping_responder({DIABETES: "E11.9"}), faults=faults, outage=outage) as server:
             server.storm = storm
-            coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=0.2)
-            engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=1, timeout=0.2, breaker=2,
+            coder = OpenAICompatibleCoder("openai/m", server.base_url, timeout=timeout)
+            engine = QueryEngine({"openai/m": coder}, concurrency=1, attempts=1, timeout=timeout, breaker=2,
                                  max_wait=0.1)
             calls = [Call("openai/m", dataclasses.replace(question, repeat=i)) for i in range(3)]
             seen: list[Outcome] = []

@@ -319,6 +319,7 @@ class BatchRunner:
                                    message="never reached the provider")
                 continue
             if found == _UNKNOWN:  # it may be running at the provider: not sent again, not streamed
+                self.ledger.update(row["intent"], owner=None)  # any later run may look again
                 keys = [k for k in self.ledger.keys(row["intent"]) if k in wanted]
                 taken.update(keys)
                 reason = (f"not asked: its batch (intent {row['intent'][:12]}) may be at the provider and could not "

@@ -77,7 +77,7 @@ OPTIONS: list[Option] = [
     Option("medcode-attempts", "attempts per model call before the case ends as an error (a rate limit uses "
            "none: it is waited out within --medcode-max-wait)", "3", "N"),
     Option("medcode-max-wait", "seconds one model call may wait in all between its attempts: rate limits "
-           "(429, Retry-After) are waited out until then", "600", "S"),
+           "(429, Retry-After) are waited out until then; 0: one attempt, no wait", "600", "S"),
     Option("medcode-concurrency", "model calls in flight at once", "16", "N"),
     Option("medcode-report-dir", "where run folders are written", "reports", "DIR"),
     Option("medcode-cache", "response cache file (SQLite), shared by runs and xdist workers",
@@ -85,7 +85,8 @@ OPTIONS: list[Option] = [
     Option("medcode-no-cache", "neither read nor keep answers from earlier runs ('1' in the ini)", None, "",
            flag=True),
     Option("medcode-rpm", "model calls started per minute, for the whole run (all workers)", None, "N"),
-    Option("medcode-retry-errors", "ask again the cases whose calls failed in earlier runs", None, "",
+    Option("medcode-retry-errors", "ask again the cases whose calls failed for good in earlier runs (a 400, an "
+           "empty answer: the failures the cache keeps)", None, "",
            flag=True),
     Option("medcode-no-preflight", "skip the probe request that checks each API model, endpoint and key "
            "before the first case", None, "", flag=True),
