@@ -50,6 +50,10 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
               ("test_cache.py",)),
     "engine": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.*",
                ("test_querying.py", "test_faults.py")),
+    "documents": ("pytest_medcode/scoring/documents.py", "pytest_medcode.scoring.documents.*",
+                  ("test_document_scoring.py", "test_documents.py")),
+    "document-results": ("pytest_medcode/results/documents.py", "pytest_medcode.results.documents.*",
+                         ("test_document_scoring.py", "test_documents.py")),
 }
 #: mutmut's exit codes (mutmut/stats.py) as the statuses it reports.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
