@@ -56,8 +56,6 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "cases": ("pytest_medcode/dataset/cases.py", "pytest_medcode.dataset.cases.*", ("test_cases.py",)),
     "aggregate": ("pytest_medcode/results/aggregate.py", "pytest_medcode.results.aggregate.*",
                   ("test_aggregate.py",)),
-    "documents": ("pytest_medcode/scoring/documents.py", "pytest_medcode.scoring.documents.*",
-                  ("test_documents.py", "test_stats_reference.py")),
     "cache": ("pytest_medcode/asking/cache.py", "pytest_medcode.asking.cache.x_request_key__mutmut_*",
               ("test_cache.py",)),
     "engine": ("pytest_medcode/asking/engine.py", "pytest_medcode.asking.engine.*",
@@ -69,6 +67,10 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "costs": ("pytest_medcode/results/costs.py", "pytest_medcode.results.costs.*", ("test_money.py",)),
     "budget": ("pytest_medcode/asking/budget.py", "pytest_medcode.asking.budget.*", ("test_money.py",)),
     "pricing": ("pytest_medcode/asking/pricing.py", "pytest_medcode.asking.pricing.*", ("test_money.py",)),
+    "documents": ("pytest_medcode/scoring/documents.py", "pytest_medcode.scoring.documents.*",
+                  ("test_document_scoring.py", "test_documents.py", "test_stats_reference.py")),
+    "document-results": ("pytest_medcode/results/documents.py", "pytest_medcode.results.documents.*",
+                         ("test_document_scoring.py", "test_documents.py", "test_stats_reference.py")),
 }
 #: mutmut's exit codes (mutmut/stats.py) as the statuses it reports.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",

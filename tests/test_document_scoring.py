@@ -242,3 +242,29 @@ def test_one_row_per_model_and_system_in_order_of_appearance(icd10) -> None:
     assert rows[0]["synthetic"] is True and rows[2]["synthetic"] is False
     assert rows[2] == {"model": "a", "system": "icd10cm", **summarize_group(records(icd10, "a"), seed=2)}
     assert summarize_documents([]) == []
+
+
+def counted(n: int = 40) -> list[dict[str, Any]]:
+    """Documents with counts and per-document values only (no ``n_codes``): enough of them that two seeds
+    draw two bootstrap intervals."""
+    return [{"model": "m", "system": "icd10cm", "outcome": "incorrect", "true_positives": i % 4,
+             "false_positives": i % 3, "false_negatives": i % 5, "precision": (i % 7) / 7, "recall": (i % 3) / 3,
+             "f1": (i % 5) / 5, "category_f1": (i % 2) / 1} for i in range(n)]
+
+
+def test_every_interval_follows_the_seed_and_the_default_seed_is_0() -> None:
+    docs = counted()
+    for seed in (0, 7):
+        row = summarize_group(docs, seed=seed)
+        assert row["micro_f1"] == pooled(docs, "micro_f1", seed=seed).to_dict()
+        for field, name in (("precision", "macro_precision"), ("recall", "macro_recall"), ("f1", "macro_f1")):
+            assert row[name] == bootstrap_mean([d[field] for d in docs], seed=seed).to_dict()
+        assert summarize_documents(docs, seed=seed) == [{"model": "m", "system": "icd10cm", **row}]
+    assert summarize_group(docs, seed=0) != summarize_group(docs, seed=7)
+    assert pooled(docs, "micro_f1") == pooled(docs, "micro_f1", seed=0) != pooled(docs, "micro_f1", seed=1)
+    assert summarize_group(docs) == summarize_group(docs, seed=0)
+    assert summarize_documents(docs) == summarize_documents(docs, seed=0)
+
+
+def test_a_record_without_a_code_count_adds_no_predicted_code() -> None:
+    assert summarize_group(counted(3))["predicted_codes"] == 0
