@@ -252,7 +252,7 @@ def test_default_run_reports_meteor_and_bertscore_offline(pytester: pytest.Pytes
     result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines([
         "*pytest-medcode*", "scoring profile: default", "METEOR: METEOR*",
-        "BERTScore: BERTScore F1 (sentence-transformers/all-MiniLM-L6-v2)",
+        "BERTScore: BERTScore F1 (sentence-transformers/all-MiniLM-L6-v2*)",
         "Exact match, % (95% CI)", "METEOR / BERTScore, mean (95% CI)*", "Error analysis: ICD-10-CM",
     ])
     assert "unavailable" not in result.stdout.str() and "Traceback" not in result.stdout.str()
