@@ -13,7 +13,7 @@ from pytest_medcode.runs.folder import SCHEMA_METADATA_KEY
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [*sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "perf").glob("*.py")),
            *sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md", ROOT / "perf" / "README.md"]
-DOTTED = re.compile(r"pytest_medcode(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+DOTTED = re.compile(r"pytest_medcode(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?![\wǁ])")  # ǁ: a mutmut method name
 PATH = re.compile(r"pytest_medcode/[A-Za-z0-9_/]+\.py")
 
 

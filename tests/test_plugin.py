@@ -66,7 +66,7 @@ def test_every_benchmark_case_carries_the_medcode_marker(pytester: pytest.Pytest
     the marker is registered, so ``--strict-markers`` accepts it; a deselected case is never asked."""
     pytester.makepyfile(
         test_code_query=BENCHMARK,
-        test_documents="def test_document(medcode_document, medcode):\n    medcode.check_document(medcode_document)\n",
+        test_notes="def test_document(medcode_document, medcode):\n    medcode.check_document(medcode_document)\n",
         test_other="def test_unrelated():\n    assert True\n",
     )
     base = ["-p", "no:cacheprovider", "--strict-markers", "--medcode-system", "icd10cm", "--medcode-sample", "3",

@@ -283,7 +283,7 @@ def test_bertscore_in_bf16_agrees_with_fp32_on_real_near_misses(bert: BertScorer
     by_category: dict[str, list[str]] = defaultdict(list)
     for code, description in load_system("icd10cm").billable_codes():
         by_category[code[:3]].append(description)
-    pairs = [(group[0], group[i]) for group in list(by_category.values())[::40] for i in (1, 2) if len(group) > i]
+    pairs = [(group[0], group[i]) for group in list(by_category.values())[::25] for i in (1, 2) if len(group) > i]
     assert len(pairs) >= 100
     fast = BertScorer(batch_size=16, precision="bf16")
     exact, quick = bert.score(pairs), fast.score(pairs)
