@@ -176,8 +176,11 @@ def test_a_signal_in_the_query_phase_keeps_every_answer_and_a_rerun_asks_only_th
         if len(signals) == 1:
             the_line(done, f"{name} during the query phase: ", f"of {N_CODES} answered",
                      "kept in the response cache, a re-run asks only the rest", "no run folder")
-        else:  # the second stops the run at once, while the first one's stopping was still under way
-            the_line(done, f"{name} again: stopped at once; no run folder; every answer received is kept")
+        else:  # the second stops the run at once if the first one's stopping is still under way; if that was
+            # already done (a fast machine), the second lands in pytest's own clean-up: still the one line, exit 2
+            line = the_line(done, "no run folder")
+            assert f"{name} again: stopped at once; no run folder; every answer received is kept" in line \
+                or f"{name} during the query phase: " in line, line
         kept = run.answers()
         assert kept >= FREE and not run.run_folders() and not run.state_left()
         asked = server.stats.total_requests

@@ -83,8 +83,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     interrupts = config.stash.get(interrupts_key, None)
-    if interrupts is not None:
+    if interrupts is None:
+        return
+    if interrupts.received is None:
         interrupts.uninstall()
+    else:  # a run that is stopping keeps the handler to its last instruction: another signal is the line, exit 2
+        interrupts.stage = ENDING
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
