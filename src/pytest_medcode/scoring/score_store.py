@@ -49,8 +49,6 @@ class ScoreStore:
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
         self._broken: str | None = None  # after the first trouble: no more tries this run
-        self.hits = 0
-        self.written = 0
 
     def _warn(self, exc: Exception) -> None:
         if self._broken is None:
@@ -77,12 +75,10 @@ class ScoreStore:
             return out
 
         try:
-            found = self.store.run_sql(read)
+            return self.store.run_sql(read)
         except CacheError as exc:
             self._warn(exc)
             return {}
-        self.hits += len(found)
-        return found
 
     def put(self, identity: str, metric: str, scores: Iterable[tuple[Pair, float]]) -> None:
         """Keep ``scores`` under ``identity`` (one transaction); an existing score of the same key is kept."""
@@ -102,8 +98,6 @@ class ScoreStore:
             self.store.run_sql(write)
         except CacheError as exc:
             self._warn(exc)
-            return
-        self.written += len(rows)
 
 
 def counts(store: ResponseStore) -> dict[str, int]:
