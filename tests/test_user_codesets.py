@@ -221,6 +221,30 @@ def test_bad_codeset_options_stop_the_run(pytester: pytest.Pytester, args: tuple
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+def test_reading_a_document_file_first_does_not_lift_the_code_table_cell_limit(tmp_path: Path) -> None:
+    """csv's cell limit is one setting for the whole process: the document reader (which allows a long
+    note) must put it back, or a code table read after it in the same process accepts a 5 MB cell."""
+    import csv
+
+    from pytest_medcode.dataset.documents import read_documents
+
+    before = csv.field_size_limit()
+    notes = tmp_path / "notes.csv"
+    notes.write_text("id,text,system,codes\nd1," + "y" * 99_000 + ",icd10cm,J45.909\n")
+    read_documents(notes, load_system)
+    assert csv.field_size_limit() == before
+    table = tmp_path / "local.csv"
+    table.write_text("code,description\n100,a\n110," + "x" * 200_000 + "\n")
+    with pytest.raises(CodeFileError, match="row 3: a cell longer than 131,072 characters"):
+        read(table)
+    csv.field_size_limit(2**31 - 1)  # even when someone else lifted it for the process
+    try:
+        with pytest.raises(CodeFileError, match="row 3: a cell longer than 131,072 characters"):
+            read(table)
+    finally:
+        csv.field_size_limit(before)
+
+
 def test_cells_are_read_exactly_as_written(tmp_path: Path) -> None:
     """csv reads the file itself: a quoted line break stays, U+2028 and a form feed are characters of a
     cell (not row ends), a quoted comma stays, an empty trailing cell is no extra cell, rows are named by

@@ -14,12 +14,16 @@ import csv
 import hashlib
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_medcode.safetext import visible
 
 CPT_FORMAT = re.compile(r"^\d{4}[0-9FT]$")
 _MAX_LISTED = 5
+#: The longest cell a code file may hold: csv's own default, far above any description a code table has
+#: (CPT's longest are a few hundred characters); past it is a quote left open or another kind of file.
+MAX_CELL = 131_072
 
 
 class CodeFileError(ValueError):
@@ -54,10 +58,21 @@ def _encodings(path: Path) -> tuple[str, ...]:
     return ("utf-16",) if head in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig", "cp1252", "latin-1")
 
 
+@contextmanager
+def csv_cell_limit(limit: int) -> Iterator[None]:
+    """``csv.field_size_limit`` is one setting for the whole process (a reader elsewhere, or a library,
+    may have changed it): set it for one read and put the old value back, so no reader depends on another."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _read_csv(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and the (line, cells) of every other non-blank row, read by csv from the file itself: a
     quoted cell keeps its line breaks, and only ``\\r``/``\\n`` end a row (not U+2028 or a form feed)."""
-    with open(path, newline="", encoding=encoding) as fh:
+    with open(path, newline="", encoding=encoding) as fh, csv_cell_limit(MAX_CELL):
         first = fh.readline()
         fh.seek(0)
         tab = path.suffix.lower() in (".tsv", ".tab", ".txt") or "\t" in first
@@ -70,9 +85,7 @@ def _read_csv(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, lis
                 cells = next(reader, None)
             except csv.Error as exc:
                 if "field larger than field limit" in str(exc):
-                    # csv's own limit (128 K characters by default), far above any description a code
-                    # table holds (CPT's longest are a few hundred): past it is a quote left open or another file
-                    problem = f"a cell longer than {csv.field_size_limit():,} characters (a quote left open?)"
+                    problem = f"a cell longer than {MAX_CELL:,} characters (a quote left open?)"
                 elif "unexpected end of data" in str(exc):
                     problem = "a quote opened in this row is never closed"
                 else:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem
+from pytest_medcode.codesystems.cpt import csv_cell_limit
 
 __all__ = [
     "MAX_DOCUMENT_CHARS",
@@ -247,15 +248,15 @@ def _jsonl_rows(path: Path) -> tuple[set[str], list[tuple[str, dict[str, Any]]]]
 
 def _csv_rows(path: Path, delimiter: str) -> tuple[set[str], list[tuple[str, dict[str, Any]]]]:
     text = _read_text(path)
-    csv.field_size_limit(2**31 - 1)  # an oversized document is reported below with its row, not as a csv error
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        header = [h.strip().lower() for h in next(reader, [])]
-        rows = []
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            rows.append((f"row {reader.line_num}", dict(zip(header, row))))
+        with csv_cell_limit(2**31 - 1):  # an oversized document is reported below with its row, not as a csv error
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            header = [h.strip().lower() for h in next(reader, [])]
+            rows = []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                rows.append((f"row {reader.line_num}", dict(zip(header, row))))
     except csv.Error as exc:
         raise DocumentFileError(f"{path}: not a readable CSV file ({exc})") from None
     return set(header), rows
