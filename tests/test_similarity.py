@@ -1,4 +1,5 @@
-"""Tests for pytest_medcode.scoring.similarity: offline WordNet, METEOR, BERTScore, on real data and model."""
+"""Tests for pytest_medcode.scoring.similarity and pytest_medcode.wordnet: offline WordNet, METEOR, BERTScore,
+on real data and model."""
 
 from __future__ import annotations
 
@@ -16,15 +17,13 @@ from hypothesis import strategies as st
 from conftest import missing
 from pytest_medcode.scoring import similarity
 from pytest_medcode.scoring.similarity import (
-    DEBIAN_WORDNET,
     BertScorer,
     MeteorScorer,
     SimilarityUnavailable,
     f1_from_precision_recall,
     greedy_match,
-    prepare_wordnet,
-    wordnet_available,
 )
+from pytest_medcode.wordnet import DEBIAN_WORDNET, prepare_wordnet, wordnet_available
 
 SRC = Path(similarity.__file__).resolve().parents[2]
 HAVE_DEBIAN_WORDNET = (DEBIAN_WORDNET / "data.noun").is_file()
@@ -58,7 +57,7 @@ _PREPARE = textwrap.dedent(
     from pathlib import Path
     import nltk
     nltk.data.path[:] = []
-    from pytest_medcode.scoring.similarity import prepare_wordnet, wordnet_available
+    from pytest_medcode.wordnet import prepare_wordnet, wordnet_available
     root = prepare_wordnet(Path(sys.argv[1]), source=Path(sys.argv[2]))
     print(json.dumps({"root": None if root is None else str(root), "available": wordnet_available()}))
     """

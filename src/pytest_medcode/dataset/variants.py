@@ -8,7 +8,7 @@ patients' words. Each variant is a pure function of ``(description, code, seed)`
   curated table below; every phrase the table knows is abbreviated;
 - ``synonym`` — about a third of the content words swapped for a WordNet synonym of the word's
   first clinical sense (body, state, process nouns; adjectives). WordNet comes from
-  :func:`pytest_medcode.scoring.similarity.prepare_wordnet` (Debian's ``wordnet-base``); where it
+  :func:`pytest_medcode.wordnet.prepare_wordnet` (Debian's ``wordnet-base``); where it
   cannot be had, a small curated table stands in and :func:`synonym_source` says ``"curated"``;
 - ``typo``    — keyboard slips (a neighbouring QWERTY key, two swapped letters, a dropped or a doubled
   letter), about one word in four, at least one;
@@ -32,6 +32,8 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from pytest_medcode.wordnet import prepare_wordnet, wordnet_available
 
 __all__ = [
     "ABBREVIATIONS",
@@ -389,17 +391,9 @@ def _wordnet():
     """nltk's WordNet reader, or None when it cannot be had offline."""
     with _wordnet_lock:
         try:
-            from pytest_medcode.scoring.similarity import prepare_wordnet, wordnet_available
-        except ImportError:  # the metrics module is not there: try nltk's own data path
-            prepare_wordnet = None
-
-            def wordnet_available() -> bool:
-                return False
-        try:
-            if prepare_wordnet is not None:
-                prepare_wordnet()
-                if not wordnet_available():
-                    return None
+            prepare_wordnet()
+            if not wordnet_available():
+                return None
             from nltk.corpus import wordnet
 
             wordnet.ensure_loaded()
