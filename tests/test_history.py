@@ -18,7 +18,7 @@ import pytest
 from pytest_medcode.cli import main as medcode
 from pytest_medcode.paths import cache_root
 from pytest_medcode.reports import history as history_report
-from pytest_medcode.reports.html import json_script
+from pytest_medcode.reports.page import json_script
 from pytest_medcode.runs.folder import load_run
 from pytest_medcode.runs.history import collect, run_entry
 

@@ -33,8 +33,9 @@ from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.cases import select_codes
 from pytest_medcode.paths import cache_root
 from pytest_medcode.redaction import mask_credentials
-from pytest_medcode.reports import html, markdown
+from pytest_medcode.reports import charts, html, markdown, tables
 from pytest_medcode.reports.explorer import EXPLORER_JS
+from pytest_medcode.reports.page import CSP, esc
 from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.results.stats import mcnemar_exact
 from pytest_medcode.runs.folder import load_run
@@ -224,7 +225,7 @@ STATUS = "document.getElementById('explorer-status').textContent"
 def test_devtools_sees_csp_violations_and_exceptions(chromium: str, tmp_path: Path) -> None:
     """The DevTools check's error list catches a script the page's policy refuses, and a thrown error."""
     page = tmp_path / "csp.html"
-    page.write_text(f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{html.esc(html.CSP)}">'
+    page.write_text(f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
                     "<p>x</p><script>document.title = 'ran'</script>")
     thrower = tmp_path / "throw.html"
     thrower.write_text('<!DOCTYPE html><p>x</p><script>throw new Error("bang")</script>')
@@ -399,8 +400,8 @@ def test_the_page_is_self_contained(lookup_records) -> None:
     inline = re.findall(r"<script>(.*?)</script>", page, re.S)
     assert inline == [EXPLORER_JS]
     digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
-    csp = html.CSP + f"; script-src 'sha256-{digest}'"
-    assert f'<meta http-equiv="Content-Security-Policy" content="{html.esc(csp)}">' in page
+    csp = CSP + f"; script-src 'sha256-{digest}'"
+    assert f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">' in page
     assert re.findall(r"https?://[^\s\"'<>]+", page) == ["http://www.w3.org/2000/svg"] * page.count("<svg")
     for tag in ("<link", "<img", "<iframe", "<object", "@import", "url(", "innerHTML", "eval(", "fetch("):
         assert tag not in page
@@ -423,8 +424,8 @@ def test_similarity_histograms_only_when_scored(lookup_records) -> None:
 def test_top_codes_count_per_1000_and_flag_the_example(lookup_records) -> None:
     records, summary = lookup_records
     echoed = [{**r, "predicted_code": "M24.131"} if i < 9 else r for i, r in enumerate(records)]
-    _, tables = markdown.run_tables(echoed, None)
-    top = tables["top_codes"][0]["codes"][0]
+    _, built = tables.run_tables(echoed, None)
+    top = built["top_codes"][0]["codes"][0]
     assert (top["code"], top["count"], top["per_1000"], top["is_example"]) == ("M24.131", 9, 300.0, True)
     page = html.render(echoed, {**summary, "results": None, "tables": None})
     assert 'M24.131<span class="badge example">prompt example</span>' in page
@@ -491,7 +492,7 @@ def test_headline_names_the_best_model_with_a_paired_test_and_the_cost(lookup_re
     assert html.cost_text(other[20:]) == "$0.00 ($0.0200 avoided)"
     assert '<td class="num">unknown ($0.0200 avoided)</td>' in page
     # One colour per model · system, the same in the headline, the bars and the digit lines.
-    colors = html.series_colors([{"model": "lookup", "system": "icd10cm"}, {"model": "other", "system": "icd10cm"}])
+    colors = charts.series_colors([{"model": "lookup", "system": "icd10cm"}, {"model": "other", "system": "icd10cm"}])
     for color in colors.values():
         assert page.count(f"background:{color}") == 1 and f'fill="{color}" fill-opacity="0.8"' in page
         assert f'stroke="{color}"' in page

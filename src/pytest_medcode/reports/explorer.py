@@ -4,7 +4,7 @@ The page's Content-Security-Policy runs this script only (by its SHA-256) and no
 never writes HTML: every cell is set with ``textContent``, so a model's ``<script>`` answer stays text.
 At 75,000 cases the page holds all of them, but the script draws one page of rows at a time, and the
 data are columnar: model, system, kind of answer and variant as small integers, descriptions (repeated
-across models) stored once in a string table, raw answers clipped to :data:`RAW_LIMIT` characters.
+across models) stored once in a string table, raw answers clipped to :data:`EXPLORER_ANSWER_LIMIT` characters.
 """
 
 from __future__ import annotations
@@ -13,24 +13,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_medcode.redaction import mask_credentials
+from pytest_medcode.reports.tables import clip
 from pytest_medcode.safetext import visible
 from pytest_medcode.vocabulary import DIMENSIONS, ERROR_MIX, MIX_FAILED, error_kind
 
-__all__ = ["EXPLORER_JS", "PAGE_ROWS", "RAW_LIMIT", "explorer_data"]
+__all__ = ["EXPLORER_ANSWER_LIMIT", "EXPLORER_JS", "PAGE_ROWS", "explorer_data"]
 
-#: Characters of a raw answer the explorer keeps (the rest is counted, and is in cases.parquet).
-RAW_LIMIT = 200
+#: Characters of a raw answer the explorer keeps (the rest is counted, and is in cases.parquet): the page holds
+#: every case of the run, so this bounds its size (report.md's wrong answers keep more: markdown.py).
+EXPLORER_ANSWER_LIMIT = 200
 #: Rows drawn at a time.
 PAGE_ROWS = 50
 
 _VARIANT_DEFAULT = DIMENSIONS["variant"]
-
-
-def _clip(text: str, total: int | None = None, limit: int = RAW_LIMIT) -> str:
-    """At most ``limit`` characters and how many more the answer had (``total``: its whole length, when the
-    record keeps only the start of a very long answer)."""
-    total = max(total or 0, len(text))
-    return text if total <= limit else f"{text[:limit]}… [{total - limit} more characters]"
 
 
 def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -61,7 +56,7 @@ def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def answer(text: str, total: int | None) -> str:
         shown = answers.get((text, total))
         if shown is None:
-            shown = answers[text, total] = _clip(visible(mask_credentials(text)), total)
+            shown = answers[text, total] = clip(visible(mask_credentials(text)), EXPLORER_ANSWER_LIMIT, total)
         return shown
 
     rows = []

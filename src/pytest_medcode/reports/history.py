@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_medcode.reports.html import CSP, CSS, DASHES, MARKERS, PALETTE, esc, svg_marker
+from pytest_medcode.reports.page import document, esc
+from pytest_medcode.reports.svg import DASHES, MARKERS, palette_color, svg_marker
 from pytest_medcode.reports.text import aligned
 
 __all__ = ["render_html", "render_terminal", "series_labels"]
@@ -132,7 +133,7 @@ def _legend(labels: Sequence[str], colors: Mapping[str, str]) -> str:
 def render_html(runs: Sequence[Mapping[str, Any]], root: str = "") -> str:
     """The whole history page as a string."""
     labels = series_labels(runs)
-    colors = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    colors = {label: palette_color(i) for i, label in enumerate(labels)}
     failed = sum(1 for run in runs if run.get("gate") and not run["gate"]["passed"])
     body = [
         "<header>",
@@ -178,15 +179,4 @@ def render_html(runs: Sequence[Mapping[str, Any]], root: str = "") -> str:
             "</tbody></table></div>",
             "</section>",
         ]
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>pytest-medcode run history</title>",
-        f"<style>{CSS}{HISTORY_CSS}</style>",
-        "</head><body><main>",
-        *body,
-        "</main></body></html>",
-        "",
-    ])
+    return document("pytest-medcode run history", body, extra_css=HISTORY_CSS)

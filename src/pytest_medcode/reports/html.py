@@ -1,20 +1,16 @@
 """``report.html``: one self-contained page with the run's headline, tables, charts and every case.
 
-Nothing is fetched at view time: CSS is inline and the charts are SVG written here. The one script is
-the case explorer's (:mod:`pytest_medcode.reports.explorer`); the Content-Security-Policy allows exactly
-that script by its SHA-256 and forbids every other script and any network load, so even a bug in
-escaping could not run what a model wrote. The cases ride in a ``<script type="application/json">``
-block whose ``<``, ``>`` and ``&`` are JSON escapes (:func:`json_script`), and the explorer writes
-them as text. Everything else that comes from a model, a code table or the user goes through
-:func:`esc` (``html.escape``); numbers are formatted by us. The numbers are the run's results and
-paper tables (see :mod:`pytest_medcode.reports.markdown`), the same as the terminal's and the summary's.
+This module holds the page's sections and :func:`render`; the shell around them (the Content-Security-Policy,
+escaping, the style sheet) is :mod:`pytest_medcode.reports.page`, the charts :mod:`pytest_medcode.reports.charts`.
+The one script is the case explorer's (:mod:`pytest_medcode.reports.explorer`), allowed by its SHA-256; the
+cases ride in a JSON block (:func:`~pytest_medcode.reports.page.json_script`) that the explorer writes as text.
+Everything else that comes from a model, a code table or the user goes through
+:func:`~pytest_medcode.reports.page.esc`; numbers are formatted by us. The numbers are the run's results and
+paper tables (:mod:`pytest_medcode.reports.tables`), the same as the terminal's, the summary's and report.md's.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,347 +18,53 @@ from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.reports import documents
-from pytest_medcode.reports.explorer import EXPLORER_JS, RAW_LIMIT, explorer_data
-from pytest_medcode.reports.markdown import (
+from pytest_medcode.reports.charts import (
+    digit_position_chart,
+    exact_match_chart,
+    histogram_chart,
+    series_colors,
+    stacked_chart,
+)
+from pytest_medcode.reports.explorer import EXPLORER_ANSWER_LIMIT, EXPLORER_JS, explorer_data
+from pytest_medcode.reports.page import document, esc, json_script
+from pytest_medcode.reports.tables import (
     budget_text,
+    cases_by_row,
     clip,
     cost_rows,
+    format_cell,
     has_values,
     records_of,
     row_title,
     run_tables,
     similarity_values,
 )
-from pytest_medcode.reports.tables import format_cell
 from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
-from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.results.costs import tally
 from pytest_medcode.results.stats import mcnemar_exact
-from pytest_medcode.safetext import visible
 from pytest_medcode.scoring.hierarchy import LEVELS
 from pytest_medcode.vocabulary import (
     DIMENSIONS,
     ERROR_MIX,
-    GROUP_KEYS,
     MIX_FAILED,
     SIMILARITY,
-    answered,
     error_kind,
     format_p,
     group_label,
     query_records,
 )
 
-__all__ = ["CSP", "esc", "json_script", "page_csp", "paper_table", "render", "series_colors"]
-
-#: No scripts, no fetches; inline styles and data: images only.
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-
-
-def page_csp(*scripts: str) -> str:
-    """:data:`CSP` that also runs exactly these inline scripts (by their SHA-256), nothing else."""
-    if not scripts:
-        return CSP
-    hashes = " ".join(
-        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode('utf-8')).digest()).decode()}'" for s in scripts
-    )
-    return f"{CSP}; script-src {hashes}"
-
-
-_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def json_script(data: Any, element_id: str) -> str:
-    """Data for a page's script as a ``<script type="application/json">`` block. ``<``, ``>`` and ``&`` are
-    written as JSON escapes, so no text inside (a model's ``</script>``) can end the block or open a tag."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    text = re.sub("[<>&\u2028\u2029]", lambda m: _JSON_ESCAPES[m.group()], text)
-    return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
-
-PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#9467bd",
-    "#ff7f0e",
-    "#17becf",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-)
-
-CSS = """
-:root { color-scheme: light; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       color: #1b1f24; background: #fff; margin: 0; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 32px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 36px 0 8px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-p.meta, p.note { color: #57606a; margin: 4px 0; }
-table { border-collapse: collapse; margin: 8px 0 12px; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; font-weight: 600; }
-td.num { text-align: right; white-space: nowrap; }
-td.raw, td.code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px;
-                  white-space: pre-wrap; word-break: break-word; max-width: 460px; }
-.gate { border-radius: 6px; padding: 12px 16px; margin: 16px 0; border: 1px solid; }
-.gate.pass { background: #dafbe1; border-color: #4ac26b; }
-.gate.fail { background: #ffebe9; border-color: #ff8182; }
-.gate .verdict { font-size: 17px; font-weight: 700; }
-tr.fail td { background: #fff5f5; }
-.badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11.5px; margin-left: 4px; }
-.badge.example { background: #fff8c5; border: 1px solid #d4a72c; }
-.badge.fabricated { background: #ffebe9; border: 1px solid #ff8182; }
-.grid { display: flex; flex-wrap: wrap; gap: 12px 28px; }
-.grid > div { flex: 0 0 auto; }
-svg.chart { display: block; margin: 8px 0; background: #fff; }
-svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: #1b1f24; }
-svg .axis { stroke: #d0d7de; stroke-width: 1; }
-svg .ci { stroke: #1b1f24; stroke-width: 1.5; }
-pre { background: #f6f8fa; padding: 8px 12px; white-space: pre-wrap; word-break: break-word; }
-ul.warnings li { color: #9a6700; }
-.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
-#headline .lead { font-size: 16px; margin: 6px 0; }
-#headline .gate { margin: 10px 0; }
-.scroll { overflow-x: auto; max-width: 100%; }
-#explorer .filters { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: center; margin: 8px 0; }
-#explorer input[type=search] { min-width: 220px; padding: 4px 6px; font: inherit; }
-#explorer select { font: inherit; padding: 3px; }
-#explorer button { font: inherit; cursor: pointer; border: 1px solid #d0d7de; background: #f6f8fa;
-                   border-radius: 12px; padding: 2px 10px; }
-#explorer button[aria-pressed=true] { background: #0969da; color: #fff; border-color: #0969da; }
-#explorer th button { border: 0; background: none; padding: 0; font-weight: 600; border-radius: 0; }
-#explorer th button[aria-sort=ascending]::after { content: " \\25B2"; }
-#explorer th button[aria-sort=descending]::after { content: " \\25BC"; }
-#explorer table { width: 100%; min-width: 880px; }
-#explorer td { font-size: 13px; }
-#explorer .pager { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
-#explorer .pager button { border-radius: 4px; }
-@media (max-width: 600px) {
-  main { padding: 12px 10px 32px; }
-  svg.chart { max-width: 100%; height: auto; }
-  table { display: block; overflow-x: auto; max-width: 100%; }
-  .grid > div { max-width: 100%; }
-  pre { max-width: 100%; overflow-x: auto; }
-  #explorer input[type=search] { min-width: 0; width: 100%; }
-}
-"""
-
-
-def esc(value: Any) -> str:
-    """Any value as safe HTML text (quotes too, so it is also safe inside attributes), control characters
-    shown as ``\\xNN`` (HTML escaping leaves ESC and BEL in the file, and in a terminal that prints it)."""
-    return html.escape(visible(value), quote=True)
+__all__ = ["cost_text", "paper_table", "render", "similarity_models"]
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
-def _color(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
-
-
-def series_colors(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """One colour per results group (model · system, and the run's other dimensions), in first-seen order:
-    the same group has the same colour in every chart and table of a page."""
-    colors: dict[str, str] = {}
-    for row in rows:
-        colors.setdefault(group_label(row), _color(len(colors)))
-    return colors
-
-
-def _f(x: float) -> str:
-    return f"{x:.1f}"
-
-
-def _short(text: str, limit: int = 38) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _system_title(system: str) -> str:
     spec = SYSTEMS.get(system)
     return spec.title if spec else str(system)
-
-
-# -- charts ------------------------------------------------------------------------------------
-
-
-def _svg_open(chart_id: str, width: int, height: int, title: str, cls: str = "chart") -> list[str]:
-    return [
-        f'<svg id="{esc(chart_id)}" class="{esc(cls)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
-        f"<title>{esc(title)}</title>",
-    ]
-
-
-def exact_match_chart(results: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None) -> str:
-    """Horizontal bars of exact match per results row (model × system) with 95% Wilson whiskers."""
-    label_w, plot_w, row_h, top, bottom = 270, 540, 30, 14, 34
-    n = max(1, len(results))
-    width, height = label_w + plot_w + 110, top + row_h * n + bottom
-    colors = colors or series_colors(results)
-    out = _svg_open(
-        "chart-exact-match",
-        width,
-        height,
-        "Exact match by model and code system, with 95% Wilson confidence intervals",
-    )
-    axis_y = top + row_h * n
-    for t in range(0, 101, 20):
-        x = label_w + plot_w * t / 100
-        out.append(f'<line class="axis" x1="{_f(x)}" y1="{top}" x2="{_f(x)}" y2="{axis_y}"/>')
-        out.append(f'<text x="{_f(x)}" y="{axis_y + 16}" text-anchor="middle">{t}%</text>')
-    for i, row in enumerate(results):
-        est = row.get("exact_match") or {}
-        y = top + i * row_h
-        mid = y + row_h / 2
-        label = group_label(row)
-        out.append('<g class="bar">')
-        out.append(
-            f"<title>{esc(label)}: {esc(format_cell(est, 'percent'))}, n={esc(est.get('n', 0))}</title>"
-        )
-        out.append(f'<text x="{label_w - 8}" y="{_f(mid + 4)}" text-anchor="end">{esc(_short(label))}</text>')
-        value = est.get("value")
-        if value is None:
-            out.append(f'<text x="{label_w + 6}" y="{_f(mid + 4)}">no answered cases</text></g>')
-            continue
-        low = est.get("low") if est.get("low") is not None else value
-        high = est.get("high") if est.get("high") is not None else value
-        color = colors.get(label, _color(i))
-        out.append(
-            f'<rect x="{label_w}" y="{_f(y + 7)}" width="{_f(plot_w * value)}" height="{row_h - 14}" '
-            f'fill="{color}" fill-opacity="0.8"/>'
-        )
-        x1, x2 = label_w + plot_w * low, label_w + plot_w * high
-        out.append(f'<line class="ci" x1="{_f(x1)}" y1="{_f(mid)}" x2="{_f(x2)}" y2="{_f(mid)}"/>')
-        for x in (x1, x2):
-            out.append(f'<line class="ci" x1="{_f(x)}" y1="{_f(mid - 6)}" x2="{_f(x)}" y2="{_f(mid + 6)}"/>')
-        out.append(f'<text x="{_f(x2 + 6)}" y="{_f(mid + 4)}">{100 * value:.1f}%</text></g>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def _positions(row: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    rates = row.get("digit_positions")
-    if isinstance(rates, list):
-        return [p for p in rates if isinstance(p, dict) and p.get("value") is not None]
-    return digit_position_rates(answered(records_of(row, records)))
-
-
-#: Line styles and marker shapes cycled through the series, so lines that coincide stay apart.
-DASHES = ("", "7 4", "2 3", "9 3 2 3")
-MARKERS = ("circle", "square", "triangle", "diamond")
-
-
-def svg_marker(shape: str, x: float, y: float, color: str, tip: str) -> str:
-    """A 7-px marker of ``shape`` at (x, y), with its tooltip."""
-    title = f"<title>{tip}</title>"
-    if shape == "square":
-        return f'<rect x="{_f(x - 3.5)}" y="{_f(y - 3.5)}" width="7" height="7" fill="{color}">{title}</rect>'
-    if shape == "triangle":
-        pts = f"{_f(x)},{_f(y - 4.5)} {_f(x + 4.5)},{_f(y + 3.5)} {_f(x - 4.5)},{_f(y + 3.5)}"
-        return f'<polygon points="{pts}" fill="{color}">{title}</polygon>'
-    if shape == "diamond":
-        pts = f"{_f(x)},{_f(y - 5)} {_f(x + 5)},{_f(y)} {_f(x)},{_f(y + 5)} {_f(x - 5)},{_f(y)}"
-        return f'<polygon points="{pts}" fill="{color}">{title}</polygon>'
-    return f'<circle cx="{_f(x)}" cy="{_f(y)}" r="3.5" fill="{color}">{title}</circle>'
-
-
-def digit_position_chart(
-    results: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None
-) -> str:
-    """Share of answers matching the reference at each character position, one line per row. Each series
-    has its own dash, marker and a small sideways offset, so identical lines are all still seen."""
-    colors = colors or series_colors(results)
-    series = [(row, _positions(row, records)) for row in results]
-    if not any(points for _, points in series):
-        return ""
-    shift = 0.0 if len(series) < 2 else min(4.0, 16.0 / (len(series) - 1))
-    k_max = max((int(p["position"]) for _, points in series for p in points), default=1)
-    left, plot_w, plot_h, top, legend_w = 48, 460, 220, 16, 280
-    width, height = left + plot_w + 30 + legend_w, max(top + plot_h + 44, 30 + 20 * len(series))
-    out = _svg_open(
-        "chart-digit-positions",
-        width,
-        height,
-        "Matched characters by position of the reference code, per model and system",
-    )
-
-    def x_of(k: int) -> float:
-        return left + (plot_w * (k - 1) / (k_max - 1) if k_max > 1 else plot_w / 2)
-
-    def y_of(rate: float) -> float:
-        return top + plot_h * (1 - rate)
-
-    for t in range(0, 101, 25):
-        y = y_of(t / 100)
-        out.append(f'<line class="axis" x1="{left}" y1="{_f(y)}" x2="{left + plot_w}" y2="{_f(y)}"/>')
-        out.append(f'<text x="{left - 6}" y="{_f(y + 4)}" text-anchor="end">{t}%</text>')
-    for k in range(1, k_max + 1):
-        out.append(f'<text x="{_f(x_of(k))}" y="{top + plot_h + 18}" text-anchor="middle">{k}</text>')
-    out.append(
-        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 36}" text-anchor="middle">'
-        "position in the reference code (dots not counted)</text>"
-    )
-    for i, (row, points) in enumerate(series):
-        if not points:
-            continue
-        label = group_label(row)
-        color, dash, shape = colors.get(label, _color(i)), DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)]
-        dx = shift * (i - (len(series) - 1) / 2)
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        coords = " ".join(f"{_f(x_of(int(p['position'])) + dx)},{_f(y_of(p['value']))}" for p in points)
-        out.append(f'<g class="series"><title>{esc(label)}</title>')
-        out.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}/>')
-        for p in points:
-            tip = f"{esc(label)}, position {int(p['position'])}: {100 * p['value']:.1f}% of {esc(p.get('n', '?'))}"
-            out.append(svg_marker(shape, x_of(int(p["position"])) + dx, y_of(p["value"]), color, tip))
-        out.append("</g>")
-        ly, lx = top + 6 + i * 20, left + plot_w + 30
-        out.append(f'<line x1="{lx}" y1="{ly + 2}" x2="{lx + 22}" y2="{ly + 2}" stroke="{color}" '
-                   f'stroke-width="2"{dash_attr}/>')
-        out.append(svg_marker(shape, lx + 11, ly + 2, color, esc(label)))
-        out.append(f'<text x="{lx + 28}" y="{ly + 6}">{esc(_short(label, 36))}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def histogram_chart(
-    chart_id: str, title: str, values: Sequence[float], color: str, subtitle: str = "", bins: int = 10
-) -> str:
-    """A small histogram of scores in [0, 1], bars as the share of cases per bin."""
-    width, height, left, top, plot_w, plot_h = 310, 168, 44, 40, 250, 96
-    counts = [0] * bins
-    for v in values:
-        counts[min(bins - 1, max(0, int(v * bins)))] += 1
-    total = max(1, len(values))
-    peak = max(max(counts) / total, 1e-9)
-    out = _svg_open(chart_id, width, height, f"{title}: {subtitle}", cls="chart chart-similarity")
-    out.append(f'<text x="{left}" y="14">{esc(_short(title, 44))}</text>')
-    out.append(f'<text x="{left}" y="30">{esc(subtitle)}</text>')
-    out.append(
-        f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}"/>'
-    )
-    bar_w = plot_w / bins
-    for b, count in enumerate(counts):
-        h = plot_h * (count / total) / peak
-        x = left + b * bar_w
-        out.append(
-            f'<rect x="{_f(x + 1)}" y="{_f(top + plot_h - h)}" width="{_f(bar_w - 2)}" height="{_f(h)}" '
-            f'fill="{color}" fill-opacity="0.8"><title>{b / bins:.1f}–{(b + 1) / bins:.1f}: '
-            f"{count} case{'s' if count != 1 else ''}</title></rect>"
-        )
-    for t in (0.0, 0.5, 1.0):
-        out.append(
-            f'<text x="{_f(left + plot_w * t)}" y="{top + plot_h + 16}" text-anchor="middle">{t:g}</text>'
-        )
-    out.append(f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{100 * peak:.0f}%</text>')
-    out.append("</svg>")
-    return "\n".join(out)
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -559,64 +261,6 @@ LEVEL_TITLES = {"code": "same code", "subcategory": "same subcategory", "categor
                 "block": "same block", "chapter": "same chapter", "none": "unrelated"}
 
 
-def stacked_chart(
-    chart_id: str,
-    title: str,
-    bars: Sequence[tuple[str, str, Mapping[str, int], str]],
-    parts: Mapping[str, tuple[str, str]],
-) -> str:
-    """Horizontal 100% bars, one per (label, series colour, counts per part, note), split into ``parts``
-    (key → (legend title, colour)), with the legend above."""
-    label_w, plot_w, row_h, top = 270, 540, 28, 40
-    width, height = label_w + plot_w + 140, top + row_h * len(bars) + 10
-    out = _svg_open(chart_id, width, height, title)
-    x = float(label_w)
-    for name, color in parts.values():
-        out.append(f'<rect x="{_f(x)}" y="8" width="12" height="12" fill="{color}"/>')
-        out.append(f'<text x="{_f(x + 16)}" y="18">{esc(name)}</text>')
-        x += 30 + 7.2 * len(name)
-    for i, (label, series_color, counts, note) in enumerate(bars):
-        y = top + i * row_h
-        total = sum(counts.get(k, 0) for k in parts)
-        out.append('<g class="bar">')
-        out.append(f'<rect x="4" y="{_f(y + 9)}" width="10" height="10" fill="{series_color}"/>')
-        out.append(f'<text x="{label_w - 8}" y="{_f(y + 18)}" text-anchor="end">{esc(_short(label))}</text>')
-        x = float(label_w)
-        for key, (name, color) in parts.items():
-            count = counts.get(key, 0)
-            if not count or not total:
-                continue
-            w = plot_w * count / total
-            out.append(
-                f'<rect x="{_f(x)}" y="{_f(y + 5)}" width="{_f(w)}" height="{row_h - 10}" fill="{color}">'
-                f"<title>{esc(label)}: {esc(name)} {count:,} of {total:,} ({100 * count / total:.1f}%)</title></rect>"
-            )
-            if w > 34:
-                out.append(f'<text x="{_f(x + w / 2)}" y="{_f(y + 18)}" text-anchor="middle">'
-                           f"{100 * count / total:.0f}%</text>")
-            x += w
-        if not total:
-            out.append(f'<text x="{label_w + 6}" y="{_f(y + 18)}">no answered cases</text>')
-        out.append(f'<text x="{label_w + plot_w + 8}" y="{_f(y + 18)}">{esc(note)}</text></g>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def cases_by_row(
-    results: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]
-) -> dict[str, list[dict[str, Any]]]:
-    """Each results row's records (as :func:`records_of` finds them), by the row's group label, in one pass
-    over the records: at 75,000 cases a pass per row and section costs seconds."""
-    out: dict[str, list[dict[str, Any]]] = {group_label(row): [] for row in results}
-    dims = [d for d in (*GROUP_KEYS, *DIMENSIONS) if any(d in row for row in results)]
-    labels = {tuple(row.get(d) for d in dims): group_label(row) for row in results}
-    for r in records:
-        label = labels.get(tuple(r.get(d) for d in dims))
-        if label is not None:
-            out[label].append(r)
-    return out
-
-
 def _mix_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, list[dict[str, Any]]],
                  colors: Mapping[str, str]) -> str:
     bars = []
@@ -787,8 +431,8 @@ def _explorer_section(records: Sequence[dict[str, Any]]) -> str:
         '<section id="cases">',
         "<h2>Cases</h2>",
         f'<p class="note">Every case of the run ({len(records):,}). Filter by model, system, outcome and '
-        f"variant, search any text, sort by a column's title. Raw answers are cut at {RAW_LIMIT} characters "
-        "(whole in cases.parquet); shown as text.</p>",
+        f"variant, search any text, sort by a column's title. Raw answers are cut at {EXPLORER_ANSWER_LIMIT} "
+        "characters (whole in cases.parquet); shown as text.</p>",
         "<noscript><p>The case explorer needs JavaScript.</p></noscript>",
         f'<div id="explorer" hidden data-columns="{esc(json.dumps(columns))}">',
         '<div class="filters">',
@@ -808,7 +452,6 @@ def _explorer_section(records: Sequence[dict[str, Any]]) -> str:
         json_script(data, "explorer-data"),
         "</section>",
     ])
-
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -897,18 +540,4 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         _config_section(summary),
     ]
     scripts = [EXPLORER_JS] if explorer else []
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{esc(page_csp(*scripts))}">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>pytest-medcode report {esc(run_id)}</title>",
-            f"<style>{CSS}</style>",
-            "</head><body><main>",
-            *[part for part in body if part],
-            *[f"<script>{script}</script>" for script in scripts],
-            "</main></body></html>",
-            "",
-        ]
-    )
+    return document(f"pytest-medcode report {run_id}", body, scripts=scripts)

@@ -3,8 +3,8 @@
 The numbers come from the run's results and paper-style tables (``summary.json``'s ``results`` and
 ``tables``, built by :mod:`pytest_medcode.results.aggregate` and :mod:`pytest_medcode.reports.tables`), so the
 terminal, the summary and both reports always agree; they are rebuilt from the records when a summary
-lacks them. What only the reports need (wrong answers, per-case score distributions) is read from the
-records here, and :mod:`pytest_medcode.reports.html` shares these helpers.
+lacks them. What both reports read of a run beside the tables (each row's records, per-case scores, clipped
+answers, the cost table) is in :mod:`pytest_medcode.reports.tables`; the wrong answers are report.md's own.
 
 Model output is untrusted: every cell that can hold it is escaped for Markdown and for the HTML that
 Markdown viewers allow, and its control characters are shown as ``\\xNN`` (:mod:`pytest_medcode.safetext`),
@@ -22,68 +22,21 @@ from typing import Any
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import documents
-from pytest_medcode.reports.tables import build_tables, format_cell
+from pytest_medcode.reports.tables import budget_text, clip, cost_rows, format_cell, has_values, row_title, run_tables
 from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
-from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.safetext import visible
-from pytest_medcode.vocabulary import CORRECT, DIMENSIONS, GROUP_KEYS, answered, query_records
+from pytest_medcode.vocabulary import CORRECT, query_records
 
-__all__ = [
-    "cell",
-    "clip",
-    "has_values",
-    "records_of",
-    "render",
-    "row_title",
-    "run_tables",
-    "similarity_values",
-    "wrong_answers",
-]
+__all__ = ["cell", "render", "wrong_answers"]
 
 WRONG_ANSWERS = 20
-RAW_LIMIT = 300
+#: Characters of a wrong answer report.md shows: it lists at most :data:`WRONG_ANSWERS` per model and system,
+#: so each can keep more than the case explorer's (explorer.EXPLORER_ANSWER_LIMIT), which holds every case.
+WRONG_ANSWER_LIMIT = 300
 
 
-# -- the numbers -------------------------------------------------------------------------------
-
-
-def run_tables(
-    records: Sequence[dict[str, Any]], summary: dict[str, Any] | None, seed: int = 0
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(results rows, paper tables) of a run: the summary's, or rebuilt from the records."""
-    summary = summary or {}
-    results = summary.get("results") or summarize(records, seed=seed)
-    tables = summary.get("tables") or build_tables(results)
-    return list(results), tables
-
-
-def row_title(title: str) -> str:
-    """A table row's title; the leading spaces that mark a sub-row become an arrow, which survives
-    HTML and Markdown (both collapse plain spaces)."""
-    stripped = title.lstrip()
-    return f"↳ {stripped}" if len(stripped) < len(title) else stripped
-
-
-def records_of(row: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records a results row was computed from (same model, system and grouping dimensions)."""
-    dims = [d for d in (*GROUP_KEYS, *DIMENSIONS) if d in row]
-    return [r for r in records if all(r.get(d) == row[d] for d in dims)]
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-
-
-def similarity_values(records: Iterable[dict[str, Any]], metric: str) -> list[float]:
-    """The per-case scores of ``metric`` (cases whose predicted code has a description)."""
-    return [float(r[metric]) for r in answered(records) if _number(r.get(metric))]
-
-
-def has_values(table: dict[str, Any] | None) -> bool:
-    return bool(table) and any(
-        c is not None and c.get("value") is not None for row in table["rows"] for c in row["cells"]
-    )
+# -- the wrong answers -------------------------------------------------------------------------
 
 
 def wrong_answers(records: Iterable[dict[str, Any]], limit: int = WRONG_ANSWERS) -> list[dict[str, Any]]:
@@ -98,15 +51,6 @@ def wrong_answers(records: Iterable[dict[str, Any]], limit: int = WRONG_ANSWERS)
             seen[key] += 1
             out.append(r)
     return out
-
-
-def clip(text: str | None, limit: int = RAW_LIMIT, total: int | None = None) -> str:
-    """At most ``limit`` characters, and how many more there were (of ``total``: the whole answer's length,
-    when ``text`` is already the excerpt a record keeps)."""
-    if not text:
-        return ""
-    total = max(total or 0, len(text))
-    return text if total <= limit else text[:limit] + f"… [{total - limit} more characters]"
 
 
 # -- Markdown ----------------------------------------------------------------------------------
@@ -214,35 +158,6 @@ def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
-def cost_rows(costs: dict[str, Any]) -> tuple[tuple[str, ...], list[list[Any]]]:
-    """The cost table (per model, then per model × system), shared by report.md and report.html."""
-    headers = ("Model", "System", "Calls", "Prompt tokens", "Completion tokens", "Cost", "Cache hits",
-               "Avoided", "Price (USD per 1M in/out)")
-    rows = []
-    for row in [*costs["models"], *costs["systems"]] if len(costs["systems"]) > len(costs["models"]) \
-            else costs["models"]:
-        price = row["price"]
-        rows.append([row["model"], row["system"] or "all", f"{row['calls']:,}", f"{row['prompt_tokens']:,}",
-                     f"{row['completion_tokens']:,}", usd(row["cost_usd"]), f"{row['cache_hits']:,}",
-                     usd(row["avoided_usd"]),
-                     f"{price['input_per_m']:g} / {price['output_per_m']:g} ({price['source']})"
-                     if price else "unknown"])
-    return headers, rows
-
-
-def budget_text(costs: dict[str, Any]) -> list[str]:
-    """One sentence per budget limit, and the cases it left unasked."""
-    budget = costs.get("budget")
-    if not budget:
-        return []
-    out = [f"Budget ({'the run' if b['scope'] is None else b['scope']}): {usd(b['spent_usd'])} of "
-           f"{usd(b['limit_usd'])} spent, {usd(b['left_usd'])} left." for b in budget["limits"]]
-    if budget["not_asked"]:
-        out.append(f"{budget['not_asked']:,} case(s) were not asked: the budget would have been passed; a rerun "
-                   "with a higher --medcode-max-cost asks only them.")
-    return out
-
-
 def cost_section_lines(costs: dict[str, Any] | None) -> list[str]:
     if not costs:
         return []
@@ -280,7 +195,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
                 r.get("code"),
                 r.get("predicted_code") or "-",
                 r.get("outcome"),
-                clip(mask_credentials(r.get("raw_answer") or r.get("error") or ""),
+                clip(mask_credentials(r.get("raw_answer") or r.get("error") or ""), WRONG_ANSWER_LIMIT,
                      total=r.get("answer_chars") if r.get("raw_answer") else None),
             ]
             for r in wrong

@@ -18,18 +18,37 @@ Each cell is an estimate dict ``{value, low, high, n}`` (``count`` too for "n (%
 
 ``top_codes`` lists the most returned codes per model and system (per 1,000 prompts, the prompt's example
 code flagged).
+
+What every format reads of a run beside the tables is here too, so report.md and report.html cannot tell it
+differently: a run's (results, tables) from its summary or its records, each row's records, the per-case
+scores, answers clipped to a length, the cost table and the budget's sentences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS, level_names
-from pytest_medcode.reports.text import aligned
-from pytest_medcode.vocabulary import model_label
+from pytest_medcode.reports.text import aligned, usd
+from pytest_medcode.results.aggregate import summarize
+from pytest_medcode.vocabulary import DIMENSIONS, GROUP_KEYS, answered, group_label, model_label
 
-__all__ = ["build_tables", "format_cell", "merge_error_tables", "render_table"]
+__all__ = [
+    "budget_text",
+    "build_tables",
+    "cases_by_row",
+    "clip",
+    "cost_rows",
+    "format_cell",
+    "has_values",
+    "merge_error_tables",
+    "records_of",
+    "render_table",
+    "row_title",
+    "run_tables",
+    "similarity_values",
+]
 
 _LEVEL_TITLES = {
     "chapter": "Same chapter, %",
@@ -226,3 +245,98 @@ def merge_error_tables(tables: Sequence[dict[str, Any]]) -> dict[str, Any] | Non
         "columns": [{"key": t["system"], "title": _title(t["system"])} for t in tables],
         "rows": rows,
     }
+
+
+# -- what every report format reads of a run ----------------------------------------------------------
+
+
+def run_tables(
+    records: Sequence[dict[str, Any]], summary: dict[str, Any] | None, seed: int = 0
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(results rows, paper tables) of a run: the summary's, or rebuilt from the records."""
+    summary = summary or {}
+    results = summary.get("results") or summarize(records, seed=seed)
+    tables = summary.get("tables") or build_tables(results)
+    return list(results), tables
+
+
+def row_title(title: str) -> str:
+    """A table row's title; the leading spaces that mark a sub-row become an arrow, which survives
+    HTML and Markdown (both collapse plain spaces)."""
+    stripped = title.lstrip()
+    return f"↳ {stripped}" if len(stripped) < len(title) else stripped
+
+
+def records_of(row: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a results row was computed from (same model, system and grouping dimensions)."""
+    dims = [d for d in (*GROUP_KEYS, *DIMENSIONS) if d in row]
+    return [r for r in records if all(r.get(d) == row[d] for d in dims)]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def similarity_values(records: Iterable[dict[str, Any]], metric: str) -> list[float]:
+    """The per-case scores of ``metric`` (cases whose predicted code has a description)."""
+    return [float(r[metric]) for r in answered(records) if _number(r.get(metric))]
+
+
+def has_values(table: dict[str, Any] | None) -> bool:
+    """Whether a table has any number to show (a run without similarity scores has none in that table)."""
+    return bool(table) and any(
+        c is not None and c.get("value") is not None for row in table["rows"] for c in row["cells"]
+    )
+
+
+def cases_by_row(
+    results: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each results row's records (as :func:`records_of` finds them), by the row's group label, in one pass
+    over the records: at 75,000 cases a pass per row and section costs seconds."""
+    out: dict[str, list[dict[str, Any]]] = {group_label(row): [] for row in results}
+    dims = [d for d in (*GROUP_KEYS, *DIMENSIONS) if any(d in row for row in results)]
+    labels = {tuple(row.get(d) for d in dims): group_label(row) for row in results}
+    for r in records:
+        label = labels.get(tuple(r.get(d) for d in dims))
+        if label is not None:
+            out[label].append(r)
+    return out
+
+
+def clip(text: str | None, limit: int, total: int | None = None) -> str:
+    """At most ``limit`` characters, and how many more there were (of ``total``: the whole answer's length,
+    when ``text`` is already the excerpt a record keeps)."""
+    text = text or ""
+    total = max(total or 0, len(text))
+    return text if total <= limit else f"{text[:limit]}… [{total - limit} more characters]"
+
+
+def cost_rows(costs: dict[str, Any]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The cost table (per model, then per model × system), shared by report.md and report.html."""
+    headers = ("Model", "System", "Calls", "Prompt tokens", "Completion tokens", "Cost", "Cache hits",
+               "Avoided", "Price (USD per 1M in/out)")
+    rows = []
+    for row in [*costs["models"], *costs["systems"]] if len(costs["systems"]) > len(costs["models"]) \
+            else costs["models"]:
+        price = row["price"]
+        rows.append([row["model"], row["system"] or "all", f"{row['calls']:,}", f"{row['prompt_tokens']:,}",
+                     f"{row['completion_tokens']:,}", usd(row["cost_usd"]), f"{row['cache_hits']:,}",
+                     usd(row["avoided_usd"]),
+                     f"{price['input_per_m']:g} / {price['output_per_m']:g} ({price['source']})"
+                     if price else "unknown"])
+    return headers, rows
+
+
+def budget_text(costs: dict[str, Any]) -> list[str]:
+    """One sentence per budget limit, and the cases it left unasked."""
+    budget = costs.get("budget")
+    if not budget:
+        return []
+    out = [f"Budget ({'the run' if b['scope'] is None else b['scope']}): {usd(b['spent_usd'])} of "
+           f"{usd(b['limit_usd'])} spent, {usd(b['left_usd'])} left." for b in budget["limits"]]
+    if budget["not_asked"]:
+        out.append(f"{budget['not_asked']:,} case(s) were not asked: the budget would have been passed; a rerun "
+                   "with a higher --medcode-max-cost asks only them.")
+    return out
+
