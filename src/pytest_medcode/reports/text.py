@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from pytest_medcode.asking.pricing import usd
 
@@ -38,45 +38,67 @@ def _shorten(text: str, width: int) -> str:
     return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
 
 
-def fitted(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1,
-           width: int = DEFAULT_WIDTH) -> list[str]:
-    """:func:`aligned`, no line wider than ``width``: the first ``left`` columns (the row labels) repeat in
-    each of several stacked blocks that share the other columns out in order; labels too long even for one
-    value column are cut in the middle. One block, exactly as :func:`aligned` draws it, when it fits."""
-    headers = [str(h) for h in headers]
-    body = [[str(c) for c in row] for row in rows]
-    whole = aligned(headers, body, left)
-    if max(map(len, whole)) <= width or len(headers) <= left:
-        return whole
-    labels = [max(len(r[i]) for r in (headers, *body)) for i in range(left)]
-    # A value column as wide as a long model name (the error tables' columns are models) is cut first, down
-    # to what the labels leave; then labels are cut if even one value column does not fit beside them.
-    cap = max(MIN_COLUMN, width - sum(labels) - 2 * left)
-    headers = [*headers[:left], *(_shorten(h, cap) for h in headers[left:])]
-    body = [[*r[:left], *(_shorten(c, cap) for c in r[left:])] for r in body]
-    values = [max(len(r[i]) for r in (headers, *body)) for i in range(left, len(headers))]
-    room = width - max(values) - 2  # the labels' share of a line that holds the widest value column
+def _widths(rows: Sequence[Sequence[str]], columns: Iterable[int]) -> list[int]:
+    return [max(len(r[i]) for r in rows) for i in columns]
+
+
+def _cut(rows: list[list[str]], columns: range, widths: Sequence[int]) -> list[list[str]]:
+    """``rows`` with the cells of ``columns`` cut in the middle to their column's width."""
+    return [[*r[: columns.start], *(_shorten(r[i], w) for i, w in zip(columns, widths)), *r[columns.stop:]]
+            for r in rows]
+
+
+def _label_widths(labels: list[int], widest_value: int, width: int) -> list[int]:
+    """The label columns' widths, the widest cut by one until the labels and the widest value column fit."""
+    room = width - widest_value - 2  # the labels' share of a line that holds the widest value column
     while sum(labels) + 2 * (len(labels) - 1) > room and max(labels) > 4:
-        widest = labels.index(max(labels))
-        labels[widest] -= 1
-    headers = [*(_shorten(h, w) for h, w in zip(headers[:left], labels)), *headers[left:]]
-    body = [[*(_shorten(c, w) for c, w in zip(r[:left], labels)), *r[left:]] for r in body]
-    label_width = sum(max(len(r[i]) for r in (headers, *body)) for i in range(left)) + 2 * (left - 1)
+        labels[labels.index(max(labels))] -= 1
+    return labels
+
+
+def _blocks(label_width: int, values: Sequence[int], left: int, width: int) -> list[list[int]]:
+    """The value columns (by index) shared out in order into blocks that fit beside the labels."""
     blocks: list[list[int]] = []
     used = label_width
-    for i, w in zip(range(left, len(headers)), values):
+    for i, w in enumerate(values, start=left):
         if blocks and used + 2 + w <= width:
             blocks[-1].append(i)
             used += 2 + w
         else:
             blocks.append([i])
             used = label_width + 2 + w
+    return blocks
+
+
+def fitted(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1,
+           width: int = DEFAULT_WIDTH) -> list[str]:
+    """:func:`aligned`, no line wider than ``width``: the first ``left`` columns (the row labels) repeat in
+    each of several stacked blocks that share the other columns out in order; labels too long even for one
+    value column are cut in the middle. One block, exactly as :func:`aligned` draws it, when it fits."""
+    table = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    whole = aligned(table[0], table[1:], left)
+    if max(map(len, whole)) <= width or len(table[0]) <= left:
+        return whole
+    labels, values = range(left), range(left, len(table[0]))
+    label_widths = _widths(table, labels)
+    # A value column as wide as a long model name (the error tables' columns are models) is cut first, down
+    # to what the labels leave; then labels are cut if even one value column does not fit beside them.
+    cap = max(MIN_COLUMN, width - sum(label_widths) - 2 * left)
+    table = _cut(table, values, [cap] * len(values))
+    value_widths = _widths(table, values)
+    table = _cut(table, labels, _label_widths(label_widths, max(value_widths), width))
+    label_width = sum(_widths(table, labels)) + 2 * (left - 1)
+    return _stacked(table, left, _blocks(label_width, value_widths, left, width))
+
+
+def _stacked(table: list[list[str]], left: int, blocks: Sequence[Sequence[int]]) -> list[str]:
+    """One :func:`aligned` table per block of value columns, each with the labels, a blank line between."""
     out: list[str] = []
     for n, block in enumerate(blocks):
         cols = [*range(left), *block]
         if n:
             out.append("")
-        out += aligned([headers[i] for i in cols], [[r[i] for i in cols] for r in body], left)
+        out += aligned([table[0][i] for i in cols], [[r[i] for i in cols] for r in table[1:]], left)
     return out
 
 
