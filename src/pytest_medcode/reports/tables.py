@@ -284,9 +284,9 @@ def similarity_values(records: Iterable[dict[str, Any]], metric: str) -> list[fl
 
 def has_values(table: dict[str, Any] | None) -> bool:
     """Whether a table has any number to show (a run without similarity scores has none in that table)."""
-    return bool(table) and any(
-        c is not None and c.get("value") is not None for row in table["rows"] for c in row["cells"]
-    )
+    if not table:
+        return False
+    return any(c is not None and c.get("value") is not None for row in table["rows"] for c in row["cells"])
 
 
 def cases_by_row(
