@@ -129,6 +129,10 @@ class Metric:
     sparse: bool = False  # not defined in every system (a level, a tree): no row where it has no value
     systems: tuple[str, ...] = ()  # a row only for these systems; (): every system
 
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.label)
+
     @property
     def label(self) -> str:
         return self.name.replace("_", " ")
