@@ -85,8 +85,9 @@ def document_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # -- metrics: per-case values the gate can judge and the reports show ------------------------------
 
-#: The three kinds of metric; a kind says how a group's value is estimated (``Metric.estimate``) and how two
-#: runs are compared.
+# The three kinds of metric: a kind says how a group's value is estimated (``Metric.estimate``) and how two
+# runs are compared.
+
 #: A yes/no per case: a share with a Wilson interval; McNemar's test against a baseline.
 RATE = "rate"
 #: A number per case (the gate's limits take it in [0, 1]): a mean with a bootstrap interval; a paired

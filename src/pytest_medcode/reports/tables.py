@@ -14,7 +14,8 @@ Each cell is an estimate dict ``{value, low, high, n}`` (``count`` too for "n (%
 2. ``similarity`` - model × (METEOR, BERTScore) × system, mean with bootstrap interval over the cases whose
    predicted code has a description (the study's policy); ``similarity_all`` - the same over every answered
    case, an unresolved prediction counting 0;
-3. ``error_analysis`` - one table per system, metric × model, the study's rows first, then ours.
+3. ``error_analysis`` - one table per system, metric × model, the study's rows first, then ours: the rows,
+   their titles, kinds and order are the declarations of :data:`~pytest_medcode.vocabulary.METRICS`.
 
 ``top_codes`` lists the most returned codes per model and system (per 1,000 prompts, the prompt's example
 code flagged).
@@ -71,6 +72,8 @@ def _model_system_table(
 #: The metric whose row is followed by the sub-rows of matched characters by position (or by axis).
 _POSITIONS_AFTER = "digit_match"
 _LAST = 1 << 30  # the rank of a row no metric declares (a key of an older summary)
+#: One row of an error-analysis table for one group: (key, title, kind, cell).
+_Row = tuple[str, str, str, dict[str, Any] | None]
 
 
 def _row_metrics() -> list[Metric]:
@@ -79,10 +82,10 @@ def _row_metrics() -> list[Metric]:
     return sorted(rows, key=lambda m: m.row or 0)
 
 
-def _position_rows(group: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None]]:
+def _position_rows(group: dict[str, Any]) -> list[_Row]:
     """Matched characters by position k; for a system whose characters are axes (ICD-10-PCS), named."""
     named = {pos["position"]: pos["axis"] for pos in group.get("axes") or []}
-    rows: list[tuple[str, str, str, dict[str, Any] | None]] = []
+    rows: list[_Row] = []
     for pos in group.get("digit_positions") or []:
         k = pos["position"]
         row_key, title = (f"axis_{k}", f"  matched at axis {k}, {named[k]}, %") if k in named else (
@@ -99,15 +102,22 @@ def _row_title(m: Metric, own_names: Mapping[str, str]) -> str:
     return m.title
 
 
-def _error_rows(group: dict[str, Any] | None, system: str) -> list[tuple[str, str, str, dict[str, Any] | None]]:
+def _has_row(m: Metric, system: str, cell: dict[str, Any] | None) -> bool:
+    """A metric's row is left out of a system it is not for, and where a sparse metric has no value."""
+    if m.systems and system not in m.systems:
+        return False
+    return not m.sparse or (cell is not None and cell.get("value") is not None)
+
+
+def _error_rows(group: dict[str, Any] | None, system: str) -> list[_Row]:
     """(key, title, kind, cell) for one (model, system) group, in the table's row order."""
     if group is None:
         return []
     own_names = level_names(system)
-    rows: list[tuple[str, str, str, dict[str, Any] | None]] = []
+    rows: list[_Row] = []
     for m in _row_metrics():
         cell = _cell(group, m.name)
-        if (m.systems and system not in m.systems) or (m.sparse and (cell is None or cell.get("value") is None)):
+        if not _has_row(m, system, cell):
             continue
         if m.shown == COUNT_PERCENT:
             cell = {**(cell or {}), "count": group.get(f"{m.name}_n")}
