@@ -6,7 +6,9 @@ answer under the paper profile, ``same_block`` in ICD-9-CM) is left out of that 
 a metric with no values at all has a None estimate.
 
 Proportions carry 95 % Wilson intervals, means a seeded percentile bootstrap (2,000 resamples): see
-:mod:`pytest_medcode.results.stats`. Every estimate is a dict ``{value, low, high, n}``.
+:mod:`pytest_medcode.results.stats`. Every estimate is a dict ``{value, low, high, n}``. A row holds one
+estimate per code-query metric of :data:`~pytest_medcode.vocabulary.METRICS`, made as the metric's kind says,
+and the few values of :data:`_DERIVED` (counts, positions, top codes) that are no metric's estimate.
 """
 
 from __future__ import annotations
