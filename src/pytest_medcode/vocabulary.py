@@ -8,27 +8,35 @@ only: it sits below every other layer.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BOOTSTRAP_MEAN",
     "CORRECT",
+    "COUNT_PERCENT",
+    "DECIMAL",
     "DIMENSIONS",
     "DOCUMENT",
     "POOLED",
     "ERROR",
     "ERROR_MIX",
+    "ESTIMATES",
     "GROUP_KEYS",
     "INCORRECT",
     "METRICS",
     "NO_CODE",
+    "NUMBER",
     "OUTCOMES",
     "PAIR_KEYS",
     "PAIR_EXTRA_KEYS",
+    "PERCENT",
+    "POOLED_RATIO",
     "RATE",
     "SCORE",
     "SIMILARITY",
+    "WILSON",
     "WRONG",
     "Metric",
     "answered",
@@ -38,6 +46,7 @@ __all__ = [
     "format_p",
     "group_fields",
     "group_label",
+    "judged_metrics",
     "metric",
     "model_label",
     "query_records",
@@ -76,27 +85,71 @@ def document_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # -- metrics: per-case values the gate can judge and the reports show ------------------------------
 
-#: A yes/no per case: a rate with a Wilson interval; McNemar's test against a baseline.
+# The three kinds of metric: a kind says how a group's value is estimated (``Metric.estimate``) and how two
+# runs are compared.
+
+#: A yes/no per case: a share with a Wilson interval; McNemar's test against a baseline.
 RATE = "rate"
-#: A value in [0, 1] per case: a mean with a bootstrap interval; a paired bootstrap against a baseline.
+#: A number per case (the gate's limits take it in [0, 1]): a mean with a bootstrap interval; a paired
+#: bootstrap against a baseline.
 SCORE = "score"
 #: A value of the whole group, pooled over its cases' counts (micro F1: true and false positives of every
-#: document added up, not a mean of per-case values); its interval is a bootstrap over cases.
+#: document added up, not a mean of per-case values); its interval is a bootstrap over cases. Thresholds
+#: only: no case-by-case test against a baseline applies.
 POOLED = "pooled"
+
+#: How a group's value is estimated, by kind.
+WILSON, BOOTSTRAP_MEAN, POOLED_RATIO = "wilson", "bootstrap_mean", "pooled_ratio"
+ESTIMATES: dict[str, str] = {RATE: WILSON, SCORE: BOOTSTRAP_MEAN, POOLED: POOLED_RATIO}
+
+#: How a metric's cells are shown in the tables: a percentage, a 3-decimal score, a 1-decimal number, or
+#: "n (%)" (the count of the group's ``<name>_n``).
+PERCENT, DECIMAL, NUMBER, COUNT_PERCENT = "percent", "score", "number", "count_percent"
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One per-case value and how a group of cases is summed up and shown by it.
+
+    A metric added to :data:`METRICS` is summarized per group (``results/aggregate.py``, in the order of
+    ``METRICS``), becomes a row of the error-analysis table when it has a ``row`` (``reports/tables.py``,
+    which the terminal, report.md and report.html render) and, when ``judged``, takes the gate's limits and
+    margins by name (``results/rules.py``).
+    """
+
     name: str
-    kind: str  # RATE or SCORE
+    kind: str  # RATE, SCORE or POOLED: how the group's value is estimated and runs are compared
+    title: str = ""  # its row's title in a table (its column's, for METEOR and BERTScore); "": the label
+    row: int | None = None  # its place among the error-analysis table's rows, lower first; None: no row
+    shown: str = PERCENT  # PERCENT, DECIMAL, NUMBER or COUNT_PERCENT
     lower_is_better: bool = False  # takes fail-over limits; a rise is its worsening
     optional: bool = False  # computed only with the 'metrics' extra (description similarity)
-    percent: bool = True  # shown as a percentage; else as a 3-decimal score
     documents: bool = False  # judged on document cases (a set of codes per document), not on code queries
+    judged: bool = True  # the gate takes limits and margins on it (it reads the records' field ``name``)
+    value: Callable[[Mapping[str, Any]], Any] | None = None  # a case's value, when not its field ``name``
+    sparse: bool = False  # not defined in every system (a level, a tree): no row where it has no value
+    systems: tuple[str, ...] = ()  # a row only for these systems; (): every system
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.label)
 
     @property
     def label(self) -> str:
         return self.name.replace("_", " ")
+
+    @property
+    def estimate(self) -> str:
+        """How a group's value is estimated: WILSON, BOOTSTRAP_MEAN or POOLED_RATIO."""
+        return ESTIMATES[self.kind]
+
+    @property
+    def percent(self) -> bool:
+        return self.shown in (PERCENT, COUNT_PERCENT)
+
+    def of(self, record: Mapping[str, Any]) -> Any:
+        """The metric's value for one case's record (None: not defined for it)."""
+        return record.get(self.name) if self.value is None else self.value(record)
 
     def format(self, value: float | None) -> str:
         """A value as people read it: ``12.3%``, or ``0.912`` for a similarity score; ``-`` for none."""
@@ -115,18 +168,48 @@ class Metric:
         return f"{round(100 * margin, 6):g}pp" if self.percent else f"{margin:g}"
 
 
+def _not_exact(record: Mapping[str, Any]) -> bool:
+    return not record.get("exact_match")
+
+
+def _flag(field: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A yes/no per answered case from a field that may be None: None counts as no."""
+    return lambda record: bool(record.get(field))
+
+
+#: Every metric, in the order a results row (summary.json's ``results``) lists them. Those with a ``row``
+#: are the error-analysis table's rows, in ``row`` order; its sub-rows of matched characters by position
+#: follow ``digit_match``. ``code_frequency`` and ``example_echo`` depend on the whole group
+#: (results/aggregate.py). The ones that are not ``judged`` are shown, never gated.
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("exact_match", RATE),
-        Metric("valid", RATE),
+        Metric("exact_match", RATE, "Exact match, % (95% CI)"),
+        Metric("valid", RATE, "Valid code, % (95% CI)", row=20),
         Metric("billable", RATE),
-        Metric("fabricated", RATE, lower_is_better=True),
-        Metric("length_match", RATE),
-        Metric("digit_match", SCORE),
-        Metric("closeness", SCORE, percent=False),  # hierarchy closeness of CPT and user systems (hierarchy.py)
-        Metric("meteor", SCORE, optional=True, percent=False),
-        Metric("bertscore", SCORE, optional=True, percent=False),
+        Metric("fabricated", RATE, "Fabricated code, % (95% CI)", row=30, lower_is_better=True),
+        Metric("length_match", RATE, "Matched length, % (95% CI)", row=60),
+        Metric("codes_per_answer", SCORE, "Codes per answer, mean (95% CI)", row=40, shown=NUMBER, judged=False,
+               value=lambda record: record.get("n_codes")),
+        Metric("digit_match", SCORE, "Matched digits, % (95% CI)", row=70),
+        # hierarchy closeness of CPT and user systems (hierarchy.py)
+        Metric("closeness", SCORE, "Hierarchy closeness, mean (95% CI)", row=130, shown=DECIMAL, sparse=True),
+        # -- the study's full metric set and ours beyond it, shown but not gated
+        Metric("incorrect", RATE, "Incorrect codes, n (% of total)", row=10, shown=COUNT_PERCENT, judged=False,
+               value=_not_exact),
+        Metric("valid_not_billable", RATE, "Valid but not billable, %", row=80, judged=False),
+        Metric("code_frequency", SCORE, "Code frequency, mean (95% CI)", row=50, shown=NUMBER, judged=False),
+        Metric("meteor", SCORE, "METEOR", optional=True, shown=DECIMAL),
+        Metric("bertscore", SCORE, "BERTScore", optional=True, shown=DECIMAL),
+        Metric("same_chapter", RATE, "Same chapter, %", row=90, judged=False, sparse=True),
+        Metric("same_block", RATE, "Same block, %", row=100, judged=False, sparse=True),
+        Metric("same_category", RATE, "Same 3-character category, %", row=110, judged=False, sparse=True),
+        Metric("same_subcategory", RATE, "Same subcategory, %", row=120, judged=False, sparse=True),
+        Metric("other_system", RATE, "Code of another system, %", row=140, judged=False, value=_flag("other_system")),
+        # the GEMs map ICD-9-CM diagnoses and ICD-10-CM to each other (scoring/crosswalk.py)
+        Metric("crosswalk_match", RATE, "  ... that the GEMs map to the reference, %", row=150, judged=False,
+               value=_flag("crosswalk_match"), systems=("icd9cm", "icd10cm")),
+        Metric("example_echo", RATE, "Example echo, %", judged=False),
         # Document cases: a set of codes per document (dataset/documents.py, scoring/documents.py).
         Metric("set_match", RATE, documents=True),  # the predicted set is exactly the gold set
         Metric("precision", SCORE, documents=True),  # per document; their mean is macro precision
@@ -142,6 +225,11 @@ METRICS: dict[str, Metric] = {
 }
 #: Description-similarity metrics, scored once at the end of a session (the ``metrics`` extra).
 SIMILARITY: tuple[str, ...] = tuple(name for name, m in METRICS.items() if m.optional)
+
+
+def judged_metrics() -> tuple[str, ...]:
+    """The names the gate takes limits and margins on, in the order of :data:`METRICS`."""
+    return tuple(name for name, m in METRICS.items() if m.judged)
 
 
 def format_p(p: float) -> str:

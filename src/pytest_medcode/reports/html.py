@@ -47,6 +47,7 @@ from pytest_medcode.scoring.hierarchy import LEVELS
 from pytest_medcode.vocabulary import (
     DIMENSIONS,
     ERROR_MIX,
+    METRICS,
     MIX_FAILED,
     SIMILARITY,
     error_kind,
@@ -212,7 +213,7 @@ def _similarity_section(
         if has_values(tables.get(key)):
             out.append(paper_table(tables[key]))
     for m in metrics:
-        label = "METEOR" if m == "meteor" else "BERTScore"
+        label = METRICS[m].title
         out.append(f"<h3>{label} distribution</h3>")
         out.append('<div class="grid">')
         for i, row in enumerate(results):

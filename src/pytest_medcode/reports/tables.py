@@ -14,7 +14,8 @@ Each cell is an estimate dict ``{value, low, high, n}`` (``count`` too for "n (%
 2. ``similarity`` - model × (METEOR, BERTScore) × system, mean with bootstrap interval over the cases whose
    predicted code has a description (the study's policy); ``similarity_all`` - the same over every answered
    case, an unresolved prediction counting 0;
-3. ``error_analysis`` - one table per system, metric × model, the study's rows first, then ours.
+3. ``error_analysis`` - one table per system, metric × model, the study's rows first, then ours: the rows,
+   their titles, kinds and order are the declarations of :data:`~pytest_medcode.vocabulary.METRICS`.
 
 ``top_codes`` lists the most returned codes per model and system (per 1,000 prompts, the prompt's example
 code flagged).
@@ -26,13 +27,25 @@ scores, answers clipped to a length, the cost table and the budget's sentences.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS, level_names
 from pytest_medcode.reports.text import aligned, usd
 from pytest_medcode.results.aggregate import summarize
-from pytest_medcode.vocabulary import DIMENSIONS, GROUP_KEYS, answered, group_label, model_label
+from pytest_medcode.vocabulary import (
+    COUNT_PERCENT,
+    DECIMAL,
+    DIMENSIONS,
+    GROUP_KEYS,
+    METRICS,
+    PERCENT,
+    SIMILARITY,
+    Metric,
+    answered,
+    group_label,
+    model_label,
+)
 
 __all__ = [
     "budget_text",
@@ -49,14 +62,6 @@ __all__ = [
     "run_tables",
     "similarity_values",
 ]
-
-_LEVEL_TITLES = {
-    "chapter": "Same chapter, %",
-    "block": "Same block, %",
-    "category": "Same 3-character category, %",
-    "subcategory": "Same subcategory, %",
-}
-
 
 def _title(system: str) -> str:
     spec = SYSTEMS.get(system)
@@ -95,57 +100,75 @@ def _model_system_table(
     return {"id": table_id, "title": title, "note": note, "row_header": "model", "columns": columns, "rows": rows}
 
 
-def _error_rows(group: dict[str, Any] | None, system: str) -> list[tuple[str, str, str, dict[str, Any] | None]]:
-    """(key, title, kind, cell) for one (model, system) group, in the table's row order."""
-    if group is None:
-        return []
-    incorrect = dict(group.get("incorrect") or {})
-    incorrect["count"] = group.get("incorrect_n")
-    rows: list[tuple[str, str, str, dict[str, Any] | None]] = [
-        ("incorrect", "Incorrect codes, n (% of total)", "count_percent", incorrect),
-        ("valid", "Valid code, % (95% CI)", "percent", _cell(group, "valid")),
-        ("fabricated", "Fabricated code, % (95% CI)", "percent", _cell(group, "fabricated")),
-        ("codes_per_answer", "Codes per answer, mean (95% CI)", "number", _cell(group, "codes_per_answer")),
-        ("code_frequency", "Code frequency, mean (95% CI)", "number", _cell(group, "code_frequency")),
-        ("length_match", "Matched length, % (95% CI)", "percent", _cell(group, "length_match")),
-        ("digit_match", "Matched digits, % (95% CI)", "percent", _cell(group, "digit_match")),
-    ]
+#: The metric whose row is followed by the sub-rows of matched characters by position (or by axis).
+_POSITIONS_AFTER = "digit_match"
+_LAST = 1 << 30  # the rank of a row no metric declares (a key of an older summary)
+#: One row of an error-analysis table for one group: (key, title, kind, cell).
+_Row = tuple[str, str, str, dict[str, Any] | None]
+
+
+def _row_metrics() -> list[Metric]:
+    """The metrics that are rows of the error-analysis table, in their declared order."""
+    rows = [m for m in METRICS.values() if m.row is not None and not m.documents]
+    return sorted(rows, key=lambda m: m.row or 0)
+
+
+def _position_rows(group: dict[str, Any]) -> list[_Row]:
+    """Matched characters by position k; for a system whose characters are axes (ICD-10-PCS), named."""
     named = {pos["position"]: pos["axis"] for pos in group.get("axes") or []}
+    rows: list[_Row] = []
     for pos in group.get("digit_positions") or []:
         k = pos["position"]
         row_key, title = (f"axis_{k}", f"  matched at axis {k}, {named[k]}, %") if k in named else (
             f"digit_{k}", f"  matched at position {k}, %")
-        rows.append((row_key, title, "percent", {key: pos.get(key) for key in ("value", "low", "high", "n")}))
-    rows.append(("valid_not_billable", "Valid but not billable, %", "percent", _cell(group, "valid_not_billable")))
-    own_names = level_names(system)
-    for lv in ("chapter", "block", "category", "subcategory"):
-        cell = _cell(group, f"same_{lv}")
-        if cell is not None and cell.get("value") is not None:
-            title = f"Same {own_names[lv]}, %" if lv in own_names else _LEVEL_TITLES[lv]
-            rows.append((f"same_{lv}", title, "percent", cell))
-    cell = _cell(group, "closeness")
-    if cell is not None and cell.get("value") is not None:
-        rows.append(("closeness", "Hierarchy closeness, mean (95% CI)", "score", cell))
-    rows.append(("other_system", "Code of another system, %", "percent", _cell(group, "other_system")))
-    if system in ("icd9cm", "icd10cm"):
-        rows.append(("crosswalk_match", "  ... that the GEMs map to the reference, %", "percent",
-                     _cell(group, "crosswalk_match")))
+        rows.append((row_key, title, PERCENT, {key: pos.get(key) for key in ("value", "low", "high", "n")}))
     return rows
 
 
-_ROW_ORDER = ("incorrect", "valid", "fabricated", "codes_per_answer", "code_frequency", "length_match",
-              "digit_match", "digit_", "valid_not_billable", "same_chapter", "same_block", "same_category",
-              "same_subcategory", "other_system", "crosswalk_match")
+def _row_title(m: Metric, own_names: Mapping[str, str]) -> str:
+    """A metric's row title; a shared level is named as the system names it (``Same block`` → its own word)."""
+    level = m.name.removeprefix("same_")
+    if m.name.startswith("same_") and level in own_names:
+        return f"Same {own_names[level]}, %"
+    return m.title
+
+
+def _has_row(m: Metric, system: str, cell: dict[str, Any] | None) -> bool:
+    """A metric's row is left out of a system it is not for, and where a sparse metric has no value."""
+    if m.systems and system not in m.systems:
+        return False
+    return not m.sparse or (cell is not None and cell.get("value") is not None)
+
+
+def _error_rows(group: dict[str, Any] | None, system: str) -> list[_Row]:
+    """(key, title, kind, cell) for one (model, system) group, in the table's row order."""
+    if group is None:
+        return []
+    own_names = level_names(system)
+    rows: list[_Row] = []
+    for m in _row_metrics():
+        cell = _cell(group, m.name)
+        if not _has_row(m, system, cell):
+            continue
+        if m.shown == COUNT_PERCENT:
+            cell = {**(cell or {}), "count": group.get(f"{m.name}_n")}
+        rows.append((m.name, _row_title(m, own_names), m.shown, cell))
+        if m.name == _POSITIONS_AFTER:
+            rows += _position_rows(group)
+    return rows
 
 
 def _row_rank(key: str) -> tuple[int, int]:
     if key.startswith("digit_") and key[6:].isdigit():
-        return _ROW_ORDER.index("digit_"), int(key[6:])
+        return _rank(_POSITIONS_AFTER), int(key[6:])
     if key.startswith("axis_") and key[5:].isdigit():  # ICD-10-PCS: positions named by their axis
-        return _ROW_ORDER.index("digit_"), 100 + int(key[5:])
-    if key == "closeness":
-        return _ROW_ORDER.index("same_subcategory"), 1
-    return (_ROW_ORDER.index(key) if key in _ROW_ORDER else len(_ROW_ORDER)), 0
+        return _rank(_POSITIONS_AFTER), 100 + int(key[5:])
+    return _rank(key), 0
+
+
+def _rank(name: str) -> int:
+    m = METRICS.get(name)
+    return _LAST if m is None or m.row is None else m.row
 
 
 def _error_table(results: Sequence[dict[str, Any]], system: str) -> dict[str, Any]:
@@ -170,22 +193,27 @@ def _error_table(results: Sequence[dict[str, Any]], system: str) -> dict[str, An
     }
 
 
+def _titled(names: Sequence[str], suffix: str = "") -> list[tuple[str, str]]:
+    return [(f"{name}{suffix}", METRICS[name].title) for name in names]
+
+
 def build_tables(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The paper-style tables of a run from its results rows (``aggregate.summarize``)."""
     systems = _ordered([r["system"] for r in results])
-    similarity = (("meteor", "METEOR"), ("bertscore", "BERTScore"))
+    similarity = " / ".join(title for _, title in _titled(SIMILARITY))
+    exact = METRICS["exact_match"]
     return {
         "exact_match": _model_system_table(
-            results, "exact_match", "Exact match, % (95% CI)",
-            "share of answered cases; 95% Wilson interval", (("exact_match", ""),), "percent"),
+            results, "exact_match", exact.title, "share of answered cases; 95% Wilson interval",
+            (("exact_match", ""),), exact.shown),
         "similarity": _model_system_table(
-            results, "similarity", "METEOR / BERTScore, mean (95% CI)",
+            results, "similarity", f"{similarity}, mean (95% CI)",
             "over cases whose predicted code has a description (the study's policy); identical descriptions "
-            "score 1.0; seeded bootstrap interval", [(f"{m}", t) for m, t in similarity], "score"),
+            "score 1.0; seeded bootstrap interval", _titled(SIMILARITY), DECIMAL),
         "similarity_all": _model_system_table(
-            results, "similarity_all", "METEOR / BERTScore over all answered cases, mean (95% CI)",
+            results, "similarity_all", f"{similarity} over all answered cases, mean (95% CI)",
             "a prediction without a description (no code, fabricated, no description in the table) counts 0",
-            [(f"{m}_all", t) for m, t in similarity], "score"),
+            _titled(SIMILARITY, "_all"), DECIMAL),
         "error_analysis": [_error_table(results, s) for s in systems],
         "top_codes": [
             {"model": model_label(r), "system": r["system"],

@@ -86,8 +86,7 @@ def similarity_lines(tables: dict[str, Any], width: int = DEFAULT_WIDTH) -> list
                              *(format_cell(cells.get((metric, s)), "score") for s in systems)])
     if not body:
         return []
-    title = ("METEOR / BERTScore, mean (95% CI): over cases whose predicted code has a description; "
-             "'all answered': unresolved = 0")
+    title = f"{scorable['title']}: over cases whose predicted code has a description; 'all answered': unresolved = 0"
     return [*wrapped(title, width), *fitted(["model", "metric", *(titles[s] for s in systems)], body, 2, width)]
 
 

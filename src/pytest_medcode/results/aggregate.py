@@ -6,19 +6,22 @@ answer under the paper profile, ``same_block`` in ICD-9-CM) is left out of that 
 a metric with no values at all has a None estimate.
 
 Proportions carry 95 % Wilson intervals, means a seeded percentile bootstrap (2,000 resamples): see
-:mod:`pytest_medcode.results.stats`. Every estimate is a dict ``{value, low, high, n}``.
+:mod:`pytest_medcode.results.stats`. Every estimate is a dict ``{value, low, high, n}``. A row holds one
+estimate per code-query metric of :data:`~pytest_medcode.vocabulary.METRICS`, made as the metric's kind says,
+and the few values of :data:`_DERIVED` (counts, positions, top codes) that are no metric's estimate.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_medcode.codesystems import axes_of, example_of
 from pytest_medcode.results.stats import bootstrap_mean, wilson
-from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, LEVELS
-from pytest_medcode.vocabulary import CORRECT, GROUP_KEYS, NO_CODE, SIMILARITY
+from pytest_medcode.scoring.hierarchy import LEVELS
+from pytest_medcode.vocabulary import CORRECT, GROUP_KEYS, METRICS, NO_CODE, RATE, SCORE, SIMILARITY, Metric
 from pytest_medcode.vocabulary import answered as answered_records
 
 __all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "example_echo", "group_records", "most_missed_axis",
@@ -92,80 +95,123 @@ def top_codes(answered: Sequence[dict[str, Any]], system: str, limit: int = TOP_
     return out
 
 
+class _Group:
+    """One group's cases, and what several of its values are computed from."""
+
+    def __init__(self, records: list[dict[str, Any]], seed: int, similarity: Mapping[str, bool] | None) -> None:
+        self.records, self.seed, self.similarity = records, seed, similarity
+        self.answered = answered_records(records)
+        systems = {r.get("system") for r in records}
+        self.system = next(iter(systems)) if len(systems) == 1 else None
+        self.scorable = [r for r in self.answered if r.get("predicted_description")]
+
+    @functools.cached_property
+    def axes(self) -> list[dict[str, Any]]:
+        return axis_rates(self.answered, axes_of(self.system)) if self.system is not None else []
+
+    def count(self, test: Callable[[dict[str, Any]], Any]) -> int:
+        return sum(1 for r in self.answered if test(r))
+
+    def computed(self, name: str) -> bool:
+        """Whether a similarity metric was computed in the run (None: inferred, a metric with any value was)."""
+        if self.similarity is not None:
+            return self.similarity.get(name, False)
+        return any(_is_number(r.get(name)) for r in self.records)
+
+
+def _profile(group: _Group) -> str | None:
+    profiles = sorted({str(r.get("profile") or "default") for r in group.answered})
+    return profiles[0] if len(profiles) == 1 else ",".join(profiles) or None
+
+
+def _hierarchy_levels(group: _Group) -> dict[str, int]:
+    levels = Counter(r.get("hierarchy_level") for r in group.answered if r.get("hierarchy_level") is not None)
+    return {lv: levels[lv] for lv in (*LEVELS, "none") if lv in levels}
+
+
+#: The values of a results row that are no metric's estimate, each written just before the metric named
+#: first (so a row's keys keep their order; one whose metric is gone is written last).
+_DERIVED: tuple[tuple[str, str, Callable[[_Group], Any]], ...] = (
+    ("exact_match", "n", lambda g: len(g.records)),
+    ("exact_match", "answered", lambda g: len(g.answered)),
+    ("exact_match", "errors", lambda g: len(g.records) - len(g.answered)),
+    ("exact_match", "correct", lambda g: g.count(lambda r: r["outcome"] == CORRECT)),
+    ("exact_match", "no_code", lambda g: g.count(lambda r: r["outcome"] == NO_CODE)),
+    ("incorrect", "profile", _profile),
+    ("incorrect", "incorrect_n", lambda g: g.count(lambda r: not r.get("exact_match"))),
+    ("code_frequency", "digit_positions", lambda g: digit_position_rates(g.answered)),
+    ("code_frequency", "axes", lambda g: g.axes),
+    ("meteor", "scorable", lambda g: len(g.scorable)),
+    ("other_system", "hierarchy_levels", _hierarchy_levels),
+    ("crosswalk_match", "other_systems",
+     lambda g: dict(Counter(r["other_system"] for r in g.answered if r.get("other_system")))),
+    ("example_echo", "top_codes", lambda g: top_codes(g.answered, g.system) if g.system is not None else []),
+    ("example_echo", "most_missed_axis", lambda g: most_missed_axis(g.axes)),
+)
+
+
+def _example_matches(answered: Sequence[dict[str, Any]], system: str | None) -> list[bool]:
+    """Per answered case: is its code the prompt's own example (none for a system without one, or a group of
+    several systems)?"""
+    example = example_of(system) if system is not None else None
+    return [r.get("predicted_code") == example for r in answered] if example else []
+
+
+#: Metrics whose per-case values depend on the rest of the group.
+_GROUP_VALUES: dict[str, Callable[[_Group], list[Any]]] = {
+    "code_frequency": lambda g: _code_frequency(g.answered),
+    "example_echo": lambda g: _example_matches(g.answered, g.system),
+}
+
+
+def _estimate(m: Metric, values: Iterable[Any], seed: int) -> dict[str, Any]:
+    """A group's value of ``m`` from its cases' values (None: not defined for the case), as ``m.kind`` says."""
+    if m.kind == RATE:
+        defined = [v for v in values if v is not None]
+        return wilson(sum(1 for v in defined if v), len(defined)).to_dict()
+    if m.kind == SCORE:
+        return bootstrap_mean([float(v) for v in values if _is_number(v)], seed=seed).to_dict()
+    raise ValueError(f"{m.name}: a {m.kind} metric is summarized over documents (results/documents.py)")
+
+
+def _metric_values(m: Metric, group: _Group) -> dict[str, Any]:
+    """The keys ``m`` adds to a results row: its estimate; for a similarity metric also ``<name>_all``."""
+    if m.name in _GROUP_VALUES:
+        return {m.name: _estimate(m, _GROUP_VALUES[m.name](group), group.seed)}
+    if not m.optional:
+        return {m.name: _estimate(m, map(m.of, group.answered), group.seed)}
+    if not group.computed(m.name):
+        none = {"value": None, "low": None, "high": None, "n": 0}
+        return {m.name: none, f"{m.name}_all": none}
+    # Over the cases whose code has a description, and over every answered case: a prediction without a
+    # description (no code, fabricated) counts 0.
+    return {m.name: _estimate(m, map(m.of, group.scorable), group.seed),
+            f"{m.name}_all": _estimate(m, ((v if _is_number(v) else 0.0) for v in map(m.of, group.answered)),
+                                       group.seed)}
+
+
 def summarize_group(
     records: list[dict[str, Any]], seed: int = 0, similarity: Mapping[str, bool] | None = None
 ) -> dict[str, Any]:
-    """One group's results. ``similarity`` says which similarity metrics were computed in the run (None:
-    inferred from the records - a metric with any value was)."""
-    answered = answered_records(records)
-    n = len(answered)
-
-    def proportion(field: str) -> dict[str, Any]:
-        values = [r.get(field) for r in answered]
-        values = [v for v in values if v is not None]
-        return wilson(sum(1 for v in values if v), len(values)).to_dict()
-
-    def mean(values: Iterable[Any]) -> dict[str, Any]:
-        return bootstrap_mean([float(v) for v in values if _is_number(v)], seed=seed).to_dict()
-
-    incorrect = sum(1 for r in answered if not r.get("exact_match"))
-    systems = {r.get("system") for r in records}
-    system = next(iter(systems)) if len(systems) == 1 else None
-    profiles = sorted({str(r.get("profile") or "default") for r in answered})
-    row: dict[str, Any] = {
-        "n": len(records),
-        "answered": n,
-        "errors": len(records) - n,
-        "correct": sum(1 for r in answered if r["outcome"] == CORRECT),
-        "no_code": sum(1 for r in answered if r["outcome"] == NO_CODE),
-        "exact_match": proportion("exact_match"),
-        "valid": proportion("valid"),
-        "billable": proportion("billable"),
-        "fabricated": proportion("fabricated"),
-        "length_match": proportion("length_match"),
-        "codes_per_answer": mean(r.get("n_codes") for r in answered),
-        "digit_match": mean(r.get("digit_match") for r in answered),
-        "closeness": mean(r.get("closeness") for r in answered),
-        # -- the study's full metric set and ours beyond it; the keys above keep their meaning for older readers
-        "profile": profiles[0] if len(profiles) == 1 else ",".join(profiles) or None,
-        "incorrect_n": incorrect,
-        "incorrect": wilson(incorrect, n).to_dict(),
-        "valid_not_billable": proportion("valid_not_billable"),
-        "digit_positions": digit_position_rates(answered),
-        "axes": axis_rates(answered, axes_of(system)) if system is not None else [],
-        "code_frequency": mean(_code_frequency(answered)),
-    }
-    scorable = [r for r in answered if r.get("predicted_description")]
-    row["scorable"] = len(scorable)
-    for m in SIMILARITY:
-        available = similarity.get(m, False) if similarity is not None else any(
-            _is_number(r.get(m)) for r in records)
-        if not available:
-            row[m] = row[f"{m}_all"] = {"value": None, "low": None, "high": None, "n": 0}
+    """One group's results: every code-query metric of :data:`METRICS` in its order, the values of
+    :data:`_DERIVED` before the metrics they go with. ``similarity`` says which similarity metrics were
+    computed in the run (None: inferred from the records - a metric with any value was)."""
+    group = _Group(records, seed, similarity)
+    row: dict[str, Any] = {}
+    for m in METRICS.values():
+        if m.documents:
             continue
-        row[m] = mean(r.get(m) for r in scorable)
-        # Over every answered case: a prediction without a description (no code, fabricated) counts 0.
-        row[f"{m}_all"] = mean((r.get(m) if _is_number(r.get(m)) else 0.0) for r in answered)
-    for lv in FLAG_LEVELS:
-        row[f"same_{lv}"] = proportion(f"same_{lv}")
-    levels = Counter(r.get("hierarchy_level") for r in answered if r.get("hierarchy_level") is not None)
-    row["hierarchy_levels"] = {lv: levels[lv] for lv in (*LEVELS, "none") if lv in levels}
-    row["other_system"] = wilson(sum(1 for r in answered if r.get("other_system")), n).to_dict()
-    row["other_systems"] = dict(Counter(r["other_system"] for r in answered if r.get("other_system")))
-    row["crosswalk_match"] = wilson(sum(1 for r in answered if r.get("crosswalk_match")), n).to_dict()
-    row["top_codes"] = top_codes(answered, system) if system is not None else []
-    row["most_missed_axis"] = most_missed_axis(row["axes"])
-    row["example_echo"] = example_echo(answered, system)
+        row.update((key, value(group)) for before, key, value in _DERIVED if before == m.name)
+        row.update(_metric_values(m, group))
+    row.update((key, value(group)) for before, key, value in _DERIVED if key not in row)
     return row
 
 
 def example_echo(answered: Sequence[dict[str, Any]], system: str | None) -> dict[str, Any]:
     """Share of answered prompts whose code is the prompt's own example (M24.131, 045.10, 84120): the
     study's sign of a model copying the prompt instead of coding. None for a group of several systems."""
-    example = example_of(system) if system is not None else None
-    if not example:
-        return {"value": None, "low": None, "high": None, "n": 0}
-    return wilson(sum(1 for r in answered if r.get("predicted_code") == example), len(answered)).to_dict()
+    matches = _example_matches(answered, system)
+    return wilson(sum(matches), len(matches)).to_dict()
 
 
 def _code_frequency(answered: Sequence[dict[str, Any]]) -> list[int]:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_medcode.vocabulary import METRICS, POOLED
+from pytest_medcode.vocabulary import METRICS, POOLED, judged_metrics
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP", "DEFAULT_MAX_ERROR_RATE", "MAX_ALPHA",
            "MaxDrop", "Threshold", "parse_max_drops", "parse_thresholds"]
@@ -85,8 +85,8 @@ def _fraction(text: str, what: str, *, percent: str) -> float:
 
 def _metric(name: str, item: str) -> str:
     metric = name.strip().lower().replace("-", "_")
-    if metric not in METRICS:
-        raise ValueError(f"{item!r}: unknown metric {name.strip()!r}; choose from {', '.join(METRICS)}")
+    if metric not in METRICS or not METRICS[metric].judged:
+        raise ValueError(f"{item!r}: unknown metric {name.strip()!r}; choose from {', '.join(judged_metrics())}")
     return metric
 
 
