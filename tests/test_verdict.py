@@ -4,6 +4,8 @@ same sentences are what summary.json stores."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -288,7 +290,7 @@ def test_similarity_thresholds_read_on_their_own_scale_and_odd_values_are_left_o
 
 def paired(n: int, lost: int, gained: int, p: float, *, margin: float = 0.02, alpha: float = 0.05,
            min_detectable: float | None = None) -> PairedResult:
-    """A McNemar result as the rule returns it, its flags worked out from the counts."""
+    """A McNemar result of the rule's shape, made by hand (its flags set simply from the counts and p)."""
     exceeds = lost - gained > margin * n
     return PairedResult(n, 1.0, 1.0 + (gained - lost) / n, (gained - lost) / n, lost, gained, p,
                         p < alpha, exceeds, exceeds and p < alpha, p >= alpha, min_detectable, margin, alpha)
@@ -349,3 +351,22 @@ def test_notes_and_the_verdict_reason_are_worded_here() -> None:
     assert verdict_reason(passing) == "all 1 check passed, 1 warning"
     assert check_reason(NoCases().check("run")) == "no benchmark cases ran, so nothing could be checked"
     assert check_reason(PairingFailed("two cases with model=m").check("run")) == "two cases with model=m"
+
+
+def test_the_gate_alone_has_its_numbers_and_takes_its_sentences_from_here() -> None:
+    """results/ sits below reports/: on its own the gate judges (the numbers are all there) and asks for this
+    module's wording only when a sentence is wanted; importing this module installs it."""
+    script = (
+        "from pytest_medcode.results.gate import evaluate\n"
+        "v = evaluate([])\n"
+        "print(v.passed, v.checks[0].kind, v.checks[0].finding)\n"
+        "try:\n    v.reason\nexcept RuntimeError as exc:\n    print(exc)\n"
+        "import pytest_medcode.reports.verdict\n"
+        "print(v.reason)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines() == [
+        "False cases NoCases()",
+        "a verdict is worded by pytest_medcode.reports.verdict: import it first",
+        "cases run: no benchmark cases ran, so nothing could be checked",
+    ], proc.stderr

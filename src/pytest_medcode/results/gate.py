@@ -362,8 +362,9 @@ class NoCommonCases:
         return Check("regression", "pairing", scope, False, self)
 
 
-Finding = ThresholdResult | BinaryRegression | ContinuousRegression | ErrorRate | NoCases | PairingFailed | \
-    NoCommonCases
+#: What a rule found, the numbers a check is made of.
+Finding = (ThresholdResult | BinaryRegression | ContinuousRegression | ErrorRate | NoCases | PairingFailed
+           | NoCommonCases)
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,8 @@ class Check:
 
 @dataclass(frozen=True)
 class Verdict:
+    """Every check, and the notes that are no check (how the runs paired, what was left unchecked)."""
+
     passed: bool
     checks: tuple[Check, ...]
     notes: tuple[Note, ...] = ()
@@ -604,6 +607,8 @@ class _Part:
 
 @dataclass(frozen=True)
 class _Judged:
+    """What judging one kind of case (or its regressions) returns, in place of lists filled as it goes."""
+
     checks: tuple[Check, ...] = ()
     notes: tuple[Note, ...] = ()
     used: frozenset[tuple[str | None, str]] = frozenset()  # the (system, metric) of each threshold applied
