@@ -52,7 +52,8 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                 ("test_scoring_codes.py", "test_aggregate.py")),
     "stats": ("pytest_medcode/results/stats.py", "pytest_medcode.results.stats.*",
               ("test_stats.py", "test_stats_reference.py", "test_gate.py")),
-    "gate": ("pytest_medcode/results/gate.py", "pytest_medcode.results.gate.*", ("test_gate.py",)),
+    "gate": ("pytest_medcode/results/gate.py", "pytest_medcode.results.gate.*",
+             ("test_gate.py", "test_pairing.py", "test_verdict.py")),
     "cases": ("pytest_medcode/dataset/cases.py", "pytest_medcode.dataset.cases.*", ("test_cases.py",)),
     "aggregate": ("pytest_medcode/results/aggregate.py", "pytest_medcode.results.aggregate.*",
                   ("test_aggregate.py",)),
@@ -101,12 +102,13 @@ def _mutmut() -> str:
 
 
 def _with_imported(tests: list[str]) -> list[str]:
-    """The test files and the test modules they import helpers from (``from test_querying import ...``)."""
+    """The test files and the test modules they import helpers from (``from test_querying import ...``,
+    ``from gate_helpers import ...``); conftest.py is copied anyway."""
     found, todo = set(tests), list(tests)
     while todo:
         text = (ROOT / "tests" / todo.pop()).read_text(encoding="utf-8")
-        for name in re.findall(r"^from (test_\w+) import", text, flags=re.MULTILINE):
-            if f"{name}.py" not in found:
+        for name in re.findall(r"^from (\w+) import", text, flags=re.MULTILINE):
+            if name != "conftest" and (ROOT / "tests" / f"{name}.py").is_file() and f"{name}.py" not in found:
                 found.add(f"{name}.py")
                 todo.append(f"{name}.py")
     return sorted(found)

@@ -1,42 +1,55 @@
-"""The release gate: the pure verdict function on real records, and gate mode in real pytest sessions.
+"""The release gate (results/gate.py): each rule's numbers, the verdict on real records, and gate mode in
+real pytest sessions.
 
 Real records come from real runs of the plugin (the offline ``lookup`` coder, and the scripted
 OpenAI-compatible server driven through litellm for a model that is wrong on purpose); the only
-hand-made change is :func:`spoil`, which turns a case into a wrong answer the way a model would.
+hand-made change is :func:`gate_helpers.spoil`, which turns a case into a wrong answer the way a model would.
+The sentences of a verdict are tested in test_verdict.py, the option parsing in test_rules.py and the
+pairing in test_pairing.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gate_helpers import (
+    CACHE,
+    FAST,
+    LOOKUP_RIGHT,
+    LOOKUP_WRONG,
+    TEST_FILE,
+    case,
+    fail_call,
+    last_lines,
+    lookup_run_once,
+    only,
+    regression_of,
+    spoil,
+)
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.paths import cache_root
-from pytest_medcode.reports.verdict import check_cells, render_verdict
-from pytest_medcode.results.gate import Check, GateSpec, Verdict, evaluate
+from pytest_medcode.reports.verdict import render_verdict
+from pytest_medcode.results.gate import (
+    BinaryRegression,
+    ErrorRate,
+    GateSpec,
+    NoCases,
+    ThresholdResult,
+    evaluate,
+    judge_binary,
+    judge_continuous,
+    judge_errors,
+    judge_threshold,
+)
 from pytest_medcode.results.rules import MaxDrop, Threshold, parse_max_drops, parse_thresholds
-from pytest_medcode.results.stats import bootstrap_mean, paired_bootstrap_delta
+from pytest_medcode.results.stats import bootstrap_mean
 from pytest_medcode.runs.folder import Run, load_run
-from pytest_medcode.scoring.codes import code_metrics
-from pytest_medcode.testing.responders import degrade, is_corrupted, mapping_responder, wrong_code
+from pytest_medcode.testing.responders import degrade, is_corrupted, mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
-from pytest_medcode.vocabulary import metric
-
-TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
-#: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.
-LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
-LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
-                "250.00", "401.9", "428.0", "486", "496"]  # fmt: skip
-CACHE = cache_root()  # read before pytester points HOME at a temporary folder
-#: Options every run here shares: no pytest cache, and no METEOR/BERTScore pass (the gate needs neither).
-FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity")
 
 
 @pytest.fixture(autouse=True)
@@ -45,47 +58,9 @@ def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
 
 
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def spoil(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as if the model had answered a wrong code of the same shape."""
-    bad = wrong_code(record["code"])
-    metrics = code_metrics(load_system(record["system"]), record["code"], bad)
-    return {**record, **metrics, "predicted_code": bad, "codes": [bad], "raw_answer": f"Code: {bad}",
-            "outcome": "incorrect"}  # fmt: skip
-
-
-def fail_call(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "outcome": "error", "error": "APIError: 500", "raw_answer": None, "exact_match": None,
-            "valid": None, "billable": None, "fabricated": None, "predicted_code": None}  # fmt: skip
-
-
-def only(verdict: Verdict, kind: str, metric: str, scope_part: str = "") -> Check:
-    found = [c for c in verdict.checks if c.kind == kind and c.metric == metric and scope_part in c.scope]
-    assert len(found) == 1, [c.scope for c in verdict.checks]
-    return found[0]
-
-
-def run_plugin(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A real pytest session of the plugin in its own process."""
-    env = {**os.environ, "MEDCODE_CACHE_DIR": str(CACHE)}
-    cmd = [sys.executable, "-m", "pytest", "-q", *FAST, "--medcode-report-dir", "reports", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact). perf/mutation.py records this
-    run once and names its folder in ``MEDCODE_TEST_LOOKUP_RUN``, so no mutant's test run makes it again."""
-    recorded = os.environ.get("MEDCODE_TEST_LOOKUP_RUN")
-    if recorded:
-        return load_run(Path(recorded))
-    folder = tmp_path_factory.mktemp("lookup-run")
-    (folder / "test_codes.py").write_text(TEST_FILE)
-    proc = run_plugin(folder, "--medcode-system", "icd10cm", "--medcode-sample", "1000", "test_codes.py")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return load_run(folder / "reports" / "latest")
+    return lookup_run_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +78,7 @@ def server():
         yield srv
 
 
-def last_lines(text: str, n: int) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()][-n:]
-
-
-# -- the pure function on real records --------------------------------------------------------
+# -- the pure function on real records -------------------------------------------------------------
 
 
 def test_a_run_compared_with_itself_passes(lookup_run: Run) -> None:
@@ -236,36 +207,6 @@ def test_a_run_with_description_variants_is_judged_per_variant(lookup_run: Run) 
     assert only(verdict, "regression", "exact_match", "all cases").n == 200
 
 
-def test_cases_pair_across_a_model_swap_and_unpaired_cases_are_reported(lookup_run: Run) -> None:
-    base = lookup_run.records[:300]
-    new = [{**r, "model": "gpt-4o"} for r in lookup_run.records[100:400]]
-    verdict = evaluate(new, base)
-    assert verdict.passed
-    assert only(verdict, "regression", "exact_match").n == 200
-    notes = " | ".join(verdict.warnings)
-    assert "baseline model lookup paired with gpt-4o" in notes
-    assert "100 case(s) of this run have no baseline partner" in notes
-    assert "100 baseline case(s) are not in this run" in notes
-
-
-def test_no_common_cases_or_no_cases_fail(lookup_run: Run) -> None:
-    base = [{**r, "model": "a"} for r in lookup_run.records[:10]] + [{**r, "model": "b"} for r in
-                                                                        lookup_run.records[:10]]  # fmt: skip
-    verdict = evaluate(lookup_run.records[10:20], base)
-    assert not verdict.passed and "no case of this run is in the baseline" in verdict.reason
-    empty = evaluate([], None)
-    assert not empty.passed and "no benchmark cases ran" in empty.reason
-    dupes = evaluate(lookup_run.records[:5], lookup_run.records[:5] * 2)
-    assert not dupes.passed and "two cases with model=lookup" in dupes.reason
-
-
-def test_repeat_columns_join_the_pairing_key(lookup_run: Run) -> None:
-    base = [{**r, "repeat": k} for k in (0, 1) for r in lookup_run.records[:50]]
-    new = [spoil(r) if r["repeat"] == 1 else r for r in base]
-    check = only(evaluate(new, base), "regression", "exact_match")
-    assert check.n == 100 and check.details["lost"] == 50
-
-
 def test_the_verdict_is_deterministic_and_renders_last(lookup_run: Run) -> None:
     new = [spoil(r) if i % 7 == 0 else r for i, r in enumerate(lookup_run.records)]
     spec = GateSpec(fail_under=parse_thresholds("exact_match=0.5", "under"),
@@ -277,55 +218,7 @@ def test_the_verdict_is_deterministic_and_renders_last(lookup_run: Run) -> None:
     assert all(not math.isnan(c.observed or 0.0) for c in one.checks)
 
 
-# -- parsing the options -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("items", "direction", "expected"),
-    [
-        ("exact_match=0.45", "under", [Threshold("exact_match", 0.45, "under")]),
-        (["valid=90%", "icd10cm:exact_match=0.3"], "under",
-         [Threshold("valid", 0.9, "under"), Threshold("exact_match", 0.3, "under", "icd10cm")]),
-        ("fabricated=0.1", "over", [Threshold("fabricated", 0.1, "over")]),
-        ("exact_match=0.4,exact_match=0.5", "under", [Threshold("exact_match", 0.5, "under")]),
-        (" Exact-Match = 0.4 ", "under", [Threshold("exact_match", 0.4, "under")]),
-    ],
-)  # fmt: skip
-def test_parse_thresholds(items: Any, direction: str, expected: list[Threshold]) -> None:
-    assert list(parse_thresholds(items, direction, ["icd10cm", "icd9cm"])) == expected
-
-
-@pytest.mark.parametrize(
-    ("items", "direction", "message"),
-    [
-        ("exact_mtch=0.4", "under", "unknown metric 'exact_mtch'"),
-        ("fabricated=0.1", "under", "lower-is-better; limit it with --medcode-fail-over fabricated=0.1"),
-        ("exact_match=0.9", "over", "higher-is-better; limit it with --medcode-fail-under"),
-        ("exact_match", "under", "expected METRIC=LIMIT"),
-        ("exact_match=1.5", "under", "must be between 0 and 1"),
-        ("exact_match=2pp", "under", "write a fraction, e.g. 0.45, or a percentage"),
-        ("exact_match=abc", "under", "is not a number"),
-        ("icd11:exact_match=0.4", "under", "unknown system 'icd11'"),
-        (":exact_match=0.4", "under", "empty system"),
-    ],
-)
-def test_parse_thresholds_rejects(items: str, direction: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        parse_thresholds(items, direction, ["icd10cm"])
-
-
-def test_parse_max_drops() -> None:
-    expected = (MaxDrop("exact_match", 0.02), MaxDrop("meteor", 0.02))
-    assert parse_max_drops("exact_match=2pp,meteor=0.02") == expected
-    assert parse_max_drops(["digit_match=0.5pp"])[0].margin == pytest.approx(0.005)
-    assert MaxDrop("exact_match", 0.02).text == "exact_match=2pp"
-    for bad, message in (("exact_match=2%", "percentage points"), ("exact_match=1", "below 1"),
-                         ("icd10cm:exact_match=2pp", "every system"), ("x=2pp", "unknown metric")):
-        with pytest.raises(ValueError, match=message):
-            parse_max_drops(bad)
-
-
-# -- gate mode in real pytest sessions ---------------------------------------------------------
+# -- gate mode in real pytest sessions -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -462,7 +355,7 @@ def test_a_baseline_of_another_schema_version_is_a_usage_error(pytester, icd9_co
     ])  # fmt: skip
 
 
-# -- the scripted model through litellm: the issue's done-when runs ----------------------------
+# -- the scripted model through litellm: the issue's done-when runs --------------------------------
 
 
 def test_a_model_wrong_on_10_percent_of_1000_cases_fails_the_gate(
@@ -511,14 +404,9 @@ def test_one_extra_error_in_a_20_case_run_passes_with_a_power_warning(
     assert last_lines(result.stdout.str(), 2)[0] == "medcode gate PASSED: all 2 checks passed, 2 warnings"
 
 
-# -- the rules at their boundaries, on hand-built records --------------------------------------
+# -- the rules at their boundaries, on hand-built records ------------------------------------------
 # Counts are picked so every observed value is exact in binary floating point (3/4, 1/4, 1/20, 6/100
 # as a count of cases): an observed value that *equals* its limit must pass, one case more must fail.
-
-
-def case(i: int, **metrics: Any) -> dict[str, Any]:
-    """A scored ICD-10-CM case of model ``m``; ``metrics`` are the per-case values under test."""
-    return {"model": "m", "system": "icd10cm", "code": f"C{i:03d}", "outcome": "correct", **metrics}
 
 
 def test_exact_match_exactly_at_the_fail_under_limit_passes() -> None:
@@ -604,181 +492,6 @@ def test_continuous_drop_exactly_at_the_margin_passes_and_just_past_it_fails() -
     assert "the drop is beyond the allowed 25.0 pp and the CI excludes 0" in past.reason
 
 
-def test_report_rows_and_the_saved_options_of_the_gate() -> None:
-    """What report.md/report.html and summary.json show of a verdict, on hand-made checks."""
-    records = [case(i, exact_match=i < 3) for i in range(4)] + [{**case(4), "outcome": "error"}]
-    verdict = evaluate(records, [case(i, exact_match=True) for i in range(5)],
-                       thresholds=parse_thresholds("exact_match=0.8", "under"),
-                       max_drops=parse_max_drops("exact_match=50pp"), max_error_rate=0.25)  # fmt: skip
-    rows = [check_cells(c.to_dict()) for c in verdict.checks]
-    by_kind = {r["check"]: r for r in rows}
-    # 1 failed call of 5 = 20.0 %, within 25 %; 3 of 4 answered exact = 75.0 %, below 80 %.
-    assert by_kind["errors"] == {"result": "pass", "check": "errors", "metric": "error_rate", "scope": "m / icd10cm",
-                                 "observed": "20.0%", "baseline": "-", "p": "-",
-                                 "reason": "1 of 5 calls failed (20.0%), within the allowed 25.0%"}  # fmt: skip
-    assert by_kind["threshold"]["result"] == "FAIL" and by_kind["threshold"]["observed"] == "75.0%"
-    # Paired on the 4 answered cases: 1 lost, 0 gained, p = 1.0 (McNemar, one discordant pair).
-    regression = by_kind["regression"]
-    assert (regression["result"], regression["observed"], regression["baseline"], regression["p"]) == (
-        "pass", "75.0%", "100.0%", "1")
-    meteor = check_cells({"kind": "regression", "metric": "meteor", "scope": "s", "passed": False,
-                               "observed": 0.61234, "baseline": 0.7, "p_value": 0.000123456, "reason": "r"})
-    assert (meteor["observed"], meteor["baseline"], meteor["p"], meteor["result"]) == ("0.612", "0.700", "0.000123",
-                                                                                      "FAIL")  # fmt: skip
-    spec = GateSpec(fail_under=parse_thresholds("icd10cm:exact_match=0.3", "under"),
-                         fail_over=parse_thresholds("fabricated=15%", "over"), baseline=Path("ci/base"),
-                         max_drops=parse_max_drops("exact_match=2pp,meteor=0.02"), alpha=0.01, max_error_rate=0.1,
-                         active=True)  # fmt: skip
-    assert spec.to_dict() == {
-        "active": True, "fail_under": ["icd10cm:exact_match=0.3"], "fail_over": ["fabricated=0.15"],
-        "baseline": "ci/base", "max_drop": ["exact_match=2pp", "meteor=0.02"], "alpha": 0.01, "max_error_rate": 0.1,
-    }  # fmt: skip
-    assert GateSpec().to_dict()["baseline"] is None
-
-
-# -- each rule's full account, hand-computed -----------------------------------------------------
-# What summary.json, report.md and the terminal say is part of the product: these pin every field and the
-# reason's wording for each branch, with p-values and intervals worked out by hand in the comments.
-
-NOTE = "this pass means 'cannot tell', not 'no drop'"
-
-
-def regression_of(new: list[dict[str, Any]], base: list[dict[str, Any]], drops: str, **kw: Any) -> Check:
-    metric = drops.split("=")[0]
-    return only(evaluate(new, base, max_drops=parse_max_drops(drops), **kw), "regression", metric)
-
-
-def test_binary_regression_caught_reads_and_records_everything() -> None:
-    """100 pairs, 7 lost: 7.0 pp past a 6 pp margin, McNemar p = 2 * 0.5**7 = 0.015625 -> '0.016'."""
-    base = [case(i, exact_match=True) for i in range(100)]
-    new = [case(i, exact_match=i >= 7) for i in range(100)]
-    check = regression_of(new, base, "exact_match=6pp")
-    assert check.to_dict() == {
-        "kind": "regression", "metric": "exact_match", "scope": "m / icd10cm", "passed": False,
-        "reason": "exact match dropped 7.0 pp (93.0% vs 100.0% in the baseline; 7 worse / 0 better of 100 paired "
-                  "cases); McNemar exact p = 0.016 < 0.05 and beyond the allowed 6.0 pp",
-        "observed": 0.93, "limit": 0.06, "n": 100, "p_value": pytest.approx(0.015625), "baseline": 1.0,
-        "delta": pytest.approx(-0.07), "ci": None, "warnings": [],
-        "details": {"test": "mcnemar_exact", "lost": 7, "gained": 0, "alpha": 0.05, "significant": True,
-                    "exceeds_margin": True, "underpowered": False, "min_detectable_drop": 0.07},
-    }  # fmt: skip
-
-
-def test_binary_regression_beyond_the_margin_on_one_pair_is_a_low_power_pass() -> None:
-    """10 pairs, 1 lost: 10 pp past 2 pp, but one discordant pair has p = 1 and no split of 1 pair can be
-    significant; a 2 pp margin on 10 cases means k = 1 case."""
-    base = [case(i, exact_match=True) for i in range(10)]
-    check = regression_of([case(i, exact_match=i > 0) for i in range(10)], base, "exact_match=2pp")
-    assert check.passed and check.p_value == 1.0
-    assert check.reason == ("exact match dropped 10.0 pp (90.0% vs 100.0% in the baseline; 1 worse / 0 better of 10 "
-                            "paired cases); beyond the allowed 2.0 pp but not significant (McNemar exact p = 1.000 "
-                            "≥ 0.05)")  # fmt: skip
-    assert check.warnings == ("low power: 1 discordant pair among 10 cases; a worsening of 1 case (just past the "
-                              f"allowed 2.0 pp) could not reach p < 0.05 — no drop could reach significance; {NOTE}",)
-
-
-def test_binary_regression_low_power_warning_in_the_plural_and_with_a_detectable_drop() -> None:
-    """50 pairs, 2 lost: p = 2 * 0.25 = 0.5; k = floor(0.02 * 50) + 1 = 2 cases; 2 pairs can never reach p < 0.05.
-    Then 100 pairs, 3 lost and 3 gained: no net change, p = 1; 6 discordant pairs can show 6 lost / 0 gained
-    (p = 2/64 = 0.031), a 6.0 pp drop; a 2 pp margin's k = 3 cases cannot (4/1, p = 0.375)."""
-    base = [case(i, exact_match=True) for i in range(50)]
-    check = regression_of([case(i, exact_match=i >= 2) for i in range(50)], base, "exact_match=2pp")
-    assert check.warnings == ("low power: 2 discordant pairs among 50 cases; a worsening of 2 cases (just past the "
-                              f"allowed 2.0 pp) could not reach p < 0.05 — no drop could reach significance; {NOTE}",)
-    assert "McNemar exact p = 0.500 ≥ 0.05" in check.reason
-    base = [case(i, exact_match=i >= 3) for i in range(100)]
-    new = [case(i, exact_match=not 3 <= i < 6) for i in range(100)]
-    check = regression_of(new, base, "exact_match=2pp")
-    assert check.passed and (check.details["lost"], check.details["gained"]) == (3, 3)
-    assert check.reason == ("exact match 97.0% vs 97.0% in the baseline (3 worse / 3 better of 100 paired cases); "
-                            "McNemar exact p = 1.000; allowed 2.0 pp")  # fmt: skip
-    assert check.warnings == ("low power: 6 discordant pairs among 100 cases; a worsening of 3 cases (just past the "
-                              "allowed 2.0 pp) could not reach p < 0.05 — the smallest drop this churn could show is "
-                              f"6.0 pp; {NOTE}",)  # fmt: skip
-
-
-def test_binary_regression_significant_but_within_the_margin_and_a_fabrication_rise() -> None:
-    """1,000 pairs, 10 lost: p = 2 * 0.5**10 = 0.00195 -> '0.002', a 1.0 pp drop within 2 pp. Then fabricated:
-    4 of 100 new fabrications is a 4.0 pp rise, p = 2 * 0.5**4 = 0.125."""
-    base = [case(i, exact_match=True) for i in range(1000)]
-    check = regression_of([case(i, exact_match=i >= 10) for i in range(1000)], base, "exact_match=2pp")
-    assert check.passed and check.warnings == ()
-    assert check.reason == ("exact match dropped 1.0 pp (99.0% vs 100.0% in the baseline; 10 worse / 0 better of "
-                            "1000 paired cases); significant (McNemar exact p = 0.002) but within the allowed 2.0 pp")
-    base = [case(i, fabricated=False) for i in range(100)]
-    check = regression_of([case(i, fabricated=i < 4) for i in range(100)], base, "fabricated=2pp")
-    assert check.reason.startswith("fabricated rose 4.0 pp (4.0% vs 0.0% in the baseline; 4 worse / 0 better of 100")
-    assert (check.observed, check.baseline, check.delta) == (pytest.approx(0.04), 0.0, pytest.approx(0.04))
-    # Cases with the metric missing on either side are left out of the pairs; none left is a failed check.
-    holes = [case(i, fabricated=None) if i < 30 else case(i, fabricated=False) for i in range(100)]
-    assert regression_of(holes, base, "fabricated=2pp").n == 70
-    none = regression_of([case(i, fabricated=None) for i in range(5)], base[:5], "fabricated=2pp")
-    assert none.to_dict() == {
-        "kind": "regression", "metric": "fabricated", "scope": "m / icd10cm", "passed": False,
-        "reason": "no cases in common with the baseline to compare", "observed": None, "limit": 0.02, "n": 0,
-        "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {}}  # fmt: skip
-
-
-def test_continuous_regression_accounts_for_every_branch() -> None:
-    """Constant differences give a one-point interval (every resample has the same mean)."""
-    base = [case(i, digit_match=1.0) for i in range(8)]
-    caught = regression_of([case(i, digit_match=0.5) for i in range(8)], base, "digit_match=0.25")
-    assert caught.to_dict() == {
-        "kind": "regression", "metric": "digit_match", "scope": "m / icd10cm", "passed": False,
-        "reason": "digit match 50.0% vs 100.0% in the baseline (Δ -50.0 pp, 95% paired bootstrap CI -50.0 pp to "
-                  "-50.0 pp, 8 paired cases); the drop is beyond the allowed 25.0 pp and the CI excludes 0",
-        "observed": 0.5, "limit": 0.25, "n": 8, "p_value": None, "baseline": 1.0, "delta": -0.5,
-        "ci": [-0.5, -0.5], "warnings": [],
-        "details": {"test": "paired_bootstrap", "alpha": 0.05, "significant": True, "exceeds_margin": True, "seed": 0},
-    }  # fmt: skip
-    within = regression_of([case(i, digit_match=0.875) for i in range(8)], base, "digit_match=0.25")
-    assert within.passed and within.reason.endswith("8 paired cases); allowed 25.0 pp")
-    # One case of ten falls from 1 to 0: Δ -0.1, upper end 0 (see above); the interval is wider than the margin.
-    base = [case(i, digit_match=1.0) for i in range(10)]
-    noisy = regression_of([case(i, digit_match=0.0 if i == 0 else 1.0) for i in range(10)], base, "digit_match=0.05")
-    assert noisy.ci is not None and noisy.ci[1] == 0.0
-    assert noisy.reason.endswith("; beyond the allowed 5.0 pp but the CI includes 0: not significant")
-    half = (noisy.ci[1] - noisy.ci[0]) / 2
-    assert noisy.warnings == (f"low power: the CI half-width {100 * half:.1f} pp is not below the allowed drop 5.0 pp,"
-                              " so a drop just past it could not be told from noise",)  # fmt: skip
-    # METEOR is on its own scale (3 decimals), and its interval follows --medcode-alpha and the seed.
-    base = [case(i, meteor=v) for i, v in enumerate((0.9, 0.8, 0.7, 0.6, 0.5, 0.4))]
-    new = [case(i, meteor=v) for i, v in enumerate((0.7, 0.8, 0.4, 0.6, 0.1, 0.4))]  # Δ -(0.2+0.3+0.4)/6 = -0.15
-    check = regression_of(new, base, "meteor=0.02", alpha=0.2, seed=7)
-    expected = paired_bootstrap_delta([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.7, 0.8, 0.4, 0.6, 0.1, 0.4],
-                                      confidence=0.8, seed=7)  # fmt: skip
-    assert check.delta == pytest.approx(-0.15) and check.ci == (expected.low, expected.high)
-    assert "(Δ -0.150, 80% paired bootstrap CI " in check.reason and "allowed 0.020" in check.reason
-    assert (check.details["alpha"], check.details["seed"]) == (0.2, 7)
-    missing = regression_of([case(i) for i in range(3)], base[:3], "meteor=0.02")
-    assert missing.reason == ("no cases with meteor in both runs (the metric was not computed; install the 'metrics' "
-                              "extra)") and (missing.n, missing.limit, missing.passed) == (0, 0.02, False)
-    missing = regression_of([case(i) for i in range(3)], [case(i) for i in range(3)], "digit_match=0.02")
-    assert missing.reason == "no cases in common with the baseline to compare"
-
-
-def test_threshold_check_records_its_wilson_interval_and_warns_when_the_limit_is_inside() -> None:
-    """3 of 4 exact. Wilson 95 %: z = 1.959964, z²/n = 0.960365, centre = (0.75 + 0.480183) / 1.960365 = 0.627528,
-    half = z / 1.960365 * sqrt(0.75 * 0.25 / 4 + z² / 64) = 0.999796 * 0.326952 = 0.326885
-    -> 0.300642 to 0.954413 (30.1 %-95.4 %); 75 % lies inside."""
-    records = [case(i, exact_match=i < 3) for i in range(4)]
-    verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.75", "under"))
-    check = only(verdict, "threshold", "exact_match")
-    assert check.ci is not None and check.ci == pytest.approx((0.300642, 0.954413), abs=1e-6)
-    assert check.reason == "exact match 75.0% (95% CI 30.1%–95.4%, n=4) is at least 75.0%"
-    assert check.warnings == ("the limit 75.0% lies inside the 95% CI (30.1%–95.4%): a re-run could flip this check",)
-    assert (check.n, check.limit, check.details) == (4, 0.75, {"direction": "under", "limit_scope": "all systems"})
-    # At an end of the interval the limit is not inside it: 4 of 4 has a Wilson upper bound of exactly 1.
-    full = [case(i, exact_match=True) for i in range(4)]
-    check = only(evaluate(full, thresholds=parse_thresholds("exact_match=1", "under")), "threshold", "exact_match")
-    assert check.passed and check.warnings == () and check.ci is not None and check.ci[1] == 1.0
-    # 0 of 4 fabricated has a lower bound of exactly 0: a limit of 0 is not inside either.
-    clean = [case(i, fabricated=False) for i in range(4)]
-    check = only(evaluate(clean, thresholds=parse_thresholds("fabricated=0", "over")), "threshold", "fabricated")
-    assert check.passed and check.warnings == () and check.reason.endswith("is at most 0.0%")
-    assert check.details == {"direction": "over", "limit_scope": "all systems"}
-
-
 def test_threshold_on_a_mean_uses_the_seeded_bootstrap() -> None:
     """Digit agreement 0.5, 1, 1, 0.5: the bootstrap interval lies within [0.5, 1] (a Wilson interval of
     '3 of 4' would reach down to 0.30). With twelve spread values the interval depends on the seed: it is the
@@ -795,30 +508,6 @@ def test_threshold_on_a_mean_uses_the_seeded_bootstrap() -> None:
                                                          bootstrap_mean(spread, seed=4).high)  # fmt: skip
     assert only(evaluate(records, thresholds=ths), "threshold", "digit_match").ci == only(
         evaluate(records, thresholds=ths, seed=0), "threshold", "digit_match").ci  # the default seed is 0
-
-
-def test_threshold_without_values_fails_and_says_why() -> None:
-    errors = [{**case(i), "outcome": "error"} for i in range(3)]
-    check = only(evaluate(errors, thresholds=parse_thresholds("exact_match=0.5", "under"), max_error_rate=1.0),
-                 "threshold", "exact_match")  # fmt: skip
-    assert check.to_dict() == {
-        "kind": "threshold", "metric": "exact_match", "scope": "m / icd10cm", "passed": False,
-        "reason": "no answered cases to measure", "observed": None, "limit": 0.5, "n": 0, "p_value": None,
-        "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {}}  # fmt: skip
-    check = only(evaluate(errors, thresholds=parse_thresholds("meteor=0.5", "under"), max_error_rate=1.0),
-                 "threshold", "meteor")  # fmt: skip
-    assert check.reason == "no answered cases to measure"
-    answered = [case(i, exact_match=True) for i in range(3)]
-    check = only(evaluate(answered, thresholds=parse_thresholds("meteor=0.5", "under")), "threshold", "meteor")
-    assert check.reason == ("no meteor values in the records (the metric was not computed; install the 'metrics' "
-                            "extra)")  # fmt: skip
-    check = only(evaluate(answered, thresholds=parse_thresholds("digit_match=0.5", "under")), "threshold",
-                 "digit_match")  # fmt: skip
-    assert check.reason == ("no digit_match values: not defined for this system (scope the limit, e.g. "
-                            "SYSTEM:digit_match)")  # a core metric: not the install hint
-    check = only(evaluate([{**r, "closeness": None} for r in answered],
-                          thresholds=parse_thresholds("closeness=0.5", "under")), "threshold", "closeness")
-    assert not check.passed and "closeness values: not defined for this system" in check.reason
 
 
 def test_evaluate_checks_its_options_and_applies_every_threshold() -> None:
@@ -845,60 +534,6 @@ def test_evaluate_checks_its_options_and_applies_every_threshold() -> None:
                     "details": {}}]}  # fmt: skip
 
 
-def test_render_verdict_lines() -> None:
-    """Error-rate checks that pass fold into one line (0 % and 1 in 20 = 5 %, at the limit); then the threshold
-    checks, the warnings, and the verdict last. Wilson for 19 of 19: low = 0.8318 (z²/n = 0.20218, centre
-    0.91591, half 0.08409), above the 80 % limit, so no warning there."""
-    records = [case(i, exact_match=i < 3) for i in range(4)]
-    records += [{**case(i, exact_match=True), "system": "icd9cm"} for i in range(19)]
-    records += [{**case(19), "system": "icd9cm", "outcome": "error"}]
-    verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.8", "under"))
-    failing = "exact match 75.0% (95% CI 30.1%–95.4%, n=4) is below the limit 80.0%"
-    assert render_verdict(verdict) == [
-        f"FAIL threshold exact_match [m / icd10cm]: {failing}",
-        "PASS threshold exact_match [m / icd9cm]: exact match 100.0% (95% CI 83.2%–100.0%, n=19) is at least 80.0%",
-        "PASS errors: failed calls within the allowed 5.0% in 2 groups (worst 5.0%)",
-        "warning: exact_match m / icd10cm: the limit 80.0% lies inside the 95% CI (30.1%–95.4%): a re-run could flip "
-        "this check",
-        f"medcode gate FAILED: exact_match m / icd10cm: {failing}",
-    ]  # fmt: skip
-    one_group = evaluate(records[4:], thresholds=parse_thresholds("exact_match=0.8", "under"))
-    assert render_verdict(one_group)[-2:] == [
-        "PASS errors: failed calls within the allowed 5.0% in 1 group (worst 5.0%)",
-        "medcode gate PASSED: all 2 checks passed",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("parse", "item", "message"),
-    [
-        ("under", "exact_match=0.4=0.5", "'exact_match=0.4=0.5': '0.4=0.5' is not a number"),
-        ("under", "exact_match=", "'exact_match=': expected METRIC=LIMIT or SYSTEM:METRIC=LIMIT, e.g. "),
-        ("under", "icd11:exact_match=0.4", "'icd11:exact_match=0.4': unknown system 'icd11'; choose from icd10cm, "
-                                           "icd9cm"),
-        ("under", "exact_mtch=0.4", "'exact_mtch=0.4': unknown metric 'exact_mtch'; choose from exact_match, valid, "),
-        ("under", "exact_match=1.5", "'exact_match=1.5': must be between 0 and 1 (or 0% and 100%), got '1.5'"),
-        ("drop", "exact_match=2pp=3", "'exact_match=2pp=3': '2pp=3' is not a number"),
-        ("drop", "exact_match= ", "'exact_match=': expected METRIC=MARGIN, e.g. exact_match=2pp or exact_match=0.02"),
-        ("drop", "exact_mtch=2pp", "'exact_mtch=2pp': unknown metric 'exact_mtch'; choose from exact_match, "),
-        ("drop", "exact_match=abc", "'exact_match=abc': 'abc' is not a number"),
-    ],
-)  # fmt: skip
-def test_bad_limits_and_margins_say_which_item_and_why(parse: str, item: str, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        if parse == "drop":
-            parse_max_drops(item)
-        else:
-            parse_thresholds(item, parse, ["icd9cm", "icd10cm"])
-    assert str(info.value).startswith(message)
-
-
-def test_margins_are_shown_in_percentage_points_as_given() -> None:
-    assert MaxDrop("exact_match", 0.005).text == "exact_match=0.5pp"
-    assert MaxDrop("digit_match", 0.0125).text == "digit_match=1.25pp"
-    assert MaxDrop("meteor", 0.0125).text == "meteor=0.0125"  # similarity scores are not percentages
-
-
 def test_gate_spec_evaluates_with_its_own_options() -> None:
     """The spec passes every option on: alpha, error rate, margins, thresholds, and the seed (default 0)."""
     base = [case(i, exact_match=True, digit_match=1.0) for i in range(100)]
@@ -919,44 +554,6 @@ def test_gate_spec_evaluates_with_its_own_options() -> None:
     assert only(direct, "threshold", "digit_match").observed == pytest.approx(84 / 99)  # (69 + 30 * 0.5) / 99
 
 
-def test_pairing_problems_and_pooled_scopes_are_reported() -> None:
-    base = [case(i, exact_match=True) for i in range(10)]
-    dupes = evaluate(base, base + base[:1], thresholds=parse_thresholds("icd9cm:valid=0.5", "under"))
-    (pairing,) = [c for c in dupes.checks if c.kind == "regression"]
-    assert (pairing.metric, pairing.scope, pairing.passed, dupes.passed) == ("pairing", "run", False, False)
-    assert pairing.reason.startswith("the baseline run has two cases with model=m, system=icd10cm, code=C000")
-    assert dupes.warnings == ("threshold icd9cm:valid=0.5 matched no cases in this run",)
-    elsewhere = evaluate(base, [{**r, "model": "a"} for r in base] + [{**r, "model": "b"} for r in base])
-    (check,) = [c for c in elsewhere.checks if c.kind == "regression"]
-    assert check.to_dict() | {"details": None} == {
-        "kind": "regression", "metric": "pairing", "scope": "run", "passed": False,
-        "reason": "no case of this run is in the baseline (paired by model, system, code): wrong baseline, or other "
-                  "models, systems or codes",
-        "observed": None, "limit": None, "n": 0, "p_value": None, "baseline": None, "delta": None, "ci": None,
-        "warnings": [], "details": None}  # fmt: skip
-    # Two systems pool into "all systems"; a system the baseline lacks is said, not checked.
-    icd9 = [{**case(i, exact_match=True), "system": "icd9cm"} for i in range(10)]
-    extra = [{**case(i, exact_match=True), "system": "icd9cm-proc"} for i in range(3)]
-    verdict = evaluate(base + icd9 + extra, base + icd9)
-    scopes = [c.scope for c in verdict.checks if c.kind == "regression"]
-    assert scopes == ["m / icd10cm", "m / icd9cm", "m / all systems"]
-    assert only(verdict, "regression", "exact_match", "all systems").n == 20
-    assert verdict.warnings[-1] == "m / icd9cm-proc: not in the baseline, so not checked for regressions"
-    # Variants pool into "all cases"; temperatures show in the scope.
-    swept = [{**case(i, exact_match=True), "variant": v, "temperature": t} for i in range(4)
-             for v, t in (("exact", 0.2), ("typo", 0.6))]  # fmt: skip
-    verdict = evaluate(swept, swept)
-    assert {c.scope for c in verdict.checks if c.kind == "regression"} == {
-        "m / icd10cm [exact] T=0.2", "m / icd10cm [typo] T=0.6", "m / all cases"}
-
-
-def test_failed_calls_on_either_side_are_left_out_of_the_pairs() -> None:
-    base = [{**case(0), "outcome": "error"}] + [case(i, exact_match=True) for i in range(1, 10)]
-    new = [case(i, exact_match=True) for i in range(9)] + [{**case(9), "outcome": "error"}]
-    check = only(evaluate(new, base, max_error_rate=0.5), "regression", "exact_match")
-    assert check.n == 8
-
-
 def test_a_baseline_without_similarity_scores_is_said() -> None:
     base = [case(i, exact_match=True, digit_match=1.0) for i in range(5)]
     verdict = evaluate(base, base, max_drops=parse_max_drops("meteor=0.02,digit_match=0.01"))
@@ -974,35 +571,6 @@ def test_the_error_check_records_its_counts() -> None:
         "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {"errors": 1}}
 
 
-def test_similarity_thresholds_read_on_their_own_scale_and_odd_values_are_left_out() -> None:
-    """METEOR 0.5 and 0.7 (mean 0.6) against 0.65: shown with 3 decimals, not as percentages; a NaN score is
-    no score; a tiny p-value is written in scientific notation (2 * 0.5**30 = 1.9e-09)."""
-    records = [case(0, meteor=0.5), case(1, meteor=0.7), case(2, meteor=float("nan"))]
-    check = only(evaluate(records, thresholds=parse_thresholds("meteor=0.65", "under")), "threshold", "meteor")
-    assert check.n == 2 and check.observed == pytest.approx(0.6)
-    assert check.reason == "meteor 0.600 (95% CI 0.500–0.700, n=2) is below the limit 0.650"
-    assert check.warnings == ("the limit 0.650 lies inside the 95% CI (0.500–0.700): a re-run could flip this check",)
-    base = [case(i, exact_match=True) for i in range(1000)]
-    drop = regression_of([case(i, exact_match=i >= 30) for i in range(1000)], base, "exact_match=5pp")
-    assert drop.reason.endswith("; significant (McNemar exact p = 1.9e-09) but within the allowed 5.0 pp")
-    better = regression_of(base, [case(i, exact_match=i >= 30) for i in range(1000)], "exact_match=2pp")
-    assert better.reason == ("exact match 100.0% vs 97.0% in the baseline (0 worse / 30 better of 1000 paired cases); "
-                             "McNemar exact p = 1.9e-09; allowed 2.0 pp")  # fmt: skip
-
-
-def test_value_formats() -> None:
-    assert [metric("exact_match").format(v) for v in (None, float("nan"), 0.1234)] == ["-", "-", "12.3%"]
-    assert metric("bertscore").format(0.91234) == "0.912"
-    errors = {"kind": "errors", "metric": "error_rate", "scope": "s", "passed": True, "reason": "r"}
-    assert check_cells({**errors, "observed": None})["observed"] == "0.0%"
-    assert check_cells({**errors, "observed": 0.0})["observed"] == "0.0%"
-    with pytest.raises(ValueError) as info:
-        parse_max_drops("exact_match=2%")
-    assert str(info.value) == "'exact_match=2%': write percentage points, e.g. 2pp, or a fraction, e.g. 0.02"
-    with pytest.raises(ValueError, match=r"^direction must be 'under' or 'over', got 'sideways'$"):
-        parse_thresholds("exact_match=0.5", "sideways")
-
-
 def test_a_continuous_improvement_is_significant_only_when_its_interval_clears_zero() -> None:
     """Every case up by 0.5: a one-point interval at +0.5, significant. One case of ten up from 0 to 1: the
     interval's lower end is exactly 0 (a resample misses that case with probability 0.9**10 = 0.35): not."""
@@ -1012,3 +580,117 @@ def test_a_continuous_improvement_is_significant_only_when_its_interval_clears_z
     base = [case(i, digit_match=0.0) for i in range(10)]
     one = regression_of([case(i, digit_match=1.0 if i == 0 else 0.0) for i in range(10)], base, "digit_match=0.05")
     assert one.ci is not None and one.ci[0] == 0.0 and one.details["significant"] is False
+
+
+# -- each rule on its own: the numbers it returns, no sentences ---------------------------------
+# The rules called directly, on hand-built rows and pairs; what they say is test_verdict.py's.
+
+
+def pairs_of(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return list(zip(base, new, strict=True))
+
+
+def test_the_threshold_rule_exactly_at_its_limit_and_with_nothing_to_measure() -> None:
+    """3 of 4 exact = 0.75: at a 0.75 limit it passes (and the limit is inside the Wilson interval), at
+    0.76 it fails; failed calls are not counted; with no answered case, or no value, nothing is measured."""
+    rows = [case(i, exact_match=i < 3) for i in range(4)] + [{**case(4), "outcome": "error"}]
+    at = judge_threshold(Threshold("exact_match", 0.75, "under"), rows)
+    assert (at.passed, at.estimate, at.n, at.missing, at.limit_inside) == (True, 0.75, 4, None, True)
+    assert at.low == pytest.approx(0.300642, abs=1e-6) and at.high == pytest.approx(0.954413, abs=1e-6)
+    assert not judge_threshold(Threshold("exact_match", 0.76, "under"), rows).passed
+    over = [case(i, fabricated=i < 1) for i in range(4)]
+    assert judge_threshold(Threshold("fabricated", 0.25, "over"), over).passed
+    assert not judge_threshold(Threshold("fabricated", 0.2499, "over"), over).passed
+    unanswered = judge_threshold(Threshold("exact_match", 0.5, "under"), [{**case(0), "outcome": "error"}])
+    assert (unanswered.passed, unanswered.n, unanswered.estimate, unanswered.missing) == (False, 0, None, "unanswered")
+    assert judge_threshold(Threshold("exact_match", 0.5, "under"), []).missing == "unanswered"
+    assert judge_threshold(Threshold("meteor", 0.5, "under"), [case(0)]).missing == "not_computed"
+    assert judge_threshold(Threshold("digit_match", 0.5, "under"), [case(0)]).missing == "undefined"
+    check = at.check("m / icd10cm")
+    assert (check.kind, check.observed, check.limit, check.n) == ("threshold", 0.75, 0.75, 4)
+    assert check.ci == (at.low, at.high) and check.finding is at
+    assert unanswered.check("s").ci is None and unanswered.check("s").details == {}
+
+
+def test_the_binary_rule_at_the_margin_at_the_alpha_edge_and_with_no_pairs() -> None:
+    """100 pairs, 6 lost: p = 2 * 0.5**6 = 0.03125, a 6.0 pp drop. At alpha equal to the p-value the p-value is
+    not below alpha, so not significant; just above, it is. 7 lost is past a 6 pp margin: a regression only when
+    significant (alpha above 2 * 0.5**7 = 0.015625)."""
+    base = [case(i, exact_match=True) for i in range(100)]
+    six = pairs_of(base, [case(i, exact_match=i >= 6) for i in range(100)])
+    drop = MaxDrop("exact_match", 0.06)
+    p = judge_binary(drop, six, alpha=0.05).test.p_value
+    assert p == pytest.approx(0.03125)
+    edge = judge_binary(drop, six, alpha=p)
+    assert not edge.test.significant and edge.passed
+    assert judge_binary(drop, six, alpha=0.0313).test.significant
+    at_margin = judge_binary(drop, six, alpha=0.05)
+    assert at_margin.test.significant and not at_margin.test.exceeds_margin and at_margin.passed
+    assert (at_margin.base_value, at_margin.new_value, at_margin.worsening) == (1.0, 0.94, pytest.approx(0.06))
+    seven = pairs_of(base, [case(i, exact_match=i >= 7) for i in range(100)])
+    p = judge_binary(drop, seven, alpha=0.05).test.p_value
+    assert judge_binary(drop, seven, alpha=p).passed  # past the margin, p not below alpha
+    caught = judge_binary(drop, seven, alpha=0.0157)
+    assert caught.test.regressed and not caught.passed and not caught.low_power
+    assert caught.cases_past_margin == 7  # floor(0.06 * 100) + 1
+    none = judge_binary(drop, pairs_of(base[:3], [case(i) for i in range(3)]), alpha=0.05)  # no exact_match values
+    assert (none.test.n, none.passed, none.low_power, none.base_value, none.new_value) == (0, False, False, None, None)
+    check = none.check("s")
+    assert (check.n, check.limit, check.p_value, check.details) == (0, 0.06, None, {})
+
+
+def test_the_binary_rule_reads_a_lower_is_better_metric_upside_down() -> None:
+    """4 of 100 new fabrications: 'not fabricated' fell from 100 % to 96 %, shown as fabricated 0 % -> 4 %."""
+    base = [case(i, fabricated=False) for i in range(100)]
+    rise = judge_binary(MaxDrop("fabricated", 0.02), pairs_of(base, [case(i, fabricated=i < 4) for i in range(100)]),
+                        alpha=0.05)  # fmt: skip
+    assert rise.flipped and (rise.base_value, rise.new_value) == (0.0, pytest.approx(0.04))
+    assert rise.worsening == pytest.approx(0.04) and rise.test.lost == 4 and rise.test.exceeds_margin
+    assert rise.passed and rise.low_power  # p = 2 * 0.5**4 = 0.125: 'cannot tell'
+    assert rise.check("s").delta == pytest.approx(0.04)
+
+
+def test_the_continuous_rule_at_the_margin_at_the_alpha_edge_and_with_no_pairs() -> None:
+    """Constant differences give a one-point interval: a drop of exactly the margin passes, 1/1024 more fails.
+    One case of ten falling from 1 to 0: the upper end is exactly 0 at any alpha (a resample misses that case
+    with probability 0.9**10 = 0.35), so never significant; its interval is wider than a 0.05 margin."""
+    drop = MaxDrop("digit_match", 0.25)
+    base = [case(i, digit_match=1.0) for i in range(8)]
+    at = judge_continuous(drop, pairs_of(base, [case(i, digit_match=0.75) for i in range(8)]), alpha=0.05)
+    assert (at.n, at.base_mean, at.new_mean, at.delta, at.low, at.high) == (8, 1.0, 0.75, -0.25, -0.25, -0.25)
+    assert at.significant and not at.exceeds_margin and at.passed and not at.low_power
+    past = judge_continuous(drop, pairs_of(base, [case(i, digit_match=0.75 - 1 / 1024) for i in range(8)]), 0.05)
+    assert past.exceeds_margin and past.regressed and not past.passed
+    ten = [case(i, digit_match=1.0) for i in range(10)]
+    one_falls = pairs_of(ten, [case(i, digit_match=0.0 if i == 0 else 1.0) for i in range(10)])
+    for alpha in (0.5, 0.05, 0.001):
+        noisy = judge_continuous(MaxDrop("digit_match", 0.05), one_falls, alpha=alpha, seed=3)
+        assert noisy.high == 0.0 and not noisy.significant and noisy.exceeds_margin and noisy.passed
+        assert noisy.low_power and noisy.half_width >= 0.05
+    assert judge_continuous(MaxDrop("digit_match", 0.0), one_falls, alpha=0.05).low_power is False  # no margin
+    none = judge_continuous(MaxDrop("meteor", 0.02), pairs_of(ten, ten), alpha=0.05)  # no meteor values
+    assert (none.n, none.delta, none.passed, none.low_power, none.significant) == (0, None, False, False, False)
+    assert (none.check("s").n, none.check("s").ci, none.check("s").details) == (0, None, {})
+
+
+def test_the_error_rule_exactly_at_the_allowed_rate_and_on_no_rows() -> None:
+    one = [case(i) for i in range(19)] + [{**case(19), "outcome": "error"}]
+    at = judge_errors(one, 0.05)
+    assert (at.n, at.errors, at.rate, at.passed) == (20, 1, 0.05, True)
+    assert not judge_errors(one, 0.0499).passed
+    assert judge_errors([case(0)], 0.0).passed
+    empty = judge_errors([], 0.0)
+    assert (empty.n, empty.rate, empty.passed) == (0, 0.0, True)
+    assert at.check("s").details == {"errors": 1} and at.check("s").observed == 0.05
+
+
+def test_a_check_carries_the_result_it_was_made_from() -> None:
+    """The verdict's checks hold the rules' results: their numbers are the check's, with no sentence needed."""
+    records = [case(i, exact_match=i < 3) for i in range(4)]
+    verdict = evaluate(records, [case(i, exact_match=True) for i in range(4)],
+                       thresholds=parse_thresholds("exact_match=0.75", "under"))  # fmt: skip
+    kinds = {c.kind: type(c.finding) for c in verdict.checks}
+    assert kinds == {"errors": ErrorRate, "threshold": ThresholdResult, "regression": BinaryRegression}
+    regression = only(verdict, "regression", "exact_match").finding
+    assert isinstance(regression, BinaryRegression) and (regression.test.lost, regression.test.n) == (1, 4)
+    assert verdict.notes == () and evaluate([]).checks[0].finding == NoCases()

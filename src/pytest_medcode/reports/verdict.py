@@ -1,15 +1,240 @@
-"""The gate's verdict as text: the terminal's lines, a report's table cells, and ``medcode compare``'s
-paired table. The numbers are the verdict's; only their wording lives here."""
+"""The gate's verdict as text: each check's reason and warnings, the verdict's reason, the terminal's
+lines, a report's table cells, and ``medcode compare``'s paired table. The numbers are the rules'
+results (``results/gate.py``); only their wording lives here. Importing this module installs the
+wording on the gate, so a verdict's ``reason`` and ``to_dict()`` (``summary.json``) read the same
+sentences as the terminal."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pytest_medcode.reports.text import aligned
-from pytest_medcode.results.gate import Verdict
-from pytest_medcode.vocabulary import format_p, metric
+from pytest_medcode.results.gate import (
+    BinaryRegression,
+    Check,
+    ContinuousRegression,
+    ErrorRate,
+    NoCases,
+    NoCommonCases,
+    Note,
+    PairingFailed,
+    ThresholdResult,
+    Verdict,
+    use_wording,
+)
+from pytest_medcode.vocabulary import METRICS, format_p, metric
 
-__all__ = ["check_cells", "comparison_lines", "render_verdict"]
+__all__ = ["all_warnings", "check_cells", "check_reason", "check_warnings", "comparison_lines", "note_text",
+           "render_verdict", "verdict_reason", "verdict_warnings"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+# -- thresholds ----------------------------------------------------------------------------------
+
+_MISSING: dict[str, str] = {
+    "unanswered": "no answered cases to measure",
+    "not_computed": "no {metric} values in the records (the metric was not computed; install the 'metrics' extra)",
+    "undefined": "no {metric} values: not defined for this system (scope the limit, e.g. SYSTEM:{metric})",
+    "no_codes": "no codes to measure {metric} on",
+}
+
+
+def _interval(r: ThresholdResult) -> str:
+    m = METRICS[r.threshold.metric]
+    return f"{m.format(r.low)}–{m.format(r.high)}"
+
+
+def _threshold_reason(r: ThresholdResult) -> str:
+    th = r.threshold
+    if r.estimate is None:
+        return _MISSING[r.missing or "unanswered"].format(metric=th.metric)
+    m = METRICS[th.metric]
+    head = f"{m.label} {m.format(r.estimate)} (95% CI {_interval(r)}, n={r.n})"
+    under = th.direction == "under"
+    if r.passed:
+        return f"{head} is {'at least' if under else 'at most'} {m.format(th.limit)}"
+    return f"{head} is {'below' if under else 'above'} the limit {m.format(th.limit)}"
+
+
+def _threshold_warnings(r: ThresholdResult) -> tuple[str, ...]:
+    if not r.limit_inside:
+        return ()
+    limit = METRICS[r.threshold.metric].format(r.threshold.limit)
+    return (f"the limit {limit} lies inside the 95% CI ({_interval(r)}): a re-run could flip this check",)
+
+
+# -- regressions ---------------------------------------------------------------------------------
+
+_NO_PAIRS = "no cases in common with the baseline to compare"
+
+
+def _binary_change(r: BinaryRegression) -> str:
+    m, t = METRICS[r.drop.metric], r.test
+    versus = f"{m.format(r.new_value)} vs {m.format(r.base_value)} in the baseline"
+    counts = f"{t.lost} worse / {t.gained} better of {t.n} paired cases"
+    if r.worsening > 0:
+        return f"{m.label} {'rose' if r.flipped else 'dropped'} {100 * r.worsening:.1f} pp ({versus}; {counts})"
+    return f"{m.label} {versus} ({counts})"
+
+
+def _binary_reason(r: BinaryRegression) -> str:
+    t = r.test
+    if t.n == 0:
+        return _NO_PAIRS
+    change, allowed = _binary_change(r), METRICS[r.drop.metric].format_margin(r.drop.margin)
+    test = f"McNemar exact p = {format_p(t.p_value)}"
+    if t.regressed:
+        return f"{change}; {test} < {t.alpha:g} and beyond the allowed {allowed}"
+    if t.exceeds_margin:
+        return f"{change}; beyond the allowed {allowed} but not significant ({test} ≥ {t.alpha:g})"
+    if r.worsening > 0 and t.significant:
+        return f"{change}; significant ({test}) but within the allowed {allowed}"
+    return f"{change}; {test}; allowed {allowed}"
+
+
+def _binary_warnings(r: BinaryRegression) -> tuple[str, ...]:
+    if not r.low_power:
+        return ()
+    t, allowed = r.test, METRICS[r.drop.metric].format_margin(r.drop.margin)
+    detectable = (
+        f"the smallest drop this churn could show is {100 * t.min_detectable_drop:.1f} pp"
+        if t.min_detectable_drop is not None
+        else "no drop could reach significance"
+    )
+    return (
+        f"low power: {_plural(t.lost + t.gained, 'discordant pair')} among {t.n} cases; a worsening "
+        f"of {_plural(r.cases_past_margin, 'case')} (just past the allowed {allowed}) could not reach "
+        f"p < {t.alpha:g} — {detectable}; this pass means 'cannot tell', not 'no drop'",
+    )
+
+
+def _continuous_reason(r: ContinuousRegression) -> str:
+    m = METRICS[r.drop.metric]
+    if r.n == 0:
+        if m.optional:
+            return (f"no cases with {r.drop.metric} in both runs (the metric was not computed; install the "
+                    "'metrics' extra)")
+        return _NO_PAIRS
+    assert r.delta is not None and r.low is not None and r.high is not None
+    ci = (f"{100 * (1 - r.alpha):g}% paired bootstrap CI {m.format_delta(r.low)} to "
+          f"{m.format_delta(r.high)}")
+    change = (f"{m.label} {m.format(r.new_mean)} vs {m.format(r.base_mean)} in the baseline "
+              f"(Δ {m.format_delta(r.delta)}, {ci}, {r.n} paired cases)")
+    allowed = m.format_margin(r.drop.margin)
+    if r.regressed:
+        return f"{change}; the drop is beyond the allowed {allowed} and the CI excludes 0"
+    if r.exceeds_margin:
+        return f"{change}; beyond the allowed {allowed} but the CI includes 0: not significant"
+    return f"{change}; allowed {allowed}"
+
+
+def _continuous_warnings(r: ContinuousRegression) -> tuple[str, ...]:
+    if not r.low_power:
+        return ()
+    m = METRICS[r.drop.metric]
+    return (
+        f"low power: the CI half-width {m.format_margin(r.half_width)} is not below the allowed "
+        f"drop {m.format_margin(r.drop.margin)}, so a drop just past it could not be told from noise",
+    )
+
+
+# -- errors, and a run that could not be checked ---------------------------------------------------
+
+
+def _errors_reason(r: ErrorRate) -> str:
+    word = "within" if r.passed else "above"
+    return (f"{r.errors} of {r.n} calls failed ({100 * r.rate:.1f}%), {word} the allowed "
+            f"{100 * r.max_error_rate:.1f}%")
+
+
+def _no_common_reason(r: NoCommonCases) -> str:
+    what, items = ("document", "documents") if r.documents else ("case", "codes")
+    why = (f"the runs have the same models and systems but share no {items} (another --medcode-seed, "
+           "--medcode-sample or code list?)" if r.same_groups
+           else f"wrong baseline, or other models, systems or {items}")  # fmt: skip
+    return f"no {what} of this run is in the baseline (paired by {', '.join(r.key_columns)}): {why}"
+
+
+_REASONS: dict[type, Callable[[Any], str]] = {
+    ThresholdResult: _threshold_reason,
+    BinaryRegression: _binary_reason,
+    ContinuousRegression: _continuous_reason,
+    ErrorRate: _errors_reason,
+    NoCases: lambda _: "no benchmark cases ran, so nothing could be checked",
+    PairingFailed: lambda r: r.message,
+    NoCommonCases: _no_common_reason,
+}
+_WARNINGS: dict[type, Callable[[Any], tuple[str, ...]]] = {
+    ThresholdResult: _threshold_warnings,
+    BinaryRegression: _binary_warnings,
+    ContinuousRegression: _continuous_warnings,
+}
+
+_NOTES: dict[str, str] = {
+    "pairing": "{subject}",
+    "unmatched_threshold": "threshold {subject} matched no cases in this run",
+    "unshared_scope": "{subject}: the baseline has it but no case in common with this run (they share no codes), "
+                      "so not checked for regressions",
+    "not_in_baseline": "{subject}: not in the baseline, so not checked for regressions",
+    "baseline_lacks_metric": "the baseline has no {subject} values",
+}  # fmt: skip
+
+
+def check_reason(check: Check) -> str:
+    """Why a check passed or failed, with its numbers."""
+    return _REASONS[type(check.finding)](check.finding)
+
+
+def check_warnings(check: Check) -> tuple[str, ...]:
+    """What could make a check's result unreliable (the limit inside the interval, low power)."""
+    words = _WARNINGS.get(type(check.finding))
+    return words(check.finding) if words else ()
+
+
+def note_text(note: Note) -> str:
+    return _NOTES[note.kind].format(subject=note.subject)
+
+
+def verdict_warnings(verdict: Verdict) -> tuple[str, ...]:
+    """The verdict's notes (pairing, unchecked scopes, unused limits), each once."""
+    return tuple(dict.fromkeys(note_text(n) for n in verdict.notes))
+
+
+def all_warnings(verdict: Verdict) -> tuple[str, ...]:
+    """The verdict's notes, then each check's warnings prefixed with its metric and scope."""
+    return verdict_warnings(verdict) + tuple(f"{c.metric} {c.scope}: {w}" for c in verdict.checks
+                                             for w in check_warnings(c))  # fmt: skip
+
+
+def verdict_reason(verdict: Verdict) -> str:
+    """The first failed check (and how many more), or how many passed and with how many warnings."""
+    if not verdict.passed:
+        first, more = verdict.failed[0], len(verdict.failed) - 1
+        tail = f" (and {more} more failed check{'s' if more != 1 else ''})" if more else ""
+        return f"{first.metric} {first.scope}: {check_reason(first)}{tail}"
+    n_warn = len(all_warnings(verdict))
+    noted = f", {_plural(n_warn, 'warning')}" if n_warn else ""
+    return f"all {_plural(len(verdict.checks), 'check')} passed{noted}"
+
+
+class _Wording:
+    """This module's sentences, as the gate asks for them (results/gate.py's Wording)."""
+
+    reason = staticmethod(check_reason)
+    warnings = staticmethod(check_warnings)
+    notes = staticmethod(verdict_warnings)
+    all_warnings = staticmethod(all_warnings)
+    verdict_reason = staticmethod(verdict_reason)
+
+
+use_wording(_Wording())
+
+
+# -- the verdict's text ------------------------------------------------------------------------------
 
 
 def check_cells(check: dict[str, Any]) -> dict[str, str]:
@@ -39,17 +264,17 @@ def render_verdict(verdict: Verdict) -> list[str]:
         if c.kind == "errors" and c.passed:
             continue
         mark = "PASS" if c.passed else "FAIL"
-        lines.append(f"{mark} {c.kind} {c.metric} [{c.scope}]: {c.reason}")
+        lines.append(f"{mark} {c.kind} {c.metric} [{c.scope}]: {check_reason(c)}")
     if quiet:
         worst = max(c.observed or 0.0 for c in quiet)
         lines.append(
             f"PASS errors: failed calls within the allowed {100 * (quiet[0].limit or 0):.1f}% in "
-            f"{len(quiet)} group{'s' if len(quiet) != 1 else ''} (worst {100 * worst:.1f}%)"
+            f"{_plural(len(quiet), 'group')} (worst {100 * worst:.1f}%)"
         )
-    for w in verdict.all_warnings:
+    for w in all_warnings(verdict):
         lines.append(f"warning: {w}")
     head = "medcode gate PASSED" if verdict.passed else "medcode gate FAILED"
-    lines.append(f"{head}: {verdict.reason}")
+    lines.append(f"{head}: {verdict_reason(verdict)}")
     return lines
 
 

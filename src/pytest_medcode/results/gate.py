@@ -1,9 +1,12 @@
 """The release gate: a pure function from records (and a baseline's records) to a verdict.
 
 ``evaluate(records, baseline, thresholds=..., max_drops=..., alpha=..., max_error_rate=...)``
-returns a :class:`Verdict`: ``passed``, one :class:`Check` per rule and scope with the numbers and
-a reason a person can read, and warnings. No I/O, no pytest: the plugin sets the session's exit
-status from it and ``medcode compare`` prints it, so both always agree.
+returns a :class:`Verdict`: ``passed``, one :class:`Check` per rule and scope, and notes. Each rule is
+a small function that returns its numbers as a result object (:class:`ThresholdResult`,
+:class:`BinaryRegression`, :class:`ContinuousRegression`, :class:`ErrorRate`) so the statistics can
+be tested apart from the sentences; the sentences a person reads live in ``reports/verdict.py``. No
+I/O, no pytest: the plugin sets the session's exit status from it and ``medcode compare`` prints it,
+so both always agree.
 
 The rules (README, "Use it as a CI gate"):
 
@@ -28,12 +31,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_medcode.results.documents import pooled as pooled_metric
-from pytest_medcode.results.pairing import PairingError, pair_records
+from pytest_medcode.results.pairing import Pairing, PairingError, pair_records
 from pytest_medcode.results.rules import (
     DEFAULT_ALPHA,
     DEFAULT_DOCUMENT_MAX_DROP,
@@ -43,24 +46,51 @@ from pytest_medcode.results.rules import (
     Threshold,
     parse_max_drops,
 )
-from pytest_medcode.results.stats import bootstrap_mean, paired_bootstrap_delta, paired_exact_match_test, wilson
+from pytest_medcode.results.stats import (
+    Estimate,
+    PairedResult,
+    bootstrap_mean,
+    paired_bootstrap_delta,
+    paired_exact_match_test,
+    wilson,
+)
 from pytest_medcode.vocabulary import (
     ERROR,
     GROUP_KEYS,
     METRICS,
     POOLED,
     RATE,
+    Metric,
     answered,
     document_records,
-    format_p,
     group_fields,
     group_label,
     query_records,
 )
 
-__all__ = ["Check", "GateSpec", "Verdict", "evaluate"]
+__all__ = [
+    "BinaryRegression",
+    "Check",
+    "ContinuousRegression",
+    "ErrorRate",
+    "GateSpec",
+    "NoCases",
+    "NoCommonCases",
+    "Note",
+    "PairingFailed",
+    "ThresholdResult",
+    "Verdict",
+    "Wording",
+    "evaluate",
+    "judge_binary",
+    "judge_continuous",
+    "judge_errors",
+    "judge_threshold",
+    "use_wording",
+]
 
 _EPS = 1e-9
+_Pair = tuple[dict[str, Any], dict[str, Any]]  # (baseline record, new record)
 
 
 @dataclass(frozen=True)
@@ -104,6 +134,249 @@ class GateSpec:
         }
 
 
+# -- the wording, supplied from above ------------------------------------------------------------
+
+
+class Wording(Protocol):
+    """The sentences of a verdict. ``reports/verdict.py`` writes them and installs itself here when
+    imported (results sits below reports, so it cannot import it); every front end imports it."""
+
+    def reason(self, check: Check) -> str: ...
+
+    def warnings(self, check: Check) -> tuple[str, ...]: ...
+
+    def notes(self, verdict: Verdict) -> tuple[str, ...]: ...
+
+    def all_warnings(self, verdict: Verdict) -> tuple[str, ...]: ...
+
+    def verdict_reason(self, verdict: Verdict) -> str: ...
+
+
+_WORDING: list[Wording] = []
+
+
+def use_wording(wording: Wording) -> None:
+    """Word every verdict with ``wording`` (``reports/verdict.py`` calls this once, on import)."""
+    _WORDING[:] = [wording]
+
+
+def _words() -> Wording:
+    if not _WORDING:
+        raise RuntimeError("a verdict is worded by pytest_medcode.reports.verdict: import it first")
+    return _WORDING[0]
+
+
+# -- what each rule found: the numbers, no sentences ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """A limit on one group's rate or mean: the estimate and its 95% interval. With nothing to measure,
+    ``estimate`` is None and ``missing`` says why: ``unanswered``, ``not_computed`` (an optional metric
+    without the extra), ``undefined`` (a metric this system lacks) or ``no_codes`` (a pooled metric)."""
+
+    threshold: Threshold
+    n: int = 0
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    missing: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        if self.estimate is None:
+            return False
+        limit = self.threshold.limit
+        return self.estimate >= limit - _EPS if self.threshold.direction == "under" else self.estimate <= limit + _EPS
+
+    @property
+    def limit_inside(self) -> bool:
+        """The limit lies strictly inside the interval: a re-run could flip the check."""
+        return self.low is not None and self.high is not None and self.low < self.threshold.limit < self.high
+
+    def check(self, scope: str) -> Check:
+        th = self.threshold
+        if self.estimate is None:
+            return Check("threshold", th.metric, scope, False, self, limit=th.limit, n=self.n)
+        assert self.low is not None and self.high is not None
+        return Check("threshold", th.metric, scope, self.passed, self, observed=self.estimate, limit=th.limit,
+                     n=self.n, ci=(self.low, self.high),
+                     details={"direction": th.direction, "limit_scope": th.system or "all systems"})
+
+
+@dataclass(frozen=True)
+class BinaryRegression:
+    """McNemar's exact test of a yes/no metric on paired cases, read in the metric's direction (a rise
+    of ``fabricated`` is its drop). ``test.n == 0``: no pairs had the metric on both sides."""
+
+    drop: MaxDrop
+    test: PairedResult
+
+    @property
+    def flipped(self) -> bool:
+        return METRICS[self.drop.metric].lower_is_better
+
+    def _in_direction(self, rate: float | None) -> float | None:
+        return None if rate is None else (1 - rate if self.flipped else rate)
+
+    @property
+    def base_value(self) -> float | None:
+        return self._in_direction(self.test.base_rate)
+
+    @property
+    def new_value(self) -> float | None:
+        return self._in_direction(self.test.new_rate)
+
+    @property
+    def worsening(self) -> float:
+        """How much worse the new run is (> 0 worse, whatever the metric's direction)."""
+        return -(self.test.delta or 0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.test.n > 0 and not self.test.regressed
+
+    @property
+    def low_power(self) -> bool:
+        """A drop just past the margin could not reach significance (a caught regression needs no caveat)."""
+        return self.test.n > 0 and self.test.underpowered and not self.test.regressed
+
+    @property
+    def cases_past_margin(self) -> int:
+        """The fewest cases lost (net) that exceed the margin."""
+        return math.floor(self.drop.margin * self.test.n + _EPS) + 1
+
+    def check(self, scope: str) -> Check:
+        t = self.test
+        if t.n == 0:
+            return Check("regression", self.drop.metric, scope, False, self, limit=self.drop.margin)
+        assert self.new_value is not None and self.base_value is not None
+        return Check("regression", self.drop.metric, scope, self.passed, self, observed=self.new_value,
+                     limit=self.drop.margin, n=t.n, p_value=t.p_value, baseline=self.base_value,
+                     delta=self.new_value - self.base_value,
+                     details={"test": "mcnemar_exact", "lost": t.lost, "gained": t.gained, "alpha": t.alpha,
+                              "significant": t.significant, "exceeds_margin": t.exceeds_margin,
+                              "underpowered": t.underpowered, "min_detectable_drop": t.min_detectable_drop})
+
+
+@dataclass(frozen=True)
+class ContinuousRegression:
+    """A paired bootstrap interval (at ``1 - alpha``) of a score's mean difference, new minus baseline.
+    ``n == 0``: no pairs had the score on both sides, and the numbers are None."""
+
+    drop: MaxDrop
+    alpha: float
+    seed: int
+    n: int = 0
+    base_mean: float | None = None
+    new_mean: float | None = None
+    delta: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def exceeds_margin(self) -> bool:
+        return self.delta is not None and self.delta < -self.drop.margin - _EPS
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0 (either way)."""
+        return self.low is not None and self.high is not None and (self.high < 0 or self.low > 0)
+
+    @property
+    def regressed(self) -> bool:
+        return self.exceeds_margin and self.high is not None and self.high < 0
+
+    @property
+    def passed(self) -> bool:
+        return self.n > 0 and not self.regressed
+
+    @property
+    def half_width(self) -> float:
+        return 0.0 if self.low is None or self.high is None else (self.high - self.low) / 2
+
+    @property
+    def low_power(self) -> bool:
+        """The interval is too wide to tell a drop just past the margin from noise."""
+        return self.n > 0 and self.drop.margin > 0 and self.half_width >= self.drop.margin and not self.regressed
+
+    def check(self, scope: str) -> Check:
+        if self.n == 0:
+            return Check("regression", self.drop.metric, scope, False, self, limit=self.drop.margin)
+        assert self.low is not None and self.high is not None
+        return Check("regression", self.drop.metric, scope, self.passed, self, observed=self.new_mean,
+                     limit=self.drop.margin, n=self.n, baseline=self.base_mean, delta=self.delta,
+                     ci=(self.low, self.high),
+                     details={"test": "paired_bootstrap", "alpha": self.alpha, "significant": self.significant,
+                              "exceeds_margin": self.exceeds_margin, "seed": self.seed})
+
+
+@dataclass(frozen=True)
+class ErrorRate:
+    """One group's share of failed calls against the allowed share."""
+
+    n: int
+    errors: int
+    max_error_rate: float
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.n if self.n else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.rate <= self.max_error_rate + _EPS
+
+    def check(self, scope: str) -> Check:
+        return Check("errors", "error_rate", scope, self.passed, self, observed=self.rate,
+                     limit=self.max_error_rate, n=self.n, details={"errors": self.errors})
+
+
+@dataclass(frozen=True)
+class NoCases:
+    """The run had no cases at all."""
+
+    def check(self, scope: str) -> Check:
+        return Check("cases", "cases", scope, False, self)
+
+
+@dataclass(frozen=True)
+class PairingFailed:
+    """The baseline could not be paired with the run (``message``: pairing.py's one line)."""
+
+    message: str
+
+    def check(self, scope: str) -> Check:
+        return Check("regression", "pairing", scope, False, self)
+
+
+@dataclass(frozen=True)
+class NoCommonCases:
+    """Pairing found no case in both runs; ``same_groups``: every group of the run is in the baseline."""
+
+    documents: bool
+    key_columns: tuple[str, ...]
+    same_groups: bool
+
+    def check(self, scope: str) -> Check:
+        return Check("regression", "pairing", scope, False, self)
+
+
+#: What a rule found, the numbers a check is made of.
+Finding = (ThresholdResult | BinaryRegression | ContinuousRegression | ErrorRate | NoCases | PairingFailed
+           | NoCommonCases)
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something a reader of the verdict should know that is no check. ``kind``: ``pairing`` (``subject``
+    is pairing.py's line), ``unmatched_threshold`` (a limit's text), ``unshared_scope`` and
+    ``not_in_baseline`` (a scope), ``baseline_lacks_metric`` (a metric)."""
+
+    kind: str
+    subject: str
+
+
 # -- the verdict -------------------------------------------------------------------------------
 
 
@@ -111,13 +384,13 @@ class GateSpec:
 class Check:
     """One rule applied to one scope. ``observed``/``limit``/``baseline``/``delta`` are in the
     metric's units (rates as fractions); ``ci`` is the interval of ``observed`` (thresholds) or of
-    ``delta`` (regressions)."""
+    ``delta`` (regressions); ``finding`` is the rule's result the numbers come from."""
 
     kind: str  # "threshold" | "regression" | "errors" | "cases"
     metric: str
     scope: str
     passed: bool
-    reason: str
+    finding: Finding
     observed: float | None = None
     limit: float | None = None
     n: int = 0
@@ -125,42 +398,54 @@ class Check:
     baseline: float | None = None
     delta: float | None = None
     ci: tuple[float, float] | None = None
-    warnings: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def reason(self) -> str:
+        return _words().reason(self)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return _words().warnings(self)
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ci"] = list(self.ci) if self.ci is not None else None
-        data["warnings"] = list(self.warnings)
-        return data
+        """The check as ``summary.json`` stores it (``gate.checks``)."""
+        return {
+            "kind": self.kind, "metric": self.metric, "scope": self.scope, "passed": self.passed,
+            "reason": self.reason, "observed": self.observed, "limit": self.limit, "n": self.n,
+            "p_value": self.p_value, "baseline": self.baseline, "delta": self.delta,
+            "ci": list(self.ci) if self.ci is not None else None, "warnings": list(self.warnings),
+            "details": dict(self.details),
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """Every check, and the notes that are no check (how the runs paired, what was left unchecked)."""
+
     passed: bool
     checks: tuple[Check, ...]
-    warnings: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
     @property
     def failed(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
     @property
+    def warnings(self) -> tuple[str, ...]:
+        """The notes, worded (no check's own warnings)."""
+        return _words().notes(self)
+
+    @property
     def all_warnings(self) -> tuple[str, ...]:
-        return self.warnings + tuple(f"{c.metric} {c.scope}: {w}" for c in self.checks for w in c.warnings)
+        return _words().all_warnings(self)
 
     @property
     def reason(self) -> str:
-        if not self.passed:
-            first = self.failed[0]
-            more = len(self.failed) - 1
-            tail = f" (and {more} more failed check{'s' if more != 1 else ''})" if more else ""
-            return f"{first.metric} {first.scope}: {first.reason}{tail}"
-        n_warn = len(self.all_warnings)
-        more = f", {n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else ""
-        return f"all {len(self.checks)} check{'s' if len(self.checks) != 1 else ''} passed{more}"
+        return _words().verdict_reason(self)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as ``summary.json`` stores it (``gate``) and ``medcode compare --json`` prints it."""
         return {
             "passed": self.passed,
             "reason": self.reason,
@@ -169,31 +454,7 @@ class Verdict:
         }
 
 
-
-# -- evaluation --------------------------------------------------------------------------------
-
-
-_Key = tuple[Any, ...]  # the values of a group's fields: (model, system, *the dimensions the run varies)
-
-
-def _key(record: dict[str, Any], fields: Sequence[str]) -> _Key:
-    return tuple(str(record[f]) if f in GROUP_KEYS else record.get(f) for f in fields)
-
-
-def _scope(key: _Key, fields: Sequence[str]) -> str:
-    return group_label(dict(zip(fields, key, strict=True)))
-
-
-def _columns(records: Iterable[dict[str, Any]]) -> set[str]:
-    """Every field some record has (a baseline recorded before a dimension existed lacks its column)."""
-    return {f for r in records for f in r}
-
-
-def _groups(records: Iterable[dict[str, Any]], fields: Sequence[str]) -> dict[_Key, list[dict[str, Any]]]:
-    out: dict[_Key, list[dict[str, Any]]] = {}
-    for r in records:
-        out.setdefault(_key(r, fields), []).append(r)
-    return out
+# -- the rules ---------------------------------------------------------------------------------
 
 
 def _value(record: dict[str, Any], metric: str) -> float | None:
@@ -209,241 +470,148 @@ def _value(record: dict[str, Any], metric: str) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _has_metric(records: Iterable[dict[str, Any]], metric: str) -> bool:
-    return any(_value(r, metric) is not None for r in records)
+def _values(records: Iterable[dict[str, Any]], metric: str) -> list[float]:
+    return [v for v in (_value(r, metric) for r in records) if v is not None]
 
 
-def _threshold_check(th: Threshold, scope: str, rows: list[dict[str, Any]], seed: int) -> Check:
+def _missing(m: Metric, done: Sequence[dict[str, Any]]) -> str:
+    if not done:
+        return "unanswered"
+    return "not_computed" if m.optional else "undefined"
+
+
+def _estimate(th: Threshold, n: int, est: Estimate) -> ThresholdResult:
+    return ThresholdResult(th, n, est.value, est.low, est.high)
+
+
+def judge_threshold(th: Threshold, rows: Sequence[dict[str, Any]], seed: int = 0) -> ThresholdResult:
+    """One group against a limit: a Wilson interval for a rate, a seeded bootstrap for a mean, a bootstrap
+    over the cases for a pooled metric (every answered case counts). Failed calls are left out."""
     m = METRICS[th.metric]
     done = answered(rows)
-    values = [v for v in (_value(r, th.metric) for r in done) if v is not None]
-    if m.kind == POOLED:  # not a per-case field: every answered case counts
-        values = [1.0] * len(done)
-    bound = "at least" if th.direction == "under" else "at most"
-    if not values:
-        why = (
-            f"no {th.metric} values in the records (the metric was not computed; install the 'metrics' extra)"
-            if m.optional and done
-            else f"no {th.metric} values: not defined for this system (scope the limit, e.g. SYSTEM:{th.metric})"
-            if done
-            else "no answered cases to measure"
-        )
-        return Check("threshold", th.metric, scope, False, why, limit=th.limit, n=0)
-    if m.kind == RATE:
-        est = wilson(int(sum(values)), len(values))
-    elif m.kind == POOLED:  # one value of the whole group, its interval a bootstrap over the cases
+    if m.kind == POOLED:
+        if not done:
+            return ThresholdResult(th, missing="unanswered")
         est = pooled_metric(done, th.metric, seed)
         if est.value is None:
-            return Check("threshold", th.metric, scope, False, f"no codes to measure {th.metric} on",
-                         limit=th.limit, n=len(done))
-    else:
-        est = bootstrap_mean(values, seed=seed)
-    assert est.value is not None and est.low is not None and est.high is not None
-    observed = est.value
-    ok = observed >= th.limit - _EPS if th.direction == "under" else observed <= th.limit + _EPS
-    shown, limit = m.format(observed), m.format(th.limit)
-    ci = f"95% CI {m.format(est.low)}–{m.format(est.high)}"
-    if ok:
-        reason = f"{m.label} {shown} ({ci}, n={len(values)}) is {bound} {limit}"
-    else:
-        word = "below" if th.direction == "under" else "above"
-        reason = f"{m.label} {shown} ({ci}, n={len(values)}) is {word} the limit {limit}"
-    warnings = ()
-    if est.low < th.limit < est.high:
-        warnings = (
-            f"the limit {limit} lies inside the 95% CI ({m.format(est.low)}–"
-            f"{m.format(est.high)}): a re-run could flip this check",
-        )
-    return Check(
-        "threshold",
-        th.metric,
-        scope,
-        ok,
-        reason,
-        observed=observed,
-        limit=th.limit,
-        n=len(values),
-        ci=(est.low, est.high),
-        warnings=warnings,
-        details={"direction": th.direction, "limit_scope": th.system or "all systems"},
-    )
+            return ThresholdResult(th, n=len(done), missing="no_codes")
+        return _estimate(th, len(done), est)
+    values = _values(done, th.metric)
+    if not values:
+        return ThresholdResult(th, missing=_missing(m, done))
+    if m.kind == RATE:
+        return _estimate(th, len(values), wilson(int(sum(values)), len(values)))
+    return _estimate(th, len(values), bootstrap_mean(values, seed=seed))
 
 
-def _binary_regression(drop: MaxDrop, scope: str, pairs: list[tuple[dict, dict]], alpha: float) -> Check:
-    metric, margin = drop.metric, drop.margin
-    m = METRICS[metric]
-    flip = m.lower_is_better
+def judge_binary(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float) -> BinaryRegression:
+    """The exact McNemar test on the pairs where both runs have the metric."""
+    metric = drop.metric
+    flip = METRICS[metric].lower_is_better
 
     def good(r: dict[str, Any]) -> bool:
         return (not r.get(metric)) if flip else bool(r.get(metric))
 
     usable = [(b, w) for b, w in pairs if b.get(metric) is not None and w.get(metric) is not None]
-    res = paired_exact_match_test([good(b) for b, _ in usable], [good(w) for _, w in usable], margin, alpha)
-    if res.n == 0:
-        return Check(
-            "regression",
-            metric,
-            scope,
-            False,
-            "no cases in common with the baseline to compare",
-            limit=margin,
-            n=0,
-        )
-    assert res.base_rate is not None and res.new_rate is not None and res.delta is not None
-    base_v = 1 - res.base_rate if flip else res.base_rate
-    new_v = 1 - res.new_rate if flip else res.new_rate
-    worse = -res.delta  # > 0 means worse, whatever the metric's direction
-    word = "rose" if flip else "dropped"
-    change = (
-        (
-            f"{m.label} {word} {100 * worse:.1f} pp ({m.format(new_v)} vs "
-            f"{m.format(base_v)} in the baseline; {res.lost} worse / {res.gained} better "
-            f"of {res.n} paired cases)"
-        )
-        if worse > 0
-        else (
-            f"{m.label} {m.format(new_v)} vs {m.format(base_v)} in the "
-            f"baseline ({res.lost} worse / {res.gained} better of {res.n} paired cases)"
-        )
-    )
-    test = f"McNemar exact p = {format_p(res.p_value)}"
-    allowed = m.format_margin(margin)
-    if res.regressed:
-        reason = f"{change}; {test} < {alpha:g} and beyond the allowed {allowed}"
-    elif res.exceeds_margin:
-        reason = f"{change}; beyond the allowed {allowed} but not significant ({test} ≥ {alpha:g})"
-    elif worse > 0 and res.significant:
-        reason = f"{change}; significant ({test}) but within the allowed {allowed}"
-    else:
-        reason = f"{change}; {test}; allowed {allowed}"
-    warnings: tuple[str, ...] = ()
-    if res.underpowered and not res.regressed:  # a caught regression needs no power caveat
-        d = res.lost + res.gained
-        k = math.floor(margin * res.n + _EPS) + 1
-        detectable = (
-            f"the smallest drop this churn could show is {100 * res.min_detectable_drop:.1f} pp"
-            if res.min_detectable_drop is not None
-            else "no drop could reach significance"
-        )
-        warnings = (
-            f"low power: {d} discordant pair{'s' if d != 1 else ''} among {res.n} cases; a worsening "
-            f"of {k} case{'s' if k != 1 else ''} (just past the allowed {allowed}) could not reach "
-            f"p < {alpha:g} — {detectable}; this pass means 'cannot tell', not 'no drop'",
-        )
-    return Check(
-        "regression",
-        metric,
-        scope,
-        not res.regressed,
-        reason,
-        observed=new_v,
-        limit=margin,
-        n=res.n,
-        p_value=res.p_value,
-        baseline=base_v,
-        delta=new_v - base_v,
-        warnings=warnings,
-        details={
-            "test": "mcnemar_exact",
-            "lost": res.lost,
-            "gained": res.gained,
-            "alpha": alpha,
-            "significant": res.significant,
-            "exceeds_margin": res.exceeds_margin,
-            "underpowered": res.underpowered,
-            "min_detectable_drop": res.min_detectable_drop,
-        },
-    )
+    test = paired_exact_match_test([good(b) for b, _ in usable], [good(w) for _, w in usable], drop.margin, alpha)
+    return BinaryRegression(drop, test)
 
 
-def _continuous_regression(
-    drop: MaxDrop, scope: str, pairs: list[tuple[dict, dict]], alpha: float, seed: int
-) -> Check:
-    metric, margin = drop.metric, drop.margin
-    m = METRICS[metric]
-    usable = [
-        (b, w)
-        for b, w in ((_value(b, metric), _value(w, metric)) for b, w in pairs)
-        if b is not None and w is not None
-    ]
-    if not usable:
-        why = (
-            f"no cases with {metric} in both runs (the metric was not computed; install the 'metrics' extra)"
-            if m.optional
-            else "no cases in common with the baseline to compare"
-        )
-        return Check("regression", metric, scope, False, why, limit=margin, n=0)
-    base_vals = [b for b, _ in usable]
-    new_vals = [w for _, w in usable]
-    est = paired_bootstrap_delta(base_vals, new_vals, confidence=1.0 - alpha, seed=seed)
-    assert est.value is not None and est.low is not None and est.high is not None
-    base_mean, new_mean = sum(base_vals) / len(base_vals), sum(new_vals) / len(new_vals)
-    exceeds = est.value < -margin - _EPS
-    significant = est.high < 0 or est.low > 0
-    regressed = exceeds and est.high < 0
-    level = f"{100 * (1 - alpha):g}%"
-    ci = f"{level} paired bootstrap CI {m.format_delta(est.low)} to {m.format_delta(est.high)}"
-    change = (
-        f"{m.label} {m.format(new_mean)} vs {m.format(base_mean)} in the "
-        f"baseline (Δ {m.format_delta(est.value)}, {ci}, {len(usable)} paired cases)"
-    )
-    allowed = m.format_margin(margin)
-    if regressed:
-        reason = f"{change}; the drop is beyond the allowed {allowed} and the CI excludes 0"
-    elif exceeds:
-        reason = f"{change}; beyond the allowed {allowed} but the CI includes 0: not significant"
-    else:
-        reason = f"{change}; allowed {allowed}"
-    warnings: tuple[str, ...] = ()
-    half = (est.high - est.low) / 2
-    if margin > 0 and half >= margin and not regressed:
-        warnings = (
-            f"low power: the CI half-width {m.format_margin(half)} is not below the allowed "
-            f"drop {allowed}, so a drop just past it could not be told from noise",
-        )
-    return Check(
-        "regression",
-        metric,
-        scope,
-        not regressed,
-        reason,
-        observed=new_mean,
-        limit=margin,
-        n=len(usable),
-        baseline=base_mean,
-        delta=est.value,
-        ci=(est.low, est.high),
-        warnings=warnings,
-        details={
-            "test": "paired_bootstrap",
-            "alpha": alpha,
-            "significant": significant,
-            "exceeds_margin": exceeds,
-            "seed": seed,
-        },
-    )
+def judge_continuous(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float, seed: int = 0) -> ContinuousRegression:
+    """The paired bootstrap interval of the mean difference on the pairs where both runs have the score."""
+    both = [(b, w) for b, w in ((_value(b, drop.metric), _value(w, drop.metric)) for b, w in pairs)
+            if b is not None and w is not None]  # fmt: skip
+    if not both:
+        return ContinuousRegression(drop, alpha, seed)
+    base, new = [b for b, _ in both], [w for _, w in both]
+    est = paired_bootstrap_delta(base, new, confidence=1.0 - alpha, seed=seed)
+    return ContinuousRegression(drop, alpha, seed, len(both), sum(base) / len(base), sum(new) / len(new),
+                                est.value, est.low, est.high)
 
 
-def _error_check(scope: str, rows: list[dict[str, Any]], max_error_rate: float) -> Check:
-    n = len(rows)
-    errors = sum(1 for r in rows if r.get("outcome") == ERROR)
-    rate = errors / n if n else 0.0
-    ok = rate <= max_error_rate + _EPS
-    word = "within" if ok else "above"
-    reason = (
-        f"{errors} of {n} calls failed ({100 * rate:.1f}%), {word} the allowed {100 * max_error_rate:.1f}%"
-    )
-    return Check(
-        "errors",
-        "error_rate",
-        scope,
-        ok,
-        reason,
-        observed=rate,
-        limit=max_error_rate,
-        n=n,
-        details={"errors": errors},
-    )
+def judge_errors(rows: Sequence[dict[str, Any]], max_error_rate: float) -> ErrorRate:
+    """The share of failed calls in one group."""
+    return ErrorRate(len(rows), sum(1 for r in rows if r.get("outcome") == ERROR), max_error_rate)
+
+
+def _judge_regression(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float, seed: int) -> Finding:
+    if METRICS[drop.metric].kind == RATE:
+        return judge_binary(drop, pairs, alpha)
+    return judge_continuous(drop, pairs, alpha, seed)
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+_Key = tuple[Any, ...]  # the values of a group's fields: (model, system, *the dimensions the run varies)
+
+
+def _key(record: dict[str, Any], fields: Sequence[str]) -> _Key:
+    return tuple(str(record[f]) if f in GROUP_KEYS else record.get(f) for f in fields)
+
+
+def _columns(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Every field some record has (a baseline recorded before a dimension existed lacks its column)."""
+    return {f for r in records for f in r}
+
+
+def _groups(records: Iterable[dict[str, Any]], fields: Sequence[str]) -> dict[_Key, list[dict[str, Any]]]:
+    out: dict[_Key, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(_key(r, fields), []).append(r)
+    return out
+
+
+def _has_metric(records: Iterable[dict[str, Any]], metric: str) -> bool:
+    return any(_value(r, metric) is not None for r in records)
+
+
+def _kept(pairs: Iterable[_Pair]) -> list[_Pair]:
+    """The pairs where both calls answered (failed calls are never regressions)."""
+    return [(b, w) for b, w in pairs if b.get("outcome") != ERROR and w.get("outcome") != ERROR]
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The gate's options for one kind of case (code queries, or documents)."""
+
+    thresholds: tuple[Threshold, ...]
+    max_drops: tuple[MaxDrop, ...]
+    alpha: float
+    max_error_rate: float
+    seed: int
+    documents: bool
+
+    @property
+    def drops(self) -> tuple[MaxDrop, ...]:
+        """The margins, or the default one when a baseline came without any."""
+        return self.max_drops or parse_max_drops(DEFAULT_DOCUMENT_MAX_DROP if self.documents else DEFAULT_MAX_DROP)
+
+    @property
+    def suffix(self) -> str:
+        return " documents" if self.documents else ""
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One kind of case grouped by the dimensions its run varies."""
+
+    records: Sequence[dict[str, Any]]
+    dims: tuple[str, ...]
+    groups: dict[_Key, list[dict[str, Any]]]
+    suffix: str
+
+    def scope(self, key: _Key) -> str:
+        return group_label(dict(zip(self.dims, key, strict=True))) + self.suffix
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """What judging one kind of case (or its regressions) returns, in place of lists filled as it goes."""
+
+    checks: tuple[Check, ...] = ()
+    notes: tuple[Note, ...] = ()
+    used: frozenset[tuple[str | None, str]] = frozenset()  # the (system, metric) of each threshold applied
 
 
 def evaluate(
@@ -460,117 +628,115 @@ def evaluate(
 
     With a ``baseline`` and no ``max_drops``, exact match is checked with ``DEFAULT_MAX_DROP``.
     """
+    _check_options(alpha, max_error_rate)
+    if not records:
+        return Verdict(False, (NoCases().check("run"),))
+    parts = [_judge(part, _baseline_part(baseline, documents),
+                    _rules_for(documents, thresholds, max_drops, alpha, max_error_rate, seed))
+             for part, documents in ((query_records(records), False), (document_records(records), True)) if part]
+    return _verdict(parts, thresholds)
+
+
+def _check_options(alpha: float, max_error_rate: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if not 0.0 <= max_error_rate <= 1.0:
         raise ValueError(f"max_error_rate must be in [0, 1], got {max_error_rate!r}")
-    checks: list[Check] = []
-    warnings: list[str] = []
-    if not records:
-        checks.append(
-            Check("cases", "cases", "run", False, "no benchmark cases ran, so nothing could be checked")
-        )
-        return Verdict(False, tuple(checks))
-    used: set[tuple[str | None, str]] = set()
-    # Code queries and document cases are judged apart, each on its own metrics (Metric.documents).
-    for part, documents in ((query_records(records), False), (document_records(records), True)):
-        if not part:
-            continue
-        part_baseline = None
-        if baseline is not None:
-            part_baseline = document_records(baseline) if documents else query_records(baseline)
-        _judge(part, part_baseline, checks, warnings, used,
-               thresholds=[t for t in thresholds if METRICS[t.metric].documents == documents],
-               max_drops=[d for d in max_drops if METRICS[d.metric].documents == documents],
-               alpha=alpha, max_error_rate=max_error_rate, seed=seed, documents=documents)
-    for t in thresholds:
-        if (t.system, t.metric) not in used:
-            warnings.append(f"threshold {t.text} matched no cases in this run")
-    return Verdict(all(c.passed for c in checks), tuple(checks), tuple(dict.fromkeys(warnings)))
 
 
-def _judge(
-    records: Sequence[dict[str, Any]],
-    baseline: Sequence[dict[str, Any]] | None,
-    checks: list[Check],
-    warnings: list[str],
-    used: set[tuple[str | None, str]],
-    *,
-    thresholds: Sequence[Threshold],
-    max_drops: Sequence[MaxDrop],
-    alpha: float,
-    max_error_rate: float,
-    seed: int,
-    documents: bool,
-) -> None:
-    """The checks of one kind of case (code queries, or documents), added to ``checks``."""
+def _verdict(parts: Sequence[_Judged], thresholds: Sequence[Threshold]) -> Verdict:
+    """The parts' checks and notes, and a note for each threshold no group used."""
+    checks = tuple(c for p in parts for c in p.checks)
+    used = {u for p in parts for u in p.used}
+    unmatched = [Note("unmatched_threshold", t.text) for t in thresholds if (t.system, t.metric) not in used]
+    notes = tuple(dict.fromkeys([*(n for p in parts for n in p.notes), *unmatched]))
+    return Verdict(all(c.passed for c in checks), checks, notes)
+
+
+def _rules_for(documents: bool, thresholds: Sequence[Threshold], max_drops: Sequence[MaxDrop], alpha: float,
+               max_error_rate: float, seed: int) -> _Rules:
+    """The options that apply to one kind of case: code queries and document cases are judged apart, each
+    on its own metrics (Metric.documents)."""
+    return _Rules(tuple(t for t in thresholds if METRICS[t.metric].documents == documents),
+                  tuple(d for d in max_drops if METRICS[d.metric].documents == documents),
+                  alpha, max_error_rate, seed, documents)
+
+
+def _baseline_part(baseline: Sequence[dict[str, Any]] | None, documents: bool) -> list[dict[str, Any]] | None:
+    if baseline is None:
+        return None
+    return document_records(baseline) if documents else query_records(baseline)
+
+
+def _judge(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None, rules: _Rules) -> _Judged:
+    """The checks of one kind of case: error rates, then thresholds, then regressions."""
     dims = group_fields(records)
-    groups = _groups(records, dims)
-    suffix = " documents" if documents else ""
+    part = _Part(records, dims, _groups(records, dims), rules.suffix)
+    errors = [judge_errors(rows, rules.max_error_rate).check(part.scope(k)) for k, rows in part.groups.items()]
+    applied = _applied_thresholds(part, rules.thresholds)
+    limits = [judge_threshold(th, part.groups[k], rules.seed).check(part.scope(k)) for k, th in applied]
+    regressions = _regressions(part, baseline, rules) if baseline is not None else _Judged()
+    return _Judged((*errors, *limits, *regressions.checks), regressions.notes,
+                   frozenset((th.system, th.metric) for _, th in applied))
 
-    def scope_of(key: _Key) -> str:
-        return _scope(key, dims) + suffix
 
-    for key, rows in groups.items():
-        checks.append(_error_check(scope_of(key), rows, max_error_rate))
-
+def _applied_thresholds(part: _Part, thresholds: Sequence[Threshold]) -> list[tuple[_Key, Threshold]]:
+    """Each group's limit per metric: its system's own, else the unscoped one."""
     by_key = {(t.system, t.metric): t for t in thresholds}
-    for key, rows in groups.items():
-        for metric in dict.fromkeys(t.metric for t in thresholds):
-            th = by_key.get((key[1], metric)) or by_key.get((None, metric))
-            if th is None:
-                continue
-            used.add((th.system, metric))
-            checks.append(_threshold_check(th, scope_of(key), rows, seed))
+    metrics = dict.fromkeys(t.metric for t in thresholds)
+    found = ((key, by_key.get((key[1], m)) or by_key.get((None, m))) for key in part.groups for m in metrics)
+    return [(key, th) for key, th in found if th is not None]
 
-    if baseline is not None:
-        default = DEFAULT_DOCUMENT_MAX_DROP if documents else DEFAULT_MAX_DROP
-        drops = tuple(max_drops) or parse_max_drops(default)
-        try:
-            pairing = pair_records(baseline, records)
-        except PairingError as exc:
-            checks.append(Check("regression", "pairing", "run" + suffix, False, str(exc)))
-            return
-        warnings.extend(pairing.notes())
-        by_group: dict[_Key, list[tuple[dict, dict]]] = {}
-        pooled: dict[str, list[tuple[dict, dict]]] = {}
-        for b, w in pairing.pairs:
-            by_group.setdefault(_key(w, dims), []).append((b, w))
-            pooled.setdefault(str(w["model"]), []).append((b, w))
-        scopes = [(scope_of(key), by_group.get(key, [])) for key in groups]
-        in_baseline = {scope_of(key) for key in _groups(baseline, dims)} if set(dims) <= _columns(baseline) \
-            else set()
-        for model, pairs in pooled.items():
-            if len({_key(w, dims)[1:] for _, w in pairs}) > 1:  # several systems (or variants): pool them
-                whole = "all cases" if len(dims) > len(GROUP_KEYS) else "all systems"
-                scopes.append((f"{model} / {whole}{suffix}", pairs))
-        if not pairing.pairs:
-            what, items = ("document", "documents") if documents else ("case", "codes")
-            checks.append(
-                Check(
-                    "regression",
-                    "pairing",
-                    "run" + suffix,
-                    False,
-                    f"no {what} of this run is in the baseline (paired by {', '.join(pairing.key_columns)}): "
-                    + (f"the runs have the same models and systems but share no {items} (another --medcode-seed, "
-                       "--medcode-sample or code list?)" if {scope_of(k) for k in groups} <= in_baseline
-                       else f"wrong baseline, or other models, systems or {items}"),
-                )
-            )
-            scopes = []
-        for scope, pairs in scopes:
-            if not pairs:
-                warnings.append(f"{scope}: the baseline has it but no case in common with this run (they share "
-                                "no codes), so not checked for regressions" if scope in in_baseline else
-                                f"{scope}: not in the baseline, so not checked for regressions")
-                continue
-            answered = [(b, w) for b, w in pairs if b.get("outcome") != ERROR and w.get("outcome") != ERROR]
-            for drop in drops:
-                if METRICS[drop.metric].kind == RATE:
-                    checks.append(_binary_regression(drop, scope, answered, alpha))
-                else:
-                    checks.append(_continuous_regression(drop, scope, answered, alpha, seed))
-        for drop in drops:
-            if METRICS[drop.metric].optional and not _has_metric(baseline, drop.metric):
-                warnings.append(f"the baseline has no {drop.metric} values")
+
+def _regressions(part: _Part, baseline: Sequence[dict[str, Any]], rules: _Rules) -> _Judged:
+    """The paired checks against the baseline, and what the pairing left unchecked."""
+    run = "run" + part.suffix
+    try:
+        pairing = pair_records(baseline, part.records)
+    except PairingError as exc:
+        return _Judged((PairingFailed(str(exc)).check(run),))
+    in_baseline = _baseline_scopes(part, baseline)
+    notes = [Note("pairing", text) for text in pairing.notes()]
+    if pairing.pairs:
+        scoped = _scoped(_paired_scopes(part, pairing), in_baseline, rules)
+    else:
+        same = {part.scope(k) for k in part.groups} <= in_baseline
+        scoped = _Judged((NoCommonCases(rules.documents, tuple(pairing.key_columns), same).check(run),))
+    lacking = [Note("baseline_lacks_metric", d.metric) for d in rules.drops
+               if METRICS[d.metric].optional and not _has_metric(baseline, d.metric)]  # fmt: skip
+    return _Judged(scoped.checks, (*notes, *scoped.notes, *lacking))
+
+
+def _scoped(scopes: Sequence[tuple[str, list[_Pair]]], in_baseline: set[str], rules: _Rules) -> _Judged:
+    """Every margin tested on each scope's answered pairs; a scope without pairs is said, not checked."""
+    checks: list[Check] = []
+    notes: list[Note] = []
+    for scope, pairs in scopes:
+        if not pairs:
+            notes.append(Note("unshared_scope" if scope in in_baseline else "not_in_baseline", scope))
+            continue
+        kept = _kept(pairs)
+        checks += [_judge_regression(d, kept, rules.alpha, rules.seed).check(scope) for d in rules.drops]
+    return _Judged(tuple(checks), tuple(notes))
+
+
+def _baseline_scopes(part: _Part, baseline: Sequence[dict[str, Any]]) -> set[str]:
+    """The run's scopes the baseline has (none when it lacks a dimension the run varies)."""
+    if not set(part.dims) <= _columns(baseline):
+        return set()
+    return {part.scope(key) for key in _groups(baseline, part.dims)}
+
+
+def _paired_scopes(part: _Part, pairing: Pairing) -> list[tuple[str, list[_Pair]]]:
+    """The pairs of each group, then of each model over all its systems (or variants) when it has several."""
+    by_group: dict[_Key, list[_Pair]] = {}
+    by_model: dict[str, list[_Pair]] = {}
+    for b, w in pairing.pairs:
+        by_group.setdefault(_key(w, part.dims), []).append((b, w))
+        by_model.setdefault(str(w["model"]), []).append((b, w))
+    scopes = [(part.scope(key), by_group.get(key, [])) for key in part.groups]
+    whole = "all cases" if len(part.dims) > len(GROUP_KEYS) else "all systems"
+    for model, pairs in by_model.items():
+        if len({_key(w, part.dims)[1:] for _, w in pairs}) > 1:
+            scopes.append((f"{model} / {whole}{part.suffix}", pairs))
+    return scopes

@@ -1,0 +1,93 @@
+"""What the gate's tests share (test_gate, test_verdict, test_pairing): real records of the offline
+``lookup`` coder, the one hand-made change :func:`spoil` (a wrong answer of the kind a model gives),
+hand-built cases, and the look-up of one check in a verdict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_medcode.codesystems import load_system
+from pytest_medcode.paths import cache_root
+from pytest_medcode.results.gate import Check, Verdict, evaluate
+from pytest_medcode.results.rules import parse_max_drops
+from pytest_medcode.runs.folder import Run, load_run
+from pytest_medcode.scoring.codes import code_metrics
+from pytest_medcode.testing.responders import wrong_code
+
+TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
+#: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.
+LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
+LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
+                "250.00", "401.9", "428.0", "486", "496"]  # fmt: skip
+CACHE = cache_root()  # read before pytester points HOME at a temporary folder
+#: Options every run here shares: no pytest cache, and no METEOR/BERTScore pass (the gate needs neither).
+FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity")
+
+
+def spoil(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as if the model had answered a wrong code of the same shape."""
+    bad = wrong_code(record["code"])
+    metrics = code_metrics(load_system(record["system"]), record["code"], bad)
+    return {**record, **metrics, "predicted_code": bad, "codes": [bad], "raw_answer": f"Code: {bad}",
+            "outcome": "incorrect"}  # fmt: skip
+
+
+def fail_call(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "outcome": "error", "error": "APIError: 500", "raw_answer": None, "exact_match": None,
+            "valid": None, "billable": None, "fabricated": None, "predicted_code": None}  # fmt: skip
+
+
+def only(verdict: Verdict, kind: str, metric: str, scope_part: str = "") -> Check:
+    found = [c for c in verdict.checks if c.kind == kind and c.metric == metric and scope_part in c.scope]
+    assert len(found) == 1, [c.scope for c in verdict.checks]
+    return found[0]
+
+
+def run_plugin(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A real pytest session of the plugin in its own process."""
+    env = {**os.environ, "MEDCODE_CACHE_DIR": str(CACHE)}
+    cmd = [sys.executable, "-m", "pytest", "-q", *FAST, "--medcode-report-dir", "reports", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+_LOOKUP_RUNS: list[Run] = []
+
+
+def lookup_run_once(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact), recorded once per process for
+    every module that asks. perf/mutation.py records this run once and names its folder in
+    ``MEDCODE_TEST_LOOKUP_RUN``, so no mutant's test run makes it again."""
+    if not _LOOKUP_RUNS:
+        _LOOKUP_RUNS.append(_record_lookup_run(tmp_path_factory))
+    return _LOOKUP_RUNS[0]
+
+
+def _record_lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    recorded = os.environ.get("MEDCODE_TEST_LOOKUP_RUN")
+    if recorded:
+        return load_run(Path(recorded))
+    folder = tmp_path_factory.mktemp("lookup-run")
+    (folder / "test_codes.py").write_text(TEST_FILE)
+    proc = run_plugin(folder, "--medcode-system", "icd10cm", "--medcode-sample", "1000", "test_codes.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return load_run(folder / "reports" / "latest")
+
+
+def last_lines(text: str, n: int) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()][-n:]
+
+
+def case(i: int, **metrics: Any) -> dict[str, Any]:
+    """A scored ICD-10-CM case of model ``m``; ``metrics`` are the per-case values under test."""
+    return {"model": "m", "system": "icd10cm", "code": f"C{i:03d}", "outcome": "correct", **metrics}
+
+
+def regression_of(new: list[dict[str, Any]], base: list[dict[str, Any]], drops: str, **kw: Any) -> Check:
+    metric = drops.split("=")[0]
+    return only(evaluate(new, base, max_drops=parse_max_drops(drops), **kw), "regression", metric)
