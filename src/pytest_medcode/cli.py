@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_medcode import __version__
 
@@ -144,30 +144,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _gate_args(args: argparse.Namespace, systems: set[str] | None = None) -> dict[str, Any]:
+    """The gate options read as pytest's --medcode-* twins are (the same declarations), by GateSpec field;
+    ``systems`` known, the thresholds' scopes are checked too. A bad value: ValueError naming the option."""
+    from pytest_medcode.results.options import gate_options, plain
+
+    out = {}
+    for opt in gate_options("", systems):
+        try:
+            out[opt.field] = opt.read(getattr(args, opt.dest), plain)
+        except ValueError as exc:
+            raise ValueError(f"--{opt.name} {exc}") from None
+    return out
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     """The paired comparison of two runs and the gate's verdict: exit 0 pass, 1 fail, 2 bad input."""
     from pytest_medcode.codesystems import SYSTEMS
     from pytest_medcode.reports.verdict import comparison_lines, render_verdict
     from pytest_medcode.results.gate import evaluate
-    from pytest_medcode.results.options import gate_options, plain
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
-    option = ""  # the option or argument being read, named in the error line
+    option = ""  # the argument being read, named in the error line
     try:
-        # Each gate option as pytest's --medcode-* twin reads it (the same declaration): the thresholds'
-        # shape and metric first, their scopes once the runs are read (a user's own system is known from them).
-        for opt in gate_options(""):
-            option = f"--{opt.name} "
-            opt.read(getattr(args, opt.dest), plain)
+        _gate_args(args)  # the thresholds' shape and metric first; their scopes once the runs are read
         option = "BASE_RUN "
         base = load_run(Path(args.base_run))
         option = "NEW_RUN "
         new = load_run(Path(args.new_run))
-        known = {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))}  # user systems too
-        gate = {}
-        for opt in gate_options("", known):
-            option = f"--{opt.name} "
-            gate[opt.field] = opt.read(getattr(args, opt.dest), plain)
+        option = ""
+        gate = _gate_args(args, {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))})
     except (ValueError, RunFormatError) as exc:
         # The rules speak pytest's option names; this command's are the same without "medcode-".
         print(f"medcode compare: {option}{str(exc).replace('--medcode-', '--')}", file=sys.stderr)

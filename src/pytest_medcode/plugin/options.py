@@ -107,7 +107,6 @@ def _shown(value: Any) -> int | None:
     return number
 
 
-
 def _api_base(value: str | None) -> str | None:
     """An http(s) URL with a host, or nothing: a typo must not cost hundreds of failed calls."""
     if not value or not str(value).strip():
