@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_medcode import __version__
 
@@ -144,43 +144,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _gate_args(args: argparse.Namespace, systems: set[str] | None = None) -> dict[str, Any]:
+    """The gate options read as pytest's --medcode-* twins are (the same declarations), by GateSpec field;
+    ``systems`` known, the thresholds' scopes are checked too. A bad value: ValueError naming the option."""
+    from pytest_medcode.results.options import gate_options, plain
+
+    out = {}
+    for opt in gate_options("", systems):
+        try:
+            out[opt.field] = opt.read(getattr(args, opt.dest), plain)
+        except ValueError as exc:
+            raise ValueError(f"--{opt.name} {exc}") from None
+    return out
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     """The paired comparison of two runs and the gate's verdict: exit 0 pass, 1 fail, 2 bad input."""
     from pytest_medcode.codesystems import SYSTEMS
     from pytest_medcode.reports.verdict import comparison_lines, render_verdict
     from pytest_medcode.results.gate import evaluate
-    from pytest_medcode.results.rules import MAX_ALPHA, parse_max_drops, parse_thresholds
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
-    option = ""  # the option or argument being read, named in the error line
+    option = ""  # the argument being read, named in the error line
     try:
-        option = "--fail-under "
-        parse_thresholds(args.fail_under, "under")  # the shape and the metric first; the scopes once the runs
-        option = "--fail-over "                     # are read (a user's own system is known from them)
-        parse_thresholds(args.fail_over, "over")
-        option = "--max-drop "
-        drops = parse_max_drops(args.max_drop)
-        option = ""
-        if not 0.0 < args.alpha <= MAX_ALPHA:  # the bounds --medcode-alpha has
-            raise ValueError(f"--alpha {args.alpha}: must be above 0 and at most {MAX_ALPHA}")
-        if not 0.0 <= args.max_error_rate <= 1.0:
-            raise ValueError(f"--max-error-rate {args.max_error_rate}: must be between 0 and 1")
+        _gate_args(args)  # the thresholds' shape and metric first; their scopes once the runs are read
         option = "BASE_RUN "
         base = load_run(Path(args.base_run))
         option = "NEW_RUN "
         new = load_run(Path(args.new_run))
-        known = {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))}  # user systems too
-        option = "--fail-under "
-        thresholds = parse_thresholds(args.fail_under, "under", known)
-        option = "--fail-over "
-        thresholds += parse_thresholds(args.fail_over, "over", known)
+        option = ""
+        gate = _gate_args(args, {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))})
     except (ValueError, RunFormatError) as exc:
         # The rules speak pytest's option names; this command's are the same without "medcode-".
         print(f"medcode compare: {option}{str(exc).replace('--medcode-', '--')}", file=sys.stderr)
         return 2
     seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
-    verdict = evaluate(new.records, base.records, thresholds=thresholds, max_drops=drops,
-                       alpha=args.alpha, max_error_rate=args.max_error_rate, seed=seed)
+    verdict = evaluate(new.records, base.records, thresholds=gate["fail_under"] + gate["fail_over"],
+                       max_drops=gate["max_drops"], alpha=gate["alpha"], max_error_rate=gate["max_error_rate"],
+                       seed=seed)
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2, default=str))
     else:
@@ -331,9 +332,9 @@ def _cmd_estimate(pytest_args: list[str]) -> int:
 
 
 def build_parser() -> Parser:
-    """Every command and argument, each with its help text; defaults and choices are the plugin's own."""
-    from pytest_medcode.results.rules import DEFAULT_ALPHA, DEFAULT_MAX_DROP, DEFAULT_MAX_ERROR_RATE, MAX_ALPHA
-    from pytest_medcode.scoring.parsing import PROFILES  # the table scoring.codes reads; light to import
+    """Every command and argument, each with its help text; the options the plugin has too are its own
+    declarations (results/options.py), so their defaults, bounds and choices are the plugin's."""
+    from pytest_medcode.results.options import add_options, gate_options, profile_option
 
     parser = Parser(prog="medcode", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"pytest-medcode {__version__}")
@@ -361,18 +362,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("compare", help="pair two runs' cases and apply the gate (exit 1 when it fails)")
     p.add_argument("base_run", help="baseline run folder or cases.parquet")
     p.add_argument("new_run", help="new run folder or cases.parquet")
-    p.add_argument("--max-drop", action="append", default=[], metavar="METRIC=MARGIN",
-                   help=f"tolerated drop, e.g. exact_match=2pp (default {DEFAULT_MAX_DROP})")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"significance level of the paired tests, above 0 and at most {MAX_ALPHA:g} "
-                        f"(default {DEFAULT_ALPHA:g})")
-    p.add_argument("--fail-under", action="append", default=[], metavar="[SYSTEM:]METRIC=X",
-                   help="fail when the new run's rate is below X, per model and system; comma list, repeatable: "
-                        "exact_match=0.45,icd10cm:valid=0.9")
-    p.add_argument("--fail-over", action="append", default=[], metavar="[SYSTEM:]METRIC=X",
-                   help="fail when a lower-is-better rate (fabricated) is above X: fabricated=0.1")
-    p.add_argument("--max-error-rate", type=float, default=DEFAULT_MAX_ERROR_RATE, metavar="X",
-                   help=f"largest share of failed calls per model and system (default {DEFAULT_MAX_ERROR_RATE:g})")
+    add_options(p.add_argument, gate_options(""))
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("cache", help="response cache: stats, prune or clear")
@@ -396,7 +386,7 @@ def build_parser() -> Parser:
     p.set_defaults(func=_cmd_batch)
     p = sub.add_parser("rescore", help="score a run's raw answers again under another profile (no model calls)")
     p.add_argument("run_dir", nargs="?", default="reports/latest", help="run folder or its cases.parquet")
-    p.add_argument("--profile", required=True, choices=list(PROFILES), help="scoring profile")
+    add_options(p.add_argument, [profile_option("")], required=True)
     p.add_argument("--out", default=None, help="the new run folder (default: <run_id>-<profile> beside the run)")
     p.add_argument("--codeset", action="append", default=[], metavar="SYSTEM=PATH",
                    help="a code table file (CPT), when the run's own path is gone")
