@@ -15,14 +15,14 @@ import pytest
 
 from pytest_medcode.asking.coders.lookup import find_codes, index_for
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.dataset.documents import SYNTHETIC_HEADER, synthetic_documents
+from pytest_medcode.dataset.document_cases import SYNTHETIC_HEADER, synthetic_documents
 from pytest_medcode.paths import cache_root
-from pytest_medcode.results.documents import per_code_f1, pooled
+from pytest_medcode.results.document_summary import per_code_f1, pooled
 from pytest_medcode.results.gate import evaluate
 from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
 from pytest_medcode.results.stats import bootstrap_ratio
 from pytest_medcode.runs.rescore import rescore_run
-from pytest_medcode.scoring.documents import prf, score_document
+from pytest_medcode.scoring.code_sets import prf, score_document
 from pytest_medcode.testing.server import ScriptedServer
 
 BENCHMARK = "def test_document_coding(medcode_document, medcode):\n    medcode.check_document(medcode_document)\n"

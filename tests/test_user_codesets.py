@@ -226,7 +226,7 @@ def test_reading_a_document_file_first_does_not_lift_the_code_table_cell_limit(t
     note) must put it back, or a code table read after it in the same process accepts a 5 MB cell."""
     import csv
 
-    from pytest_medcode.dataset.documents import read_documents
+    from pytest_medcode.dataset.document_cases import read_documents
 
     before = csv.field_size_limit()
     notes = tmp_path / "notes.csv"

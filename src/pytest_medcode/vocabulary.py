@@ -127,7 +127,7 @@ METRICS: dict[str, Metric] = {
         Metric("closeness", SCORE, percent=False),  # hierarchy closeness of CPT and user systems (hierarchy.py)
         Metric("meteor", SCORE, optional=True, percent=False),
         Metric("bertscore", SCORE, optional=True, percent=False),
-        # Document cases: a set of codes per document (dataset/documents.py, scoring/documents.py).
+        # Document cases: a set of codes per document (dataset/document_cases.py, scoring/code_sets.py).
         Metric("set_match", RATE, documents=True),  # the predicted set is exactly the gold set
         Metric("precision", SCORE, documents=True),  # per document; their mean is macro precision
         Metric("recall", SCORE, documents=True),

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_medcode.results.documents import pooled as pooled_metric
+from pytest_medcode.results.document_summary import pooled as pooled_metric
 from pytest_medcode.results.pairing import PairingError, pair_records
 from pytest_medcode.results.rules import (
     DEFAULT_ALPHA,
