@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from helpers import summary_of
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -25,10 +25,6 @@ def run_dir(pytester: pytest.Pytester) -> Path:
     latest = pytester.path / "reports" / "latest"
     assert latest.exists(), "no run folder was written"
     return latest.resolve()
-
-
-def summary_of(pytester: pytest.Pytester) -> dict:
-    return json.loads((run_dir(pytester) / "summary.json").read_text())
 
 
 def test_default_run_is_offline_and_writes_the_run_folder(pytester: pytest.Pytester) -> None:
