@@ -106,7 +106,7 @@ def _with_imported(tests: list[str]) -> list[str]:
     found, todo = set(tests), [*tests, "conftest.py"]
     while todo:
         text = (ROOT / "tests" / todo.pop()).read_text(encoding="utf-8")
-        for name in re.findall(r"^from (\w+) import", text, flags=re.MULTILINE):
+        for name in re.findall(r"^\s*from (\w+) import", text, flags=re.MULTILINE):
             if f"{name}.py" not in found and name != "conftest" and (ROOT / "tests" / f"{name}.py").is_file():
                 found.add(f"{name}.py")
                 todo.append(f"{name}.py")

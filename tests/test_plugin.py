@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
-from helpers import summary_of
+from helpers import cases_of, summary_of
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -99,7 +99,7 @@ def test_local_server_through_the_real_openai_client(pytester: pytest.Pytester) 
     result.assert_outcomes(passed=9, failed=1)
     assert requests == 10
     result.stdout.fnmatch_lines(["*openai/any gave E11.99 for icd10cm*fabricated*", "*openai/any*icd10cm*10*90.0%*"])
-    cases = pq.read_table(run_dir(pytester) / "cases.parquet").to_pylist()
+    cases = cases_of(pytester)
     wrong = [r for r in cases if not r["exact_match"]]
     assert [(r["predicted_code"], r["fabricated"], r["raw_answer"]) for r in wrong] == [
         ("E11.99", True, "Code: E11.99")
