@@ -68,9 +68,9 @@ MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "costs": ("pytest_medcode/results/costs.py", "pytest_medcode.results.costs.*", ("test_money.py",)),
     "budget": ("pytest_medcode/asking/budget.py", "pytest_medcode.asking.budget.*", ("test_money.py",)),
     "pricing": ("pytest_medcode/asking/pricing.py", "pytest_medcode.asking.pricing.*", ("test_money.py",)),
-    "documents": ("pytest_medcode/scoring/documents.py", "pytest_medcode.scoring.documents.*",
+    "documents": ("pytest_medcode/scoring/code_sets.py", "pytest_medcode.scoring.code_sets.*",
                   ("test_document_scoring.py", "test_documents.py", "test_stats_reference.py")),
-    "document-results": ("pytest_medcode/results/documents.py", "pytest_medcode.results.documents.*",
+    "document-results": ("pytest_medcode/results/document_summary.py", "pytest_medcode.results.document_summary.*",
                          ("test_document_scoring.py", "test_documents.py", "test_stats_reference.py")),
 }
 #: mutmut's exit codes (mutmut/stats.py) as the statuses it reports.
@@ -102,13 +102,13 @@ def _mutmut() -> str:
 
 
 def _with_imported(tests: list[str]) -> list[str]:
-    """The test files and the test modules they import helpers from (``from test_querying import ...``,
-    ``from gate_helpers import ...``); conftest.py is copied anyway."""
-    found, todo = set(tests), list(tests)
+    """The test files and the test modules they import helpers from (``from helpers import ...``,
+    ``from test_querying import ...``), conftest's own included."""
+    found, todo = set(tests), [*tests, "conftest.py"]
     while todo:
         text = (ROOT / "tests" / todo.pop()).read_text(encoding="utf-8")
-        for name in re.findall(r"^from (\w+) import", text, flags=re.MULTILINE):
-            if name != "conftest" and (ROOT / "tests" / f"{name}.py").is_file() and f"{name}.py" not in found:
+        for name in re.findall(r"^\s*from (\w+) import", text, flags=re.MULTILINE):
+            if f"{name}.py" not in found and name != "conftest" and (ROOT / "tests" / f"{name}.py").is_file():
                 found.add(f"{name}.py")
                 todo.append(f"{name}.py")
     return sorted(found)

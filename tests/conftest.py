@@ -1,13 +1,17 @@
 """Shared set-up for the plugin's own tests.
 
 Code tables are built once per machine into a shared cache (atomic writes make that safe under
-xdist), instead of once per pytester run.
+xdist), instead of once per pytester run: ``MEDCODE_CACHE_DIR`` is set here, before any test runs, so every
+test and every pytester session (which points HOME at a temporary folder, not this variable) reads it.
+Helper functions the test files share are in helpers.py.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 os.environ.setdefault("MEDCODE_CACHE_DIR", os.path.join(tempfile.gettempdir(), "pytest-medcode-tests-cache"))
@@ -62,3 +66,20 @@ BENCHMARK = '''
 def test_code_query(medcode_case, medcode):
     medcode.check(medcode_case)
 '''
+
+
+@pytest.fixture(scope="session")
+def lookup_run_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``lookup_run_folder(*options)``: the run folder of a real session in its own process, answered by the
+    offline lookup coder with these options (``--medcode-system``, ``--medcode-sample``), made once per
+    session for each set of options."""
+    from helpers import record_lookup_run
+
+    made: dict[tuple[str, ...], Path] = {}
+
+    def folder(*options: str) -> Path:
+        if options not in made:
+            made[options] = record_lookup_run(tmp_path_factory.mktemp("lookup-run"), *options)
+        return made[options]
+
+    return folder

@@ -43,8 +43,15 @@ def imports(path: Path) -> set[str]:
     """The package modules ``path`` imports (at any depth: a lazy import is still a dependency)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = _imported(ast.parse(path.read_text(encoding="utf-8")), package)
+    out.discard(name)
+    return out
+
+
+def _imported(tree: ast.AST, package: str) -> set[str]:
+    """The package modules a parsed file imports; ``package``: where its relative imports start."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
@@ -60,7 +67,6 @@ def imports(path: Path) -> set[str]:
             for alias in node.names:
                 if alias.name.startswith("pytest_medcode"):
                     out.add(alias.name.removeprefix("pytest_medcode").lstrip(".") or "pytest_medcode")
-    out.discard(name)
     return out
 
 
@@ -156,6 +162,44 @@ def test_one_writer_of_the_run_folder() -> None:
     json_files = sorted(m for m, text in sources.items()
                         if re.search(r"summary\.json|report\.md|report\.html", text) and "write_text" in text)
     assert json_files == ["runs.folder"]
+
+
+TESTS = Path(__file__).resolve().parent
+ARCHITECTURE_DOC = TESTS.parent / "docs" / "architecture.md"
+TESTED_SECTION = "## Where each module is tested"
+
+
+def imported_by_tests() -> set[str]:
+    """The package modules some test file imports (helpers included)."""
+    out: set[str] = set()
+    for path in TESTS.glob("*.py"):
+        out |= _imported(ast.parse(path.read_text(encoding="utf-8")), "")
+    return out
+
+
+def with_logic() -> set[str]:
+    """The modules that define a function or a class (not a docstring or a re-export alone)."""
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {module_name(p) for p in PACKAGE.rglob("*.py")
+            if any(isinstance(n, kinds) for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))}
+
+
+def said_where_tested() -> list[str]:
+    """The modules docs/architecture.md's section names (``- `plugin.session`: ...``), in its order."""
+    text = ARCHITECTURE_DOC.read_text(encoding="utf-8")
+    assert TESTED_SECTION in text, f"docs/architecture.md has no {TESTED_SECTION!r} section"
+    section = text.split(TESTED_SECTION, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^- `([\w.]+)`", section, flags=re.M)
+
+
+def test_every_module_with_logic_is_imported_by_a_test_or_said_where_it_is_tested() -> None:
+    g, imported, listed = graph(), imported_by_tests(), said_where_tested()
+    untested = sorted(with_logic() - imported - set(listed))
+    assert untested == [], (f"no test imports {untested}: add a test module that does, or a line to "
+                            f"docs/architecture.md's {TESTED_SECTION!r} naming the tests that cover it")
+    gone = [m for m in listed if m not in g]
+    assert gone == [], f"docs/architecture.md's {TESTED_SECTION!r} names modules that do not exist: {gone}"
+    assert listed == sorted(set(listed)), "one line per module, in the graph's name order"
 
 
 def render() -> str:

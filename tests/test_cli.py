@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +22,13 @@ from pytest_medcode.runs.folder import load_run
 from pytest_medcode.scoring.codes import code_metrics
 from pytest_medcode.testing.responders import wrong_code
 
-TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 ENV = {**os.environ, "MEDCODE_CACHE_DIR": str(cache_root())}
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_run(lookup_run_folder: Callable[..., Path]) -> Path:
     """A real run: 300 ICD-10-CM cases answered by the lookup coder."""
-    folder = tmp_path_factory.mktemp("cli-run")
-    (folder / "test_codes.py").write_text(TEST_FILE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--medcode-no-similarity",
-         "--medcode-report-dir", "reports",
-         "--medcode-system", "icd10cm", "--medcode-sample", "300", "test_codes.py"],
-        cwd=folder, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return (folder / "reports" / "latest").resolve()
+    return lookup_run_folder("--medcode-system", "icd10cm", "--medcode-sample", "300")
 
 
 def spoil(record: dict[str, Any]) -> dict[str, Any]:

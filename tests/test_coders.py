@@ -4,15 +4,14 @@ the benchmark, the LLM-backed coders against a real OpenAI-compatible server the
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK, missing
+from helpers import cases_of
 from pytest_medcode.asking.coders import CallFailed, Question
 from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
 from pytest_medcode.asking.coders.local import runtime_problem
@@ -31,14 +30,6 @@ def _codes_file(pytester: pytest.Pytester, codes: list[str]) -> Path:
     path = pytester.path / "codes.csv"
     path.write_text("code\n" + "\n".join(codes) + "\n")
     return path
-
-
-def _records(pytester: pytest.Pytester) -> list[dict]:
-    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
-
-
-def _summary(pytester: pytest.Pytester) -> dict:
-    return json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
 
 
 @pytest.fixture
@@ -92,7 +83,7 @@ def test_rag_puts_k_candidates_in_the_prompt_and_records_what_the_model_said(pyt
         listed = CANDIDATE.findall(prompt)
         assert len(listed) == 7 and listed[0] == code  # the exact description is retrieved first
         assert f"<{description}>" in prompt
-    records = _records(pytester)
+    records = cases_of(pytester)
     assert {r["model"] for r in records} == {"rag:openai/any"}
     assert all(r["raw_answer"].endswith("It is the first one.") for r in records)
 
@@ -119,7 +110,7 @@ def test_rag_with_a_variant_retrieves_from_the_perturbed_wording(pytester, pairs
     assert outcomes.get("passed", 0) >= 4  # retrieval forgives typos (measured: 98 % top-1 on ICD-10-CM)
     descriptions = {d for _, d in pairs}
     assert asked and not descriptions & set(asked)  # the model saw the typo'd wording only
-    assert {r["variant"] for r in _records(pytester)} == {"typo"}
+    assert {r["variant"] for r in cases_of(pytester)} == {"typo"}
 
 
 # -- verify ---------------------------------------------------------------------------------------
@@ -154,7 +145,7 @@ def test_verify_sends_back_a_code_that_does_not_exist_and_records_rounds(pyteste
     result.assert_outcomes(passed=4, failed=1)
     assert requests == 1 + 3 + 3 * 2  # right at once; wrong three times; three fixed after one follow-up
     assert any("Z99.999 is not a valid ICD10CM code" in f for f in follow_ups)
-    rounds = {r["code"]: r["verify_rounds"] for r in _records(pytester)}
+    rounds = {r["code"]: r["verify_rounds"] for r in cases_of(pytester)}
     assert rounds == {pairs[0][0]: 0, pairs[1][0]: 2, pairs[2][0]: 1, pairs[3][0]: 1, pairs[4][0]: 1}
 
 
@@ -172,7 +163,7 @@ def test_verify_with_zero_rounds_is_the_plain_model(pytester, pairs) -> None:
         )
         assert server.stats.total_requests == 1
     result.assert_outcomes(failed=1)
-    assert _records(pytester)[0]["verify_rounds"] == 0
+    assert cases_of(pytester)[0]["verify_rounds"] == 0
 
 
 def test_verify_composes_with_rag(pytester, pairs) -> None:
@@ -192,7 +183,7 @@ def test_verify_composes_with_rag(pytester, pairs) -> None:
             server.base_url,
         )
     result.assert_outcomes(passed=2)
-    assert {r["verify_rounds"] for r in _records(pytester)} == {1}
+    assert {r["verify_rounds"] for r in cases_of(pytester)} == {1}
 
 
 # -- python: a team's own product --------------------------------------------------------------------
@@ -245,7 +236,7 @@ def test_python_callables_sync_and_async_are_models(pytester, pairs) -> None:
          "*python:product:deferred*icd10cm*100.0%*"]
     )
     for model in ("python:product:async_coder", "python:product:deferred"):
-        records = [r for r in _records(pytester) if r["model"] == model]
+        records = [r for r in cases_of(pytester) if r["model"] == model]
         assert {r["prompt_tokens"] for r in records} == {7} and {r["error"] for r in records} == {None}
 
 
@@ -256,10 +247,10 @@ def test_a_failing_product_is_an_error_case_not_a_crash(pytester, pairs) -> None
         pytester, [pairs[0][0]], "--model", "python:product:broken", "--model", "python:product:wrong_type"
     )
     result.assert_outcomes(failed=2)
-    errors = {r["model"]: r["error"] for r in _records(pytester)}
+    errors = {r["model"]: r["error"] for r in cases_of(pytester)}
     assert errors["python:product:broken"] == "product:broken raised RuntimeError: database is down"
     assert "returned a int" in errors["python:product:wrong_type"]
-    assert {r["attempts"] for r in _records(pytester)} == {1}  # a bug is not retried
+    assert {r["attempts"] for r in cases_of(pytester)} == {1}  # a bug is not retried
 
 
 @pytest.mark.parametrize(
@@ -347,7 +338,7 @@ def test_local_smollm2_runs_offline_alone_and_composed(pytester, pairs) -> None:
         "--medcode-max-tokens",
         "20",
     )
-    records = _records(pytester)
+    records = cases_of(pytester)
     assert len(records) == 3, result.stdout.str()[-2000:]
     assert [r["error"] for r in records] == [None, None, None]
     assert all(r["raw_answer"] for r in records)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from pytest_medcode.paths import cache_root
 from pytest_medcode.reports.verdict import comparison_lines
 from pytest_medcode.results import gate
 from pytest_medcode.results.pairing import PairingError, pair_records
@@ -20,23 +17,11 @@ from pytest_medcode.results.rules import parse_max_drops
 from pytest_medcode.runs import folder as files
 from pytest_medcode.runs.folder import SCHEMA_METADATA_KEY, Run, RunFormatError, load_run
 
-TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
-
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_folder(lookup_run_folder: Callable[..., Path]) -> Path:
     """A real run: 40 ICD-9-CM and 40 ICD-10-CM cases answered by the lookup coder."""
-    folder = tmp_path_factory.mktemp("compare-run")
-    (folder / "test_codes.py").write_text(TEST_FILE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--medcode-no-similarity",
-         "--medcode-report-dir", "reports",
-         "--medcode-system", "icd9cm,icd10cm", "--medcode-sample", "40", "test_codes.py"],
-        cwd=folder, env={**os.environ, "MEDCODE_CACHE_DIR": str(cache_root())}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return (folder / "reports" / "latest").resolve()
+    return lookup_run_folder("--medcode-system", "icd9cm,icd10cm", "--medcode-sample", "40")
 
 
 @pytest.fixture

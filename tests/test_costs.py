@@ -16,6 +16,7 @@ from fnmatch import fnmatch
 import litellm
 import pytest
 
+from helpers import cases_of
 from pytest_medcode.asking.pricing import PriceTable, usd
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.prompts import load_template
@@ -23,7 +24,7 @@ from pytest_medcode.results.costs import cost_summary, tally
 from pytest_medcode.testing.faults import fixed_latency
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
-from test_querying import cases_of, pairs, setup_run
+from test_querying import pairs, setup_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

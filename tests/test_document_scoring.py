@@ -2,7 +2,7 @@
 gold set, and the run's micro and macro numbers over documents whose false positives and false negatives differ.
 
 Fast and in-process (no pytest session, no server): these are the tests perf/mutation.py runs against
-scoring/documents.py and results/documents.py.
+scoring/code_sets.py and results/document_summary.py.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pytest_medcode.codesystems import CodeSystem, load_system
-from pytest_medcode.results.documents import TOP_CODES, per_code_f1, pooled, summarize_documents, summarize_group
+from pytest_medcode.results.document_summary import TOP_CODES, per_code_f1, pooled, summarize_documents, summarize_group
 from pytest_medcode.results.stats import bootstrap_mean, bootstrap_ratio, wilson
-from pytest_medcode.scoring.documents import category, prf, read_codes, score_document, unscored_document_fields
+from pytest_medcode.scoring.code_sets import category, prf, read_codes, score_document, unscored_document_fields
 
 
 @pytest.fixture(scope="module")

@@ -13,40 +13,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import cases_of, summary_of
 from pytest_medcode.asking.coders.lookup import find_codes, index_for
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.dataset.documents import SYNTHETIC_HEADER, synthetic_documents
-from pytest_medcode.paths import cache_root
-from pytest_medcode.results.documents import per_code_f1, pooled
+from pytest_medcode.dataset.document_cases import SYNTHETIC_HEADER, synthetic_documents
+from pytest_medcode.results.document_summary import per_code_f1, pooled
 from pytest_medcode.results.gate import evaluate
 from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
 from pytest_medcode.results.stats import bootstrap_ratio
 from pytest_medcode.runs.rescore import rescore_run
-from pytest_medcode.scoring.documents import prf, score_document
+from pytest_medcode.scoring.code_sets import prf, score_document
 from pytest_medcode.testing.server import ScriptedServer
 
 BENCHMARK = "def test_document_coding(medcode_document, medcode):\n    medcode.check_document(medcode_document)\n"
 CODE_QUERY = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
-CACHE = cache_root()  # read before pytester points HOME at a temporary folder
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-no-cache", "--medcode-report-dir", "reports")
-
-
-@pytest.fixture(autouse=True)
-def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
 
 
 @pytest.fixture(scope="module")
 def icd10() -> Any:
     return load_system("icd10cm")
-
-
-def summary_of(pytester: pytest.Pytester) -> dict[str, Any]:
-    return json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
-
-
-def cases_of(pytester: pytest.Pytester) -> list[dict[str, Any]]:
-    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
 
 
 # -- synthetic notes ----------------------------------------------------------------------------------

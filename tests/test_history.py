@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from pytest_medcode.cli import main as medcode
-from pytest_medcode.paths import cache_root
 from pytest_medcode.reports import history as history_report
 from pytest_medcode.reports.page import json_script
 from pytest_medcode.runs.folder import load_run
@@ -26,14 +25,8 @@ TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medc
 LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
 LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
                 "250.00", "401.9", "428.0", "486", "496"]  # fmt: skip
-CACHE = cache_root()
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-report-dir", "reports",
         "--medcode-system", "icd9cm", "--medcode-fail-under", "exact_match=0.9")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
 
 
 @pytest.fixture

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from helpers import cases_of, summary_of
 from pytest_medcode.codesystems import BUNDLED, SYSTEMS, load_system
 from pytest_medcode.codesystems.icd10pcs import AXES
-from pytest_medcode.paths import cache_root
 from pytest_medcode.results.aggregate import axis_rates, summarize
 from pytest_medcode.scoring.codes import score_answer
 from pytest_medcode.scoring.parsing import extract
 from pytest_medcode.testing.responders import Request
 from pytest_medcode.testing.server import ScriptedServer
 
-CACHE = cache_root()  # read before pytester points HOME at a temporary folder
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-no-cache")
-
-
-@pytest.fixture(autouse=True)
-def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -118,20 +109,12 @@ def test_axis_rates_name_each_axis_and_show_the_one_most_missed() -> None:
 # -- real runs ------------------------------------------------------------------------------------
 
 
-def _summary(pytester: pytest.Pytester) -> dict[str, Any]:
-    return json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
-
-
-def _records(pytester: pytest.Pytester) -> list[dict[str, Any]]:
-    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
-
-
 def test_lookup_run_shows_the_axes_in_the_summary_and_the_terminal(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_code_query=BENCHMARK)
     result = pytester.runpytest(*FAST, "--model", "lookup", "--medcode-system", "icd10pcs",
                                 "--medcode-sample", "30")
     result.assert_outcomes(passed=30)
-    row = _summary(pytester)["results"][0]
+    row = summary_of(pytester)["results"][0]
     assert row["system"] == "icd10pcs" and row["exact_match"]["value"] == 1.0
     assert [(a["axis"], a["value"], a["n"]) for a in row["axes"]] == [(axis, 1.0, 30) for axis in AXES]
     result.stdout.fnmatch_lines([
@@ -145,7 +128,7 @@ def test_lookup_run_shows_the_axes_in_the_summary_and_the_terminal(pytester: pyt
     ])
     assert "matched at position" not in result.stdout.str()
     assert row["most_missed_axis"] is None and "Most missed axis" not in result.stdout.str()
-    assert all(len(r["code"]) == 7 for r in _records(pytester))
+    assert all(len(r["code"]) == 7 for r in cases_of(pytester))
 
 
 def test_a_model_that_gets_the_approach_wrong_shows_it_on_that_axis(pytester: pytest.Pytester) -> None:
@@ -166,13 +149,13 @@ def test_a_model_that_gets_the_approach_wrong_shows_it_on_that_axis(pytester: py
                                     "--medcode-system", "icd10pcs", "--medcode-sample", "25")
     result.assert_outcomes(failed=25)
     assert all("ICD10PCS" in p and "Code: 0DTJ4ZZ" in p for p in prompts)  # the system and its example
-    row = _summary(pytester)["results"][0]
+    row = summary_of(pytester)["results"][0]
     by_axis = {a["axis"]: a["value"] for a in row["axes"]}
     assert by_axis.pop("approach") == 0.0
     assert set(by_axis.values()) == {1.0}
     assert row["exact_match"]["value"] == 0.0
     assert row["same_category"]["value"] == 1.0  # the same PCS table, every time
-    valid = [r["valid"] for r in _records(pytester)]
+    valid = [r["valid"] for r in cases_of(pytester)]
     assert row["fabricated"]["value"] == pytest.approx(valid.count(False) / 25)  # some approaches do not exist
     result.stdout.fnmatch_lines(["*matched at axis 4, body part, %*100.0%*", "*matched at axis 5, approach, %*0.0%*",
                                  "Most missed axis*", "  openai/pcs-model · icd10pcs: approach (0.0% matched)"])
@@ -184,7 +167,7 @@ def test_a_model_that_echoes_the_example_is_flagged(pytester: pytest.Pytester) -
         result = pytester.runpytest(*FAST, "--model", "openai/echo", "--medcode-api-base", server.base_url,
                                     "--medcode-system", "icd10pcs", "--medcode-sample", "10")
     assert result.ret == 1
-    top = _summary(pytester)["results"][0]["top_codes"]
+    top = summary_of(pytester)["results"][0]["top_codes"]
     assert top[0]["code"] == "0DTJ4ZZ" and top[0]["is_example"] and top[0]["count"] >= 9
     result.stdout.fnmatch_lines(["*openai/echo · icd10pcs: 0DTJ4ZZ[*] 1000*"])
 

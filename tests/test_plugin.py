@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from helpers import cases_of, summary_of
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.responders import mapping_responder
 from pytest_medcode.testing.server import ScriptedServer
@@ -25,10 +25,6 @@ def run_dir(pytester: pytest.Pytester) -> Path:
     latest = pytester.path / "reports" / "latest"
     assert latest.exists(), "no run folder was written"
     return latest.resolve()
-
-
-def summary_of(pytester: pytest.Pytester) -> dict:
-    return json.loads((run_dir(pytester) / "summary.json").read_text())
 
 
 def test_default_run_is_offline_and_writes_the_run_folder(pytester: pytest.Pytester) -> None:
@@ -103,7 +99,7 @@ def test_local_server_through_the_real_openai_client(pytester: pytest.Pytester) 
     result.assert_outcomes(passed=9, failed=1)
     assert requests == 10
     result.stdout.fnmatch_lines(["*openai/any gave E11.99 for icd10cm*fabricated*", "*openai/any*icd10cm*10*90.0%*"])
-    cases = pq.read_table(run_dir(pytester) / "cases.parquet").to_pylist()
+    cases = cases_of(pytester)
     wrong = [r for r in cases if not r["exact_match"]]
     assert [(r["predicted_code"], r["fabricated"], r["raw_answer"]) for r in wrong] == [
         ("E11.99", True, "Code: E11.99")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from helpers import cases_of
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.testing.faults import FaultPlan
 from pytest_medcode.testing.responders import mapping_responder
@@ -36,10 +36,6 @@ def setup_run(pytester: pytest.Pytester, codes: list[tuple[str, str]]) -> list[s
 
 def knows(codes: list[tuple[str, str]]) -> ScriptedServer:
     return ScriptedServer(mapping_responder({d: c for c, d in codes}))
-
-
-def records(pytester: pytest.Pytester) -> list[dict]:
-    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
@@ -114,7 +110,7 @@ def test_a_key_revoked_mid_run_stops_that_model_and_a_rerun_asks_only_the_rest(
         result = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
         assert server.stats.total_requests == 25  # 20 answers, then 5 identical 401s trip the breaker
         result.assert_outcomes(passed=20, failed=40)
-        rows = records(pytester)
+        rows = cases_of(pytester)
         errors = [r for r in rows if r["outcome"] == "error"]
         assert len(errors) == 40
         assert sum(r["attempts"] == 0 for r in errors) == 35  # never asked
@@ -143,7 +139,7 @@ def test_no_preflight_and_a_dead_key_end_every_case_as_one_named_error(pytester:
         assert server.stats.total_requests == 5  # quota errors are not retried; five trip the breaker
     result.assert_outcomes(failed=40)
     assert len(result.outlines) < 200  # not 40 tracebacks: ten cases in full, the rest tallied
-    assert {r["outcome"] for r in records(pytester)} == {"error"}
+    assert {r["outcome"] for r in cases_of(pytester)} == {"error"}
     result.stdout.fnmatch_lines(["failed calls of openai/m:", "  35 × not asked: stopped asking openai/m after 5 "
                                  "identical failures in a row: HTTP 429 RateLimitError: You exceeded your current "
                                  "quota*"])
@@ -171,7 +167,7 @@ def test_a_probe_that_exhausts_its_retries_on_a_500_does_not_stop_the_run(pytest
         assert result.ret == pytest.ExitCode.TESTS_FAILED
         result.assert_outcomes(passed=5, failed=1)
         assert server.stats.status_counts[500] == 4  # two attempts by the probe, two by the phase
-        (failed,) = [r for r in records(pytester) if r["outcome"] == "error"]
+        (failed,) = [r for r in cases_of(pytester) if r["outcome"] == "error"]
         assert failed["description"] == sick and failed["error"].startswith("HTTP 500")
 
         server.faults = None
@@ -194,7 +190,7 @@ def test_the_breaker_does_not_trip_on_exhausted_500s(pytester: pytest.Pytester) 
                                                "--medcode-attempts", "1")
         assert server.stats.total_requests == 8
     result.assert_outcomes(failed=8)
-    assert all(r["attempts"] == 1 and r["error"].startswith("HTTP 500") for r in records(pytester))
+    assert all(r["attempts"] == 1 and r["error"].startswith("HTTP 500") for r in cases_of(pytester))
     result.stdout.fnmatch_lines(["model calls: 8 asked*, 0 from the cache, 0 retries, 8 failed"])
 
 

@@ -19,10 +19,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from helpers import cases_of
 from pytest_medcode.asking.coders import CallFailed, Question, Reply
 from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
 from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
@@ -58,10 +58,6 @@ def setup_run(pytester: pytest.Pytester, codes: list[tuple[str, str]]) -> list[s
 
 def args_for(server: ScriptedServer) -> list[str]:
     return ["--model", "openai/m", "--medcode-api-base", server.base_url]
-
-
-def cases_of(pytester: pytest.Pytester) -> list[dict]:
-    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
 
 
 def test_xdist_asks_each_key_once_and_a_rerun_asks_nothing(pytester: pytest.Pytester) -> None:

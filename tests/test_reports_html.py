@@ -53,11 +53,6 @@ CACHE = cache_root()  # read before pytester points HOME at a temporary folder
 CONSOLE = re.compile(r"CONSOLE[(:]|Uncaught")
 
 
-@pytest.fixture(autouse=True)
-def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
-
-
 # -- Chromium ----------------------------------------------------------------------------------
 
 

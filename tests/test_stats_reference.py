@@ -41,7 +41,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.results.documents import per_code_f1, pooled, summarize_group
+from pytest_medcode.results.document_summary import per_code_f1, pooled, summarize_group
 from pytest_medcode.results.stats import (
     bootstrap_mean,
     bootstrap_ratio,
@@ -52,7 +52,7 @@ from pytest_medcode.results.stats import (
     underpowered,
     wilson,
 )
-from pytest_medcode.scoring.documents import score_document
+from pytest_medcode.scoring.code_sets import score_document
 
 # CI runs these: a modest number of examples, no per-example deadline (the first call warms numpy/scipy).
 FAST = settings(max_examples=60, deadline=None)

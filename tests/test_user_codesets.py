@@ -13,15 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BENCHMARK
+from helpers import cases_of, summary_of
 from pytest_medcode.cli import main
 from pytest_medcode.codesystems import CodeFileError, load_system
 from pytest_medcode.codesystems.user import read
-from pytest_medcode.paths import cache_root
 from pytest_medcode.scoring.hierarchy import closeness
 from pytest_medcode.testing.responders import Request
 from pytest_medcode.testing.server import ScriptedServer
 
-CACHE = cache_root()
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-no-cache")
 
 # A payer's local procedure codes: two families, three levels; the group rows are not billable.
@@ -43,19 +42,6 @@ PLAN = {
     "Chest radiograph two views": "999",  # not in the table: fabricated, 0
 }
 EXPECTED = {"111": 1.0, "112": 2 / 3, "121": 1 / 3, "210": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
-
-
-def _records(pytester: pytest.Pytester) -> list[dict[str, Any]]:
-    return pq.read_table(pytester.path / "reports" / "latest" / "cases.parquet").to_pylist()
-
-
-def _summary(pytester: pytest.Pytester) -> dict[str, Any]:
-    return json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
 
 
 def test_the_table_and_closeness_by_the_parent_chain(tmp_path: Path) -> None:
@@ -104,13 +90,13 @@ def test_a_user_system_end_to_end(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=3)
     assert len(prompts) == 4
     assert all("most correct Acme Payer Procedure billing code" in p and p.endswith("Code: 111") for p in prompts)
-    by_code = {r["code"]: r for r in _records(pytester)}
+    by_code = {r["code"]: r for r in cases_of(pytester)}
     assert set(by_code) == set(EXPECTED)  # only billable codes become cases
     for code, value in EXPECTED.items():
         assert by_code[code]["closeness"] == pytest.approx(value)
     assert by_code["210"]["fabricated"] and not by_code["210"]["valid"]
     assert by_code["121"]["valid"] and not by_code["121"]["fabricated"]
-    row = _summary(pytester)["results"][0]
+    row = summary_of(pytester)["results"][0]
     assert row["system"] == "localproc"
     assert row["closeness"]["value"] == pytest.approx(sum(EXPECTED.values()) / 4)
     assert row["fabricated"]["value"] == 0.25 and row["exact_match"]["value"] == 0.25
@@ -142,7 +128,7 @@ def test_a_user_system_gates_on_its_own_metrics(pytester: pytest.Pytester) -> No
                                 "localproc,icd9cm", "--medcode-sample", "4",
                                 "--medcode-fail-under", "localproc:exact_match=1,localproc:closeness=1")
     assert result.ret == 0  # the lookup coder finds every description of the table
-    rows = {r["system"]: r for r in _summary(pytester)["results"]}
+    rows = {r["system"]: r for r in summary_of(pytester)["results"]}
     assert rows["localproc"]["exact_match"]["value"] == 1.0 and rows["icd9cm"]["closeness"]["value"] is None
 
 
@@ -226,7 +212,7 @@ def test_reading_a_document_file_first_does_not_lift_the_code_table_cell_limit(t
     note) must put it back, or a code table read after it in the same process accepts a 5 MB cell."""
     import csv
 
-    from pytest_medcode.dataset.documents import read_documents
+    from pytest_medcode.dataset.document_cases import read_documents
 
     before = csv.field_size_limit()
     notes = tmp_path / "notes.csv"
@@ -328,7 +314,7 @@ def test_under_xdist_every_worker_names_the_system_by_its_title(pytester: pytest
     result, prompts = planned_run(pytester, "-n", "2", subprocess=True)
     result.assert_outcomes(passed=1, failed=3)
     assert len(prompts) == 4 and all("Acme Payer Procedure billing code" in p for p in prompts)
-    closeness_by_code = {r["code"]: r["closeness"] for r in _records(pytester)}
+    closeness_by_code = {r["code"]: r["closeness"] for r in cases_of(pytester)}
     assert closeness_by_code == pytest.approx(EXPECTED)
 
 

@@ -210,7 +210,7 @@ METRICS: dict[str, Metric] = {
         Metric("crosswalk_match", RATE, "  ... that the GEMs map to the reference, %", row=150, judged=False,
                value=_flag("crosswalk_match"), systems=("icd9cm", "icd10cm")),
         Metric("example_echo", RATE, "Example echo, %", judged=False),
-        # Document cases: a set of codes per document (dataset/documents.py, scoring/documents.py).
+        # Document cases: a set of codes per document (dataset/document_cases.py, scoring/code_sets.py).
         Metric("set_match", RATE, documents=True),  # the predicted set is exactly the gold set
         Metric("precision", SCORE, documents=True),  # per document; their mean is macro precision
         Metric("recall", SCORE, documents=True),

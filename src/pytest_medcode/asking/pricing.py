@@ -164,9 +164,6 @@ class PriceTable:
             return None
         return price.cost(prompt_tokens, completion_tokens, batch)
 
-    def unpriced(self, models: Sequence[str]) -> list[str]:
-        return [m for m in models if self.price(m) is None]
-
 
 def _map_keys(name: str) -> list[str]:
     """``openai/gpt-4`` is ``gpt-4`` in litellm's map; ``gemini/gemini-pro`` is listed with its prefix."""

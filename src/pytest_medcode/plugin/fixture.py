@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_medcode.dataset.cases import Case
-from pytest_medcode.dataset.documents import DocumentCase
+from pytest_medcode.dataset.document_cases import DocumentCase
 from pytest_medcode.plugin.session import STOP_PROPERTY, CaseNotAsked
 from pytest_medcode.results.records import PROPERTY, explain, explain_document
 from pytest_medcode.safetext import visible

@@ -34,7 +34,7 @@ from pytest_medcode.plugin.signals import (
     Interrupted,
     Interrupts,
 )
-from pytest_medcode.reports import documents as document_report
+from pytest_medcode.reports import document_section as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.text import DEFAULT_WIDTH
 from pytest_medcode.reports.verdict import render_verdict
@@ -168,7 +168,7 @@ class MedcodeReporter:
         # Collection order, whatever order workers finished in (without xdist they arrive in it); from the test
         # ids, not the case list: the controller need not load the code tables.
         self.records = records = self.rows.take(self._collection_order)
-        queries = query_records(records)  # document cases are scored as they run (scoring/documents.py)
+        queries = query_records(records)  # document cases are scored as they run (scoring/code_sets.py)
         if queries and interrupts.received is None:  # end-of-session scores: before the gate, which may use them
             try:
                 with interrupts.raising(SIMILARITY):

@@ -34,7 +34,7 @@ from pytest_medcode.asking.pricing import PriceTable, TokenCounter
 from pytest_medcode.asking.progress import Progress, ProgressLine
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
 from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
-from pytest_medcode.dataset.documents import (
+from pytest_medcode.dataset.document_cases import (
     Document,
     DocumentCase,
     DocumentFileError,

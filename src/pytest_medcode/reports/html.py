@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
-from pytest_medcode.reports import documents
+from pytest_medcode.reports import document_section as documents
 from pytest_medcode.reports.charts import (
     digit_position_chart,
     exact_match_chart,
@@ -474,7 +474,7 @@ def _cost_section(costs: dict[str, Any] | None) -> str:
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     """The whole page as a string."""
     summary = summary or {}
-    records = query_records(records)  # document cases have their own section (reports/documents.py)
+    records = query_records(records)  # document cases have their own section (reports/document_section.py)
     results, tables = run_tables(records, summary, seed)
     colors = series_colors(results)
     by_row = cases_by_row(results, records)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
-from pytest_medcode.reports import documents
+from pytest_medcode.reports import document_section as documents
 from pytest_medcode.reports.tables import budget_text, clip, cost_rows, format_cell, has_values, row_title, run_tables
 from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
@@ -172,7 +172,7 @@ def cost_section_lines(costs: dict[str, Any] | None) -> list[str]:
 
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     summary = summary or {}
-    records = query_records(records)  # document cases have their own section (reports/documents.py)
+    records = query_records(records)  # document cases have their own section (reports/document_section.py)
     _results, tables = run_tables(records, summary, seed)
     out = [f"# pytest-medcode report — {cell(summary.get('run_id', 'run'))}", ""]
     out += _config_lines(summary) + [""]

@@ -171,7 +171,7 @@ def _estimate(m: Metric, values: Iterable[Any], seed: int) -> dict[str, Any]:
         return wilson(sum(1 for v in defined if v), len(defined)).to_dict()
     if m.kind == SCORE:
         return bootstrap_mean([float(v) for v in values if _is_number(v)], seed=seed).to_dict()
-    raise ValueError(f"{m.name}: a {m.kind} metric is summarized over documents (results/documents.py)")
+    raise ValueError(f"{m.name}: a {m.kind} metric is summarized over documents (results/document_summary.py)")
 
 
 def _metric_values(m: Metric, group: _Group) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pytest_medcode.results.documents import pooled as pooled_metric
+from pytest_medcode.results.document_summary import pooled as pooled_metric
 from pytest_medcode.results.pairing import Pairing, PairingError, pair_records
 from pytest_medcode.results.rules import (
     DEFAULT_ALPHA,

@@ -11,10 +11,10 @@ from typing import Any
 from pytest_medcode.asking.engine import Outcome
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.dataset.cases import Case
-from pytest_medcode.dataset.documents import DocumentCase
+from pytest_medcode.dataset.document_cases import DocumentCase
 from pytest_medcode.safetext import visible
+from pytest_medcode.scoring.code_sets import score_document, unscored_document_fields
 from pytest_medcode.scoring.codes import score_answer, unscored_fields
-from pytest_medcode.scoring.documents import score_document, unscored_document_fields
 from pytest_medcode.vocabulary import CORRECT, DOCUMENT, ERROR, INCORRECT, NO_CODE
 
 PROPERTY = "medcode_record"
@@ -155,7 +155,7 @@ class RecordRows:
 
 def build_document_record(case: DocumentCase, system: CodeSystem, outcome: Outcome) -> dict[str, Any]:
     """The record of a document case: the case, the call, and the set scored against the gold set
-    (scoring/documents.py). ``kind`` tells it from a code query's record in every report."""
+    (scoring/code_sets.py). ``kind`` tells it from a code query's record in every report."""
     record: dict[str, Any] = {
         **case.to_dict(),
         "kind": DOCUMENT,

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from pytest_medcode.atomic import write_atomically, write_text_atomically
 from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT_VERSION
-from pytest_medcode.reports import documents, html, markdown
+from pytest_medcode.reports import document_section, html, markdown
 from pytest_medcode.reports.tables import build_tables
 from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.results.consistency import self_consistency
@@ -119,7 +119,7 @@ def summarise(
         "results": results,
         "tables": build_tables(results),
         "consistency": self_consistency(queries),
-        "documents": documents.section(document_records(records), seed, DOCUMENT_PROMPT_VERSION),
+        "documents": document_section.section(document_records(records), seed, DOCUMENT_PROMPT_VERSION),
     }
 
 

@@ -1,7 +1,7 @@
 """The document benchmark's section of every report: the terminal, report.md and report.html.
 
 It renders ``summary["documents"]`` (:func:`section`), which the reporting process builds from the
-document records (results/documents.py), so a re-rendered run folder shows the same numbers.
+document records (results/document_summary.py), so a re-rendered run folder shows the same numbers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_medcode.reports.text import DEFAULT_WIDTH, fitted, wrapped
-from pytest_medcode.results.documents import summarize_documents
+from pytest_medcode.results.document_summary import summarize_documents
 from pytest_medcode.vocabulary import group_label
 
 __all__ = ["html_section", "markdown_lines", "section", "terminal_lines"]

@@ -1,0 +1,1 @@
+"""The dataset: which codes and documents become cases, reworded how, asked with which prompt."""
