@@ -17,6 +17,7 @@ from helpers import cases_of, summary_of
 from pytest_medcode.asking.coders.lookup import find_codes, index_for
 from pytest_medcode.codesystems import load_system
 from pytest_medcode.dataset.document_cases import SYNTHETIC_HEADER, synthetic_documents
+from pytest_medcode.reports.verdict import verdict_reason, verdict_warnings
 from pytest_medcode.results.document_summary import per_code_f1, pooled
 from pytest_medcode.results.gate import evaluate
 from pytest_medcode.results.rules import parse_max_drops, parse_thresholds
@@ -273,7 +274,7 @@ def test_gate_baseline_paired_tests_on_documents(pytester: pytest.Pytester) -> N
     base = _doc_records(pytester, 60)
     drops = parse_max_drops("f1=2pp,set_match=2pp")
     same = evaluate(base, base, max_drops=drops)
-    assert same.passed, same.reason
+    assert same.passed, verdict_reason(same)
     assert {c.details.get("test") for c in same.checks if c.kind == "regression"} == {"paired_bootstrap",
                                                                                       "mcnemar_exact"}
     worse = [_worse(r) if i % 3 == 0 else r for i, r in enumerate(base)]
@@ -286,7 +287,7 @@ def test_gate_baseline_paired_tests_on_documents(pytester: pytest.Pytester) -> N
     with pytest.raises(ValueError, match="pooled over documents"):
         parse_max_drops("micro_f1=2pp")
     th = evaluate(base, thresholds=parse_thresholds("micro_f1=0.3,exact_match=0.5", "under"))
-    assert th.passed and any("exact_match=0.5 matched no cases" in w for w in th.warnings)
+    assert th.passed and any("exact_match=0.5 matched no cases" in w for w in verdict_warnings(th))
 
 
 # -- bad documents files ------------------------------------------------------------------------------

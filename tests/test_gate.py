@@ -32,7 +32,15 @@ from gate_helpers import (
     spoil,
 )
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.reports.verdict import render_verdict
+from pytest_medcode.reports.verdict import (
+    all_warnings,
+    check_dict,
+    check_reason,
+    render_verdict,
+    verdict_dict,
+    verdict_reason,
+    verdict_warnings,
+)
 from pytest_medcode.results.gate import (
     BinaryRegression,
     ErrorRate,
@@ -83,10 +91,10 @@ def server():
 
 def test_a_run_compared_with_itself_passes(lookup_run: Run) -> None:
     verdict = evaluate(lookup_run.records, lookup_run.records, max_drops=parse_max_drops("exact_match=2pp"))
-    assert verdict.passed, verdict.reason
+    assert verdict.passed, verdict_reason(verdict)
     check = only(verdict, "regression", "exact_match")
     assert (check.n, check.p_value, check.delta, check.details["lost"]) == (1000, 1.0, 0.0, 0)
-    assert json.loads(json.dumps(verdict.to_dict()))["passed"] is True
+    assert json.loads(json.dumps(verdict_dict(verdict)))["passed"] is True
 
 
 def test_ten_percent_worse_on_1000_cases_fails_with_mcnemar(lookup_run: Run) -> None:
@@ -97,18 +105,18 @@ def test_ten_percent_worse_on_1000_cases_fails_with_mcnemar(lookup_run: Run) -> 
     assert check.details["lost"] == 100 and check.details["gained"] == 0
     assert check.p_value is not None and check.p_value < 0.05
     assert check.delta == pytest.approx(-0.10)
-    assert "McNemar exact p" in check.reason and "beyond the allowed 2.0 pp" in check.reason
-    assert verdict.reason.startswith("exact_match lookup / icd10cm: exact match dropped 10.0 pp")
+    assert "McNemar exact p" in check_reason(check) and "beyond the allowed 2.0 pp" in check_reason(check)
+    assert verdict_reason(verdict).startswith("exact_match lookup / icd10cm: exact match dropped 10.0 pp")
 
 
 def test_one_extra_error_in_20_cases_passes_with_a_power_warning(lookup_run: Run) -> None:
     base = lookup_run.records[:20]
     new = [spoil(base[0]), *base[1:]]
     verdict = evaluate(new, base, max_drops=parse_max_drops("exact_match=2pp"))
-    assert verdict.passed, verdict.reason
+    assert verdict.passed, verdict_reason(verdict)
     check = only(verdict, "regression", "exact_match")
     assert check.details["underpowered"] and check.p_value == 1.0
-    assert any("low power" in w and "cannot tell" in w for w in verdict.all_warnings)
+    assert any("low power" in w and "cannot tell" in w for w in all_warnings(verdict))
 
 
 def test_a_drop_beyond_the_margin_must_also_be_significant(lookup_run: Run) -> None:
@@ -119,14 +127,14 @@ def test_a_drop_beyond_the_margin_must_also_be_significant(lookup_run: Run) -> N
     verdict = evaluate(new, base, max_drops=parse_max_drops("exact_match=2pp"))
     check = only(verdict, "regression", "exact_match")
     assert check.passed and check.details["exceeds_margin"] and not check.details["significant"]
-    assert "not significant" in check.reason
+    assert "not significant" in check_reason(check)
 
 
 def test_a_significant_drop_within_the_margin_passes(lookup_run: Run) -> None:
     new = [spoil(r) if i < 30 else r for i, r in enumerate(lookup_run.records)]  # 3 points, p ~ 2e-9
     verdict = evaluate(new, lookup_run.records, max_drops=parse_max_drops("exact_match=5pp"))
     check = only(verdict, "regression", "exact_match")
-    assert verdict.passed and check.details["significant"] and "within the allowed 5.0 pp" in check.reason
+    assert verdict.passed and check.details["significant"] and "within the allowed 5.0 pp" in check_reason(check)
 
 
 def test_thresholds_per_group_with_system_overrides(lookup_run: Run) -> None:
@@ -139,26 +147,26 @@ def test_thresholds_per_group_with_system_overrides(lookup_run: Run) -> None:
     assert icd10.passed and icd10.observed == 0.5 and icd10.limit == 0.45
     assert icd9_check.passed and icd9_check.limit == 0.99 and icd9_check.details["limit_scope"] == "icd9cm"
     verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.55", "under"))
-    assert not verdict.passed and "is below the limit 55.0%" in verdict.reason
+    assert not verdict.passed and "is below the limit 55.0%" in verdict_reason(verdict)
 
 
 def test_fabricated_is_limited_from_above(lookup_run: Run) -> None:
     records = [{**r, "fabricated": i < 15} for i, r in enumerate(lookup_run.records[:100])]
     over = parse_thresholds("fabricated=0.1", "over")
     check = only(evaluate(records, thresholds=over), "threshold", "fabricated")
-    assert not check.passed and check.observed == 0.15 and "above the limit 10.0%" in check.reason
+    assert not check.passed and check.observed == 0.15 and "above the limit 10.0%" in check_reason(check)
     assert evaluate(records, thresholds=parse_thresholds("fabricated=20%", "over")).passed
     # A rise in fabrication is its "drop": McNemar on "not fabricated".
     base = [{**r, "fabricated": False} for r in records]
     verdict = evaluate(records, base, max_drops=parse_max_drops("fabricated=2pp"))
     check = only(verdict, "regression", "fabricated")
-    assert not check.passed and "rose 15.0 pp" in check.reason and check.delta == pytest.approx(0.15)
+    assert not check.passed and "rose 15.0 pp" in check_reason(check) and check.delta == pytest.approx(0.15)
 
 
 def test_failed_calls_above_the_error_rate_fail(lookup_run: Run) -> None:
     records = [fail_call(r) if i < 6 else r for i, r in enumerate(lookup_run.records[:100])]
     assert not evaluate(records).passed
-    assert "6 of 100 calls failed (6.0%), above the allowed 5.0%" in evaluate(records).reason
+    assert "6 of 100 calls failed (6.0%), above the allowed 5.0%" in verdict_reason(evaluate(records))
     assert evaluate(records, max_error_rate=0.1).passed
     # Failed calls never count as regressions: they are not paired.
     check = only(evaluate(records, lookup_run.records[:100], max_error_rate=0.1), "regression", "exact_match")
@@ -177,9 +185,9 @@ def test_similarity_regressions_use_a_paired_bootstrap(lookup_run: Run) -> None:
     assert only(verdict, "regression", "bertscore").passed
     # Absent columns (the metrics extra is not installed) fail the check with the reason.
     verdict = evaluate(lookup_run.records[:50], lookup_run.records[:50], max_drops=drops)
-    assert not verdict.passed and "no cases with meteor in both runs" in verdict.reason
+    assert not verdict.passed and "no cases with meteor in both runs" in verdict_reason(verdict)
     missing = evaluate(lookup_run.records[:50], thresholds=parse_thresholds("bertscore=0.8", "under"))
-    assert not missing.passed and "no bertscore values in the records" in missing.reason
+    assert not missing.passed and "no bertscore values in the records" in verdict_reason(missing)
 
 
 def test_digit_match_regression_and_pooled_scope(lookup_run: Run) -> None:
@@ -212,7 +220,7 @@ def test_the_verdict_is_deterministic_and_renders_last(lookup_run: Run) -> None:
     spec = GateSpec(fail_under=parse_thresholds("exact_match=0.5", "under"),
                     max_drops=parse_max_drops("exact_match=1pp,digit_match=1pp"), active=True)  # fmt: skip
     one, two = spec.evaluate(new, lookup_run.records), spec.evaluate(new, lookup_run.records)
-    assert one.to_dict() == two.to_dict()
+    assert verdict_dict(one) == verdict_dict(two)
     lines = render_verdict(one)
     assert lines[-1].startswith("medcode gate FAILED: exact_match lookup / icd10cm: exact match dropped")
     assert all(not math.isnan(c.observed or 0.0) for c in one.checks)
@@ -414,8 +422,8 @@ def test_exact_match_exactly_at_the_fail_under_limit_passes() -> None:
     records = [case(i, exact_match=i < 3) for i in range(4)]
     verdict = evaluate(records, thresholds=parse_thresholds("exact_match=0.75", "under"))
     check = only(verdict, "threshold", "exact_match")
-    assert check.observed == 0.75 and check.passed, check.reason
-    assert "is at least 75.0%" in check.reason
+    assert check.observed == 0.75 and check.passed, check_reason(check)
+    assert "is at least 75.0%" in check_reason(check)
     # Written as a percentage the limit is the same number.
     assert evaluate(records, thresholds=parse_thresholds("exact_match=75%", "under")).passed
     # One case fewer (2/4) is below it.
@@ -427,10 +435,10 @@ def test_fabricated_exactly_at_the_fail_over_limit_passes() -> None:
     """1 of 4 fabricated = 0.25 = the limit: "at most 0.25" holds; 2 of 4 does not."""
     records = [case(i, fabricated=i < 1) for i in range(4)]
     check = only(evaluate(records, thresholds=parse_thresholds("fabricated=0.25", "over")), "threshold", "fabricated")
-    assert check.observed == 0.25 and check.passed, check.reason
+    assert check.observed == 0.25 and check.passed, check_reason(check)
     more = [case(i, fabricated=i < 2) for i in range(4)]
     check = only(evaluate(more, thresholds=parse_thresholds("fabricated=0.25", "over")), "threshold", "fabricated")
-    assert check.observed == 0.5 and not check.passed and "is above the limit 25.0%" in check.reason
+    assert check.observed == 0.5 and not check.passed and "is above the limit 25.0%" in check_reason(check)
 
 
 def test_digit_match_mean_exactly_at_the_limit_passes() -> None:
@@ -438,7 +446,7 @@ def test_digit_match_mean_exactly_at_the_limit_passes() -> None:
     records = [case(i, digit_match=v) for i, v in enumerate((0.5, 1.0, 1.0, 0.5))]
     verdict = evaluate(records, thresholds=parse_thresholds("digit_match=0.75", "under"))
     check = only(verdict, "threshold", "digit_match")
-    assert check.observed == 0.75 and check.passed, check.reason
+    assert check.observed == 0.75 and check.passed, check_reason(check)
     assert not evaluate(records, thresholds=parse_thresholds("digit_match=0.76", "under")).passed
 
 
@@ -446,7 +454,7 @@ def test_error_rate_exactly_at_the_allowed_rate_passes() -> None:
     """1 failed call in 20 = 5 % = the default allowed rate; 2 in 20 (10 %) fails."""
     one = [case(i, exact_match=True) for i in range(19)] + [{**case(19), "outcome": "error"}]
     check = only(evaluate(one), "errors", "error_rate")
-    assert check.observed == 0.05 and check.passed and "1 of 20 calls failed (5.0%), within" in check.reason
+    assert check.observed == 0.05 and check.passed and "1 of 20 calls failed (5.0%), within" in check_reason(check)
     two = [case(i, exact_match=True) for i in range(18)] + [{**case(i), "outcome": "error"} for i in (18, 19)]
     assert not only(evaluate(two), "errors", "error_rate").passed
 
@@ -458,7 +466,7 @@ def test_exact_match_drop_exactly_at_the_margin_passes_even_when_significant() -
     at_margin = [case(i, exact_match=i >= 6) for i in range(100)]
     check = only(evaluate(at_margin, base, max_drops=parse_max_drops("exact_match=6pp")), "regression", "exact_match")
     assert check.p_value == pytest.approx(0.03125) and check.details["significant"]
-    assert not check.details["exceeds_margin"] and check.passed, check.reason
+    assert not check.details["exceeds_margin"] and check.passed, check_reason(check)
     past = [case(i, exact_match=i >= 7) for i in range(100)]
     check = only(evaluate(past, base, max_drops=parse_max_drops("exact_match=6pp")), "regression", "exact_match")
     assert check.p_value == pytest.approx(0.015625) and check.details["exceeds_margin"] and not check.passed
@@ -474,7 +482,7 @@ def test_continuous_drop_past_the_margin_with_an_interval_that_includes_zero_pas
     assert check.delta == pytest.approx(-0.1) and check.ci is not None
     assert check.ci[1] == 0.0 and check.ci[0] < -0.05
     assert check.details["exceeds_margin"] and not check.details["significant"]
-    assert check.passed and "the CI includes 0: not significant" in check.reason
+    assert check.passed and "the CI includes 0: not significant" in check_reason(check)
 
 
 def test_continuous_drop_exactly_at_the_margin_passes_and_just_past_it_fails() -> None:
@@ -485,11 +493,11 @@ def test_continuous_drop_exactly_at_the_margin_passes_and_just_past_it_fails() -
     at = only(evaluate([case(i, digit_match=0.75) for i in range(8)], base, max_drops=drops),
               "regression", "digit_match")  # fmt: skip
     assert at.delta == -0.25 and at.ci == (-0.25, -0.25)
-    assert not at.details["exceeds_margin"] and at.passed, at.reason
+    assert not at.details["exceeds_margin"] and at.passed, check_reason(at)
     past = only(evaluate([case(i, digit_match=1.0 - 0.25 - 1 / 1024) for i in range(8)], base, max_drops=drops),
                 "regression", "digit_match")  # fmt: skip
     assert past.details["exceeds_margin"] and past.details["significant"] and not past.passed
-    assert "the drop is beyond the allowed 25.0 pp and the CI excludes 0" in past.reason
+    assert "the drop is beyond the allowed 25.0 pp and the CI excludes 0" in check_reason(past)
 
 
 def test_threshold_on_a_mean_uses_the_seeded_bootstrap() -> None:
@@ -524,9 +532,9 @@ def test_evaluate_checks_its_options_and_applies_every_threshold() -> None:
     ths = parse_thresholds("icd9cm:exact_match=0.5,valid=0.9", "under", ["icd9cm", "icd10cm"])
     verdict = evaluate(records, thresholds=ths)
     assert [c.metric for c in verdict.checks if c.kind == "threshold"] == ["valid"]
-    assert verdict.warnings == ("threshold icd9cm:exact_match=0.5 matched no cases in this run",)
+    assert verdict_warnings(verdict) == ("threshold icd9cm:exact_match=0.5 matched no cases in this run",)
     empty = evaluate([])
-    assert empty.to_dict() == {
+    assert verdict_dict(empty) == {
         "passed": False, "reason": "cases run: no benchmark cases ran, so nothing could be checked", "warnings": [],
         "checks": [{"kind": "cases", "metric": "cases", "scope": "run", "passed": False,
                     "reason": "no benchmark cases ran, so nothing could be checked", "observed": None, "limit": None,
@@ -544,10 +552,10 @@ def test_gate_spec_evaluates_with_its_own_options() -> None:
                          max_error_rate=0.0, active=True)  # fmt: skip
     direct = evaluate(new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0,
                       seed=0)  # fmt: skip
-    assert spec.evaluate(new, base).to_dict() == direct.to_dict()
-    assert spec.evaluate(new, base, seed=5).to_dict() == evaluate(
+    assert verdict_dict(spec.evaluate(new, base)) == verdict_dict(direct)
+    assert verdict_dict(spec.evaluate(new, base, seed=5)) == verdict_dict(evaluate(
         new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0, seed=5
-    ).to_dict()
+    ))
     # At alpha = 0.01, 7 lost of 99 (p = 2 * 0.5**7 = 0.0156) is not significant; 1 failed call of 100 > 0 %.
     assert only(direct, "regression", "exact_match").passed
     assert not only(direct, "errors", "error_rate").passed
@@ -557,15 +565,15 @@ def test_gate_spec_evaluates_with_its_own_options() -> None:
 def test_a_baseline_without_similarity_scores_is_said() -> None:
     base = [case(i, exact_match=True, digit_match=1.0) for i in range(5)]
     verdict = evaluate(base, base, max_drops=parse_max_drops("meteor=0.02,digit_match=0.01"))
-    assert verdict.warnings == ("the baseline has no meteor values",)
-    assert evaluate([{**r, "meteor": 0.5} for r in base], [{**r, "meteor": 0.5} for r in base],
-                    max_drops=parse_max_drops("meteor=0.02")).warnings == ()  # fmt: skip
+    assert verdict_warnings(verdict) == ("the baseline has no meteor values",)
+    assert verdict_warnings(evaluate([{**r, "meteor": 0.5} for r in base], [{**r, "meteor": 0.5} for r in base],
+                                     max_drops=parse_max_drops("meteor=0.02"))) == ()  # fmt: skip
 
 
 def test_the_error_check_records_its_counts() -> None:
     rows = [case(i, exact_match=True) for i in range(3)] + [{**case(3), "outcome": "error"}]
     check = only(evaluate(rows, max_error_rate=0.25), "errors", "error_rate")
-    assert check.to_dict() == {
+    assert check_dict(check) == {
         "kind": "errors", "metric": "error_rate", "scope": "m / icd10cm", "passed": True,
         "reason": "1 of 4 calls failed (25.0%), within the allowed 25.0%", "observed": 0.25, "limit": 0.25, "n": 4,
         "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {"errors": 1}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gate_helpers import case, lookup_run_once, only, spoil
+from pytest_medcode.reports.verdict import check_dict, check_reason, verdict_reason, verdict_warnings
 from pytest_medcode.results.gate import evaluate
 from pytest_medcode.results.rules import parse_thresholds
 from pytest_medcode.runs.folder import Run
@@ -22,7 +23,7 @@ def test_cases_pair_across_a_model_swap_and_unpaired_cases_are_reported(lookup_r
     verdict = evaluate(new, base)
     assert verdict.passed
     assert only(verdict, "regression", "exact_match").n == 200
-    notes = " | ".join(verdict.warnings)
+    notes = " | ".join(verdict_warnings(verdict))
     assert "baseline model lookup paired with gpt-4o" in notes
     assert "100 case(s) of this run have no baseline partner" in notes
     assert "100 baseline case(s) are not in this run" in notes
@@ -32,11 +33,11 @@ def test_no_common_cases_or_no_cases_fail(lookup_run: Run) -> None:
     base = [{**r, "model": "a"} for r in lookup_run.records[:10]] + [{**r, "model": "b"} for r in
                                                                         lookup_run.records[:10]]  # fmt: skip
     verdict = evaluate(lookup_run.records[10:20], base)
-    assert not verdict.passed and "no case of this run is in the baseline" in verdict.reason
+    assert not verdict.passed and "no case of this run is in the baseline" in verdict_reason(verdict)
     empty = evaluate([], None)
-    assert not empty.passed and "no benchmark cases ran" in empty.reason
+    assert not empty.passed and "no benchmark cases ran" in verdict_reason(empty)
     dupes = evaluate(lookup_run.records[:5], lookup_run.records[:5] * 2)
-    assert not dupes.passed and "two cases with model=lookup" in dupes.reason
+    assert not dupes.passed and "two cases with model=lookup" in verdict_reason(dupes)
 
 
 def test_repeat_columns_join_the_pairing_key(lookup_run: Run) -> None:
@@ -51,11 +52,11 @@ def test_pairing_problems_and_pooled_scopes_are_reported() -> None:
     dupes = evaluate(base, base + base[:1], thresholds=parse_thresholds("icd9cm:valid=0.5", "under"))
     (pairing,) = [c for c in dupes.checks if c.kind == "regression"]
     assert (pairing.metric, pairing.scope, pairing.passed, dupes.passed) == ("pairing", "run", False, False)
-    assert pairing.reason.startswith("the baseline run has two cases with model=m, system=icd10cm, code=C000")
-    assert dupes.warnings == ("threshold icd9cm:valid=0.5 matched no cases in this run",)
+    assert check_reason(pairing).startswith("the baseline run has two cases with model=m, system=icd10cm, code=C000")
+    assert verdict_warnings(dupes) == ("threshold icd9cm:valid=0.5 matched no cases in this run",)
     elsewhere = evaluate(base, [{**r, "model": "a"} for r in base] + [{**r, "model": "b"} for r in base])
     (check,) = [c for c in elsewhere.checks if c.kind == "regression"]
-    assert check.to_dict() | {"details": None} == {
+    assert check_dict(check) | {"details": None} == {
         "kind": "regression", "metric": "pairing", "scope": "run", "passed": False,
         "reason": "no case of this run is in the baseline (paired by model, system, code): wrong baseline, or other "
                   "models, systems or codes",
@@ -68,7 +69,7 @@ def test_pairing_problems_and_pooled_scopes_are_reported() -> None:
     scopes = [c.scope for c in verdict.checks if c.kind == "regression"]
     assert scopes == ["m / icd10cm", "m / icd9cm", "m / all systems"]
     assert only(verdict, "regression", "exact_match", "all systems").n == 20
-    assert verdict.warnings[-1] == "m / icd9cm-proc: not in the baseline, so not checked for regressions"
+    assert verdict_warnings(verdict)[-1] == "m / icd9cm-proc: not in the baseline, so not checked for regressions"
     # Variants pool into "all cases"; temperatures show in the scope.
     swept = [{**case(i, exact_match=True), "variant": v, "temperature": t} for i in range(4)
              for v, t in (("exact", 0.2), ("typo", 0.6))]  # fmt: skip

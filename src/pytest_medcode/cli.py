@@ -161,7 +161,7 @@ def _gate_args(args: argparse.Namespace, systems: set[str] | None = None) -> dic
 def _cmd_compare(args: argparse.Namespace) -> int:
     """The paired comparison of two runs and the gate's verdict: exit 0 pass, 1 fail, 2 bad input."""
     from pytest_medcode.codesystems import SYSTEMS
-    from pytest_medcode.reports.verdict import comparison_lines, render_verdict
+    from pytest_medcode.reports.verdict import comparison_lines, render_verdict, verdict_dict
     from pytest_medcode.results.gate import evaluate
     from pytest_medcode.runs.folder import RunFormatError, load_run
 
@@ -183,7 +183,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                        max_drops=gate["max_drops"], alpha=gate["alpha"], max_error_rate=gate["max_error_rate"],
                        seed=seed)
     if args.json:
-        print(json.dumps(verdict.to_dict(), indent=2, default=str))
+        print(json.dumps(verdict_dict(verdict), indent=2, default=str))
     else:
         print(f"baseline: {base.path} ({len(base.records)} cases)")
         print(f"new:      {new.path} ({len(new.records)} cases)")

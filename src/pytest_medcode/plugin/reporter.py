@@ -37,7 +37,7 @@ from pytest_medcode.plugin.signals import (
 from pytest_medcode.reports import document_section as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.text import DEFAULT_WIDTH
-from pytest_medcode.reports.verdict import render_verdict
+from pytest_medcode.reports.verdict import render_verdict, verdict_dict
 from pytest_medcode.results.costs import cost_summary
 from pytest_medcode.results.gate import Verdict
 from pytest_medcode.results.queries import query_stats
@@ -310,7 +310,7 @@ class MedcodeReporter:
             "synonym_source": variants.synonym_source() if "synonym" in s.variants else None,
             "queries": query_stats(records, str(s.cache) if s.cache else None,
                                    phase.get("elapsed_s") if phase else None),
-            "gate": self.verdict.to_dict() if self.verdict is not None else None,
+            "gate": verdict_dict(self.verdict) if self.verdict is not None else None,
             "documents": numbers["documents"],  # the document benchmark's numbers (None without document cases)
             "document_prompt": DOCUMENT_PROMPT if numbers["documents"] else None,
             "costs": cost_summary(records, session.prices, s.max_cost),

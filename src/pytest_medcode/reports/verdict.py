@@ -1,7 +1,7 @@
 """The gate's verdict as text: each check's reason and warnings, the verdict's reason, the terminal's
 lines, a report's table cells, and ``medcode compare``'s paired table. The numbers are the rules'
-results (``results/gate.py``); only their wording lives here. Importing this module installs the
-wording on the gate, so a verdict's ``reason`` and ``to_dict()`` (``summary.json``) read the same
+results (``results/gate.py``); only their wording lives here, as plain functions of a check or a
+verdict, and ``verdict_dict`` (``summary.json``'s ``gate``, ``medcode compare --json``) uses the same
 sentences as the terminal."""
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from pytest_medcode.results.gate import (
     PairingFailed,
     ThresholdResult,
     Verdict,
-    use_wording,
 )
 from pytest_medcode.vocabulary import METRICS, format_p, metric
 
-__all__ = ["all_warnings", "check_cells", "check_reason", "check_warnings", "comparison_lines", "note_text",
-           "render_verdict", "verdict_reason", "verdict_warnings"]
+__all__ = ["all_warnings", "check_cells", "check_dict", "check_reason", "check_warnings", "comparison_lines",
+           "note_text", "render_verdict", "verdict_dict", "verdict_reason", "verdict_warnings"]
 
 
 def _plural(n: int, word: str) -> str:
@@ -221,17 +220,25 @@ def verdict_reason(verdict: Verdict) -> str:
     return f"all {_plural(len(verdict.checks), 'check')} passed{noted}"
 
 
-class _Wording:
-    """This module's sentences, as the gate asks for them (results/gate.py's Wording)."""
+def check_dict(check: Check) -> dict[str, Any]:
+    """The check as ``summary.json`` stores it (``gate.checks``)."""
+    return {
+        "kind": check.kind, "metric": check.metric, "scope": check.scope, "passed": check.passed,
+        "reason": check_reason(check), "observed": check.observed, "limit": check.limit, "n": check.n,
+        "p_value": check.p_value, "baseline": check.baseline, "delta": check.delta,
+        "ci": list(check.ci) if check.ci is not None else None, "warnings": list(check_warnings(check)),
+        "details": dict(check.details),
+    }  # fmt: skip
 
-    reason = staticmethod(check_reason)
-    warnings = staticmethod(check_warnings)
-    notes = staticmethod(verdict_warnings)
-    all_warnings = staticmethod(all_warnings)
-    verdict_reason = staticmethod(verdict_reason)
 
-
-use_wording(_Wording())
+def verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    """The verdict as ``summary.json`` stores it (``gate``) and ``medcode compare --json`` prints it."""
+    return {
+        "passed": verdict.passed,
+        "reason": verdict_reason(verdict),
+        "checks": [check_dict(c) for c in verdict.checks],
+        "warnings": list(all_warnings(verdict)),
+    }
 
 
 # -- the verdict's text ------------------------------------------------------------------------------

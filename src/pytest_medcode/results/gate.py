@@ -4,9 +4,9 @@
 returns a :class:`Verdict`: ``passed``, one :class:`Check` per rule and scope, and notes. Each rule is
 a small function that returns its numbers as a result object (:class:`ThresholdResult`,
 :class:`BinaryRegression`, :class:`ContinuousRegression`, :class:`ErrorRate`) so the statistics can
-be tested apart from the sentences; the sentences a person reads live in ``reports/verdict.py``. No
-I/O, no pytest: the plugin sets the session's exit status from it and ``medcode compare`` prints it,
-so both always agree.
+be tested apart from the sentences; the sentences a person reads, and the verdict as ``summary.json``
+stores it, live in ``reports/verdict.py``. No I/O, no pytest: the plugin sets the session's exit status
+from it and ``medcode compare`` prints it, so both always agree.
 
 The rules (README, "Use it as a CI gate"):
 
@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pytest_medcode.results.document_summary import pooled as pooled_metric
 from pytest_medcode.results.pairing import Pairing, PairingError, pair_records
@@ -80,13 +80,11 @@ __all__ = [
     "PairingFailed",
     "ThresholdResult",
     "Verdict",
-    "Wording",
     "evaluate",
     "judge_binary",
     "judge_continuous",
     "judge_errors",
     "judge_threshold",
-    "use_wording",
 ]
 
 _EPS = 1e-9
@@ -132,38 +130,6 @@ class GateSpec:
             "alpha": self.alpha,
             "max_error_rate": self.max_error_rate,
         }
-
-
-# -- the wording, supplied from above ------------------------------------------------------------
-
-
-class Wording(Protocol):
-    """The sentences of a verdict. ``reports/verdict.py`` writes them and installs itself here when
-    imported (results sits below reports, so it cannot import it); every front end imports it."""
-
-    def reason(self, check: Check) -> str: ...
-
-    def warnings(self, check: Check) -> tuple[str, ...]: ...
-
-    def notes(self, verdict: Verdict) -> tuple[str, ...]: ...
-
-    def all_warnings(self, verdict: Verdict) -> tuple[str, ...]: ...
-
-    def verdict_reason(self, verdict: Verdict) -> str: ...
-
-
-_WORDING: list[Wording] = []
-
-
-def use_wording(wording: Wording) -> None:
-    """Word every verdict with ``wording`` (``reports/verdict.py`` calls this once, on import)."""
-    _WORDING[:] = [wording]
-
-
-def _words() -> Wording:
-    if not _WORDING:
-        raise RuntimeError("a verdict is worded by pytest_medcode.reports.verdict: import it first")
-    return _WORDING[0]
 
 
 # -- what each rule found: the numbers, no sentences ---------------------------------------------
@@ -400,24 +366,6 @@ class Check:
     ci: tuple[float, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def reason(self) -> str:
-        return _words().reason(self)
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        return _words().warnings(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The check as ``summary.json`` stores it (``gate.checks``)."""
-        return {
-            "kind": self.kind, "metric": self.metric, "scope": self.scope, "passed": self.passed,
-            "reason": self.reason, "observed": self.observed, "limit": self.limit, "n": self.n,
-            "p_value": self.p_value, "baseline": self.baseline, "delta": self.delta,
-            "ci": list(self.ci) if self.ci is not None else None, "warnings": list(self.warnings),
-            "details": dict(self.details),
-        }  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -430,28 +378,6 @@ class Verdict:
     @property
     def failed(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.passed)
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        """The notes, worded (no check's own warnings)."""
-        return _words().notes(self)
-
-    @property
-    def all_warnings(self) -> tuple[str, ...]:
-        return _words().all_warnings(self)
-
-    @property
-    def reason(self) -> str:
-        return _words().verdict_reason(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The verdict as ``summary.json`` stores it (``gate``) and ``medcode compare --json`` prints it."""
-        return {
-            "passed": self.passed,
-            "reason": self.reason,
-            "checks": [c.to_dict() for c in self.checks],
-            "warnings": list(self.all_warnings),
-        }
 
 
 # -- the rules ---------------------------------------------------------------------------------
