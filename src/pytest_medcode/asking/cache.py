@@ -366,7 +366,8 @@ class ResponseStore:
     def put_many(self, rows: list[tuple[str, str, Stored]]) -> None:
         """Write many results (key, model, stored) in one transaction, by the rules of :meth:`put`: a batch's
         output file holds tens of thousands, and one commit each would cost more than the download."""
-        successes, errors = [], []
+        successes: list[tuple[Any, ...]] = []
+        errors: list[tuple[Any, ...]] = []
         for key, model, stored in rows:
             text, chars = clip_answer(stored.text, stored.chars)
             usage = stored.usage if text is None or chars == len(text) else {**stored.usage, _LENGTH: chars}
@@ -522,7 +523,8 @@ class ResponseStore:
         }
 
     def prune(self, older_than_s: float | None = None, errors_only: bool = False, model: str | None = None) -> int:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[float | str] = []
         if older_than_s is not None:
             clauses.append("created < ?")
             params.append(time.time() - older_than_s)

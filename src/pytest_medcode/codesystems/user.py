@@ -59,9 +59,9 @@ def read(path: Path) -> list[tuple[str, str, bool, str | None, int]]:
     if not out:
         raise CodeFileError(f"{path}: no codes")
     parents = {code: parent for code, _, _, parent, _ in out}
-    for code, _, _, parent, line in out:
-        if parent is not None and parent not in parents:
-            raise CodeFileError(f"{path}: row {line}: code {shown(code)}: parent {shown(parent)} is not a code in "
+    for code, _, _, parent_key, line in out:
+        if parent_key is not None and parent_key not in parents:
+            raise CodeFileError(f"{path}: row {line}: code {shown(code)}: parent {shown(parent_key)} is not a code in "
                                 "the file")
     _check_cycles(path, parents, first_row)
     return out

@@ -389,14 +389,11 @@ def _wordnet():
     """nltk's WordNet reader, or None when it cannot be had offline."""
     with _wordnet_lock:
         try:
-            from pytest_medcode.scoring.similarity import prepare_wordnet, wordnet_available
-        except ImportError:  # the metrics module is not there: try nltk's own data path
-            prepare_wordnet = None
-
-            def wordnet_available() -> bool:
-                return False
-        try:
-            if prepare_wordnet is not None:
+            try:
+                from pytest_medcode.scoring.similarity import prepare_wordnet, wordnet_available
+            except ImportError:  # the metrics module is not there: try nltk's own data path
+                pass
+            else:
                 prepare_wordnet()
                 if not wordnet_available():
                     return None

@@ -161,7 +161,10 @@ def addoptions(parser: pytest.Parser) -> None:
                 metavar=opt.metavar,
                 help=help_text,
             )
-        parser.addini(opt.ini, help=opt.help, type="linelist" if opt.append else "string", default=None)
+        if opt.append:  # one call per literal: pytest types ``type`` as a literal or a TypeForm
+            parser.addini(opt.ini, help=opt.help, type="linelist", default=None)
+        else:
+            parser.addini(opt.ini, help=opt.help, type="string", default=None)
 
 
 @dataclass(frozen=True)

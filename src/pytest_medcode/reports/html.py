@@ -230,8 +230,8 @@ def exact_match_chart(results: Sequence[dict[str, Any]], colors: Mapping[str, st
         if value is None:
             out.append(f'<text x="{label_w + 6}" y="{_f(mid + 4)}">no answered cases</text></g>')
             continue
-        low = est.get("low") if est.get("low") is not None else value
-        high = est.get("high") if est.get("high") is not None else value
+        low = value if est.get("low") is None else est["low"]
+        high = value if est.get("high") is None else est["high"]
         color = colors.get(label, _color(i))
         out.append(
             f'<rect x="{label_w}" y="{_f(y + 7)}" width="{_f(plot_w * value)}" height="{row_h - 14}" '
@@ -732,7 +732,7 @@ def _headline_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, li
     for system in dict.fromkeys(r.get("system") for r in scored):
         ranked = sorted((r for r in scored if r.get("system") == system),
                         key=lambda r: -r["exact_match"]["value"])
-        out.append(f'<p class="lead">{_lead(system, ranked, by_row)}</p>')
+        out.append(f'<p class="lead">{_lead(str(system), ranked, by_row)}</p>')
     rows = []
     for row in results:
         label = group_label(row)

@@ -81,7 +81,7 @@ def similarity_values(records: Iterable[dict[str, Any]], metric: str) -> list[fl
 
 
 def has_values(table: dict[str, Any] | None) -> bool:
-    return bool(table) and any(
+    return table is not None and bool(table) and any(
         c is not None and c.get("value") is not None for row in table["rows"] for c in row["cells"]
     )
 

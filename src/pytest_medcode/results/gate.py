@@ -157,8 +157,8 @@ class Verdict:
             tail = f" (and {more} more failed check{'s' if more != 1 else ''})" if more else ""
             return f"{first.metric} {first.scope}: {first.reason}{tail}"
         n_warn = len(self.all_warnings)
-        more = f", {n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else ""
-        return f"all {len(self.checks)} check{'s' if len(self.checks) != 1 else ''} passed{more}"
+        noted = f", {n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else ""
+        return f"all {len(self.checks)} check{'s' if len(self.checks) != 1 else ''} passed{noted}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +174,7 @@ class Verdict:
 
 
 _Key = tuple[Any, ...]  # the values of a group's fields: (model, system, *the dimensions the run varies)
+_Pair = tuple[dict[str, Any], dict[str, Any]]  # a case's record in the baseline and in this run
 
 
 def _key(record: dict[str, Any], fields: Sequence[str]) -> _Key:
@@ -248,7 +249,7 @@ def _threshold_check(th: Threshold, scope: str, rows: list[dict[str, Any]], seed
     else:
         word = "below" if th.direction == "under" else "above"
         reason = f"{m.label} {shown} ({ci}, n={len(values)}) is {word} the limit {limit}"
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if est.low < th.limit < est.high:
         warnings = (
             f"the limit {limit} lies inside the 95% CI ({m.format(est.low)}–"
@@ -269,7 +270,7 @@ def _threshold_check(th: Threshold, scope: str, rows: list[dict[str, Any]], seed
     )
 
 
-def _binary_regression(drop: MaxDrop, scope: str, pairs: list[tuple[dict, dict]], alpha: float) -> Check:
+def _binary_regression(drop: MaxDrop, scope: str, pairs: list[_Pair], alpha: float) -> Check:
     metric, margin = drop.metric, drop.margin
     m = METRICS[metric]
     flip = m.lower_is_better
@@ -357,7 +358,7 @@ def _binary_regression(drop: MaxDrop, scope: str, pairs: list[tuple[dict, dict]]
 
 
 def _continuous_regression(
-    drop: MaxDrop, scope: str, pairs: list[tuple[dict, dict]], alpha: float, seed: int
+    drop: MaxDrop, scope: str, pairs: list[_Pair], alpha: float, seed: int
 ) -> Check:
     metric, margin = drop.metric, drop.margin
     m = METRICS[metric]
@@ -532,8 +533,8 @@ def _judge(
             checks.append(Check("regression", "pairing", "run" + suffix, False, str(exc)))
             return
         warnings.extend(pairing.notes())
-        by_group: dict[_Key, list[tuple[dict, dict]]] = {}
-        pooled: dict[str, list[tuple[dict, dict]]] = {}
+        by_group: dict[_Key, list[_Pair]] = {}
+        pooled: dict[str, list[_Pair]] = {}
         for b, w in pairing.pairs:
             by_group.setdefault(_key(w, dims), []).append((b, w))
             pooled.setdefault(str(w["model"]), []).append((b, w))

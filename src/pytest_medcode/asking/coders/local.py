@@ -168,9 +168,11 @@ class LocalServer:
         return line.split(" ", 1)[1].strip()
 
     def _log_tail(self) -> str:
+        if self.log_path is None:  # the server was never started
+            return ""
         try:
             lines = [x for x in self.log_path.read_text(errors="replace").splitlines() if x.strip()]
-        except (OSError, AttributeError):
+        except OSError:
             return ""
         return f" (last log line: {lines[-1][:200]}; log: {self.log_path})" if lines else ""
 
