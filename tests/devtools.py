@@ -22,7 +22,7 @@ from typing import Any
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-extensions", "--no-first-run",
-         "--no-default-browser-check")  # fmt: skip
+         "--no-default-browser-check")
 
 
 class DevTools:

@@ -133,7 +133,7 @@ def test_only_answers_and_final_failures_are_kept(pytester: pytest.Pytester) -> 
     kinds = {sick: "500", empty: "no_choices"}
 
     class Plan(FaultPlan):
-        def for_request(self, request):  # noqa: ANN001, ANN202 - FaultPlan's own signature
+        def for_request(self, request):
             return kinds.get(request.description or "")
 
     args = [*base, "--medcode-attempts", "2", "--medcode-no-preflight", "--medcode-no-similarity"]
@@ -505,7 +505,7 @@ def test_only_rate_limit_errors_throttle_and_every_retry_is_counted() -> None:
     """Either wording of a 429 halves the calls in flight; a 500 does not. Two failed attempts: two retries, the
     answer on the third with its usage; waits of 0.25 s and 0.5 s (no Retry-After: the backoff alone)."""
     for first, throttled in (("HTTP 429 Too Many Requests", 1), ("RateLimitError: slow down", 1),
-                             ("HTTP 500 InternalServerError", 0)):  # fmt: skip
+                             ("HTTP 500 InternalServerError", 0)):
         outcome, engine = _ask(_Scripted(CallFailed(first, True), CallFailed("HTTP 503 ServiceUnavailable", True)))
         assert (outcome.text, outcome.error, outcome.attempts, outcome.usage) == (
             "Code: A00.0", None, 3, {"prompt_tokens": 7})
@@ -565,7 +565,7 @@ def test_requests_per_minute_space_the_engine_s_calls() -> None:
     try:
         engine.run_batch([Call("m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50, repeat=i))
                           for i in range(4)],
-                         lambda index, outcome: None, progress=(progress := Progress(total=4)))  # fmt: skip
+                         lambda index, outcome: None, progress=(progress := Progress(total=4)))
     finally:
         engine.close()
     assert time.monotonic() - started >= 0.3 - 0.004
