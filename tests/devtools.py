@@ -10,6 +10,7 @@ person, never a script setting values in the DOM.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -166,10 +167,8 @@ class DevTools:
         return path
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self.call("Browser.close")
-        except Exception:  # already gone
-            pass
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -8,7 +8,9 @@ resumes with only the rest, deselected cases are never asked, and no API key is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -179,10 +181,8 @@ def test_a_killed_run_resumes_asking_only_the_rest(pytester: pytest.Pytester) ->
         while time.monotonic() < deadline and answered < 15:
             time.sleep(0.1)
             if db.exists():
-                try:
+                with contextlib.suppress(sqlite3.OperationalError):
                     answered = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
-                except sqlite3.OperationalError:
-                    pass
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         stored = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
@@ -331,7 +331,7 @@ def test_a_rate_limit_uses_no_attempt_and_is_waited_out() -> None:
     assert (outcome.text, outcome.error) == ("Code: E11.9", None)
     assert outcome.attempts == len(times) >= 3
     assert times[-1] - times[0] >= 1.5 - 0.002
-    assert all(b - a >= 1.0 - 0.002 for a, b in zip(times, times[1:], strict=False))  # each wait honours Retry-After
+    assert all(b - a >= 1.0 - 0.002 for a, b in itertools.pairwise(times))  # each wait honours Retry-After
 
 
 def test_retry_after_as_an_http_date_is_honoured() -> None:

@@ -29,6 +29,7 @@ What the store promises, and how:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -251,10 +252,8 @@ class ResponseStore:
                 return work(conn)
             except sqlite3.Error as exc:
                 if conn is not None and conn.in_transaction:
-                    try:
+                    with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
                 kind = _kind(exc)
                 if kind == "busy":
                     now = time.monotonic()
@@ -451,10 +450,8 @@ class ResponseStore:
             conn.execute("DELETE FROM claimants WHERE owner = ?", (owner,))
             conn.execute("COMMIT")
 
-        try:
+        with contextlib.suppress(CacheError):
             self._run(end)
-        except CacheError:
-            pass
 
     # -- answers that could not be written ------------------------------------------------------------
     def _pending_dirs(self) -> list[Path]:
@@ -503,10 +500,8 @@ class ResponseStore:
                 spilled.unlink(missing_ok=True)
                 done += len(entries)
             if folder != self.path.parent:
-                try:
+                with contextlib.suppress(OSError):
                     folder.rmdir()  # the temp-folder fallback, once empty
-                except OSError:
-                    pass
         return done
 
     # -- housekeeping ---------------------------------------------------------------------------------------

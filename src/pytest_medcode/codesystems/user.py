@@ -76,7 +76,7 @@ def _check_cycles(path: Path, parents: dict[str, str | None], rows: dict[str, in
         node: str | None = start
         while node is not None and node not in rooted:
             if node in on_chain:
-                cycle = chain[chain.index(node):] + [node]
+                cycle = [*chain[chain.index(node):], node]
                 raise CodeFileError(f"{path}: row {rows[node]}: code {shown(node)}: cycle in the parent chain "
                                     f"({' > '.join(shown(c) for c in cycle)})")
             chain.append(node)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -290,10 +291,8 @@ def serve(argv: Sequence[str] | None = None) -> int:
     params.port = args.port
     server = xlc.Server(params)  # loads the model, then serves HTTP from its own threads
     print(f"listening {server.listening_address}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         sys.stdin.read()  # returns when the parent closes our stdin or dies
-    except KeyboardInterrupt:
-        pass
     del server
     return 0
 
