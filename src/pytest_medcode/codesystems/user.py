@@ -17,9 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_medcode.codesystems.cpt import CodeFileError, read_table_file, shown
 from pytest_medcode.codesystems.normalize import key as code_key
+
+if TYPE_CHECKING:
+    from pytest_medcode.codesystems.table import TableRow
 
 _YES = frozenset({"1", "y", "yes", "true", "t"})
 _NO = frozenset({"0", "n", "no", "false", "f"})
@@ -85,7 +89,7 @@ def _check_cycles(path: Path, parents: dict[str, str | None], rows: dict[str, in
         rooted.update(chain)
 
 
-def rows(path: Path) -> Iterator[tuple]:
+def rows(path: Path) -> Iterator[TableRow]:
     """Table rows (codesystems/table.py SCHEMA order): every code is a ``code`` row, so lookups find it.
     The file is read and checked now, not when the rows are first iterated."""
     return iter([(code, description, billable, parent, "code", None)
