@@ -3,7 +3,6 @@ to import, and third-party factories get the narrow CoderOptions."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
@@ -74,12 +73,16 @@ def reachable_strings(root: object, limit: int = 20_000) -> list[str]:
                     children.append(getattr(obj, slot))
             for name, member in klass.__dict__.items():
                 if isinstance(member, property):
-                    with contextlib.suppress(Exception):  # a property that needs more than the object
+                    try:
                         children.append(getattr(obj, name))
+                    except Exception:  # a property that needs more than the object: nothing handed over
+                        pass
         for name in dir(obj):  # plain attributes the steps above missed (a __getattr__, a descriptor)
             if not name.startswith("__"):
-                with contextlib.suppress(Exception):
+                try:
                     children.append(getattr(obj, name))
+                except Exception:
+                    pass
         if hasattr(obj, "chat") and callable(obj.chat):
             children.append(obj.chat())
         stack.extend(children)
