@@ -41,8 +41,10 @@ benchmark: setup
 test: setup
 	$(BIN)/pytest -n 2
 
+# ruff, then mypy on src/ ([tool.mypy] in pyproject.toml: strict on the API and the scoring core).
 lint: setup
 	$(BIN)/ruff check src tests perf benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) reports/*/ reports/latest

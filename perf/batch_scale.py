@@ -41,7 +41,7 @@ TEMPERATURES = 14
 MODEL = "openai/m"
 
 
-def _question(system, codes: list[tuple[str, str]], template, i: int):  # noqa: ANN001, ANN202 - child only
+def _question(system, codes: list[tuple[str, str]], template, i: int):
     from pytest_medcode.asking.coders import Question
 
     code, description = codes[i % len(codes)]

@@ -36,7 +36,7 @@ def template(cases: int, seed: int) -> list[dict]:
     per = max(1, cases // (len(MODELS) * len(SYSTEMS)))
     return [{"model": m, "system": s, "code": f"C{i:05d}", "description": f"case {i}", "outcome": "incorrect",
              "exact_match": rng.random() < 0.4, "variant": "exact"}
-            for m in MODELS for s in SYSTEMS for i in range(per)]  # fmt: skip
+            for m in MODELS for s in SYSTEMS for i in range(per)]
 
 
 def write_runs(root: Path, runs: int, cases: int, seed: int) -> None:

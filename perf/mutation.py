@@ -154,7 +154,7 @@ def record_lookup_run(workdir: Path, env: dict[str, str]) -> Path:
            "--medcode-report-dir", "reports", "--medcode-system", "icd10cm", "--medcode-sample", "1000",
            "test_codes.py"]
     proc = subprocess.run(cmd, cwd=folder, env={**env, "PYTHONPATH": str(workdir / "src")}, capture_output=True,
-                          text=True)  # fmt: skip
+                          text=True)
     if proc.returncode != 0:
         sys.exit(f"recording the lookup run failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return (folder / "reports" / "latest").resolve()

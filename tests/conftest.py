@@ -21,12 +21,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # packages (torch for BERTScore, litellm's aiohttp) cannot be imported twice into one process:
 # a second copy over the same C extension crashes the interpreter at garbage collection. Importing
 # them here, once, puts them in every snapshot, so no run ever removes them.
-import bert_score  # noqa: E402,F401
-import litellm  # noqa: E402,F401
-import pytest  # noqa: E402
-import torch  # noqa: E402,F401
-import transformers  # noqa: E402,F401
-from _pytest import pytester as _pytester  # noqa: E402
+import bert_score  # noqa: F401
+import litellm  # noqa: F401
+import pytest
+import torch  # noqa: F401
+import transformers  # noqa: F401
+from _pytest import pytester as _pytester
 
 # Their submodules are imported lazily, though, e.g. while a test that uses ``pytester`` calls
 # ``medcode rescore`` in-process; the snapshot taken for that test would drop them afterwards, and the

@@ -10,6 +10,7 @@ person, never a script setting values in the DOM.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -22,7 +23,7 @@ from typing import Any
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-extensions", "--no-first-run",
-         "--no-default-browser-check")  # fmt: skip
+         "--no-default-browser-check")
 
 
 class DevTools:
@@ -166,10 +167,8 @@ class DevTools:
         return path
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self.call("Browser.close")
-        except Exception:  # already gone
-            pass
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

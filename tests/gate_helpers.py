@@ -24,7 +24,7 @@ TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medc
 #: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.
 LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
 LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
-                "250.00", "401.9", "428.0", "486", "496"]  # fmt: skip
+                "250.00", "401.9", "428.0", "486", "496"]
 CACHE = cache_root()  # read before pytester points HOME at a temporary folder
 #: Options every run here shares: no pytest cache, and no METEOR/BERTScore pass (the gate needs neither).
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity")
@@ -35,12 +35,12 @@ def spoil(record: dict[str, Any]) -> dict[str, Any]:
     bad = wrong_code(record["code"])
     metrics = code_metrics(load_system(record["system"]), record["code"], bad)
     return {**record, **metrics, "predicted_code": bad, "codes": [bad], "raw_answer": f"Code: {bad}",
-            "outcome": "incorrect"}  # fmt: skip
+            "outcome": "incorrect"}
 
 
 def fail_call(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "outcome": "error", "error": "APIError: 500", "raw_answer": None, "exact_match": None,
-            "valid": None, "billable": None, "fabricated": None, "predicted_code": None}  # fmt: skip
+            "valid": None, "billable": None, "fabricated": None, "predicted_code": None}
 
 
 def only(verdict: Verdict, kind: str, metric: str, scope_part: str = "") -> Check:

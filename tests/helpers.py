@@ -47,6 +47,6 @@ def record_lookup_run(folder: Path, *args: str) -> Path:
          "--medcode-report-dir", "reports", *args, "test_codes.py"],
         cwd=folder, env={**os.environ, "MEDCODE_CACHE_DIR": str(cache_root())}, capture_output=True, text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return (folder / "reports" / "latest").resolve()

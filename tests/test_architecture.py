@@ -102,7 +102,7 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
             if d.startswith(m + "."):  # a package importing its own submodule is not a circle
                 continue
             if state.get(d) == 1:
-                found.append(stack[stack.index(d):] + [d])
+                found.append([*stack[stack.index(d):], d])
             elif d not in state:
                 visit(d)
         stack.pop()

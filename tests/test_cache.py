@@ -321,11 +321,15 @@ def test_a_full_file_raises_cache_full_and_keeps_every_committed_answer(tmp_path
     store = ResponseStore(path)
     pages = store._conn().execute("PRAGMA page_count").fetchone()[0]
     store._conn().execute(f"PRAGMA max_page_count = {pages + 3}")  # SQLITE_FULL after three more pages
-    written = []
-    with pytest.raises(CacheFull, match="disk full"):
+    written: list[str] = []
+
+    def fill() -> None:
         for i in range(1000):
             store.put(f"k{i}", "m", Stored("Code: E11.9 " + "z" * 500, None, {}, 0.0, 1))
             written.append(f"k{i}")
+
+    with pytest.raises(CacheFull, match="disk full"):
+        fill()
     assert 0 < len(written) < 1000
     assert set(store.get_many(written)) == set(written)
 

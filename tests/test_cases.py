@@ -50,14 +50,14 @@ def test_unknown_codes_in_a_code_list_are_named(tmp_path: Path) -> None:
     path = tmp_path / "codes.csv"
     path.write_text("code\nE11.9\nQ99.999\n")
     code_list = read_code_list(path, ["icd10cm"])
-    with pytest.raises(CodeFileError, match="Q99.999"):
+    with pytest.raises(CodeFileError, match=r"Q99\.999"):
         select_codes(load_system("icd10cm"), None, 0, code_list)
 
 
 def test_bad_counts_are_named(tmp_path: Path) -> None:
     path = tmp_path / "codes.csv"
     path.write_text("code,count\nE11.9,many\nI10,-1\n")
-    with pytest.raises(CodeFileError, match="row 2.*row 3"):
+    with pytest.raises(CodeFileError, match=r"row 2.*row 3"):
         read_code_list(path, ["icd10cm"])
 
 

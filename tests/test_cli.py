@@ -69,12 +69,12 @@ def test_compare_a_worse_run_fails_with_the_paired_test(worse_run: Path, base_ru
 
 def test_compare_as_json_with_thresholds(worse_run: Path, base_run: Path, capsys) -> None:
     code = main(["compare", str(base_run), str(worse_run), "--json", "--max-drop", "digit_match=0.5pp",
-                 "--fail-under", "exact_match=0.95", "--fail-over", "fabricated=0.5"])  # fmt: skip
+                 "--fail-under", "exact_match=0.95", "--fail-over", "fabricated=0.5"])
     verdict = json.loads(capsys.readouterr().out)
     assert code == 1 and verdict["passed"] is False
     kinds = {(c["kind"], c["metric"]): c["passed"] for c in verdict["checks"]}
     assert kinds == {("errors", "error_rate"): True, ("threshold", "exact_match"): False,
-                     ("threshold", "fabricated"): True, ("regression", "digit_match"): False}  # fmt: skip
+                     ("threshold", "fabricated"): True, ("regression", "digit_match"): False}
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_the_installed_command(worse_run: Path, base_run: Path) -> None:
     command = shutil.which("medcode", path=str(Path(sys.executable).parent)) or shutil.which("medcode")
     argv = [command] if command else [sys.executable, "-m", "pytest_medcode.cli"]
     proc = subprocess.run([*argv, "compare", str(base_run), str(worse_run)], capture_output=True, text=True,
-                          env=ENV, timeout=120)  # fmt: skip
+                          env=ENV, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("medcode gate FAILED")
 

@@ -141,12 +141,12 @@ def test_a_model_swap_pairs_only_between_single_model_runs(run: Run) -> None:
 
 def test_comparison_lines(run: Run) -> None:
     worse = [{**r, "exact_match": False, "outcome": "incorrect"} if i % 4 == 0 else r
-             for i, r in enumerate(run.records)]  # fmt: skip
+             for i, r in enumerate(run.records)]
     drops = parse_max_drops("exact_match=2pp,digit_match=0.01")
     verdict = gate.evaluate(worse, run.records, max_drops=drops)
     lines = comparison_lines(verdict)
     assert lines[0].split() == ["scope", "metric", "n", "baseline", "new", "change", "worse/better", "p",
-                                "allowed", "verdict"]  # fmt: skip
+                                "allowed", "verdict"]
     exact = next(line for line in lines if "all systems" in line and "exact_match" in line)
     assert all(part in exact for part in ("80", "75.0%", "-25.0 pp", "20/0", "REGRESSED"))
     digits = next(line for line in lines if "icd9cm" in line and "digit_match" in line)

@@ -109,7 +109,7 @@ class Recorder:
         self.respond = mapping_responder({d: c for c, d in codes})
         self.asked: list[str] = []
 
-    def __call__(self, request):  # noqa: ANN001, ANN204 - the responder protocol
+    def __call__(self, request):
         self.asked.append(request.description)
         return self.respond(request)
 

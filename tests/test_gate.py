@@ -175,7 +175,7 @@ def test_failed_calls_above_the_error_rate_fail(lookup_run: Run) -> None:
 
 def test_similarity_regressions_use_a_paired_bootstrap(lookup_run: Run) -> None:
     base = [{**r, "meteor": 0.6 + 0.3 * ((i * 7) % 10) / 10, "bertscore": 0.9} for i, r in
-            enumerate(lookup_run.records[:400])]  # fmt: skip
+            enumerate(lookup_run.records[:400])]
     worse = [{**r, "meteor": r["meteor"] - 0.05} for r in base]
     drops = parse_max_drops("meteor=0.02,bertscore=0.01")
     verdict = evaluate(worse, base, max_drops=drops)
@@ -205,9 +205,9 @@ def test_a_run_with_description_variants_is_judged_per_variant(lookup_run: Run) 
     exact = [{**r, "variant": "exact"} for r in lookup_run.records[:100]]
     typo = [{**(spoil(r) if i % 2 else r), "variant": "typo"} for i, r in enumerate(exact)]
     verdict = evaluate(exact + typo, exact + [{**r, "variant": "typo"} for r in exact],
-                       thresholds=parse_thresholds("exact_match=0.8", "under"))  # fmt: skip
+                       thresholds=parse_thresholds("exact_match=0.8", "under"))
     assert {c.scope for c in verdict.checks if c.kind == "threshold"} == {
-        "lookup / icd10cm [exact]", "lookup / icd10cm [typo]"}  # fmt: skip
+        "lookup / icd10cm [exact]", "lookup / icd10cm [typo]"}
     assert only(verdict, "threshold", "exact_match", "[exact]").passed
     assert not only(verdict, "threshold", "exact_match", "[typo]").passed
     assert not only(verdict, "regression", "exact_match", "[typo]").passed
@@ -218,7 +218,7 @@ def test_a_run_with_description_variants_is_judged_per_variant(lookup_run: Run) 
 def test_the_verdict_is_deterministic_and_renders_last(lookup_run: Run) -> None:
     new = [spoil(r) if i % 7 == 0 else r for i, r in enumerate(lookup_run.records)]
     spec = GateSpec(fail_under=parse_thresholds("exact_match=0.5", "under"),
-                    max_drops=parse_max_drops("exact_match=1pp,digit_match=1pp"), active=True)  # fmt: skip
+                    max_drops=parse_max_drops("exact_match=1pp,digit_match=1pp"), active=True)
     one, two = spec.evaluate(new, lookup_run.records), spec.evaluate(new, lookup_run.records)
     assert verdict_dict(one) == verdict_dict(two)
     lines = render_verdict(one)
@@ -240,7 +240,7 @@ def icd9_codes(pytester: pytest.Pytester) -> Path:
 
 def gate_run(pytester: pytest.Pytester, codes: Path, *args: str) -> pytest.RunResult:
     return pytester.runpytest(*FAST, "--medcode-report-dir", "reports",
-                              "--medcode-system", "icd9cm", "--medcode-codes", str(codes), *args)  # fmt: skip
+                              "--medcode-system", "icd9cm", "--medcode-codes", str(codes), *args)
 
 
 def summary_of(pytester: pytest.Pytester) -> dict[str, Any]:
@@ -272,7 +272,7 @@ def test_threshold_missed_exits_1_with_the_reason_last(pytester, icd9_codes) -> 
     assert result.parseoutcomes() == {"passed": 15, "mismatched": 5}
     verdict_line = last_lines(result.stdout.str(), 2)[0]
     assert verdict_line == ("medcode gate FAILED: exact_match lookup / icd9cm: exact match 75.0% "
-                            "(95% CI 53.1%–88.8%, n=20) is below the limit 80.0%")  # fmt: skip
+                            "(95% CI 53.1%–88.8%, n=20) is below the limit 80.0%")
     summary = summary_of(pytester)
     assert summary["gate"]["passed"] is False
     assert summary["config"]["gate"]["fail_under"] == ["exact_match=0.5", "icd9cm:exact_match=0.8"]
@@ -303,11 +303,11 @@ def test_junit_carries_the_codes_as_properties(pytester, icd9_codes) -> None:
     suite = ET.parse(pytester.path / "junit.xml").getroot()
     assert suite.find("testsuite").get("failures") == "0"
     cases = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
-             for tc in suite.iter("testcase")}  # fmt: skip
+             for tc in suite.iter("testcase")}
     wrong = cases["test_code_query[lookup-icd9cm-755.39]"]
     assert {k: wrong[k] for k in ("expected_code", "predicted_code", "valid", "fabricated", "outcome")} == {
         "expected_code": "755.39", "predicted_code": "755.29", "valid": "true", "fabricated": "false",
-        "outcome": "incorrect"}  # fmt: skip
+        "outcome": "incorrect"}
     assert cases["test_code_query[lookup-icd9cm-486]"]["outcome"] == "correct"
 
 
@@ -322,7 +322,7 @@ def test_summary_carries_the_verdict_and_no_secrets(pytester, icd9_codes, monkey
     assert summary["config"]["gate"] == {
         "active": True, "fail_under": ["exact_match=0.7"], "fail_over": [], "baseline": None, "max_drop": [],
         "alpha": 0.05, "max_error_rate": 0.05,
-    }  # fmt: skip
+    }
     assert summary["gate"]["passed"] is True and summary["gate"]["reason"].startswith("all 2 checks passed")
     for name in ("summary.json", "report.md", "report.html"):
         text = (run / name).read_text()
@@ -360,7 +360,7 @@ def test_a_baseline_of_another_schema_version_is_a_usage_error(pytester, icd9_co
     result.stderr.fnmatch_lines([
         "ERROR: --medcode-baseline */summary.json: summary schema version 99, this pytest-medcode reads "
         "version 1; re-run the baseline with this version"
-    ])  # fmt: skip
+    ])
 
 
 # -- the scripted model through litellm: the issue's done-when runs --------------------------------
@@ -375,13 +375,13 @@ def test_a_model_wrong_on_10_percent_of_1000_cases_fails_the_gate(
         *FAST, "--medcode-report-dir", "reports", "--model", "openai/degraded",
         "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm", "--medcode-sample", "1000",
         "--medcode-baseline", str(lookup_run.folder), "--medcode-max-drop", "exact_match=2pp",
-    )  # fmt: skip
+    )
     expected_wrong = sum(is_corrupted(r["description"], 0.10, seed=7) for r in lookup_run.records)
     assert result.ret == 1, result.stdout.str()[-3000:]
     assert result.parseoutcomes() == {"passed": 1000 - expected_wrong, "mismatched": expected_wrong}
     verdict_line = last_lines(result.stdout.str(), 2)[0]
     assert verdict_line.startswith(f"medcode gate FAILED: exact_match openai/degraded / icd10cm: exact match "
-                                   f"dropped {expected_wrong / 10:.1f} pp")  # fmt: skip
+                                   f"dropped {expected_wrong / 10:.1f} pp")
     assert "McNemar exact p = " in verdict_line and "< 0.05 and beyond the allowed 2.0 pp" in verdict_line
     check = next(c for c in summary_of(pytester)["gate"]["checks"] if c["kind"] == "regression")
     assert check["p_value"] < 0.05 and check["details"]["lost"] == expected_wrong and not check["passed"]
@@ -393,7 +393,7 @@ def test_one_extra_error_in_a_20_case_run_passes_with_a_power_warning(
 ) -> None:
     pytester.makepyfile(test_codes=TEST_FILE)
     gate_args = (*FAST, "--medcode-report-dir", "reports", "--medcode-system", "icd10cm",
-                        "--medcode-sample", "20")  # fmt: skip
+                        "--medcode-sample", "20")
     assert pytester.runpytest(*gate_args).ret == 0
     baseline = (pytester.path / "reports" / "latest").resolve()
     victim = load_run(baseline).records[3]
@@ -403,7 +403,7 @@ def test_one_extra_error_in_a_20_case_run_passes_with_a_power_warning(
     result = pytester.runpytest_subprocess(
         *gate_args, "--model", "openai/tiny", "--medcode-api-base", server.base_url,
         "--medcode-baseline", str(baseline),
-    )  # fmt: skip
+    )
     assert result.ret == 0, result.stdout.str()[-3000:]
     assert result.parseoutcomes() == {"passed": 19, "mismatched": 1}
     result.stdout.fnmatch_lines([
@@ -491,11 +491,11 @@ def test_continuous_drop_exactly_at_the_margin_passes_and_just_past_it_fails() -
     base = [case(i, digit_match=1.0) for i in range(8)]
     drops = parse_max_drops("digit_match=0.25")
     at = only(evaluate([case(i, digit_match=0.75) for i in range(8)], base, max_drops=drops),
-              "regression", "digit_match")  # fmt: skip
+              "regression", "digit_match")
     assert at.delta == -0.25 and at.ci == (-0.25, -0.25)
     assert not at.details["exceeds_margin"] and at.passed, check_reason(at)
     past = only(evaluate([case(i, digit_match=1.0 - 0.25 - 1 / 1024) for i in range(8)], base, max_drops=drops),
-                "regression", "digit_match")  # fmt: skip
+                "regression", "digit_match")
     assert past.details["exceeds_margin"] and past.details["significant"] and not past.passed
     assert "the drop is beyond the allowed 25.0 pp and the CI excludes 0" in check_reason(past)
 
@@ -513,7 +513,7 @@ def test_threshold_on_a_mean_uses_the_seeded_bootstrap() -> None:
     check = only(evaluate(records, thresholds=ths, seed=3), "threshold", "digit_match")
     expected = bootstrap_mean(spread, seed=3)
     assert check.ci == (expected.low, expected.high) != (bootstrap_mean(spread, seed=4).low,
-                                                         bootstrap_mean(spread, seed=4).high)  # fmt: skip
+                                                         bootstrap_mean(spread, seed=4).high)
     assert only(evaluate(records, thresholds=ths), "threshold", "digit_match").ci == only(
         evaluate(records, thresholds=ths, seed=0), "threshold", "digit_match").ci  # the default seed is 0
 
@@ -539,7 +539,7 @@ def test_evaluate_checks_its_options_and_applies_every_threshold() -> None:
         "checks": [{"kind": "cases", "metric": "cases", "scope": "run", "passed": False,
                     "reason": "no benchmark cases ran, so nothing could be checked", "observed": None, "limit": None,
                     "n": 0, "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [],
-                    "details": {}}]}  # fmt: skip
+                    "details": {}}]}
 
 
 def test_gate_spec_evaluates_with_its_own_options() -> None:
@@ -549,9 +549,9 @@ def test_gate_spec_evaluates_with_its_own_options() -> None:
     new.append({**case(99), "outcome": "error"})
     spec = GateSpec(fail_under=parse_thresholds("digit_match=0.9", "under"),
                          max_drops=parse_max_drops("exact_match=6pp,digit_match=0.1"), alpha=0.01,
-                         max_error_rate=0.0, active=True)  # fmt: skip
+                         max_error_rate=0.0, active=True)
     direct = evaluate(new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0,
-                      seed=0)  # fmt: skip
+                      seed=0)
     assert verdict_dict(spec.evaluate(new, base)) == verdict_dict(direct)
     assert verdict_dict(spec.evaluate(new, base, seed=5)) == verdict_dict(evaluate(
         new, base, thresholds=spec.thresholds, max_drops=spec.max_drops, alpha=0.01, max_error_rate=0.0, seed=5
@@ -567,7 +567,7 @@ def test_a_baseline_without_similarity_scores_is_said() -> None:
     verdict = evaluate(base, base, max_drops=parse_max_drops("meteor=0.02,digit_match=0.01"))
     assert verdict_warnings(verdict) == ("the baseline has no meteor values",)
     assert verdict_warnings(evaluate([{**r, "meteor": 0.5} for r in base], [{**r, "meteor": 0.5} for r in base],
-                                     max_drops=parse_max_drops("meteor=0.02"))) == ()  # fmt: skip
+                                     max_drops=parse_max_drops("meteor=0.02"))) == ()
 
 
 def test_the_error_check_records_its_counts() -> None:
@@ -651,7 +651,7 @@ def test_the_binary_rule_reads_a_lower_is_better_metric_upside_down() -> None:
     """4 of 100 new fabrications: 'not fabricated' fell from 100 % to 96 %, shown as fabricated 0 % -> 4 %."""
     base = [case(i, fabricated=False) for i in range(100)]
     rise = judge_binary(MaxDrop("fabricated", 0.02), pairs_of(base, [case(i, fabricated=i < 4) for i in range(100)]),
-                        alpha=0.05)  # fmt: skip
+                        alpha=0.05)
     assert rise.flipped and (rise.base_value, rise.new_value) == (0.0, pytest.approx(0.04))
     assert rise.worsening == pytest.approx(0.04) and rise.test.lost == 4 and rise.test.exceeds_margin
     assert rise.passed and rise.low_power  # p = 2 * 0.5**4 = 0.125: 'cannot tell'
@@ -696,7 +696,7 @@ def test_a_check_carries_the_result_it_was_made_from() -> None:
     """The verdict's checks hold the rules' results: their numbers are the check's, with no sentence needed."""
     records = [case(i, exact_match=i < 3) for i in range(4)]
     verdict = evaluate(records, [case(i, exact_match=True) for i in range(4)],
-                       thresholds=parse_thresholds("exact_match=0.75", "under"))  # fmt: skip
+                       thresholds=parse_thresholds("exact_match=0.75", "under"))
     kinds = {c.kind: type(c.finding) for c in verdict.checks}
     assert kinds == {"errors": ErrorRate, "threshold": ThresholdResult, "regression": BinaryRegression}
     regression = only(verdict, "regression", "exact_match").finding

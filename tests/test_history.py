@@ -24,9 +24,9 @@ from pytest_medcode.runs.history import collect, run_entry
 TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
 LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
-                "250.00", "401.9", "428.0", "486", "496"]  # fmt: skip
+                "250.00", "401.9", "428.0", "486", "496"]
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-report-dir", "reports",
-        "--medcode-system", "icd9cm", "--medcode-fail-under", "exact_match=0.9")  # fmt: skip
+        "--medcode-system", "icd9cm", "--medcode-fail-under", "exact_match=0.9")
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_medcode_history_bad_input_is_one_line_and_exit_2(
 def test_history_page_escapes_what_runs_carry() -> None:
     run = {"run_id": "<script>x</script>", "created": "2026", "code_systems": {"icd9cm": "<b>v</b>"},
            "prompt": "<i>p</i>", "prompt_hash": "", "gate": {"passed": False, "reason": '"><img src=x>'},
-           "points": [{"label": "m<svg> / icd9cm", "value": 0.5, "low": 0.4, "high": 0.6, "n": 10}]}  # fmt: skip
+           "points": [{"label": "m<svg> / icd9cm", "value": 0.5, "low": 0.4, "high": 0.6, "n": 10}]}
     page = history_report.render_html([run])
     for evil in ("<script>x", "<b>v", "<i>p", "<img", "m<svg>"):
         assert evil not in page

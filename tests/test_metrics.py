@@ -128,7 +128,7 @@ def test_an_unavailable_metric_is_one_line_and_the_others_still_run(failure: Exc
                               bertscore=FakeScorer(fail=failure))
     assert records[0]["bertscore"] is None and records[0]["meteor"] is not None
     assert report.available() == {"meteor": True, "bertscore": False}
-    (meteor_line, bert_line) = report.lines()
+    (_meteor_line, bert_line) = report.lines()
     assert bert_line.startswith("BERTScore unavailable: ") and reason in bert_line and "\n" not in bert_line
 
 

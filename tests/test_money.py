@@ -119,11 +119,11 @@ def test_a_price_costs_its_tokens_and_a_batch_call_the_batch_price_or_half() -> 
     assert listed.to_dict() == {"input_per_m": 2.0, "output_per_m": 8.0, "source": LITELLM}
 
 
-@pytest.mark.parametrize("value, message", [
+@pytest.mark.parametrize(("value", "message"), [
     ("gpt-4", "expected MODEL=IN/OUT"), ("=1/2", "expected MODEL=IN/OUT"), ("gpt-4=12", "expected MODEL=IN/OUT"),
     ("gpt-4=a/2", "must be numbers"), ("gpt-4=1/-2", "finite and not negative"), ("gpt-4=inf/1", "finite"),
     ("gpt-4=1/nan", "finite"), ("gpt-4=1/2/3", "expected MODEL=IN/OUT"),
-])  # fmt: skip
+])
 def test_a_bad_price_is_one_line(value: str, message: str) -> None:
     with pytest.raises(PriceError, match=message) as info:
         parse_price(value)
@@ -140,7 +140,7 @@ def test_prices_given_for_a_wrapper_are_the_wrapped_models_and_two_prices_for_on
         parse_prices(["openai/x=3/4", "rag:openai/x=1/2"])
     assert str(info.value) == ("rag:openai/x=1/2: rag:openai/x asks openai/x, whose tokens the provider bills at one "
                                "price, and openai/x=3/4 is given too; give one price for openai/x")
-    with pytest.raises(PriceError, match="^verify:openai/x=1/2: verify:openai/x asks openai/x.*rag:openai/x=5/6"):
+    with pytest.raises(PriceError, match=r"^verify:openai/x=1/2: verify:openai/x asks openai/x.*rag:openai/x=5/6"):
         parse_prices(["verify:openai/x=1/2", "rag:openai/x=5/6"])
 
 
@@ -450,18 +450,18 @@ def test_a_budget_file_that_cannot_be_written_does_not_stop_the_count(tmp_path: 
     assert b.spent == {"m": 1.0} and b.stopped == {}
 
 
-@pytest.mark.parametrize("values, limits", [
+@pytest.mark.parametrize(("values", "limits"), [
     (["25"], {TOTAL: 25.0}), ([" 2.5 ", "gpt-4=10"], {TOTAL: 2.5, "gpt-4": 10.0}), (["a=b=1"], {"a=b": 1.0}),
     (["1", "2"], {TOTAL: 2.0}), ([], {}),
-])  # fmt: skip
+])
 def test_budget_limits_are_the_run_and_one_model(values: list[str], limits: dict[str, float]) -> None:
     assert parse_limits(values) == limits
 
 
-@pytest.mark.parametrize("value, message", [
+@pytest.mark.parametrize(("value", "message"), [
     ("=5", "expected USD or MODEL=USD"), ("gpt-4=", "expected an amount in USD"), ("lots", "expected an amount"),
     ("0", "above 0 USD"), ("-1", "above 0 USD"), ("inf", "above 0 USD"), ("gpt-4=nan", "above 0 USD"),
-])  # fmt: skip
+])
 def test_a_bad_budget_is_one_line(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_limits([value])

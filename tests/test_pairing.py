@@ -31,7 +31,7 @@ def test_cases_pair_across_a_model_swap_and_unpaired_cases_are_reported(lookup_r
 
 def test_no_common_cases_or_no_cases_fail(lookup_run: Run) -> None:
     base = [{**r, "model": "a"} for r in lookup_run.records[:10]] + [{**r, "model": "b"} for r in
-                                                                        lookup_run.records[:10]]  # fmt: skip
+                                                                        lookup_run.records[:10]]
     verdict = evaluate(lookup_run.records[10:20], base)
     assert not verdict.passed and "no case of this run is in the baseline" in verdict_reason(verdict)
     empty = evaluate([], None)
@@ -61,7 +61,7 @@ def test_pairing_problems_and_pooled_scopes_are_reported() -> None:
         "reason": "no case of this run is in the baseline (paired by model, system, code): wrong baseline, or other "
                   "models, systems or codes",
         "observed": None, "limit": None, "n": 0, "p_value": None, "baseline": None, "delta": None, "ci": None,
-        "warnings": [], "details": None}  # fmt: skip
+        "warnings": [], "details": None}
     # Two systems pool into "all systems"; a system the baseline lacks is said, not checked.
     icd9 = [{**case(i, exact_match=True), "system": "icd9cm"} for i in range(10)]
     extra = [{**case(i, exact_match=True), "system": "icd9cm-proc"} for i in range(3)]
@@ -72,7 +72,7 @@ def test_pairing_problems_and_pooled_scopes_are_reported() -> None:
     assert verdict_warnings(verdict)[-1] == "m / icd9cm-proc: not in the baseline, so not checked for regressions"
     # Variants pool into "all cases"; temperatures show in the scope.
     swept = [{**case(i, exact_match=True), "variant": v, "temperature": t} for i in range(4)
-             for v, t in (("exact", 0.2), ("typo", 0.6))]  # fmt: skip
+             for v, t in (("exact", 0.2), ("typo", 0.6))]
     verdict = evaluate(swept, swept)
     assert {c.scope for c in verdict.checks if c.kind == "regression"} == {
         "m / icd10cm [exact] T=0.2", "m / icd10cm [typo] T=0.6", "m / all cases"}

@@ -204,7 +204,7 @@ class _Lines:
         self.lines.append(line)
 
 
-def _probe_setup(tmp_path, server: ScriptedServer, attempts: int = 2):  # noqa: ANN202 - a test's tuple
+def _probe_setup(tmp_path, server: ScriptedServer, attempts: int = 2):
     from pytest_medcode.asking.cache import ResponseStore
     from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
     from pytest_medcode.asking.engine import QueryEngine
@@ -221,7 +221,7 @@ def _probe_setup(tmp_path, server: ScriptedServer, attempts: int = 2):  # noqa: 
 DESCRIPTION = "Cholera due to Vibrio cholerae 01, biovar cholerae"
 
 
-def _q():  # noqa: ANN202
+def _q():
     from pytest_medcode.asking.coders import Question
 
     return Question("icd10cm", DESCRIPTION, (("user", f"Code for <{DESCRIPTION}>?"),), 0.2, 50)

@@ -8,7 +8,9 @@ resumes with only the rest, deselected cases are never asked, and no API key is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -129,7 +131,7 @@ def test_only_answers_and_final_failures_are_kept(pytester: pytest.Pytester) -> 
     kinds = {sick: "500", empty: "no_choices"}
 
     class Plan(FaultPlan):
-        def for_request(self, request):  # noqa: ANN001, ANN202 - FaultPlan's own signature
+        def for_request(self, request):
             return kinds.get(request.description or "")
 
     args = [*base, "--medcode-attempts", "2", "--medcode-no-preflight", "--medcode-no-similarity"]
@@ -175,10 +177,8 @@ def test_a_killed_run_resumes_asking_only_the_rest(pytester: pytest.Pytester) ->
         while time.monotonic() < deadline and answered < 15:
             time.sleep(0.1)
             if db.exists():
-                try:
+                with contextlib.suppress(sqlite3.OperationalError):
                     answered = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
-                except sqlite3.OperationalError:
-                    pass
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         stored = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
@@ -327,7 +327,7 @@ def test_a_rate_limit_uses_no_attempt_and_is_waited_out() -> None:
     assert (outcome.text, outcome.error) == ("Code: E11.9", None)
     assert outcome.attempts == len(times) >= 3
     assert times[-1] - times[0] >= 1.5 - 0.002
-    assert all(b - a >= 1.0 - 0.002 for a, b in zip(times, times[1:], strict=False))  # each wait honours Retry-After
+    assert all(b - a >= 1.0 - 0.002 for a, b in itertools.pairwise(times))  # each wait honours Retry-After
 
 
 def test_retry_after_as_an_http_date_is_honoured() -> None:
@@ -501,7 +501,7 @@ def test_only_rate_limit_errors_throttle_and_every_retry_is_counted() -> None:
     """Either wording of a 429 halves the calls in flight; a 500 does not. Two failed attempts: two retries, the
     answer on the third with its usage; waits of 0.25 s and 0.5 s (no Retry-After: the backoff alone)."""
     for first, throttled in (("HTTP 429 Too Many Requests", 1), ("RateLimitError: slow down", 1),
-                             ("HTTP 500 InternalServerError", 0)):  # fmt: skip
+                             ("HTTP 500 InternalServerError", 0)):
         outcome, engine = _ask(_Scripted(CallFailed(first, True), CallFailed("HTTP 503 ServiceUnavailable", True)))
         assert (outcome.text, outcome.error, outcome.attempts, outcome.usage) == (
             "Code: A00.0", None, 3, {"prompt_tokens": 7})
@@ -561,7 +561,7 @@ def test_requests_per_minute_space_the_engine_s_calls() -> None:
     try:
         engine.run_batch([Call("m", Question("icd10cm", "Cholera", (("user", "q"),), 0.2, 50, repeat=i))
                           for i in range(4)],
-                         lambda index, outcome: None, progress=(progress := Progress(total=4)))  # fmt: skip
+                         lambda index, outcome: None, progress=(progress := Progress(total=4)))
     finally:
         engine.close()
     assert time.monotonic() - started >= 0.3 - 0.004

@@ -87,7 +87,7 @@ def browse(binary: str, profile: Path, url: str, *args: str) -> subprocess.Compl
         "--disable-component-update", "--disable-sync", "--disable-extensions", "--no-first-run",
         "--no-default-browser-check", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
         *args, url,
-    ]  # fmt: skip
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -170,7 +170,7 @@ def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "--medcode-fail-under", "exact_match=0.5", "test_codes.py"],
             cwd=folder, env={**os.environ, "MEDCODE_CACHE_DIR": str(CACHE)}, capture_output=True, text=True,
             timeout=300,
-        )  # fmt: skip
+        )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]  # misses ICD-9-CM: the gate fails
     return (folder / "reports" / "latest").resolve()
 
@@ -186,7 +186,7 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     ids = dom.ids()
     assert {"headline", "headline-table", "chart-exact-match", "chart-error-mix", "chart-hierarchy",
             "chart-digit-positions", "table-exact-match", "gate-checks", "table-error-analysis-icd10cm",
-            "table-error-analysis-icd9cm", "top-codes-0", "explorer-table", "config"} <= ids  # fmt: skip
+            "table-error-analysis-icd9cm", "top-codes-0", "explorer-table", "config"} <= ids
     summary = json.loads((scripted_run / "summary.json").read_text())
     if any((summary.get("similarity") or {}).values()):  # METEOR/BERTScore computed where their extra is
         assert {"chart-meteor-0", "chart-bertscore-0", "table-similarity"} <= ids
@@ -201,7 +201,7 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
 
     shot = scripted_run / "screenshot.png"
     proc = browse(chromium, tmp_path / "profile", report.as_uri(), f"--screenshot={shot}",
-                  "--window-size=1280,2000", "--hide-scrollbars")  # fmt: skip
+                  "--window-size=1280,2000", "--hide-scrollbars")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert console_messages(proc.stderr) == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
@@ -332,7 +332,7 @@ def lookup_records(pytester: pytest.Pytester) -> tuple[list[dict[str, Any]], dic
     pytester.makepyfile(test_codes=TEST_FILE)
     result = pytester.runpytest("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-report-dir",
                                 "reports",
-                                "--medcode-system", "icd10cm", "--medcode-sample", "30")  # fmt: skip
+                                "--medcode-system", "icd10cm", "--medcode-sample", "30")
     assert result.ret == 0
     run = load_run(pytester.path / "reports" / "latest")
     assert run.summary is not None
@@ -340,7 +340,7 @@ def lookup_records(pytester: pytest.Pytester) -> tuple[list[dict[str, Any]], dic
 
 
 HOSTILE = [SCRIPT, IMG, "</td></tr></table><h1>x</h1>", '"><svg onload=alert(3)>', "javascript:alert(4)",
-           "<!--", "]]>", "&amp;lt;", "｜pipe|and`tick`"]  # fmt: skip
+           "<!--", "]]>", "&amp;lt;", "｜pipe|and`tick`"]
 
 
 def hostile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -350,10 +350,10 @@ def hostile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r = dict(r)
         if i % 3 == 0:
             r.update(raw_answer=f"Code: {evil}", predicted_code=evil, codes=[evil], exact_match=False,
-                     outcome="incorrect", predicted_description=evil, fabricated=True)  # fmt: skip
+                     outcome="incorrect", predicted_description=evil, fabricated=True)
         if i % 3 == 1:
             r.update(outcome="error", raw_answer=None, error=f"APIError {evil} key=sk-abcdef1234567890XYZ",
-                     exact_match=None)  # fmt: skip
+                     exact_match=None)
         r["description"] = r["description"] + evil
         r["model"] = f"m{evil}" if i < 15 else "other"
         out.append(r)
@@ -375,7 +375,7 @@ def test_everything_untrusted_is_escaped(lookup_records) -> None:
     allowed = {"html", "head", "meta", "title", "style", "body", "main", "header", "h1", "h2", "h3", "p",
                "section", "div", "span", "em", "b", "table", "thead", "tbody", "tr", "th", "td", "ul", "li",
                "pre", "svg", "g", "line", "rect", "text", "polyline", "polygon", "circle", "label", "select",
-               "option", "input", "button", "noscript", "script"}  # fmt: skip
+               "option", "input", "button", "noscript", "script"}
     assert {t for t, _ in dom.elements} <= allowed
     assert [a for t, a in dom.elements if t == "script"] == [{"type": "application/json", "id": "explorer-data"}, {}]
     assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
@@ -406,7 +406,7 @@ def test_similarity_histograms_only_when_scored(lookup_records) -> None:
     records, summary = lookup_records
     assert "chart-meteor" not in html.render(records, summary)
     scored = [{**r, "meteor": (i % 10) / 10, "bertscore": None if i % 4 else 0.9}
-              for i, r in enumerate(records)]  # fmt: skip
+              for i, r in enumerate(records)]
     fresh = {**summary, "results": None, "tables": None}  # rebuilt from the scored records
     page = html.render(scored, fresh)
     dom = parse(page)
@@ -430,7 +430,7 @@ def test_top_codes_count_per_1000_and_flag_the_example(lookup_records) -> None:
 def test_digit_positions_are_shares_by_position(lookup_records) -> None:
     records, _ = lookup_records
     half = [{**r, "digit_positions": [True, False]} if i % 2 else {**r, "digit_positions": [True, True, True]}
-            for i, r in enumerate(records)]  # fmt: skip
+            for i, r in enumerate(records)]
     rates = digit_position_rates(answered(half))
     assert [{k: p[k] for k in ("position", "value", "n")} for p in rates] == [
         {"position": 1, "value": 1.0, "n": 30},
@@ -474,7 +474,7 @@ def test_headline_names_the_best_model_with_a_paired_test_and_the_cost(lookup_re
     other = [{**r, "model": "other", "cache_hit": i >= 20, "attempts": 1, "prompt_tokens": 10,
               "completion_tokens": 2, "cost_usd": 0.002 if i < 10 or i >= 20 else None,
               **({"exact_match": False, "outcome": "incorrect", "predicted_code": "A00.0"} if i % 3 == 0 else {})}
-             for i, r in enumerate(records)]  # fmt: skip
+             for i, r in enumerate(records)]
     page = html.render(records + other, {**summary, "results": None, "tables": None})
     lost = sum(1 for r in other if r["exact_match"] is False)
     assert lost == 10
@@ -505,7 +505,7 @@ def test_empty_sections_are_left_out_and_similarity_models_named(lookup_records)
     named = {**summary, "results": None, "tables": None, "config": {**summary["config"], "bertscore_model": None},
              "similarity": {"meteor": {"available": True, "label": "METEOR (nltk, WordNet synonyms)"},
                             "bertscore": {"available": True, "label": "BERTScore F1 (sentence-transformers/x)",
-                                          "model": "sentence-transformers/x"}}}  # fmt: skip
+                                          "model": "sentence-transformers/x"}}}
     page = html.render(scored, named)
     assert "Scored with: METEOR (nltk, WordNet synonyms); BERTScore F1 (sentence-transformers/x)." in page
     assert "<td>bertscore_model</td><td>BERTScore F1 (sentence-transformers/x) (the default)</td>" in page

@@ -20,7 +20,7 @@ from pytest_medcode.results.rules import MaxDrop, Threshold, parse_max_drops, pa
         ("exact_match=0.4,exact_match=0.5", "under", [Threshold("exact_match", 0.5, "under")]),
         (" Exact-Match = 0.4 ", "under", [Threshold("exact_match", 0.4, "under")]),
     ],
-)  # fmt: skip
+)
 def test_parse_thresholds(items: Any, direction: str, expected: list[Threshold]) -> None:
     assert list(parse_thresholds(items, direction, ["icd10cm", "icd9cm"])) == expected
 
@@ -69,7 +69,7 @@ def test_parse_max_drops() -> None:
         ("drop", "exact_mtch=2pp", "'exact_mtch=2pp': unknown metric 'exact_mtch'; choose from exact_match, "),
         ("drop", "exact_match=abc", "'exact_match=abc': 'abc' is not a number"),
     ],
-)  # fmt: skip
+)
 def test_bad_limits_and_margins_say_which_item_and_why(parse: str, item: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         if parse == "drop":

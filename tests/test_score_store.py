@@ -200,9 +200,13 @@ def test_damage_in_the_scores_is_salvaged_and_the_lost_scores_computed_again(tmp
     pages = leaf_pages(path, TABLE)
     assert len(pages) > 2
     overwrite_page(path, pages[1][0])
-    with pytest.warns(UserWarning, match="was damaged"):
+
+    def reopen() -> tuple[ScoreStore, dict[tuple[str, str], float]]:
         store = ScoreStore(ResponseStore(path))
-        found = store.get("m/v1", pairs)
+        return store, store.get("m/v1", pairs)
+
+    with pytest.warns(UserWarning, match="was damaged"):
+        store, found = reopen()
     assert found == {}  # a salvage carries the answers over, not the scores: they are computed again
     scorer = CountingScorer("m/v1")
     records = [{"system": "x", "code": "c", "outcome": "incorrect", "description": a, "predicted_description": b}

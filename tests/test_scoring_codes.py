@@ -297,7 +297,7 @@ def test_fields_of_an_unanswered_case() -> None:
         "billable": None, "fabricated": None, "length_match": None, "digit_match": None, "digit_positions": [],
         "predicted_description": None, "valid_not_billable": None, "hierarchy_level": None, "same_chapter": None,
         "same_block": None, "same_category": None, "same_subcategory": None, "closeness": None, "other_system": None,
-        "other_system_code": None, "crosswalk_match": None}  # fmt: skip
+        "other_system_code": None, "crosswalk_match": None}
     assert unscored_fields()["profile"] == "default"
 
 

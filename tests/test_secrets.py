@@ -151,8 +151,8 @@ def test_credentials_a_provider_echoes_are_masked_everywhere(
     error_line = next(line for line in checked.stderr.lines if line.startswith("ERROR: --model"))
     assert "HTTP 401" in error_line and "Bearer ***" in error_line, error_line
 
-    places = _every_byte(pytester, result) + [("preflight stdout", checked.stdout.str().encode()),
-                                             ("preflight stderr", checked.stderr.str().encode())]
+    places = [*_every_byte(pytester, result), ("preflight stdout", checked.stdout.str().encode()),
+              ("preflight stderr", checked.stderr.str().encode())]
     assert {"cases.parquet", "summary.json", "report.md", "report.html", "junit.xml", "responses.sqlite3"} <= {
         Path(name).name for name, _ in places}
     _assert_secret_free(places, [key, password, basic])

@@ -205,7 +205,7 @@ def test_bertscore_arithmetic_from_the_slide() -> None:
     assert round(f1, 2) == 0.91
     assert round(f1_from_precision_recall(0.99, 0.85), 2) == 0.91
     assert f1_from_precision_recall(0.0, 0.0) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="similarity matrix must be non-empty"):
         greedy_match([])
 
 

@@ -69,11 +69,11 @@ def test_wilson_confidence_widens_interval() -> None:
 def test_wilson_empty_and_invalid() -> None:
     assert wilson(0, 0) == Estimate(None, None, None, 0)
     assert wilson(0, 0).to_dict() == {"value": None, "low": None, "high": None, "n": 0}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="successes <= n"):
         wilson(6, 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="successes <= n"):
         wilson(-1, 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
         wilson(1, 5, confidence=1.0)
 
 
@@ -144,9 +144,9 @@ def test_bootstrap_edge_cases() -> None:
     assert bootstrap_mean([]) == Estimate(None, None, None, 0)
     assert bootstrap_mean([0.4]) == Estimate(0.4, 0.4, 0.4, 1)
     assert bootstrap_mean([1.0] * 50) == Estimate(1.0, 1.0, 1.0, 50)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         bootstrap_mean([0.1, float("nan")])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="resamples must be >= 1"):
         bootstrap_mean([0.1, 0.2], resamples=0)
 
 
@@ -164,7 +164,7 @@ def test_paired_bootstrap_delta() -> None:
     assert paired_bootstrap_delta(base.tolist(), new.tolist(), seed=9) == paired_bootstrap_delta(
         base.tolist(), new.tolist(), seed=9
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="paired sequences differ in length"):
         paired_bootstrap_delta([0.1, 0.2], [0.1])
 
 
@@ -199,7 +199,7 @@ def test_mcnemar_exact_large_counts_are_finite() -> None:
 
 
 def test_mcnemar_rejects_negative_counts() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="discordant counts must be >= 0"):
         mcnemar_exact(-1, 3)
 
 
@@ -325,9 +325,9 @@ def test_paired_result_to_dict_and_validation() -> None:
     assert set(d) >= {"base_rate", "new_rate", "delta", "p_value", "regressed", "underpowered"}
     empty = paired_exact_match_test([], [], margin=0.02, alpha=0.05)
     assert empty.n == 0 and empty.base_rate is None and not empty.regressed and empty.underpowered
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="paired sequences differ in length"):
         paired_exact_match_test([True], [True, False], margin=0.02, alpha=0.05)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"margin must be in \[0, 1\)"):
         paired_exact_match_test([True], [True], margin=1.5, alpha=0.05)
 
 

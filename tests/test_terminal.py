@@ -4,6 +4,7 @@ tables aligned whatever the model names' lengths, ``-q`` one compact table, and 
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def assert_aligned(block: list[str]) -> None:
     spans = [m.span() for m in re.finditer(r"-+", rule)]
     for line in (header, *rows):
         assert len(line) <= len(rule), (line, rule)
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert line[end:start] == "  " or not line[end:].strip(), (line, rule)
 
 
@@ -126,7 +127,7 @@ def test_every_summary_line_fits_the_terminal_and_tables_stay_aligned(
             assert_aligned(block)
     wide_lines = section(wide.stdout.str())
     # The first table tells the study's story: exact match, fabricated and example echo with intervals.
-    story = [b for b in blocks(wide_lines) if "example echo (95% CI)" in b[0]][0]
+    story = next(b for b in blocks(wide_lines) if "example echo (95% CI)" in b[0])
     assert story[0].startswith("model") and wide_lines.index(story[0]) < wide_lines.index("Exact match, % (95% CI)")
     echo = next(row for row in story if row.startswith(SHORT) and " icd10cm " in row and " exact " in row)
     assert re.search(r"100\.0% \(\d", echo.split(" exact ", 1)[1]), story  # every answer is the example

@@ -7,6 +7,7 @@ These tests pin both our server's behaviour and the few client behaviours the pl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -277,16 +278,15 @@ def test_openai_client_honours_retry_after_and_capped_faults_let_retries_through
     # The server times each arrival: three attempts of one key, each at least Retry-After after the last.
     times = stats.attempt_times[key]
     assert len(times) == 3 and list(stats.attempt_times) == [key]
-    assert all(later - earlier >= 0.1 - 0.002 for earlier, later in zip(times, times[1:]))
+    assert all(later - earlier >= 0.1 - 0.002 for earlier, later in itertools.pairwise(times))
     assert stats.to_dict()["attempt_times"] == {key: times}
     srv.reset_stats()
     assert srv.stats.attempt_times == {}
 
 
 def test_500_is_an_internal_server_error() -> None:
-    with ScriptedServer(faults=always("500")) as srv:
-        with pytest.raises(openai.InternalServerError):
-            ask(client(srv, max_retries=0), DIABETES)
+    with ScriptedServer(faults=always("500")) as srv, pytest.raises(openai.InternalServerError):
+        ask(client(srv, max_retries=0), DIABETES)
 
 
 def test_malformed_body_raises_on_the_client_and_is_not_retried() -> None:
@@ -336,7 +336,7 @@ def _outcomes(srv: ScriptedServer, descriptions: list[str], rounds: int) -> list
             try:
                 ask(c, d)
                 seen.append("ok")
-            except Exception as exc:  # noqa: BLE001 - the outcome class is what we compare
+            except Exception as exc:  # the outcome class is what we compare
                 seen.append(type(exc).__name__)
     return seen
 
@@ -403,9 +403,9 @@ def test_always_fail_predicate_exhausts_the_default_retry_budget() -> None:
 
 
 def test_fault_plan_validation_and_cli_spec() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fault rates sum to more than 1"):
         FaultPlan(rate_429=0.7, rate_500=0.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="always_fail_kind must be one of"):
         FaultPlan(always_fail_kind="teapot")
     plan = FaultPlan.parse(
         "rate_429=0.1, retry_after=1.5,rate_reset=0.01,seed=3,max_faults_per_key=none,always_fail_keys=a|b"
@@ -418,7 +418,7 @@ def test_fault_plan_validation_and_cli_spec() -> None:
         max_faults_per_key=None,
         always_fail_keys=frozenset("ab"),
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad fault spec item"):
         FaultPlan.parse("rate_999=1")
 
 

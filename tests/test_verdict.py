@@ -45,13 +45,13 @@ def test_report_rows_and_the_saved_options_of_the_gate() -> None:
     records = [case(i, exact_match=i < 3) for i in range(4)] + [{**case(4), "outcome": "error"}]
     verdict = evaluate(records, [case(i, exact_match=True) for i in range(5)],
                        thresholds=parse_thresholds("exact_match=0.8", "under"),
-                       max_drops=parse_max_drops("exact_match=50pp"), max_error_rate=0.25)  # fmt: skip
+                       max_drops=parse_max_drops("exact_match=50pp"), max_error_rate=0.25)
     rows = [check_cells(check_dict(c)) for c in verdict.checks]
     by_kind = {r["check"]: r for r in rows}
     # 1 failed call of 5 = 20.0 %, within 25 %; 3 of 4 answered exact = 75.0 %, below 80 %.
     assert by_kind["errors"] == {"result": "pass", "check": "errors", "metric": "error_rate", "scope": "m / icd10cm",
                                  "observed": "20.0%", "baseline": "-", "p": "-",
-                                 "reason": "1 of 5 calls failed (20.0%), within the allowed 25.0%"}  # fmt: skip
+                                 "reason": "1 of 5 calls failed (20.0%), within the allowed 25.0%"}
     assert by_kind["threshold"]["result"] == "FAIL" and by_kind["threshold"]["observed"] == "75.0%"
     # Paired on the 4 answered cases: 1 lost, 0 gained, p = 1.0 (McNemar, one discordant pair).
     regression = by_kind["regression"]
@@ -60,15 +60,15 @@ def test_report_rows_and_the_saved_options_of_the_gate() -> None:
     meteor = check_cells({"kind": "regression", "metric": "meteor", "scope": "s", "passed": False,
                                "observed": 0.61234, "baseline": 0.7, "p_value": 0.000123456, "reason": "r"})
     assert (meteor["observed"], meteor["baseline"], meteor["p"], meteor["result"]) == ("0.612", "0.700", "0.000123",
-                                                                                      "FAIL")  # fmt: skip
+                                                                                      "FAIL")
     spec = GateSpec(fail_under=parse_thresholds("icd10cm:exact_match=0.3", "under"),
                          fail_over=parse_thresholds("fabricated=15%", "over"), baseline=Path("ci/base"),
                          max_drops=parse_max_drops("exact_match=2pp,meteor=0.02"), alpha=0.01, max_error_rate=0.1,
-                         active=True)  # fmt: skip
+                         active=True)
     assert spec.to_dict() == {
         "active": True, "fail_under": ["icd10cm:exact_match=0.3"], "fail_over": ["fabricated=0.15"],
         "baseline": "ci/base", "max_drop": ["exact_match=2pp", "meteor=0.02"], "alpha": 0.01, "max_error_rate": 0.1,
-    }  # fmt: skip
+    }
     assert GateSpec().to_dict()["baseline"] is None
 
 
@@ -88,7 +88,7 @@ def test_render_verdict_lines() -> None:
         "warning: exact_match m / icd10cm: the limit 80.0% lies inside the 95% CI (30.1%–95.4%): a re-run could flip "
         "this check",
         f"medcode gate FAILED: exact_match m / icd10cm: {failing}",
-    ]  # fmt: skip
+    ]
     one_group = evaluate(records[4:], thresholds=parse_thresholds("exact_match=0.8", "under"))
     assert render_verdict(one_group)[-2:] == [
         "PASS errors: failed calls within the allowed 5.0% in 1 group (worst 5.0%)",
@@ -129,7 +129,7 @@ def test_binary_regression_caught_reads_and_records_everything() -> None:
         "delta": pytest.approx(-0.07), "ci": None, "warnings": [],
         "details": {"test": "mcnemar_exact", "lost": 7, "gained": 0, "alpha": 0.05, "significant": True,
                     "exceeds_margin": True, "underpowered": False, "min_detectable_drop": 0.07},
-    }  # fmt: skip
+    }
 
 
 def test_binary_regression_beyond_the_margin_on_one_pair_is_a_low_power_pass() -> None:
@@ -141,7 +141,7 @@ def test_binary_regression_beyond_the_margin_on_one_pair_is_a_low_power_pass() -
     assert check_reason(check) == (
         "exact match dropped 10.0 pp (90.0% vs 100.0% in the baseline; 1 worse / 0 better of 10 "
         "paired cases); beyond the allowed 2.0 pp but not significant (McNemar exact p = 1.000 "
-        "≥ 0.05)")  # fmt: skip
+        "≥ 0.05)")
     assert check_warnings(check) == (
         "low power: 1 discordant pair among 10 cases; a worsening of 1 case (just past the "
         f"allowed 2.0 pp) could not reach p < 0.05 — no drop could reach significance; {NOTE}",)
@@ -163,11 +163,11 @@ def test_binary_regression_low_power_warning_in_the_plural_and_with_a_detectable
     assert check.passed and (check.details["lost"], check.details["gained"]) == (3, 3)
     assert check_reason(check) == (
         "exact match 97.0% vs 97.0% in the baseline (3 worse / 3 better of 100 paired cases); "
-        "McNemar exact p = 1.000; allowed 2.0 pp")  # fmt: skip
+        "McNemar exact p = 1.000; allowed 2.0 pp")
     assert check_warnings(check) == (
         "low power: 6 discordant pairs among 100 cases; a worsening of 3 cases (just past the "
         "allowed 2.0 pp) could not reach p < 0.05 — the smallest drop this churn could show is "
-        f"6.0 pp; {NOTE}",)  # fmt: skip
+        f"6.0 pp; {NOTE}",)
 
 
 def test_binary_regression_significant_but_within_the_margin_and_a_fabrication_rise() -> None:
@@ -191,7 +191,7 @@ def test_binary_regression_significant_but_within_the_margin_and_a_fabrication_r
     assert check_dict(none) == {
         "kind": "regression", "metric": "fabricated", "scope": "m / icd10cm", "passed": False,
         "reason": "no cases in common with the baseline to compare", "observed": None, "limit": 0.02, "n": 0,
-        "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {}}  # fmt: skip
+        "p_value": None, "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {}}
 
 
 def test_continuous_regression_accounts_for_every_branch() -> None:
@@ -205,7 +205,7 @@ def test_continuous_regression_accounts_for_every_branch() -> None:
         "observed": 0.5, "limit": 0.25, "n": 8, "p_value": None, "baseline": 1.0, "delta": -0.5,
         "ci": [-0.5, -0.5], "warnings": [],
         "details": {"test": "paired_bootstrap", "alpha": 0.05, "significant": True, "exceeds_margin": True, "seed": 0},
-    }  # fmt: skip
+    }
     within = regression_of([case(i, digit_match=0.875) for i in range(8)], base, "digit_match=0.25")
     assert within.passed and check_reason(within).endswith("8 paired cases); allowed 25.0 pp")
     # One case of ten falls from 1 to 0: Δ -0.1, upper end 0 (see above); the interval is wider than the margin.
@@ -216,13 +216,13 @@ def test_continuous_regression_accounts_for_every_branch() -> None:
     half = (noisy.ci[1] - noisy.ci[0]) / 2
     assert check_warnings(noisy) == (
         f"low power: the CI half-width {100 * half:.1f} pp is not below the allowed drop 5.0 pp,"
-        " so a drop just past it could not be told from noise",)  # fmt: skip
+        " so a drop just past it could not be told from noise",)
     # METEOR is on its own scale (3 decimals), and its interval follows --medcode-alpha and the seed.
     base = [case(i, meteor=v) for i, v in enumerate((0.9, 0.8, 0.7, 0.6, 0.5, 0.4))]
     new = [case(i, meteor=v) for i, v in enumerate((0.7, 0.8, 0.4, 0.6, 0.1, 0.4))]  # Δ -(0.2+0.3+0.4)/6 = -0.15
     check = regression_of(new, base, "meteor=0.02", alpha=0.2, seed=7)
     expected = paired_bootstrap_delta([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.7, 0.8, 0.4, 0.6, 0.1, 0.4],
-                                      confidence=0.8, seed=7)  # fmt: skip
+                                      confidence=0.8, seed=7)
     assert check.delta == pytest.approx(-0.15) and check.ci == (expected.low, expected.high)
     assert "(Δ -0.150, 80% paired bootstrap CI " in check_reason(check) and "allowed 0.020" in check_reason(check)
     assert (check.details["alpha"], check.details["seed"]) == (0.2, 7)
@@ -260,21 +260,21 @@ def test_threshold_check_records_its_wilson_interval_and_warns_when_the_limit_is
 def test_threshold_without_values_fails_and_says_why() -> None:
     errors = [{**case(i), "outcome": "error"} for i in range(3)]
     check = only(evaluate(errors, thresholds=parse_thresholds("exact_match=0.5", "under"), max_error_rate=1.0),
-                 "threshold", "exact_match")  # fmt: skip
+                 "threshold", "exact_match")
     assert check_dict(check) == {
         "kind": "threshold", "metric": "exact_match", "scope": "m / icd10cm", "passed": False,
         "reason": "no answered cases to measure", "observed": None, "limit": 0.5, "n": 0, "p_value": None,
-        "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {}}  # fmt: skip
+        "baseline": None, "delta": None, "ci": None, "warnings": [], "details": {}}
     check = only(evaluate(errors, thresholds=parse_thresholds("meteor=0.5", "under"), max_error_rate=1.0),
-                 "threshold", "meteor")  # fmt: skip
+                 "threshold", "meteor")
     assert check_reason(check) == "no answered cases to measure"
     answered = [case(i, exact_match=True) for i in range(3)]
     check = only(evaluate(answered, thresholds=parse_thresholds("meteor=0.5", "under")), "threshold", "meteor")
     assert check_reason(check) == (
         "no meteor values in the records (the metric was not computed; install the 'metrics' "
-        "extra)")  # fmt: skip
+        "extra)")
     check = only(evaluate(answered, thresholds=parse_thresholds("digit_match=0.5", "under")), "threshold",
-                 "digit_match")  # fmt: skip
+                 "digit_match")
     assert check_reason(check) == ("no digit_match values: not defined for this system (scope the limit, e.g. "
                             "SYSTEM:digit_match)")  # a core metric: not the install hint
     check = only(evaluate([{**r, "closeness": None} for r in answered],
@@ -297,7 +297,7 @@ def test_similarity_thresholds_read_on_their_own_scale_and_odd_values_are_left_o
     better = regression_of(base, [case(i, exact_match=i >= 30) for i in range(1000)], "exact_match=2pp")
     assert check_reason(better) == (
         "exact match 100.0% vs 97.0% in the baseline (0 worse / 30 better of 1000 paired cases); "
-        "McNemar exact p = 1.9e-09; allowed 2.0 pp")  # fmt: skip
+        "McNemar exact p = 1.9e-09; allowed 2.0 pp")
 
 
 # -- the sentences from hand-made results: wording apart from the statistics -----------------------
@@ -354,7 +354,7 @@ def test_notes_and_the_verdict_reason_are_worded_here() -> None:
     assert [note_text(Note(kind, "x")) for kind in ("pairing", "unmatched_threshold", "not_in_baseline",
                                                     "baseline_lacks_metric")] == [
         "x", "threshold x matched no cases in this run", "x: not in the baseline, so not checked for regressions",
-        "the baseline has no x values"]  # fmt: skip
+        "the baseline has no x values"]
     failing = ErrorRate(10, 5, 0.05)
     verdict = Verdict(False, (failing.check("a"), failing.check("b"), ErrorRate(10, 0, 0.05).check("c")),
                       (Note("pairing", "same"), Note("pairing", "same")))

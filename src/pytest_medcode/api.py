@@ -124,8 +124,11 @@ class Coder(Protocol):
     """A model, a retrieval tool or a team's product, as the query engine drives it."""
 
     name: str
-    #: Answers worth keeping in the response cache (paid or slow); a local lookup is not.
-    cacheable: bool
+
+    @property
+    def cacheable(self) -> bool:
+        """Answers worth keeping in the response cache (paid or slow); a local lookup is not. A class
+        attribute (``cacheable = True``) or a read-only property both satisfy it."""
 
     def identity(self) -> dict[str, Any]:
         """What, besides the question, decides the answer (model, endpoint) — never a secret."""

@@ -39,7 +39,7 @@ _LEXNAMES = (
     ("verb.contact", 2), ("verb.creation", 2), ("verb.emotion", 2), ("verb.motion", 2),
     ("verb.perception", 2), ("verb.possession", 2), ("verb.social", 2), ("verb.stative", 2),
     ("verb.weather", 2), ("adj.ppl", 3),
-)  # fmt: skip
+)
 
 
 def wordnet_available() -> bool:

@@ -358,7 +358,7 @@ class BatchRunner:
             if batch is None:
                 batch = client.batches.create(input_file_id=row["file_id"], endpoint=ENDPOINT,
                                               completion_window="24h", metadata={"medcode_intent": row["intent"]})
-        except Exception as exc:  # noqa: BLE001 - the provider's words, one line; the intent stays for next time
+        except Exception as exc:  # the provider's words, one line; the intent stays for next time
             self._say(f"medcode: could not re-attach to batch {row['intent']}: {api_message(exc)}; its "
                       f"{row['requests']} request(s) are not sent again, a rerun re-attaches")
             return _UNKNOWN
@@ -378,7 +378,7 @@ class BatchRunner:
             self.ledger.update(intent, file_id=uploaded.id, state="uploaded")
             batch = client.batches.create(input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
                                           metadata={"medcode_intent": intent})
-        except Exception as exc:  # noqa: BLE001 - any refusal is the provider's one line, and the keys stream
+        except Exception as exc:  # any refusal is the provider's one line, and the keys stream
             message = api_message(exc)
             self.ledger.update(intent, state="rejected", done=1, message=message)
             refused.append(message)
@@ -402,7 +402,7 @@ class BatchRunner:
                 client = self._row_client(row)
                 try:
                     batch = client.batches.retrieve(row["batch_id"])
-                except Exception as exc:  # noqa: BLE001 - a failed poll is tried again; the batch runs on
+                except Exception as exc:  # a failed poll is tried again; the batch runs on
                     self._say(f"medcode: polling batch {row['batch_id']}: {api_message(exc)}; trying again")
                     continue
                 counts = batch.request_counts
@@ -415,7 +415,7 @@ class BatchRunner:
                         stream.extend(self._collect(row, batch, wanted, deliver, refused))
                     except CacheError:
                         raise  # the cache cannot take answers: the phase stops (and keeps what it received)
-                    except Exception as exc:  # noqa: BLE001 - a download that failed: tried again at the next poll
+                    except Exception as exc:  # a download that failed: tried again at the next poll
                         self._say(f"medcode: collecting batch {row['batch_id']}: {api_message(exc)}; trying again")
                         continue
                     active.remove(row)
@@ -518,7 +518,7 @@ def cancel(store: ResponseStore, batch_id: str | None) -> list[str]:
     for row in rows:
         try:
             batch = client_for(row["api_base"]).batches.cancel(row["batch_id"])
-        except Exception as exc:  # noqa: BLE001 - the provider's words, one line per batch
+        except Exception as exc:  # the provider's words, one line per batch
             out.append(f"{row['batch_id']}: not cancelled: {api_message(exc)}")
             continue
         ledger.update(row["intent"], state=batch.status)

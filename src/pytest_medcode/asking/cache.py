@@ -29,6 +29,7 @@ What the store promises, and how:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -251,10 +252,8 @@ class ResponseStore:
                 return work(conn)
             except sqlite3.Error as exc:
                 if conn is not None and conn.in_transaction:
-                    try:
+                    with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
                 kind = _kind(exc)
                 if kind == "busy":
                     now = time.monotonic()
@@ -366,7 +365,8 @@ class ResponseStore:
     def put_many(self, rows: list[tuple[str, str, Stored]]) -> None:
         """Write many results (key, model, stored) in one transaction, by the rules of :meth:`put`: a batch's
         output file holds tens of thousands, and one commit each would cost more than the download."""
-        successes, errors = [], []
+        successes: list[tuple[Any, ...]] = []
+        errors: list[tuple[Any, ...]] = []
         for key, model, stored in rows:
             text, chars = clip_answer(stored.text, stored.chars)
             usage = stored.usage if text is None or chars == len(text) else {**stored.usage, _LENGTH: chars}
@@ -450,10 +450,8 @@ class ResponseStore:
             conn.execute("DELETE FROM claimants WHERE owner = ?", (owner,))
             conn.execute("COMMIT")
 
-        try:
+        with contextlib.suppress(CacheError):
             self._run(end)
-        except CacheError:
-            pass
 
     # -- answers that could not be written ------------------------------------------------------------
     def _pending_dirs(self) -> list[Path]:
@@ -502,10 +500,8 @@ class ResponseStore:
                 spilled.unlink(missing_ok=True)
                 done += len(entries)
             if folder != self.path.parent:
-                try:
+                with contextlib.suppress(OSError):
                     folder.rmdir()  # the temp-folder fallback, once empty
-                except OSError:
-                    pass
         return done
 
     # -- housekeeping ---------------------------------------------------------------------------------------
@@ -522,7 +518,8 @@ class ResponseStore:
         }
 
     def prune(self, older_than_s: float | None = None, errors_only: bool = False, model: str | None = None) -> int:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[float | str] = []
         if older_than_s is not None:
             clauses.append("created < ?")
             params.append(time.time() - older_than_s)

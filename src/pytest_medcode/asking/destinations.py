@@ -83,7 +83,8 @@ def _first_problem(cache: Path | None, report_dir: Path, cases: int, max_tokens:
     if cache is not None:
         problem = folder_problem(cache.parent, "--medcode-cache") or file_problem(cache, "--medcode-cache")
         try:
-            problem = problem or check_file(cache)  # someone's file given by mistake: refused, never moved
+            if not problem:
+                check_file(cache)  # someone's file given by mistake: refused, never moved
         except CacheError as exc:
             problem = f"--medcode-cache {exc}"
         if problem:

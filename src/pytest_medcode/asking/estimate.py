@@ -71,8 +71,8 @@ def estimate_models(keyed: Mapping[str, tuple[str, Question]], cached: Mapping[s
         if not keys:
             continue
         answered = [cached[k] for k in keys if k in cached]
-        lengths = [o.usage.get("completion_tokens") for o in answered if o.text is not None]
-        lengths = [n for n in lengths if isinstance(n, int)]
+        counted = [o.usage.get("completion_tokens") for o in answered if o.text is not None]
+        lengths = [n for n in counted if isinstance(n, int)]
         if lengths:
             per_answer = sum(lengths) / len(lengths)
             source = f"mean of {len(lengths):,} cached answers of {model}"

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -367,10 +367,8 @@ class QueryPhase:
 
         def beat() -> None:
             while not stop.wait(self.claim_ttl / 3):
-                try:
+                with suppress(CacheError):
                     self.store.renew(self.owner, self.claim_ttl)
-                except CacheError:
-                    pass
             self.store.close()
 
         thread = threading.Thread(target=beat, name="medcode-claims", daemon=True)
@@ -410,10 +408,8 @@ class QueryPhase:
                 raise CacheError(message)
 
     def _report_file(self, progress: Progress | None = None) -> None:
-        try:
+        with suppress(OSError):  # progress is a convenience; never let it stop the run
             write_progress(self.progress_path, progress or self.progress)
-        except OSError:  # progress is a convenience; never let it stop the run
-            pass
 
     def _report(self, progress: Progress | None = None) -> None:
         with self._report_lock:  # the ticker and the results both report

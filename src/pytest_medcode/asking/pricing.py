@@ -168,7 +168,7 @@ class PriceTable:
 def _map_keys(name: str) -> list[str]:
     """``openai/gpt-4`` is ``gpt-4`` in litellm's map; ``gemini/gemini-pro`` is listed with its prefix."""
     keys = [name]
-    provider, sep, rest = name.partition("/")
+    _provider, sep, rest = name.partition("/")
     if sep and rest:
         keys.append(rest)
     return keys

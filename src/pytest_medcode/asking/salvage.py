@@ -325,9 +325,9 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
     schema = _schema(db)
     roots = {row[1]: row[3] for row in schema or () if isinstance(row[3], int) and row[3] > 0}
     present = None
-    for row in schema or ():
-        if row[0] == "table" and row[1] == "responses":
-            present = _table_columns(row[4])
+    for schema_row in schema or ():
+        if schema_row[0] == "table" and schema_row[1] == "responses":
+            present = _table_columns(schema_row[4])
     present = present or columns
     pick = [present.index(c) if c in present else None for c in columns]
 

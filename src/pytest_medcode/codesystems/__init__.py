@@ -13,14 +13,18 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
 from pytest_medcode.codesystems import cpt, icd9cm, icd10cm, icd10pcs, user
 from pytest_medcode.codesystems.cpt import CodeFileError
 from pytest_medcode.codesystems.normalize import dot_icd9cm, dot_icd9cm_proc, dot_icd10cm, dot_none
-from pytest_medcode.codesystems.table import TABLE_FORMAT, CodeSystem, Entry, rows_to_table, write_atomic
+from pytest_medcode.codesystems.table import TABLE_FORMAT, CodeSystem, Entry, TableRow, rows_to_table, write_atomic
 from pytest_medcode.paths import cache_root
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["BUNDLED", "SYSTEMS", "CodeFileError", "CodeSystem", "Entry", "SystemSpec", "axes_of", "example_of",
            "level_names", "load_system", "name_user_system"]
@@ -36,7 +40,7 @@ class SystemSpec:
     example: str
     dot: Callable[[str], str]
     release: str | None  # None: the user must bring the file
-    rows: Callable[[], Iterator[tuple]] | None
+    rows: Callable[[], Iterator[TableRow]] | None
     axes: tuple[str, ...] = ()  # what each character of a code means, when each is one axis (ICD-10-PCS)
     level_names: dict[str, str] | None = None  # hierarchy levels as this system calls them
 
@@ -67,7 +71,7 @@ def _cache_path(spec: SystemSpec) -> Path:
     return cache_root() / "codesystems" / f"{spec.name}-{slug}-f{TABLE_FORMAT}.parquet"
 
 
-def _bundled_table(spec: SystemSpec):
+def _bundled_table(spec: SystemSpec) -> pa.Table:
     path = _cache_path(spec)
     if path.exists():
         try:
@@ -85,7 +89,7 @@ def _bundled_table(spec: SystemSpec):
     return table
 
 
-def _user_rows(spec: SystemSpec, path: Path) -> Iterator[tuple]:
+def _user_rows(spec: SystemSpec, path: Path) -> Iterator[TableRow]:
     if spec.rows is None and spec.name not in SYSTEMS:  # the user's own system: codes, parents, billable
         return user.rows(path)
     if spec.name == "cpt":

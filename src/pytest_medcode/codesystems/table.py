@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pytest_medcode.atomic import write_atomically
 from pytest_medcode.codesystems.normalize import key as code_key
+
+#: One row of a code table as a source yields it: (code, description, billable, parent, level, chapter).
+TableRow = tuple[Any, ...]
 
 SCHEMA = pa.schema(
     [
@@ -55,7 +59,7 @@ class CodeSystem:
     table: pa.Table
     dot: Callable[[str], str]
     _index: dict[str, int] = field(default_factory=dict, repr=False)
-    _columns: dict[str, list] = field(default_factory=dict, repr=False)
+    _columns: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _entries: dict[int, Entry] = field(default_factory=dict, repr=False)  # built on first lookup, then reused
 
     def __post_init__(self) -> None:
@@ -68,14 +72,14 @@ class CodeSystem:
         levels = self._column("level")
         return levels[i] in LEVELS_THAT_ARE_CODES
 
-    def _column(self, name: str) -> list:
+    def _column(self, name: str) -> list[Any]:
         col = self._columns.get(name)
         if col is None:
             col = self._columns[name] = self.table.column(name).to_pylist()
         return col
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def canonical(self, code: str) -> str:
         """The classification's spelling of any form a model may write."""
@@ -105,9 +109,9 @@ class CodeSystem:
         return [(c, d) for c, d, b in zip(codes, descs, bill) if b]
 
 
-def rows_to_table(rows: Iterable[tuple], version: str) -> pa.Table:
+def rows_to_table(rows: Iterable[TableRow], version: str) -> pa.Table:
     """Rows in SCHEMA order (key is computed here) → a table carrying its release in metadata."""
-    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+    cols: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     for code, description, billable, parent, level, chapter in rows:
         cols["code"].append(code)
         cols["key"].append(code_key(code) if level in LEVELS_THAT_ARE_CODES else code)

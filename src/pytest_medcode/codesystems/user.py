@@ -17,9 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_medcode.codesystems.cpt import CodeFileError, read_table_file, shown
 from pytest_medcode.codesystems.normalize import key as code_key
+
+if TYPE_CHECKING:
+    from pytest_medcode.codesystems.table import TableRow
 
 _YES = frozenset({"1", "y", "yes", "true", "t"})
 _NO = frozenset({"0", "n", "no", "false", "f"})
@@ -59,9 +63,9 @@ def read(path: Path) -> list[tuple[str, str, bool, str | None, int]]:
     if not out:
         raise CodeFileError(f"{path}: no codes")
     parents = {code: parent for code, _, _, parent, _ in out}
-    for code, _, _, parent, line in out:
-        if parent is not None and parent not in parents:
-            raise CodeFileError(f"{path}: row {line}: code {shown(code)}: parent {shown(parent)} is not a code in "
+    for code, _, _, parent_key, line in out:
+        if parent_key is not None and parent_key not in parents:
+            raise CodeFileError(f"{path}: row {line}: code {shown(code)}: parent {shown(parent_key)} is not a code in "
                                 "the file")
     _check_cycles(path, parents, first_row)
     return out
@@ -76,7 +80,7 @@ def _check_cycles(path: Path, parents: dict[str, str | None], rows: dict[str, in
         node: str | None = start
         while node is not None and node not in rooted:
             if node in on_chain:
-                cycle = chain[chain.index(node):] + [node]
+                cycle = [*chain[chain.index(node):], node]
                 raise CodeFileError(f"{path}: row {rows[node]}: code {shown(node)}: cycle in the parent chain "
                                     f"({' > '.join(shown(c) for c in cycle)})")
             chain.append(node)
@@ -85,7 +89,7 @@ def _check_cycles(path: Path, parents: dict[str, str | None], rows: dict[str, in
         rooted.update(chain)
 
 
-def rows(path: Path) -> Iterator[tuple]:
+def rows(path: Path) -> Iterator[TableRow]:
     """Table rows (codesystems/table.py SCHEMA order): every code is a ``code`` row, so lookups find it.
     The file is read and checked now, not when the rows are first iterated."""
     return iter([(code, description, billable, parent, "code", None)

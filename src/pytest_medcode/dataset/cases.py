@@ -127,7 +127,7 @@ def select_codes(
             chosen = _weighted_sample(items, sample, rng)
         else:
             chosen = [c for c, _ in items]
-        descriptions = {e.code: e.description for e in map(system.lookup, chosen) if e is not None}
+        descriptions = {e.code: e.description for e in map(system.lookup, chosen) if e is not None and e.description}
         picked = [(c, descriptions[c]) for c in chosen]
         return sorted(picked, key=lambda cd: order.get(cd[0], len(order)))
     if sample is None or sample >= len(billable):

@@ -125,12 +125,12 @@ def read_documents(path: Path, system_of: Callable[[str], CodeSystem], selected:
         raise DocumentFileError(f"{path}: no documents")
     systems: dict[str, CodeSystem] = {}
     seen: dict[str, str] = {}
-    names = (*SYSTEMS, *(k for k in known if k not in SYSTEMS))
+    system_names = (*SYSTEMS, *(k for k in known if k not in SYSTEMS))
     wanted = None if selected is None else set(selected)
     found: dict[str, int] = {}  # documents per system, selected or not, for the line below
     out = []
     for where, row in rows:
-        doc = _document(path, where, row, systems, system_of, names, wanted)
+        doc = _document(path, where, row, systems, system_of, system_names, wanted)
         if doc.id in seen:
             raise DocumentFileError(f"{path}: {where}: id {doc.id!r} repeats {seen[doc.id]}")
         seen[doc.id] = where
@@ -230,8 +230,9 @@ def _jsonl_rows(path: Path) -> tuple[set[str], list[tuple[str, dict[str, Any]]]]
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
-            raise DocumentFileError(f"{path}: line {number}: not a JSON object ({exc.msg})") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else exc
+            raise DocumentFileError(f"{path}: line {number}: not a JSON object ({why})") from None
         if not isinstance(row, dict):
             raise DocumentFileError(f"{path}: line {number}: not a JSON object")
         row = {str(k).lower(): v for k, v in row.items()}

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_medcode.reports.text import DEFAULT_WIDTH, wrapped
-from pytest_medcode.results.records import ERROR, INCORRECT, NO_CODE
+from pytest_medcode.vocabulary import ERROR, INCORRECT, NO_CODE
 
 _PYTEST_REPORTCHARS_DEFAULT = "fE"
 _OUTCOME_WORDS = {INCORRECT: "wrong code", NO_CODE: "no code", ERROR: "call failed"}
@@ -61,7 +61,7 @@ def tally_lines(held: list[dict[str, Any]], shown: int, where: str | None) -> li
     """What is said of the failing cases that were not shown: how many, of which kind, where they are."""
     if not held:
         return []
-    outcomes = Counter(_OUTCOME_WORDS.get(r.get("outcome"), str(r.get("outcome"))) for r in held)
+    outcomes = Counter(_OUTCOME_WORDS.get(str(r.get("outcome")), str(r.get("outcome"))) for r in held)
     groups = Counter(f"{r.get('model')} · {r.get('system')}" for r in held)
     kinds = ", ".join(f"{n:,} {word}" for word, n in outcomes.most_common())
     lines = [f"pytest-medcode: {len(held):,} more failing case(s) not listed above ({kinds})"]

@@ -31,14 +31,20 @@ class Medcode:
         self._session = session
         self._node = node  # None: the test that is running
 
+    def _item(self) -> pytest.Item:
+        """The test the record goes to: this fixture's own node, else the test that is running."""
+        node = self._node or self.running
+        if node is None:  # the plugin's runtest_setup hook sets it before any test's fixtures run
+            raise RuntimeError("pytest-medcode: medcode used outside a running test")  # a bug, not input
+        return node
+
     def query(self, case: Case | DocumentCase) -> dict[str, Any]:
         """The case's record; it is attached to the test report, so it reaches the session report."""
-        node = self._node or self.running
+        node = self._item()
         try:
             record = self._session.ask(case)
         except CaseNotAsked as stopped:  # a worker's stopped query phase: the controller ends the run
-            if node is not None:
-                node.user_properties.append((STOP_PROPERTY, str(stopped)))
+            node.user_properties.append((STOP_PROPERTY, str(stopped)))
             pytest.skip(f"not asked: {stopped}")
         node.user_properties.append((PROPERTY, record))
         if self._session.junit:  # five more strings on every report: only when a JUnit file is written
@@ -52,7 +58,7 @@ class Medcode:
         record = self.query(case)
         if record["outcome"] == ERROR or not record["exact_match"]:
             if not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
-                (self._node or self.running).stash[FAILURE] = explain(record)
+                self._item().stash[FAILURE] = explain(record)
         return record
 
 
@@ -62,7 +68,7 @@ class Medcode:
         record = self.query(case)
         if record["outcome"] == ERROR or not record["set_match"]:
             if not self._session.settings.gate.active:
-                (self._node or self.running).stash[FAILURE] = explain_document(record)
+                self._item().stash[FAILURE] = explain_document(record)
         return record
 
 

@@ -273,7 +273,10 @@ def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("medcode", "medical code querying benchmark")
     add_options(group.addoption, OPTIONS, raw=True)
     for opt in OPTIONS:
-        parser.addini(opt.ini, help=opt.help, type="linelist" if opt.append else "string", default=None)
+        if opt.append:  # two calls: addini's type is a literal, which mypy checks
+            parser.addini(opt.ini, help=opt.help, type="linelist", default=None)
+        else:
+            parser.addini(opt.ini, help=opt.help, type="string", default=None)
 
 
 def _recorded(how: Any = None, **kwargs: Any) -> Any:

@@ -132,8 +132,8 @@ class MedcodeReporter:
         if report.when == "call":
             for name, value in report.user_properties:
                 if name == STOP_PROPERTY:  # a worker's query phase stopped (the cache failed): end the run
-                    self.session.stopped = value
-                    pytest.exit(value, returncode=pytest.ExitCode.USAGE_ERROR)
+                    self.session.stopped = str(value)
+                    pytest.exit(str(value), returncode=pytest.ExitCode.USAGE_ERROR)
             for i, (name, value) in enumerate(report.user_properties):
                 if name != PROPERTY:
                     continue

@@ -17,6 +17,7 @@ import sqlite3
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ class MedcodeSession:
     def case_count(self) -> int:
         return len(self.cases())
 
-    def preflight(self, cases: list[Case | DocumentCase]) -> None:
+    def preflight(self, cases: Sequence[Case | DocumentCase]) -> None:
         """One real request per API model before any case (preflight.py); a failed setup is one line, exit 4."""
         first: dict[str, Case | DocumentCase] = {}
         for case in cases:
@@ -322,7 +323,7 @@ class MedcodeSession:
         self.query_progress = self.phase().progress
         release_free_memory()
 
-    def estimate(self, cases: list[Case]) -> None:
+    def estimate(self, cases: Sequence[Case | DocumentCase]) -> None:
         """--medcode-estimate: calls, tokens and cost of the selected cases, without a call (asking/estimate.py)."""
         keyed: dict[str, tuple[str, Question]] = {}
         for case in cases:
@@ -461,6 +462,7 @@ class MedcodeSession:
         return self._engine
 
     def ask(self, case: Case | DocumentCase) -> dict[str, Any]:
+        outcome: Outcome | None
         if not self.coders[case.model].cacheable:
             outcome = self.engine().ask(case.model, self.request_for(case))
         else:

@@ -57,8 +57,8 @@ def exact_match_chart(results: Sequence[dict[str, Any]], colors: Mapping[str, st
         if value is None:
             out.append(f'<text x="{label_w + 6}" y="{coord(mid + 4)}">no answered cases</text></g>')
             continue
-        low = est.get("low") if est.get("low") is not None else value
-        high = est.get("high") if est.get("high") is not None else value
+        low = value if est.get("low") is None else est["low"]
+        high = value if est.get("high") is None else est["high"]
         color = colors.get(label, palette_color(i))
         out.append(
             f'<rect x="{label_w}" y="{coord(y + 7)}" width="{coord(plot_w * value)}" height="{row_h - 14}" '

@@ -159,7 +159,7 @@ def render_html(runs: Sequence[Mapping[str, Any]], root: str = "") -> str:
         rows = []
         for i, run in enumerate(runs):
             by_label = {p["label"]: p for p in run["points"]}
-            gate = run.get("gate")
+            gate = run.get("gate") or {}
             failed_gate = bool(gate and not gate["passed"])
             gate_cell = (f'<td class="failed" title="{esc(gate["reason"])}">FAILED</td>' if failed_gate
                          else f"<td>{esc(_gate_word(run))}</td>")

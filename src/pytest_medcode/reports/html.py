@@ -377,7 +377,7 @@ def _headline_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, li
     for system in dict.fromkeys(r.get("system") for r in scored):
         ranked = sorted((r for r in scored if r.get("system") == system),
                         key=lambda r: -r["exact_match"]["value"])
-        out.append(f'<p class="lead">{_lead(system, ranked, by_row)}</p>')
+        out.append(f'<p class="lead">{_lead(str(system), ranked, by_row)}</p>')
     rows = []
     for row in results:
         label = group_label(row)

@@ -236,7 +236,8 @@ def format_cell(cell: dict[str, Any] | None, kind: str, ci: bool = True) -> str:
         count = cell.get("count")
         return f"{count} ({100 * v:.1f}%)" if count is not None else f"{100 * v:.1f}%"
     if kind == "percent":
-        text, band = f"{100 * v:.1f}%", (f"{100 * lo:.1f}–{100 * hi:.1f}" if lo is not None else "")
+        text, band = f"{100 * v:.1f}%", (f"{100 * lo:.1f}–{100 * hi:.1f}" if lo is not None and hi is not None
+                                         else "")
     elif kind == "score":
         text, band = f"{v:.3f}", (f"{lo:.3f}–{hi:.3f}" if lo is not None else "")
     else:

@@ -154,7 +154,7 @@ def _no_common_reason(r: NoCommonCases) -> str:
     what, items = ("document", "documents") if r.documents else ("case", "codes")
     why = (f"the runs have the same models and systems but share no {items} (another --medcode-seed, "
            "--medcode-sample or code list?)" if r.same_groups
-           else f"wrong baseline, or other models, systems or {items}")  # fmt: skip
+           else f"wrong baseline, or other models, systems or {items}")
     return f"no {what} of this run is in the baseline (paired by {', '.join(r.key_columns)}): {why}"
 
 
@@ -180,7 +180,7 @@ _NOTES: dict[str, str] = {
                       "so not checked for regressions",
     "not_in_baseline": "{subject}: not in the baseline, so not checked for regressions",
     "baseline_lacks_metric": "the baseline has no {subject} values",
-}  # fmt: skip
+}
 
 
 def check_reason(check: Check) -> str:
@@ -206,7 +206,7 @@ def verdict_warnings(verdict: Verdict) -> tuple[str, ...]:
 def all_warnings(verdict: Verdict) -> tuple[str, ...]:
     """The verdict's notes, then each check's warnings prefixed with its metric and scope."""
     return verdict_warnings(verdict) + tuple(f"{c.metric} {c.scope}: {w}" for c in verdict.checks
-                                             for w in check_warnings(c))  # fmt: skip
+                                             for w in check_warnings(c))
 
 
 def verdict_reason(verdict: Verdict) -> str:
@@ -228,7 +228,7 @@ def check_dict(check: Check) -> dict[str, Any]:
         "p_value": check.p_value, "baseline": check.baseline, "delta": check.delta,
         "ci": list(check.ci) if check.ci is not None else None, "warnings": list(check_warnings(check)),
         "details": dict(check.details),
-    }  # fmt: skip
+    }
 
 
 def verdict_dict(verdict: Verdict) -> dict[str, Any]:

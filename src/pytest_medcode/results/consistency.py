@@ -71,7 +71,7 @@ def self_consistency(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def pivot(results: Sequence[dict[str, Any]], dimension: str) -> tuple[list[str], list[Any], list[tuple]]:
+def pivot(results: Sequence[dict[str, Any]], dimension: str) -> tuple[list[str], list[Any], list[tuple[Any, ...]]]:
     """Results rows → (row label fields, values of ``dimension``, [(*labels, [exact match per value])]).
 
     Rows are (model, system) plus any other varied dimension, so a variant × temperature run gets
@@ -79,7 +79,7 @@ def pivot(results: Sequence[dict[str, Any]], dimension: str) -> tuple[list[str],
     others = [d for d in DIMENSIONS if d != dimension and any(d in row for row in results)]
     fields = ["model", "system", *others]
     values: list[Any] = []
-    cells: dict[tuple, dict[Any, Any]] = {}
+    cells: dict[tuple[Any, ...], dict[Any, Any]] = {}
     for row in results:
         value = row.get(dimension, DIMENSIONS.get(dimension))
         if value not in values:

@@ -139,9 +139,9 @@ def cost_summary(records: Sequence[dict[str, Any]], prices: PriceTable,
             per_system[(model, system)]["not_asked_budget"] += 1
     if not per_model:
         return None
-    for r in _calls(records):
-        _add(per_model[r["model"]], r)
-        _add(per_system[(r["model"], r["system"])], r)
+    for call in _calls(records):
+        _add(per_model[call["model"]], call)
+        _add(per_system[(call["model"], call["system"])], call)
     for row in (*per_model.values(), *per_system.values()):
         price = prices.price(row["model"])
         row["price"] = price.to_dict() if price is not None else None

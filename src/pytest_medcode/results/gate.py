@@ -446,7 +446,7 @@ def judge_binary(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float) -> BinaryR
 def judge_continuous(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float, seed: int = 0) -> ContinuousRegression:
     """The paired bootstrap interval of the mean difference on the pairs where both runs have the score."""
     both = [(b, w) for b, w in ((_value(b, drop.metric), _value(w, drop.metric)) for b, w in pairs)
-            if b is not None and w is not None]  # fmt: skip
+            if b is not None and w is not None]
     if not both:
         return ContinuousRegression(drop, alpha, seed)
     base, new = [b for b, _ in both], [w for _, w in both]
@@ -629,7 +629,7 @@ def _regressions(part: _Part, baseline: Sequence[dict[str, Any]], rules: _Rules)
         same = {part.scope(k) for k in part.groups} <= in_baseline
         scoped = _Judged((NoCommonCases(rules.documents, tuple(pairing.key_columns), same).check(run),))
     lacking = [Note("baseline_lacks_metric", d.metric) for d in rules.drops
-               if METRICS[d.metric].optional and not _has_metric(baseline, d.metric)]  # fmt: skip
+               if METRICS[d.metric].optional and not _has_metric(baseline, d.metric)]
     return _Judged(scoped.checks, (*notes, *scoped.notes, *lacking))
 
 

@@ -43,7 +43,7 @@ class Pairing:
         return out
 
 
-def _key(record: dict[str, Any], columns: Sequence[str], model_map: dict[str, str]) -> tuple:
+def _key(record: dict[str, Any], columns: Sequence[str], model_map: dict[str, str]) -> tuple[Any, ...]:
     key = []
     for c in columns:
         value = record.get(c)
@@ -73,8 +73,8 @@ def pair_records(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) 
     if len(base_models) == 1 and len(new_models) == 1 and base_models != new_models:
         model_map = {base_models[0]: new_models[0]}
 
-    def index(records: Sequence[dict[str, Any]], which: str) -> dict[tuple, dict[str, Any]]:
-        out: dict[tuple, dict[str, Any]] = {}
+    def index(records: Sequence[dict[str, Any]], which: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
             k = _key(r, columns, model_map if which == "baseline" else {})
             if k in out:

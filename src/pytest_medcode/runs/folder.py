@@ -11,6 +11,7 @@ never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -189,10 +190,8 @@ def point_latest(run_dir: Path) -> None:
         tmp.symlink_to(run_dir.name, target_is_directory=True)
         os.replace(tmp, link)  # fails where ``latest`` is a real folder (the user's): it is left alone
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)  # the link that could not take latest's place
-        except OSError:
-            pass
         write_text_atomically(run_dir.parent / "LATEST", run_dir.name + "\n")
 
 

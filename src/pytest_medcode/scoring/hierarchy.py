@@ -41,7 +41,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.codesystems import CodeSystem, Entry
 from pytest_medcode.codesystems.normalize import key as code_key
 
 __all__ = ["LEVELS", "Lineage", "closeness", "hierarchy_metrics", "levels_of", "lineage"]
@@ -107,7 +107,7 @@ def levels_of(system: CodeSystem) -> tuple[str, ...]:
     return tuple(lv for lv in FLAG_LEVELS if lv in tree.levels_present)
 
 
-def _anchor(system: CodeSystem, tree: _Tree, code: str):
+def _anchor(system: CodeSystem, tree: _Tree, code: str) -> tuple[Entry | None, bool]:
     """The entry for ``code``, or for its longest existing prefix that is a category or subcategory."""
     entry = system.lookup(code)
     if entry is not None:
@@ -132,7 +132,7 @@ def lineage(system: CodeSystem, code: str) -> Lineage | None:
         subcategories: set[str] = set()
         category = block = None
         chapter = entry.chapter
-        node = entry
+        node: Entry | None = entry
         seen = 0
         while node is not None and seen < 32:  # a table with a parent cycle must not hang a run
             seen += 1

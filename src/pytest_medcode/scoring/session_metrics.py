@@ -161,7 +161,7 @@ def _score(scorer: Any, name: str, pairs: list[tuple[str, str]], store: ScoreSto
     # A pair whose two sides are the same string is the scorer's shortcut (1.0): no store traffic for it.
     lookup = [p for p in distinct if p[0] != p[1]]
     identity = scorer.identity if store is not None and lookup else ""
-    known = store.get(identity, lookup) if identity else {}
+    known = store.get(identity, lookup) if identity and store is not None else {}
     fresh = sorted(p for p in distinct if p not in known)  # sorted: a reference's candidates share a batch
     report.stored[name] = len(known)
     report.scored[name] = sum(1 for p in fresh if p[0] != p[1])
@@ -171,7 +171,7 @@ def _score(scorer: Any, name: str, pairs: list[tuple[str, str]], store: ScoreSto
         chunk = fresh[start : start + _CHUNK]
         computed = scorer.score(chunk)
         values.update(zip(chunk, computed, strict=True))
-        if identity:
+        if identity and store is not None:
             store.put(identity, name, ((p, v) for p, v in zip(chunk, computed, strict=True) if p[0] != p[1]))
         done += sum(1 for p in chunk if p[0] != p[1])
         if progress is not None and total:

@@ -265,7 +265,7 @@ class BatchAPI:
     def _work(self, batch: _Batch, plan: BatchPlan) -> None:
         try:
             self._run(batch, plan)
-        except Exception as exc:  # noqa: BLE001 - a broken script shows as a failed batch, not a hang
+        except Exception as exc:  # a broken script shows as a failed batch, not a hang
             with self._lock:
                 batch.errors = [{"code": "server_error", "message": f"{type(exc).__name__}: {exc}", "line": None,
                                  "param": None}]
@@ -347,7 +347,7 @@ class BatchAPI:
             return failure[0], _error(failure[1])
         try:
             text = server.responder(request)
-        except Exception as exc:  # noqa: BLE001 - a broken responder shows as a 500 line, as on the chat endpoint
+        except Exception as exc:  # a broken responder shows as a 500 line, as on the chat endpoint
             return 500, _error(f"responder raised {type(exc).__name__}: {exc}")
         payload, content_type = server._completion_payload(request, text)
         with server._lock:

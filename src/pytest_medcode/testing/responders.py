@@ -230,8 +230,10 @@ def degrade(
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     corrupt = wrong or (lambda answer: corrupt_answer(answer, seed))
 
-    def respond(request: Request) -> str:
+    def respond(request: Request) -> str | None:
         answer = responder(request)
+        if answer is None:  # no answer text: nothing to make wrong
+            return None
         subject = request.description or request.key
         return corrupt(answer) if is_corrupted(subject, fraction, seed) else answer
 

@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -504,7 +504,7 @@ class ScriptedServer:
 
         try:
             text = self.responder(request)
-        except Exception as exc:  # noqa: BLE001 - a broken responder must show as a clear 500, not a hang
+        except Exception as exc:  # a broken responder must show as a clear 500, not a hang
             self._fault("responder_error", key)
             handler._send_json(
                 500, _error_body(f"responder raised {type(exc).__name__}: {exc}", "server_error")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -168,9 +169,11 @@ class LocalServer:
         return line.split(" ", 1)[1].strip()
 
     def _log_tail(self) -> str:
+        if self.log_path is None:  # the server was never started
+            return ""
         try:
             lines = [x for x in self.log_path.read_text(errors="replace").splitlines() if x.strip()]
-        except (OSError, AttributeError):
+        except OSError:
             return ""
         return f" (last log line: {lines[-1][:200]}; log: {self.log_path})" if lines else ""
 
@@ -288,10 +291,8 @@ def serve(argv: Sequence[str] | None = None) -> int:
     params.port = args.port
     server = xlc.Server(params)  # loads the model, then serves HTTP from its own threads
     print(f"listening {server.listening_address}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         sys.stdin.read()  # returns when the parent closes our stdin or dies
-    except KeyboardInterrupt:
-        pass
     del server
     return 0
 
