@@ -91,7 +91,7 @@ def baseline(summary: bytes | None, cases: bytes | None = None) -> dict[str, byt
 
 BASELINE = ("--medcode-sample", "1", "--medcode-system", "icd10cm", "--medcode-baseline", "base")
 WIDE = {ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ."}  # full-width forms
-CYRILLIC = str.maketrans("ABCEHKMOPTX", "АВСЕНКМОРТХ")
+CYRILLIC = str.maketrans("ABCEHKMOPTX", "АВСЕНКМОРТХ")  # noqa: RUF001 (look-alikes are the test input)
 
 
 #: Clear the screen, set the window title, ring the bell, CSI (C1) red, DEL: what `cat report.md` would obey.

@@ -340,7 +340,7 @@ def lookup_records(pytester: pytest.Pytester) -> tuple[list[dict[str, Any]], dic
 
 
 HOSTILE = [SCRIPT, IMG, "</td></tr></table><h1>x</h1>", '"><svg onload=alert(3)>', "javascript:alert(4)",
-           "<!--", "]]>", "&amp;lt;", "｜pipe|and`tick`"]
+           "<!--", "]]>", "&amp;lt;", "｜pipe|and`tick`"]  # noqa: RUF001 (a full-width pipe on purpose)
 
 
 def hostile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

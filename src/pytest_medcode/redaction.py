@@ -82,9 +82,9 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     found = []
     for name, value in env.items():
         upper = name.upper()
-        if upper in PROVIDER_VARIABLES or upper.endswith("_API_KEY"):
-            found.append(value)
-        elif upper.endswith(_SECRET_SUFFIXES) and len(value.strip()) >= _MIN_GUESSED and " " not in value.strip():
+        named = upper in PROVIDER_VARIABLES or upper.endswith("_API_KEY")
+        guessed = upper.endswith(_SECRET_SUFFIXES) and len(value.strip()) >= _MIN_GUESSED and " " not in value.strip()
+        if named or guessed:
             found.append(value)
     return [value.strip() for value in found if value and value.strip()]
 

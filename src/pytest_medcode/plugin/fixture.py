@@ -56,9 +56,9 @@ class Medcode:
         returned either way and the test's report carries the failure (as a soft assertion does): no
         exception, so no traceback is built and kept for each of tens of thousands of wrong codes."""
         record = self.query(case)
-        if record["outcome"] == ERROR or not record["exact_match"]:
-            if not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
-                self._item().stash[FAILURE] = explain(record)
+        failed = record["outcome"] == ERROR or not record["exact_match"]
+        if failed and not self._session.settings.gate.active:  # gate mode: 'mismatched'/'unanswered'; the gate judges
+            self._item().stash[FAILURE] = explain(record)
         return record
 
 
@@ -66,9 +66,9 @@ class Medcode:
         """Query a document case; the test fails unless the predicted set is exactly the gold set (as
         :meth:`check` fails on a wrong code). Gate mode leaves the judging to the gate."""
         record = self.query(case)
-        if record["outcome"] == ERROR or not record["set_match"]:
-            if not self._session.settings.gate.active:
-                self._item().stash[FAILURE] = explain_document(record)
+        failed = record["outcome"] == ERROR or not record["set_match"]
+        if failed and not self._session.settings.gate.active:
+            self._item().stash[FAILURE] = explain_document(record)
         return record
 
 

@@ -25,18 +25,18 @@ from pytest_medcode.redaction import redact_run_secrets
 #: The hooks pytest finds on ``pytest_medcode.plugin``, which re-exports them.
 __all__ = [
     "pytest_addoption",
-    "pytest_configure",
-    "pytest_unconfigure",
-    "pytest_generate_tests",
-    "pytest_collection_modifyitems",
     "pytest_collection_finish",
-    "pytest_sessionstart",
-    "pytest_runtestloop",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
     "pytest_configure_node",
-    "pytest_xdist_node_collection_finished",
-    "pytest_sessionfinish",
+    "pytest_generate_tests",
     "pytest_runtest_makereport",
     "pytest_runtest_setup",
+    "pytest_runtestloop",
+    "pytest_sessionfinish",
+    "pytest_sessionstart",
+    "pytest_unconfigure",
+    "pytest_xdist_node_collection_finished",
 ]
 
 session_key = pytest.StashKey[MedcodeSession]()

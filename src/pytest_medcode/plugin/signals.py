@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 #: The stages a signal can arrive in, as the line names them.
@@ -105,10 +105,8 @@ class Interrupts:
             self.stop_now(name, again=self.received is not None)
         self.received, self.received_stage = name, self.stage
         for tell in self.notify:
-            try:
+            with suppress(Exception):  # telling others is a convenience: the signal is handled here regardless
                 tell()
-            except Exception:  # telling others is a convenience: the signal is handled here regardless
-                pass
         if not self.defer:
             raise Interrupted(self.line())
 
@@ -122,15 +120,11 @@ class Interrupts:
         if self.received is None:
             self.received, self.received_stage = name, self.stage
         for cleanup in self.cleanups:
-            try:
+            with suppress(Exception):  # stopping at once: nothing may stand in the way
                 cleanup()
-            except Exception:  # stopping at once: nothing may stand in the way
-                pass
         if self.show is not None and not self.shown:
-            try:
+            with suppress(Exception):
                 self.show("Interrupted: " + self.line(again=again, name=name))
-            except Exception:
-                pass
         try:
             sys.stdout.flush()
             sys.stderr.flush()

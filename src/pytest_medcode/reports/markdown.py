@@ -118,7 +118,7 @@ def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
     lines += _table(columns, rows)
     if gate.get("warnings"):
         lines += ["", *[f"- warning: {cell(w)}" for w in gate["warnings"]]]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
@@ -145,7 +145,7 @@ def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
                     "; ".join(notes),
                 ]
             )
-        out += _table(("Code", "Per 1,000", "Count", "Description", "Note"), rows) + [""]
+        out += [*_table(("Code", "Per 1,000", "Count", "Description", "Note"), rows), ""]
     if out:
         out = [
             "## Most generated codes, per 1,000 prompts",
@@ -165,7 +165,7 @@ def cost_section_lines(costs: dict[str, Any] | None) -> list[str]:
            f"{usd(costs['total_usd'])} spent on model calls; {usd(costs['avoided_usd'])} avoided by answers "
            "from the response cache (what they cost when first asked). Prices from --medcode-price or "
            "litellm's price map; unknown when neither has the model.", ""]
-    out += _table(*cost_rows(costs)) + [""]
+    out += [*_table(*cost_rows(costs)), ""]
     out += [line + "\n" for line in budget_text(costs)]
     return out
 
@@ -175,7 +175,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
     records = query_records(records)  # document cases have their own section (reports/document_section.py)
     _results, tables = run_tables(records, summary, seed)
     out = [f"# pytest-medcode report — {cell(summary.get('run_id', 'run'))}", ""]
-    out += _config_lines(summary) + [""]
+    out += [*_config_lines(summary), ""]
     out += _gate_lines(summary.get("gate"))
     out += table_lines(tables["exact_match"])
     for key in ("similarity", "similarity_all"):
@@ -200,7 +200,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
             ]
             for r in wrong
         ]
-        out += _table(("Model", "System", "Expected", "Predicted", "Outcome", "Answer (raw)"), rows) + [""]
+        out += [*_table(("Model", "System", "Expected", "Predicted", "Outcome", "Answer (raw)"), rows), ""]
     out += documents.markdown_lines(summary.get("documents"))
     out += [
         "## Methods",

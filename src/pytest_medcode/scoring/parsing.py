@@ -22,7 +22,7 @@ from pytest_medcode.codesystems.normalize import dot_icd9cm, dot_icd9cm_proc, do
 # backslash before means an escape (the \u00e9 of JSON written with ASCII escapes).
 _L, _R = r"(?<![0-9A-Za-z.\\])", r"(?![0-9A-Za-z]|\.[0-9A-Za-z])"
 
-# re.ASCII: \d must not match full-width or other Unicode digits ("２５０.００" is not a code).
+# re.ASCII: \d must not match full-width or other Unicode digits ("２５０.００" is not a code).  # noqa: RUF003
 DEFAULT_PATTERNS: dict[str, re.Pattern[str]] = {
     # A letter, then a digit (or the A of the 2026 QA0 category), then a digit or the A/B of C4A, C7B, D3A
     # (no other letter stands third: T2DM, G6PD, H2O are not codes); the rest with or without its dot, never

@@ -21,8 +21,8 @@ from typing import Any
 from pytest_medcode.wordnet import prepare_wordnet, wordnet_available
 
 __all__ = [
-    "BertScorer",
     "PRECISIONS",
+    "BertScorer",
     "MeteorScorer",
     "SimilarityUnavailable",
     "f1_from_precision_recall",

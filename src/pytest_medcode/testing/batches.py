@@ -11,6 +11,7 @@ a million requests stays small here too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -277,10 +278,8 @@ class BatchAPI:
         with self._lock:
             batch.total = len(lines)
             for line in lines if problem is None else ():
-                try:
+                with contextlib.suppress(ValueError, KeyError):
                     self.submitted_per_id[json.loads(line)["custom_id"]] += 1
-                except (ValueError, KeyError):
-                    pass
         cancelled = self._wait(batch, plan.validating_s)  # then every line goes to the error file, not run
         if problem is not None and not cancelled:
             with self._lock:

@@ -13,6 +13,7 @@ Stdlib only, so it runs wherever the plugin does, and as a separate process via 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import select
@@ -92,19 +93,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _reset(self) -> None:
         """Close with SO_LINGER 0 so the kernel sends RST: the client sees a connection reset."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
         for stream in (self.rfile, self.wfile):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.close()
-            except (OSError, ValueError):
-                pass
-        try:
+        with contextlib.suppress(OSError):
             self.connection.close()
-        except OSError:
-            pass
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -324,10 +319,8 @@ class ScriptedServer:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         server.server_close()
         self.batch_api.close()
         if self._thread is not None:
