@@ -146,40 +146,11 @@ def pct(value: float | None) -> str:
 
 
 def results_table(summary: dict[str, Any], variants: list[str]) -> list[str]:
+    """One row per coder and system (exact match per variant, then how it fails), and verify's follow-ups."""
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for row in summary["results"]:
         rows.setdefault((row["model"], row["system"]), {})[row.get("variant", "exact")] = row
-    rounds: dict[tuple[str, str, str], list[int]] = {}
-    for r in summary["_records"]:
-        if r.get("verify_rounds") is not None:
-            rounds.setdefault((r["model"], r["system"], r.get("variant") or "exact"), []).append(
-                r["verify_rounds"]
-            )
-    from pytest_medcode.codesystems import SYSTEMS
-
-    records = summary["_records"]
-    lookup = {
-        (r["system"], r["code"], r.get("variant")): r["predicted_code"]
-        for r in records
-        if r["model"] == "lookup"
-    }
-    echo: dict[tuple[str, str], list[bool]] = {}
-    first: dict[tuple[str, str], list[bool]] = {}
-    no_code: dict[tuple[str, str], list[bool]] = {}
-    for r in records:
-        if r["outcome"] == "error":
-            continue
-        key = (r["model"], r["system"])
-        echo.setdefault(key, []).append(r["predicted_code"] == SYSTEMS[r["system"]].example)
-        no_code.setdefault(key, []).append(r["predicted_code"] is None)
-        if lookup:
-            first.setdefault(key, []).append(
-                r["predicted_code"] == lookup.get((r["system"], r["code"], r.get("variant")))
-            )
-
-    def share(values: list[bool] | None) -> str:
-        return pct(sum(values) / len(values)) if values else "–"
-
+    echo, no_code, first = answer_shares(summary["_records"])
     lines = [
         "| coder | system | n | "
         + " | ".join(f"{v} exact %" for v in variants)
@@ -198,22 +169,67 @@ def results_table(summary: dict[str, Any], variants: list[str]) -> list[str]:
         lines.append(
             f"| {model} | {system} | {exact['answered']} | "
             + " | ".join(cells)
-            + f" | {pct(exact['fabricated']['value'])} | {share(echo.get((model, system)))}"
-            + f" | {share(no_code.get((model, system)))} | {share(first.get((model, system)))} |"
+            + f" | {pct(exact['fabricated']['value'])} | {_share(echo.get((model, system)))}"
+            + f" | {_share(no_code.get((model, system)))} | {_share(first.get((model, system)))} |"
         )
-    if rounds:
-        lines.append("")
-        lines.append(
-            "verify: share of cases that needed a follow-up (the first answer named no existing "
-            "billable code), per variant:"
-        )
-        lines.append("")
-        for (model, system, variant), used in rounds.items():
-            share = sum(1 for u in used if u > 0) / len(used)
-            lines.append(
-                f"- {model} {system} {variant}: {pct(share)} % of {len(used)} cases, "
-                f"{sum(used) / len(used):.2f} follow-ups per case"
+    return lines + verify_rounds_lines(summary["_records"])
+
+
+Shares = dict[tuple[str, str], list[bool]]
+
+
+def answer_shares(records: list[dict[str, Any]]) -> tuple[Shares, Shares, Shares]:
+    """Per coder and system, for each answered case: did it echo the prompt's example code, name no code,
+    and give lookup's answer (the last only when lookup ran)."""
+    from pytest_medcode.codesystems import SYSTEMS
+
+    lookup = {
+        (r["system"], r["code"], r.get("variant")): r["predicted_code"]
+        for r in records
+        if r["model"] == "lookup"
+    }
+    echo: Shares = {}
+    first: Shares = {}
+    no_code: Shares = {}
+    for r in records:
+        if r["outcome"] == "error":
+            continue
+        key = (r["model"], r["system"])
+        echo.setdefault(key, []).append(r["predicted_code"] == SYSTEMS[r["system"]].example)
+        no_code.setdefault(key, []).append(r["predicted_code"] is None)
+        if lookup:
+            first.setdefault(key, []).append(
+                r["predicted_code"] == lookup.get((r["system"], r["code"], r.get("variant")))
             )
+    return echo, no_code, first
+
+
+def _share(values: list[bool] | None) -> str:
+    return pct(sum(values) / len(values)) if values else "–"
+
+
+def verify_rounds_lines(records: list[dict[str, Any]]) -> list[str]:
+    """How often ``verify:*`` had to ask again, per coder, system and variant (nothing if none ran)."""
+    rounds: dict[tuple[str, str, str], list[int]] = {}
+    for r in records:
+        if r.get("verify_rounds") is not None:
+            rounds.setdefault((r["model"], r["system"], r.get("variant") or "exact"), []).append(
+                r["verify_rounds"]
+            )
+    if not rounds:
+        return []
+    lines = [
+        "",
+        "verify: share of cases that needed a follow-up (the first answer named no existing "
+        "billable code), per variant:",
+        "",
+    ]
+    for (model, system, variant), used in rounds.items():
+        share = sum(1 for u in used if u > 0) / len(used)
+        lines.append(
+            f"- {model} {system} {variant}: {pct(share)} % of {len(used)} cases, "
+            f"{sum(used) / len(used):.2f} follow-ups per case"
+        )
     return lines
 
 

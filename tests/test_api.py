@@ -26,67 +26,93 @@ def reachable_strings(root: object, limit: int = 20_000) -> list[str]:
     dataclass fields, properties, container items and ``gc.get_referents`` (bounded). Classes, modules
     and functions are not followed: they are the program, not what was handed over (from them, any
     Python code can reach the whole interpreter)."""
-    import dataclasses
-    import gc
-    import types
-    from pathlib import PurePath
-
-    code_like = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                 types.CodeType, types.FrameType, types.MethodWrapperType, types.WrapperDescriptorType,
-                 types.GetSetDescriptorType, types.MemberDescriptorType)
     seen: set[int] = set()
     keep: list[object] = []  # values made on the way (property results) stay alive, so ids stay unique
     stack: list[object] = [root]
     found: list[str] = []
     while stack:
         obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, code_like):
+        if id(obj) in seen or _is_program(obj):
             continue
         seen.add(id(obj))
         keep.append(obj)
         if len(seen) > limit:
             raise AssertionError(f"more than {limit} objects reachable: the walk is not bounded")
-        if isinstance(obj, str):
-            found.append(obj)
-            continue
-        if isinstance(obj, bytes | bytearray):
-            found.append(bytes(obj).decode("utf-8", "replace"))
-            continue
-        if isinstance(obj, int | float | complex | bool) or obj is None:
-            found.append(str(obj))
-            continue
-        if isinstance(obj, PurePath):
-            found.append(str(obj))
-        found.append(repr(obj))
-        children: list[object] = list(gc.get_referents(obj))
-        if isinstance(obj, dict | types.MappingProxyType):
-            children += [*obj.keys(), *obj.values()]
-        elif isinstance(obj, list | tuple | set | frozenset):
-            children += list(obj)
-        if dataclasses.is_dataclass(obj):
-            children += [getattr(obj, f.name) for f in dataclasses.fields(obj)]
-        children += list(getattr(obj, "__dict__", {}).values())
-        for klass in type(obj).__mro__:
-            slots = klass.__dict__.get("__slots__", ())
-            for slot in (slots,) if isinstance(slots, str) else slots:
-                if hasattr(obj, slot):
-                    children.append(getattr(obj, slot))
-            for name, member in klass.__dict__.items():
-                if isinstance(member, property):
-                    try:
-                        children.append(getattr(obj, name))
-                    except Exception:  # a property that needs more than the object: nothing handed over
-                        pass
-        for name in dir(obj):  # plain attributes the steps above missed (a __getattr__, a descriptor)
-            if not name.startswith("__"):
-                try:
-                    children.append(getattr(obj, name))
-                except Exception:
-                    pass
-        if hasattr(obj, "chat") and callable(obj.chat):
-            children.append(obj.chat())
-        stack.extend(children)
+        strings, whole = _own_strings(obj)
+        found += strings
+        if not whole:
+            stack.extend(_children(obj))
     return found
+
+
+def _is_program(obj: object) -> bool:
+    """Classes, modules, functions, code and frames: the walk does not follow them (see reachable_strings)."""
+    import types
+
+    return isinstance(obj, type | types.ModuleType | types.FunctionType | types.BuiltinFunctionType
+                      | types.MethodType | types.CodeType | types.FrameType | types.MethodWrapperType
+                      | types.WrapperDescriptorType | types.GetSetDescriptorType | types.MemberDescriptorType)
+
+
+def _own_strings(obj: object) -> tuple[list[str], bool]:
+    """The strings an object shows by itself, and whether that is all of it (a scalar holds nothing more)."""
+    from pathlib import PurePath
+
+    if isinstance(obj, str):
+        return [obj], True
+    if isinstance(obj, bytes | bytearray):
+        return [bytes(obj).decode("utf-8", "replace")], True
+    if isinstance(obj, int | float | complex | bool) or obj is None:
+        return [str(obj)], True
+    if isinstance(obj, PurePath):
+        return [str(obj), repr(obj)], False
+    return [repr(obj)], False
+
+
+def _children(obj: object) -> list[object]:
+    """What ``obj`` holds: its referents, items, dataclass fields, ``__dict__``, slots, properties and
+    attributes, and the chat of anything that has one."""
+    import dataclasses
+    import gc
+    import types
+
+    children: list[object] = list(gc.get_referents(obj))
+    if isinstance(obj, dict | types.MappingProxyType):
+        children += [*obj.keys(), *obj.values()]
+    elif isinstance(obj, list | tuple | set | frozenset):
+        children += list(obj)
+    if dataclasses.is_dataclass(obj):
+        children += [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    children += list(getattr(obj, "__dict__", {}).values())
+    children += _class_members(obj)
+    # plain attributes the steps above missed (a __getattr__, a descriptor)
+    children += _readable(obj, [name for name in dir(obj) if not name.startswith("__")])
+    if hasattr(obj, "chat") and callable(obj.chat):
+        children.append(obj.chat())
+    return children
+
+
+def _class_members(obj: object) -> list[object]:
+    """The values of ``obj``'s slots and properties, class by class along its MRO."""
+    members: list[object] = []
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        members += [getattr(obj, slot) for slot in ((slots,) if isinstance(slots, str) else slots)
+                    if hasattr(obj, slot)]
+        # a property that needs more than the object: nothing handed over
+        members += _readable(obj, [name for name, member in klass.__dict__.items() if isinstance(member, property)])
+    return members
+
+
+def _readable(obj: object, names: list[str]) -> list[object]:
+    """The values of those attributes of ``obj`` that can be read; one that raises is left out."""
+    import contextlib  # here, not at the top: this source is copied into a module of its own
+
+    values: list[object] = []
+    for name in names:
+        with contextlib.suppress(Exception):
+            values.append(getattr(obj, name))
+    return values
 
 
 def mentions(strings: list[str], code: str) -> list[str]:
@@ -96,6 +122,10 @@ def mentions(strings: list[str], code: str) -> list[str]:
     forms = {code, code.replace(".", "")}
     pattern = re.compile("|".join(rf"(?<![A-Za-z0-9.]){re.escape(f)}(?![A-Za-z0-9])" for f in forms))
     return [s for s in strings if pattern.search(s)]
+
+
+# the functions the spy product module is given (it has no other code of this file, and no imports they need)
+WALK = (reachable_strings, _is_program, _own_strings, _children, _class_members, _readable, mentions)
 
 
 def test_the_walk_finds_a_code_wherever_it_hides() -> None:
@@ -199,7 +229,7 @@ def test_a_python_coder_run_through_the_plugin_finds_no_reference_code(pytester)
     (pytester.path / "codes.csv").write_text("code\n" + "\n".join(codes) + "\n")
     out = pytester.path / "spy.jsonl"
     helpers = "import dataclasses, gc, re, types\nfrom pathlib import Path\n\n" + "\n\n".join(
-        inspect.getsource(f) for f in (reachable_strings, mentions))
+        inspect.getsource(f) for f in WALK)
     pytester.makepyfile(spy_product=helpers + SPY.format(codes=codes, out=str(out)), test_code_query=BENCHMARK)
     pytester.syspathinsert()
     result = pytester.runpytest("--model", "python:spy_product:spy", "--medcode-system", "icd10cm",

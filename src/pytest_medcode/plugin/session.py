@@ -8,6 +8,7 @@ run folder, print the summary — is :class:`~pytest_medcode.plugin.reporter.Med
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import re
@@ -99,15 +100,26 @@ class MedcodeSession:
     # -- configure time: everything the user gave is checked before any case runs ------------
     def validate(self) -> None:
         """Raise pytest.UsageError (one line, exit 4) for any input that cannot work."""
-        s = self.settings
+        self.validate_setup()
+        self.validate_systems()
+        self.validate_cases()
+        self.validate_coders()
+        self.validate_budget()
+
+    def validate_setup(self) -> None:
+        """The environment and the prompt template: checked first, as every later step relies on them."""
         try:
             check_environment()  # MEDCODE_CACHE_WAIT_S=abc: one line now, not a silent default
         except CacheError as exc:
             raise pytest.UsageError(str(exc)) from None
         try:
-            self.template = load_template(s.prompt)
+            self.template = load_template(self.settings.prompt)
         except TemplateError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+    def validate_systems(self) -> None:
+        """Every --medcode-system has a table and every --medcode-codeset file loads: before any case."""
+        s = self.settings
         for system in s.systems:
             if system in SYSTEMS and SYSTEMS[system].rows is None and system not in s.codesets:
                 raise pytest.UsageError(
@@ -119,6 +131,10 @@ class MedcodeSession:
                 self._systems[system] = load_system(system, path)
             except CodeFileError as exc:  # the message starts with the path: name the option before it
                 raise pytest.UsageError(f"--medcode-codeset {system}={exc}") from None
+
+    def validate_cases(self) -> None:
+        """The code list and the documents: loaded now so a bad one fails in one line before any case."""
+        s = self.settings
         if s.codes_file is not None:
             try:
                 self._code_list = read_code_list(s.codes_file, s.systems)
@@ -129,6 +145,10 @@ class MedcodeSession:
         if s.documents_file is not None:
             self.documents()  # a bad documents file: one line now (exit 4), nothing half-loaded
         self.check_named_documents()
+
+    def validate_coders(self) -> None:
+        """Resolve every --model and check it can be asked (a key, a reachable server) before any case."""
+        s = self.settings
         try:
             self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
         except CoderUnavailable as exc:
@@ -138,7 +158,6 @@ class MedcodeSession:
                 coder.check()
             except CoderUnavailable as exc:
                 raise pytest.UsageError(str(exc)) from None
-        self.validate_budget()
 
     def validate_budget(self) -> None:
         """A budget needs a price for every model it limits: one line naming the option that gives it."""
@@ -523,10 +542,8 @@ class CaseNotAsked(Exception):
 def release_free_memory() -> None:
     """Hand memory that was freed back to the OS (glibc keeps it otherwise): the prompts built to key every
     case are gone after the query phase, and with -n each worker would go on holding their pages."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _param(item: pytest.Item, name: str) -> Any:
