@@ -39,7 +39,7 @@ benchmark: setup
 	elif [ $$status -ne 0 ]; then exit $$status; fi
 
 test: setup
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --durations=15
 
 # ruff, then mypy on src/ ([tool.mypy] in pyproject.toml: strict on the API and the scoring core).
 lint: setup
