@@ -150,22 +150,32 @@ def read_table_file(path: Path, required: tuple[str, ...]) -> tuple[list[str], l
     row (an unquoted comma inside a description); a row with fewer has its last columns empty."""
     if not path.is_file():
         raise CodeFileError(f"{path}: no such file")
-    if path.suffix.lower() == ".parquet":
-        header, rows = _read_parquet(path)
-    else:
+    header, rows = _read_parquet(path) if path.suffix.lower() == ".parquet" else _read_text(path)
+    names = _column_names(path, header, required)
+    return names, _keyed_rows(path, names, rows)
+
+
+def _read_text(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and rows of a CSV/TSV file, in the first of its likely encodings that decodes it whole;
+    an unreadable file is one line, not an OSError."""
+    try:
+        encodings = _encodings(path)
+    except OSError as exc:
+        raise CodeFileError(f"{path}: cannot read ({exc.strerror})") from None
+    for encoding in encodings:
         try:
-            encodings = _encodings(path)
+            return _read_csv(path, encoding)
+        except UnicodeError:
+            if encoding == encodings[-1]:
+                raise CodeFileError(f"{path}: not readable as {encoding} text") from None
         except OSError as exc:
             raise CodeFileError(f"{path}: cannot read ({exc.strerror})") from None
-        for encoding in encodings:
-            try:
-                header, rows = _read_csv(path, encoding)
-                break
-            except UnicodeError:
-                if encoding == encodings[-1]:
-                    raise CodeFileError(f"{path}: not readable as {encoding} text") from None
-            except OSError as exc:
-                raise CodeFileError(f"{path}: cannot read ({exc.strerror})") from None
+    raise AssertionError("unreachable: the last encoding is read or refused")
+
+
+def _column_names(path: Path, header: list[str], required: tuple[str, ...]) -> list[str]:
+    """The lower-case column names, refused when one repeats (a row could not say which it means) or a
+    ``required`` one is absent (named, with the columns the file does have)."""
     names = [h.lower() for h in header]
     for i, name in enumerate(names):
         if name and name in names[:i]:
@@ -174,6 +184,12 @@ def read_table_file(path: Path, required: tuple[str, ...]) -> tuple[list[str], l
     if missing:
         found = ", ".join(shown(h) for h in header) or "none"
         raise CodeFileError(f"{path}: missing column(s) {', '.join(missing)} (found: {found})")
+    return names
+
+
+def _keyed_rows(path: Path, names: list[str], rows: list[tuple[int, list[str]]]) -> list[Row]:
+    """Each row keyed by column name with its cells stripped; a row with more non-empty cells than the
+    header is refused, since a cell would be silently lost (usually an unquoted comma)."""
     out: list[Row] = []
     for line, cells in rows:
         if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
@@ -182,7 +198,7 @@ def read_table_file(path: Path, required: tuple[str, ...]) -> tuple[list[str], l
         row = Row((n, cells[i].strip() if i < len(cells) else "") for i, n in enumerate(names))
         row.line = line
         out.append(row)
-    return names, out
+    return out
 
 
 def rows(path: Path) -> Iterator[TableRow]:

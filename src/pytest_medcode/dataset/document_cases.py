@@ -147,19 +147,14 @@ def read_documents(path: Path, system_of: Callable[[str], CodeSystem], selected:
 
 def _document(path: Path, where: str, row: dict[str, Any], systems: dict[str, CodeSystem],
               system_of: Callable[[str], CodeSystem], names: Sequence[str], wanted: set[str] | None) -> Document:
+    """One row checked into a Document; a row of a system not in ``wanted`` is checked for its id, text and
+    system name only, so a system the run does not ask has its table left unloaded."""
+
     def bad(problem: str) -> DocumentFileError:
         return DocumentFileError(f"{path}: {where}: {problem}")
 
-    doc_id = "" if row.get("id") is None else str(row["id"]).strip()
-    if not doc_id:
-        raise bad("empty id")
-    if len(doc_id) > 200:
-        raise bad(f"id of {len(doc_id)} characters (at most 200)")
-    text = row.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise bad(f"document {doc_id!r} has an empty text")
-    if len(text) > MAX_DOCUMENT_CHARS:
-        raise bad(f"document {doc_id!r} is {len(text):,} characters long (at most {MAX_DOCUMENT_CHARS:,})")
+    doc_id = _doc_id(row, bad)
+    text = _doc_text(row, doc_id, bad)
     name = str(row.get("system") or "").strip().lower()
     if name not in names:
         raise bad(f"unknown system {row.get('system')!r}; choose from {', '.join(names)}")
@@ -170,7 +165,34 @@ def _document(path: Path, where: str, row: dict[str, Any], systems: dict[str, Co
             systems[name] = system_of(name)
         except CodeFileError as exc:
             raise bad(f"system {name}: {exc}") from None
-    system = systems[name]
+    codes = _gold_codes(row, doc_id, systems[name], bad)
+    return Document(doc_id, name, text, codes, _flag(row.get("synthetic")))
+
+
+def _doc_id(row: dict[str, Any], bad: Callable[[str], DocumentFileError]) -> str:
+    """The row's id, stripped; refused when empty or too long to name a case (it is part of every test id)."""
+    doc_id = "" if row.get("id") is None else str(row["id"]).strip()
+    if not doc_id:
+        raise bad("empty id")
+    if len(doc_id) > 200:
+        raise bad(f"id of {len(doc_id)} characters (at most 200)")
+    return doc_id
+
+
+def _doc_text(row: dict[str, Any], doc_id: str, bad: Callable[[str], DocumentFileError]) -> str:
+    """The row's text; refused when blank (nothing to code) or past MAX_DOCUMENT_CHARS (a mis-export)."""
+    text = row.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise bad(f"document {doc_id!r} has an empty text")
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise bad(f"document {doc_id!r} is {len(text):,} characters long (at most {MAX_DOCUMENT_CHARS:,})")
+    return text
+
+
+def _gold_codes(row: dict[str, Any], doc_id: str, system: CodeSystem,
+                bad: Callable[[str], DocumentFileError]) -> tuple[str, ...]:
+    """The row's gold set, canonical and sorted; every code must be a described code of ``system``, so a
+    typo in the gold set is caught before it scores every answer wrong."""
     raw_codes = _codes(row.get("codes"))
     if raw_codes is None:
         raise bad(f"document {doc_id!r}: 'codes' must be a list of codes or a text of codes separated by ';'")
@@ -182,7 +204,7 @@ def _document(path: Path, where: str, row: dict[str, Any], systems: dict[str, Co
         if entry is None or entry.description is None:
             raise bad(f"code {raw!r} of document {doc_id!r} is not in {system.title} {system.version}")
         codes.add(entry.code)
-    return Document(doc_id, name, text, tuple(sorted(codes)), _flag(row.get("synthetic")))
+    return tuple(sorted(codes))
 
 
 _SEPARATORS = re.compile(r"[;,|\s]+")

@@ -38,7 +38,7 @@ or the system has no hierarchy) and ``same_chapter`` / ``same_block`` / ``same_c
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_medcode.codesystems import CodeSystem, Entry
@@ -129,49 +129,75 @@ def lineage(system: CodeSystem, code: str) -> Lineage | None:
     entry, exists = _anchor(system, tree, code)
     result = None
     if entry is not None:
-        subcategories: set[str] = set()
-        category = block = None
-        chapter = entry.chapter
-        node: Entry | None = entry
-        seen = 0
-        while node is not None and seen < 32:  # a table with a parent cycle must not hang a run
-            seen += 1
-            if node.level == "subcategory":
-                subcategories.add(node.code)
-            elif node.level == "category":
-                category = node.code
-            parent = node.parent
-            if parent is None:
-                break
-            # A one-code block ("B20") and its category share a name: a node whose parent has its own name,
-            # or a parent that is not a code, goes up to the chapter/block rows.
-            if parent == node.code or system.lookup(parent) is None:
-                if category is None and node.level == "code":
-                    category = node.code  # a 3-character code with no subdivisions is its own category
-                group = tree.groups.get(parent)
-                while group is not None and seen < 32:
-                    seen += 1
-                    level, up = group
-                    if level == "block" and block is None:
-                        block = parent
-                    elif level == "chapter":
-                        chapter = chapter or parent
-                    if up is None:
-                        break
-                    parent, group = up, tree.groups.get(up)
-                break
-            node = system.lookup(parent)
+        climb = _climb_codes(system, tree, entry)
         result = Lineage(
             code=entry.code if exists else None,
-            subcategories=frozenset(subcategories),
-            category=category,
-            block=block,
-            chapter=chapter,
+            subcategories=frozenset(climb.subcategories),
+            category=climb.category,
+            block=climb.block,
+            chapter=climb.chapter,
         )
     if len(tree.memo) >= _MEMO_LIMIT:
         tree.memo.clear()
     tree.memo[k] = result
     return result
+
+
+#: Steps of one walk up a tree, codes and chapter/block rows together: a parent cycle must not hang a run.
+_MAX_STEPS = 32
+
+
+@dataclass
+class _Climb:
+    """What a walk up the parent chain has found so far; ``steps`` is shared by both parts of the walk so
+    the bound holds for the whole of it."""
+
+    chapter: str | None
+    subcategories: set[str] = field(default_factory=set)
+    category: str | None = None
+    block: str | None = None
+    steps: int = 0
+
+
+def _climb_codes(system: CodeSystem, tree: _Tree, entry: Entry) -> _Climb:
+    """Walk from ``entry`` up its code ancestors, noting its subcategories and category, then on through
+    the chapter/block rows where the chain leaves the codes."""
+    climb = _Climb(chapter=entry.chapter)
+    node: Entry | None = entry
+    while node is not None and climb.steps < _MAX_STEPS:
+        climb.steps += 1
+        if node.level == "subcategory":
+            climb.subcategories.add(node.code)
+        elif node.level == "category":
+            climb.category = node.code
+        parent = node.parent
+        if parent is None:
+            break
+        # A one-code block ("B20") and its category share a name: a node whose parent has its own name,
+        # or a parent that is not a code, goes up to the chapter/block rows.
+        if parent == node.code or system.lookup(parent) is None:
+            if climb.category is None and node.level == "code":
+                climb.category = node.code  # a 3-character code with no subdivisions is its own category
+            _climb_groups(tree, parent, climb)
+            break
+        node = system.lookup(parent)
+    return climb
+
+
+def _climb_groups(tree: _Tree, parent: str, climb: _Climb) -> None:
+    """Walk from ``parent`` up the chapter/block rows (which lookup does not index), noting the nearest
+    block and, when the code's own entry named none, the chapter."""
+    group = tree.groups.get(parent)
+    while group is not None and climb.steps < _MAX_STEPS:
+        climb.steps += 1
+        level, up = group
+        if level == "block" and climb.block is None:
+            climb.block = parent
+        elif level == "chapter":
+            climb.chapter = climb.chapter or parent
+        if up is None:
+            break
+        parent, group = up, tree.groups.get(up)
 
 
 def _shared(ref: Lineage, pred: Lineage | None) -> dict[str, bool]:

@@ -228,7 +228,23 @@ def score_similarity(
     if not enabled:
         return report
     started = time.perf_counter()
-    # Which records are scorable, and their pair.
+    todo = _scorable(records, system_of)
+    run = _Pass(todo, [p for _, p in todo], store, progress, report)
+    report.scorable = len(todo)
+    report.pairs = len(set(run.pairs))
+    if announce is not None and report.pairs:
+        announce(f"pytest-medcode: scoring description similarity, {report.scorable:,} cases, "
+                 f"{report.pairs:,} distinct description pairs")
+    _score_meteor(run, meteor)
+    _score_bertscore(run, bertscore, bertscore_model, bertscore_device)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _scorable(records: Sequence[dict[str, Any]],
+              system_of: Callable[[str], CodeSystem | None]) -> list[tuple[dict[str, Any], tuple[str, str]]]:
+    """The answered records whose predicted code has a description, each with its (reference, candidate)
+    pair; each system's table is asked for once, and a system without one falls back to the case's text."""
     systems: dict[str, CodeSystem | None] = {}
     todo: list[tuple[dict[str, Any], tuple[str, str]]] = []
     for r in records:
@@ -244,46 +260,62 @@ def score_similarity(
         ref = reference_description(r, systems[name])
         if ref:
             todo.append((r, (ref, cand)))
-    pairs = [p for _, p in todo]
-    report.scorable = len(todo)
-    report.pairs = len(set(pairs))
-    if announce is not None and report.pairs:
-        announce(f"pytest-medcode: scoring description similarity, {report.scorable:,} cases, "
-                 f"{report.pairs:,} distinct description pairs")
+    return todo
 
+
+@dataclass
+class _Pass:
+    """What both metrics' passes share: the records to score with their pairs, the score store, the
+    progress line and the report they fill in."""
+
+    todo: list[tuple[dict[str, Any], tuple[str, str]]]
+    pairs: list[tuple[str, str]]
+    store: ScoreStore | None
+    progress: Progress | None
+    report: SimilarityReport
+
+    def apply(self, scorer: Any, name: str, status: MetricStatus) -> None:
+        """Score every pair with ``scorer`` into the records' ``name``; a metric that fails leaves them None
+        (``status`` says why)."""
+        values = _run(scorer, name, self.pairs, status, self.store, self.progress, self.report) if self.pairs else []
+        if values is not None:
+            for (r, _), v in zip(self.todo, values):
+                r[name] = float(v)
+
+
+def _score_meteor(run: _Pass, meteor: Scorer | None) -> None:
+    """METEOR into the records and ``report.meteor``; without nltk it is reported unavailable, not raised."""
     m = meteor
     if m is None:
         try:
             m = meteor_scorer()
         except ImportError as exc:  # nltk missing
-            report.meteor = MetricStatus(False, "METEOR", f"not installed ({_one_line(exc)})")
-    if m is not None:
-        report.meteor = MetricStatus(True, "METEOR")
-        values = _run(m, "meteor", pairs, report.meteor, store, progress, report) if pairs else []
-        if values is not None:
-            for (r, _), v in zip(todo, values):
-                r["meteor"] = float(v)
-        try:
-            report.meteor.label = m.label
-            report.meteor.synonyms = getattr(m, "synonyms", None)
-        except Exception:  # a label is not worth a failure
-            pass
+            run.report.meteor = MetricStatus(False, "METEOR", f"not installed ({_one_line(exc)})")
+    if m is None:
+        return
+    status = run.report.meteor = MetricStatus(True, "METEOR")
+    run.apply(m, "meteor", status)
+    try:
+        status.label = m.label
+        status.synonyms = getattr(m, "synonyms", None)
+    except Exception:  # a label is not worth a failure
+        pass
 
-    b = bertscore if bertscore is not None else None
+
+def _score_bertscore(run: _Pass, bertscore: Scorer | None, model: str | None, device: str | None) -> None:
+    """BERTScore into the records and ``report.bertscore``; a scorer that cannot load (no bert-score, an
+    unknown model) is reported unavailable with its reason, not raised."""
+    b = bertscore
     if b is None:
         try:
-            b = bert_scorer(bertscore_model, bertscore_device)
+            b = bert_scorer(model, device)
         except (ImportError, ValueError) as exc:
-            report.bertscore = MetricStatus(False, "BERTScore F1", _one_line(exc), model=bertscore_model)
-    if b is not None:
-        model_name = getattr(b, "model_name", bertscore_model)
-        report.bertscore = MetricStatus(True, getattr(b, "label", "BERTScore F1"), model=model_name)
-        values = _run(b, "bertscore", pairs, report.bertscore, store, progress, report) if pairs else []
-        if values is not None:
-            for (r, _), v in zip(todo, values):
-                r["bertscore"] = float(v)
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+            run.report.bertscore = MetricStatus(False, "BERTScore F1", _one_line(exc), model=model)
+    if b is None:
+        return
+    model_name = getattr(b, "model_name", model)
+    status = run.report.bertscore = MetricStatus(True, getattr(b, "label", "BERTScore F1"), model=model_name)
+    run.apply(b, "bertscore", status)
 
 
 def add_code_frequency(records: Sequence[dict[str, Any]], by: Sequence[str] = GROUP_KEYS) -> None:
