@@ -252,17 +252,10 @@ class QueryPhase:
 
     def _ask_claimed_shown(self, todo: list[str], call_of: Callable[[str], Call], done: set[str],
                            unkept: dict[str, Outcome]) -> None:
+        """Ask the claimed keys: as batches first when batching is on (cheaper), then the rest streamed, each
+        answer stored as it arrives (what the cache cannot take is kept for the next run)."""
         if self.batch is not None:
-            wanted = set(todo)
-            todo = self.batch.run(todo, wanted, call_of, self._deliver_batch(wanted, done), self.progress,
-                                  self._report)
-            held = {k: o for k, o in self.batch.unanswered.items() if k in wanted}
-            if held:  # a batch that could not be re-attached now: this run's outcome, never sent again
-                for key, outcome in held.items():
-                    unkept[key] = outcome
-                    done.add(key)
-                    self.progress.errors += 1
-                self._share_unkept(held)
+            todo = self._ask_batched(self.batch, todo, call_of, done, unkept)
             if not todo:
                 return
         calls = [call_of(k) for k in todo]
@@ -309,6 +302,22 @@ class QueryPhase:
             if shared:
                 self._share_unkept(shared)
         self._report()
+
+    def _ask_batched(self, batch: BatchRunner, todo: list[str], call_of: Callable[[str], Call], done: set[str],
+                     unkept: dict[str, Outcome]) -> list[str]:
+        """Send what the batch runner takes as batches; returns the keys it leaves, to be streamed. The keys of
+        a batch that could not be re-attached now are settled here as this run's unkept outcomes."""
+        wanted = set(todo)
+        todo = batch.run(todo, wanted, call_of, self._deliver_batch(wanted, done), self.progress,
+                         self._report)
+        held = {k: o for k, o in batch.unanswered.items() if k in wanted}
+        if held:  # a batch that could not be re-attached now: this run's outcome, never sent again
+            for key, outcome in held.items():
+                unkept[key] = outcome
+                done.add(key)
+                self.progress.errors += 1
+            self._share_unkept(held)
+        return todo
 
     def _share_unkept(self, outcomes: dict[str, Outcome]) -> None:
         """This run's outcomes the cache does not keep, for the run's other processes to read (unkept.json)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,12 +323,69 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
     except OSError:
         return Salvage({}, columns, None)
     schema = _schema(db)
-    roots = {row[1]: row[3] for row in schema or () if isinstance(row[3], int) and row[3] > 0}
+    roots = _roots(schema)
+    present = _present_columns(schema, columns)
+    shaped = _shaper(present, columns)
+
+    others = _other_pages(db, roots)
+    entries, table_pages, table_complete = _walk_if(db, roots.get("responses"), _TABLE_LEAF)
+    index_root = None if table_complete else roots.get(_INDEX)  # every row read: the index has nothing to add
+    index_entries, index_pages, index_complete = _walk_if(db, index_root, _INDEX_LEAF)
+
+    rows, unreadable = _tree_rows(db, entries, shaped)
+    if not table_complete:  # leaf pages cut off from the tree: read every page that looks like one
+        _add_orphan_rows(rows, db, others | table_pages | index_pages, present, columns, shaped)
+
+    keys = _index_keys(db, index_entries)
+    if _INDEX in roots and not index_complete and not table_complete:
+        _add_orphan_keys(keys, db, others | table_pages | index_pages)
+    return _counted(rows, columns, schema is None, unreadable, keys, table_complete, index_complete)
+
+
+def _walk_if(db: _File, root: int | None, leaf: int) -> tuple[list[tuple[int, bytes | None]], set[int], bool]:
+    """:func:`_walk` of the tree at ``root``; no tree to read (``root`` None: absent, or not needed) gives no
+    entries and is not complete, so one call site serves both the table and its key index."""
+    entries: list[tuple[int, bytes | None]] = []
+    pages: set[int] = set()
+    complete = False
+    if root is not None:
+        entries, pages, complete = _walk(db, root, leaf)
+    return entries, pages, complete
+
+
+def _counted(rows: dict[str, tuple[Any, ...]], columns: tuple[str, ...], no_schema: bool, unreadable: int,
+             keys: set[str], table_complete: bool, index_complete: bool) -> Salvage:
+    """The result with the rows the file is known to have held: None when nothing could be read, a complete
+    tree's own cells, else the rows read and the index's keys together (a lower bound unless the index was
+    complete)."""
+    if no_schema and not rows:
+        return Salvage({}, columns, None)
+    if table_complete:
+        return Salvage(rows, columns, len(rows) + unreadable)
+    return Salvage(rows, columns, len(rows.keys() | keys), exact=index_complete)
+
+
+def _roots(schema: list[tuple[Any, ...]] | None) -> dict[Any, int]:
+    """The root page of each tree the schema names (a row whose root is not a page number is left out)."""
+    return {row[1]: row[3] for row in schema or () if isinstance(row[3], int) and row[3] > 0}
+
+
+def _present_columns(schema: list[tuple[Any, ...]] | None, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns ``responses`` has in the file (its last schema row wins), so that rows written by an
+    older or newer version are read by name; ``columns`` when the schema does not say."""
     present = None
     for schema_row in schema or ():
         if schema_row[0] == "table" and schema_row[1] == "responses":
             present = _table_columns(schema_row[4])
-    present = present or columns
+    return present or columns
+
+
+_Shaper = Callable[[tuple[Any, ...] | None], tuple[Any, ...] | None]
+
+
+def _shaper(present: tuple[str, ...], columns: tuple[str, ...]) -> _Shaper:
+    """A function that puts a record of the file's columns (``present``) into ``columns`` order, or gives
+    None for a record that cannot be a row of the table (so that one mapping serves tree and orphan pages)."""
     pick = [present.index(c) if c in present else None for c in columns]
 
     def shaped(values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
@@ -338,24 +395,24 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
         row = tuple(None if i is None else values[i] for i in pick)
         return row if isinstance(row[0], str) else None
 
+    return shaped
+
+
+def _other_pages(db: _File, roots: dict[Any, int]) -> set[int]:
+    """Page 1, the freelist and every page of the trees other than ``responses`` and its key index: no
+    orphan row or key is read from them."""
     others: set[int] = {1} | db.freelist  # pages that belong elsewhere: never read as orphans
     for name, root in roots.items():
         if name not in ("responses", _INDEX):
             kind = db.page_type(root)
             others |= _walk(db, root, _INDEX_LEAF if kind in (_INDEX_LEAF, _INDEX_INTERIOR) else _TABLE_LEAF)[1]
-    table_pages: set[int] = set()
-    table_complete = False
-    entries: list[tuple[int, bytes | None]] = []
-    if "responses" in roots:
-        entries, table_pages, table_complete = _walk(db, roots["responses"], _TABLE_LEAF)
-    index_pages: set[int] = set()
-    index_complete = False
-    index_entries: list[tuple[int, bytes | None]] = []
-    if _INDEX in roots and not table_complete:  # every row read: the index has nothing to add
-        index_entries, index_pages, index_complete = _walk(db, roots[_INDEX], _INDEX_LEAF)
+    return others
 
-    text_at = columns.index("text") if "text" in columns else 0
-    created_at = columns.index("created") if "created" in columns else 0
+
+def _tree_rows(db: _File, entries: list[tuple[int, bytes | None]],
+               shaped: _Shaper) -> tuple[dict[str, tuple[Any, ...]], int]:
+    """The rows read from the table's tree, and how many of its cells did not decode: those count as
+    lost when the tree is complete."""
     rows: dict[str, tuple[Any, ...]] = {}
     unreadable = 0  # cells of the tree whose record does not decode (a broken overflow chain)
     for _, payload in entries:
@@ -364,35 +421,46 @@ def salvage(path: Path, columns: tuple[str, ...]) -> Salvage:
             unreadable += 1
         else:
             rows[row[0]] = row
-    if not table_complete:  # leaf pages cut off from the tree: read every page that looks like one
-        for cells in _orphans(db, others | table_pages | index_pages, _TABLE_LEAF):
-            for _, payload in cells:
-                values = db.record(payload)
-                row = shaped(values) if values is not None and len(values) == len(present) else None
-                if row is None:
-                    continue
-                old = rows.get(row[0])
-                if old is None or _better(row, old, text_at, created_at):
-                    rows[row[0]] = row
+    return rows, unreadable
 
+
+def _add_orphan_rows(rows: dict[str, tuple[Any, ...]], db: _File, taken: set[int], present: tuple[str, ...],
+                     columns: tuple[str, ...], shaped: _Shaper) -> None:
+    """Add to ``rows`` the rows of table leaf pages no tree holds (cut off by a damaged interior page);
+    only a record of the table's full width counts, and of two copies of a key the better one is kept."""
+    text_at = columns.index("text") if "text" in columns else 0
+    created_at = columns.index("created") if "created" in columns else 0
+    for cells in _orphans(db, taken, _TABLE_LEAF):
+        for _, payload in cells:
+            values = db.record(payload)
+            row = shaped(values) if values is not None and len(values) == len(present) else None
+            if row is None:
+                continue
+            old = rows.get(row[0])
+            if old is None or _better(row, old, text_at, created_at):
+                rows[row[0]] = row
+
+
+def _index_keys(db: _File, index_entries: list[tuple[int, bytes | None]]) -> set[str]:
+    """The keys the key index's tree holds: what the table held, to count the rows lost."""
     keys: set[str] = set()
     for _, payload in index_entries:
         entry = db.record(payload)
         if entry is not None and len(entry) == 2 and isinstance(entry[0], str):
             keys.add(entry[0])
-    if _INDEX in roots and not index_complete and not table_complete:
-        for kind in (_INDEX_LEAF, _INDEX_INTERIOR):
-            for cells in _orphans(db, others | table_pages | index_pages, kind):
-                for _, payload in cells:
-                    entry = db.record(payload)
-                    if entry is not None and len(entry) == 2 and isinstance(entry[0], str) \
-                            and isinstance(entry[1], int):
-                        keys.add(entry[0])
-    if schema is None and not rows:
-        return Salvage({}, columns, None)
-    if table_complete:
-        return Salvage(rows, columns, len(rows) + unreadable)
-    return Salvage(rows, columns, len(rows.keys() | keys), exact=index_complete)
+    return keys
+
+
+def _add_orphan_keys(keys: set[str], db: _File, taken: set[int]) -> None:
+    """Add to ``keys`` those of index pages no tree holds (the index is damaged too), so that the count of
+    rows lost is as close as it can be."""
+    for kind in (_INDEX_LEAF, _INDEX_INTERIOR):
+        for cells in _orphans(db, taken, kind):
+            for _, payload in cells:
+                entry = db.record(payload)
+                if entry is not None and len(entry) == 2 and isinstance(entry[0], str) \
+                        and isinstance(entry[1], int):
+                    keys.add(entry[0])
 
 
 def _orphans(db: _File, taken: set[int], kind: int) -> Iterator[list[tuple[int, bytes | None]]]:
