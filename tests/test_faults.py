@@ -89,8 +89,13 @@ def assert_counts_add_up(records: list[dict], summary: dict) -> None:
             assert r["exact_match"] is (r["outcome"] == "correct")
 
 
-def test_2000_cases_under_seeded_faults_lose_nothing_and_ask_nothing_twice(pytester: pytest.Pytester) -> None:
-    codes = spread_codes(2000)
+#: Enough cases for every seeded fault kind to happen many times (the lower bounds below are ~60 % of the
+#: expected counts), few enough that the timeouts' waits stay short.
+N_FAULTED = 1000
+
+
+def test_1000_cases_under_seeded_faults_lose_nothing_and_ask_nothing_twice(pytester: pytest.Pytester) -> None:
+    codes = spread_codes(N_FAULTED)
     unknown = {d for _, d in codes[:20]}  # the model answers these with no code at all
     doomed = {d for _, d in codes[20:40]}  # these fail on every attempt: exhausted retries -> error
     mapping = {d: c for c, d in codes if d not in unknown}
@@ -105,28 +110,28 @@ def test_2000_cases_under_seeded_faults_lose_nothing_and_ask_nothing_twice(pytes
         stats = server.stats
 
     records, summary = run_folder(pytester)
-    assert len(records) == 2000
+    assert len(records) == N_FAULTED
     outcomes = Counter(r["outcome"] for r in records)
     assert outcomes["error"] == len(doomed)
     assert {r["description"] for r in records if r["outcome"] == "error"} == doomed
     assert outcomes["no_code"] == len(unknown)
-    assert outcomes["incorrect"] > 50  # the degraded share really is scored as wrong codes
-    result.assert_outcomes(passed=outcomes["correct"], failed=2000 - outcomes["correct"])
+    assert outcomes["incorrect"] > 25  # the degraded share really is scored as wrong codes
+    result.assert_outcomes(passed=outcomes["correct"], failed=N_FAULTED - outcomes["correct"])
 
     # The faults really happened, at about the seeded rates.
-    for kind, low in (("429", 150), ("500", 70), ("timeout", 70), ("malformed", 20), ("reset", 8)):
+    for kind, low in (("429", 75), ("500", 35), ("timeout", 35), ("malformed", 10), ("reset", 4)):
         assert stats.faults[kind] >= low, stats.faults
     # No successful answer lost (every key the server answered is in the cache) and none asked twice.
     assert stats.duplicate_successes() == {}
     answers, errors = stored_rows(pytester)
-    assert len(stats.successes_per_key) == answers == 2000 - len(doomed)
+    assert len(stats.successes_per_key) == answers == N_FAULTED - len(doomed)
     assert errors == 0  # exhausted 500s are this run's outcome, never kept: the next run asks them again
     assert_counts_add_up(records, summary)
     queries = summary["queries"]
-    assert queries["asked"] == 2000 and queries["cache_hits"] == 0
+    assert queries["asked"] == N_FAULTED and queries["cache_hits"] == 0
     # Every request the server saw is a first attempt or a retry the records account for.
     assert stats.total_requests == sum(r["attempts"] for r in records)
-    assert queries["retries"] == stats.total_requests - 2000
+    assert queries["retries"] == stats.total_requests - N_FAULTED
     assert queries["phase_s"] is not None  # the asking worker's timing reaches the controller's summary
 
 
