@@ -4,28 +4,26 @@ hand-built cases, and the look-up of one check in a verdict."""
 
 from __future__ import annotations
 
+__all__ = ["FAST", "LOOKUP_RIGHT", "LOOKUP_WRONG", "TEST_FILE", "case", "fail_call", "last_lines", "lookup_run_once",
+           "only", "regression_of", "spoil"]
+
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from helpers import TEST_FILE
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.paths import cache_root
 from pytest_medcode.results.gate import Check, Verdict, evaluate
 from pytest_medcode.results.rules import parse_max_drops
 from pytest_medcode.runs.folder import Run, load_run
 from pytest_medcode.scoring.codes import code_metrics
 from pytest_medcode.testing.responders import wrong_code
 
-TEST_FILE = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 #: ICD-9-CM codes whose description an earlier code shares: ``lookup`` answers the earlier one.
 LOOKUP_WRONG = ["755.39", "E958.8", "E958.9", "V36.01", "V61.22"]
 LOOKUP_RIGHT = ["001.0", "001.1", "002.0", "003.0", "003.1", "004.0", "005.0", "008.00", "010.00", "011.00",
                 "250.00", "401.9", "428.0", "486", "496"]
-CACHE = cache_root()  # read before pytester points HOME at a temporary folder
 #: Options every run here shares: no pytest cache, and no METEOR/BERTScore pass (the gate needs neither).
 FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity")
 
@@ -49,34 +47,14 @@ def only(verdict: Verdict, kind: str, metric: str, scope_part: str = "") -> Chec
     return found[0]
 
 
-def run_plugin(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A real pytest session of the plugin in its own process."""
-    env = {**os.environ, "MEDCODE_CACHE_DIR": str(CACHE)}
-    cmd = [sys.executable, "-m", "pytest", "-q", *FAST, "--medcode-report-dir", "reports", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-_LOOKUP_RUNS: list[Run] = []
-
-
-def lookup_run_once(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact), recorded once per process for
-    every module that asks. perf/mutation.py records this run once and names its folder in
+def lookup_run_once(lookup_run_folder: Callable[..., Path]) -> Run:
+    """1,000 ICD-10-CM cases answered by the offline lookup coder (all exact), recorded once per session by
+    conftest's ``lookup_run_folder``. perf/mutation.py records this run once and names its folder in
     ``MEDCODE_TEST_LOOKUP_RUN``, so no mutant's test run makes it again."""
-    if not _LOOKUP_RUNS:
-        _LOOKUP_RUNS.append(_record_lookup_run(tmp_path_factory))
-    return _LOOKUP_RUNS[0]
-
-
-def _record_lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     recorded = os.environ.get("MEDCODE_TEST_LOOKUP_RUN")
     if recorded:
         return load_run(Path(recorded))
-    folder = tmp_path_factory.mktemp("lookup-run")
-    (folder / "test_codes.py").write_text(TEST_FILE)
-    proc = run_plugin(folder, "--medcode-system", "icd10cm", "--medcode-sample", "1000", "test_codes.py")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return load_run(folder / "reports" / "latest")
+    return load_run(lookup_run_folder("--medcode-system", "icd10cm", "--medcode-sample", "1000"))
 
 
 def last_lines(text: str, n: int) -> list[str]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gate_helpers import (
-    CACHE,
     FAST,
     LOOKUP_RIGHT,
     LOOKUP_WRONG,
@@ -60,15 +60,9 @@ from pytest_medcode.testing.responders import degrade, is_corrupted, mapping_res
 from pytest_medcode.testing.server import ScriptedServer
 
 
-@pytest.fixture(autouse=True)
-def _shared_code_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every run, in-process or not, reads the code tables already built on this machine."""
-    monkeypatch.setenv("MEDCODE_CACHE_DIR", str(CACHE))
-
-
 @pytest.fixture(scope="module")
-def lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return lookup_run_once(tmp_path_factory)
+def lookup_run(lookup_run_folder: Callable[..., Path]) -> Run:
+    return lookup_run_once(lookup_run_folder)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@ and by the repeat columns, failed calls stay out of the pairs, and what cannot b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from gate_helpers import case, lookup_run_once, only, spoil
@@ -13,8 +16,8 @@ from pytest_medcode.runs.folder import Run
 
 
 @pytest.fixture(scope="module")
-def lookup_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return lookup_run_once(tmp_path_factory)
+def lookup_run(lookup_run_folder: Callable[..., Path]) -> Run:
+    return lookup_run_once(lookup_run_folder)
 
 
 def test_cases_pair_across_a_model_swap_and_unpaired_cases_are_reported(lookup_run: Run) -> None:
