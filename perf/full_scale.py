@@ -6,8 +6,8 @@ Measures, for ``-n 0`` and ``-n 2``:
   * peak RSS of the whole process tree (controller + workers), sampled from /proc every 0.1 s;
   * the size of the run folder (Parquet, JSON, Markdown, HTML) and of the terminal output.
 
-The cache is filled the honest way first: the real plugin path (`--collect-only`, which runs the query
-phase) against a local OpenAI-compatible server with zero latency (a separate process), and that fill is
+The cache is filled the honest way first: the real plugin path (a whole run, whose query phase asks
+every case) against a local OpenAI-compatible server with zero latency (a separate process), and that fill is
 timed too. The server stays up during the cached runs and its request count must not move.
 
 Run from the repository root (dev environment):
@@ -200,13 +200,14 @@ def main() -> None:
                   "--medcode-cache", str(work / "cache" / "responses.sqlite3"), "--medcode-concurrency", "32",
                   "--medcode-report-dir", str(work / "reports"), "test_code_query.py"]
         extra_args = shlex.split(args.pytest_args)
-        # 1. Fill the cache through the real path: the query phase runs at collection time.
-        fill = measure([*common, "--collect-only", "--medcode-no-similarity", "-n", "0"], work, env,
+        # 1. Fill the cache through the real path: a whole run (--collect-only asks nothing: the query phase
+        #    waits for a run whose tests will run).
+        fill = measure([*common, "--medcode-no-similarity", "-n", "0"], work, env,
                        work / "fill.log")
         fill["requests"] = server_requests(base_url)
         stored = sqlite3.connect(work / "cache" / "responses.sqlite3").execute(
             "SELECT count(*) FROM responses WHERE text IS NOT NULL").fetchone()[0]
-        results["fill (real path, --collect-only, -n 0)" if fill["requests"] else "fill (cache was full)"] = fill
+        results["fill (real path, a whole run, -n 0)" if fill["requests"] else "fill (cache was full)"] = fill
         print(f"fill: {fill}", flush=True)
         assert fill["requests"] in (0, n) and stored >= n, f"{fill['requests']} requests, {stored} stored, {n} cases"
 
