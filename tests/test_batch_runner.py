@@ -315,6 +315,65 @@ def test_the_ledger_keeps_the_endpoint_without_its_password_and_reattaches_with_
     assert moved._row_client({"model": "openai/x", "api_base": server.base_url}) is moved._clients[server.base_url]
 
 
+def _upload(server: ScriptedServer, intent: str, calls: dict[str, Call], batch: bool = False) -> tuple[str, str | None]:
+    """What a killed run may have left at the provider: its file (by name), and maybe the batch made of it."""
+    client = OpenAI(base_url=server.base_url, api_key="sk-test")
+    body = b"".join(request_line(k, "m", call) for k, call in calls.items())
+    uploaded = client.files.create(file=(f"medcode-{intent}.jsonl", body), purpose="batch")
+    if not batch:
+        return uploaded.id, None
+    made = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h", metadata={"medcode_intent": intent})
+    return uploaded.id, made.id
+
+
+def test_a_file_uploaded_without_its_batch_gets_its_batch_once_and_a_batch_behind_newer_ones_is_found(
+        server, store) -> None:
+    """Two intents a killed run left: ``half`` reached the provider as a file only (its batch is made of that
+    file, not uploaded again); ``whole`` has its batch too, listed behind a newer batch of someone else's."""
+    ledger = BatchLedger(store)
+    route = BatchRoute(server.base_url, "m")
+    half, whole = calls_of(2), calls_of(2, first=2)
+    ledger.record("half", "openai/m", route, list(half), "")
+    ledger.record("whole", "openai/m", route, list(whole), "")
+    half_file, _ = _upload(server, "half", half)
+    whole_file, whole_batch = _upload(server, "whole", whole, batch=True)
+    _upload(server, "someone-else", calls_of(1, first=9), batch=True)  # newer than whole's batch
+    runner = runner_for(server, store)
+    left, got, _ = run(runner, half | whole)
+    assert left == [] and sorted(got) == ["k0", "k1", "k2", "k3"]
+    rows = {r["intent"]: r for r in runner.ledger.rows()}
+    made = {(b["metadata"] or {}).get("medcode_intent"): b for b in server.batch_api.batches()}
+    assert (rows["half"]["file_id"], rows["half"]["batch_id"]) == (half_file, made["half"]["id"])
+    assert made["half"]["input_file_id"] == half_file and made["half"]["endpoint"] == "/v1/chat/completions"
+    assert (rows["whole"]["file_id"], rows["whole"]["batch_id"]) == (whole_file, whole_batch)
+    assert all(rows[i]["state"] == "completed" and rows[i]["done"] == 1 for i in ("half", "whole"))
+    assert (server.batch_api.uploads, server.batch_api.submissions) == (3, 3)
+    assert server.batch_api.duplicate_submissions() == {}
+
+
+def test_a_file_whose_batch_cannot_be_made_now_is_held_with_its_file_and_made_by_the_next_run(
+        server, store) -> None:
+    ledger = BatchLedger(store)
+    calls = calls_of(2)
+    ledger.record("half", "openai/m", BatchRoute(server.base_url, "m"), list(calls), "")
+    file_id, _ = _upload(server, "half", calls)
+    server.batch_api.plan.outage = failing(4, "POST", "/batches")
+    notices: list[str] = []
+    runner = runner_for(server, store)
+    left, got, _ = run(runner, calls, notices=notices)
+    assert (left, got, sorted(runner.unanswered)) == ([], {}, ["k0", "k1"])
+    assert notices == ["medcode: could not re-attach to batch half: The server had an error while processing your "
+                       "request.; its 2 request(s) are not sent again, a rerun re-attaches"]
+    (row,) = runner.ledger.rows()
+    assert (row["file_id"], row["batch_id"], row["state"], row["done"], row["owner"]) == \
+        (file_id, None, "uploaded", 0, None)
+    again = runner_for(server, store)
+    left, got, _ = run(again, calls)
+    assert left == [] and sorted(got) == ["k0", "k1"] and again.unanswered == {}
+    assert (server.batch_api.uploads, server.batch_api.submissions) == (1, 1)
+
+
 # -- medcode batch status / cancel ------------------------------------------------------------------------------
 def _open_batch(server: ScriptedServer, ledger: BatchLedger, intent: str, keys: list[str]) -> str:
     """A batch at the provider that runs for a while, recorded as a run records it."""
@@ -365,9 +424,13 @@ def test_cancel_stops_open_batches_one_or_all_and_names_what_it_could_not(server
     ledger.update("two", done=1)
     assert cancel(store, None) == ["no open batch to cancel"]
     ledger.update("two", done=0)
-    server.batch_api.plan.outage = failing(8, "POST", "/batches/")
-    assert cancel(store, None) == [f"{second}: not cancelled: The server had an error while processing your request."]
-    assert {r["intent"]: r["state"] for r in ledger.rows()}["two"] == "cancelling"
+    ledger.update("one", state="in_progress")
+    server.batch_api.plan.outage = failing(4, "POST", f"/batches/{first}/")
+    lines = cancel(store, None)  # the second was cancelled before: the provider says how far it got
+    assert lines[0] == f"{first}: not cancelled: The server had an error while processing your request."
+    assert lines[1:] in ([f"{second}: cancelling"], [f"{second}: cancelled"])
+    assert {r["intent"]: r["state"] for r in ledger.rows()}["one"] == "in_progress"
+    assert {r["intent"]: r["state"] for r in ledger.rows()}["two"] in ("cancelling", "cancelled")
 
 
 # -- moved: the runner end to end in process, re-attaching, result lines ------------------------------------
@@ -459,8 +522,8 @@ def test_re_attaching_finds_the_file_and_the_batch_or_sends_once_or_waits(tmp_pa
     (held,) = runner.unanswered.items()
     assert held[0] == "k6" and not held[1].keep and held[1].attempts == 0
     assert held[1].error.startswith("not asked: its batch (intent lost) may be at the provider")
-    assert notices[-1].startswith("medcode: could not re-attach to batch lost: ")
-    assert notices[-1].endswith("; its 2 request(s) are not sent again, a rerun re-attaches")
+    assert notices[-1] == ("medcode: could not re-attach to batch lost: The server had an error while processing "
+                           "your request.; its 2 request(s) are not sent again, a rerun re-attaches")
     (row,) = [r for r in runner.ledger.rows() if r["intent"] == "lost"]
     assert (row["done"], row["owner"], row["state"]) == (0, None, "preparing")
     assert server.batch_api.submissions == 2
@@ -483,6 +546,7 @@ def test_read_result_reads_each_kind_of_line() -> None:
     broken = read_result(line(200, {"usage": {"prompt_tokens": 7, "completion_tokens": 0}}))
     assert (broken.text, broken.error, broken.usage) == (None, "malformed response in the batch output",
                                                          {"batch": True})
+    assert (broken.latency_s, broken.attempts, broken.keep) == (0.0, 1, True)
     assert read_result(line(200, {"choices": []})).error == "malformed response in the batch output"
     assert read_result(line(None)) is None  # never run: expired or cancelled
     assert read_result({"custom_id": "k"}) is None

@@ -34,6 +34,7 @@ __all__ = ["BatchAPI", "BatchPlan"]
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_REQUESTS = 50_000
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")  # what OpenAI accepts
 
 
 @dataclass
@@ -237,12 +238,16 @@ class BatchAPI:
         if not isinstance(body, dict) or "input_file_id" not in body:
             handler._send_json(400, _error("'input_file_id' is required"))
             return
+        if body.get("endpoint") not in ENDPOINTS or body.get("completion_window") != "24h":
+            handler._send_json(400, _error(f"'endpoint' must be one of {', '.join(ENDPOINTS)} and "
+                                           "'completion_window' must be '24h'"))
+            return
         with self._lock:
             meta = self._files.get(body["input_file_id"])
         if meta is None:
             handler._send_json(400, _error(f"No such File object: {body['input_file_id']}"))
             return
-        batch = _Batch(self._new_id("batch"), meta["id"], body.get("endpoint", "/v1/chat/completions"),
+        batch = _Batch(self._new_id("batch"), meta["id"], body["endpoint"],
                        body.get("metadata") or {}, int(time.time()))
         plan = self.plan
         with self._lock:
