@@ -104,7 +104,7 @@ def test_a_batch_run_gives_the_records_of_a_streamed_run(pytester, codes, server
 
 def test_under_xdist_one_worker_submits_and_every_worker_reads(pytester, codes, server) -> None:
     db = cache(pytester)
-    result = pytester.runpytest_subprocess(*args(pytester, codes, server, "--medcode-cache", str(db),
+    result = pytester.runpytest(*args(pytester, codes, server, "--medcode-cache", str(db),
                                                  "--medcode-batch", "--medcode-no-preflight", "-n", "2"))
     result.stdout.fnmatch_lines(["*2 failed, 10 passed*"])
     assert server.batch_api.submissions == 1 and server.stats.total_requests == len(codes)

@@ -51,7 +51,7 @@ def test_a_run_costs_what_the_server_billed_and_a_rerun_avoids_it(pytester: pyte
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), latency=fixed_latency(0.01)) as server:
         args = [*base, "--medcode-api-base", server.base_url, "--model", "gpt-4", "--model", "openai/priced",
                 "--model", "openai/unpriced", "--medcode-price", "openai/priced=2.5/10"]
-        result = pytester.runpytest_subprocess(*args)
+        result = pytester.runpytest(*args)
         result.assert_outcomes(passed=72)
         costs = summary(pytester)["costs"]
         rows = by_model(costs)
@@ -80,7 +80,7 @@ def test_a_run_costs_what_the_server_billed_and_a_rerun_avoids_it(pytester: pyte
 
         # A user's price wins over litellm's map; a rerun asks nothing and avoids what the answers cost.
         before = server.stats.total_requests
-        again = pytester.runpytest_subprocess(*args, "--medcode-price", "gpt-4=1/2",
+        again = pytester.runpytest(*args, "--medcode-price", "gpt-4=1/2",
                                               "--medcode-price", "openai/unpriced=1/1")
         again.assert_outcomes(passed=72)
         assert server.stats.total_requests == before
@@ -137,7 +137,7 @@ def test_a_budget_stops_before_a_call_that_could_pass_it_and_a_rerun_asks_only_t
     recorder = Recorder(codes)
     with ScriptedServer(recorder, latency=fixed_latency(0.05)) as server:
         args = [*base, "--medcode-api-base", server.base_url, "--model", "gpt-4", "--medcode-concurrency", "8"]
-        result = pytester.runpytest_subprocess(*args, "--medcode-max-cost", str(limit))
+        result = pytester.runpytest(*args, "--medcode-max-cost", str(limit))
         unasked = assert_budget_held(pytester, server, limit)
         asked = server.stats.total_requests
         assert asked + len(unasked) == 40 and asked >= 4  # calls went out in parallel before the stop
@@ -148,7 +148,7 @@ def test_a_budget_stops_before_a_call_that_could_pass_it_and_a_rerun_asks_only_t
                                      f"  {len(unasked)} case(s) not asked: the budget would have been passed*"])
 
         recorder.asked.clear()
-        again = pytester.runpytest_subprocess(*args, "--medcode-max-cost", "5")
+        again = pytester.runpytest(*args, "--medcode-max-cost", "5")
         again.assert_outcomes(passed=40)
         assert sorted(recorder.asked) == sorted(r["description"] for r in unasked)  # exactly the rest
         rows = by_model(summary(pytester)["costs"])
@@ -162,7 +162,7 @@ def test_a_per_model_budget_holds_across_xdist_workers(pytester: pytest.Pytester
     base = setup_run(pytester, codes)
     limit = 0.015
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), latency=fixed_latency(0.05)) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             *base, "--medcode-api-base", server.base_url, "--model", "gpt-4", "--model", "openai/cheap",
             "--medcode-price", "openai/cheap=0.1/0.1", "--medcode-max-cost", f"gpt-4={limit}",
             "--medcode-concurrency", "6", "-n", "2")
@@ -184,12 +184,12 @@ def test_an_estimate_asks_nothing_and_counts_the_prompts_with_the_models_tokeniz
         path = pytester.path / "codes.csv"
         path.write_text("code\n" + "\n".join(c for c, _ in first) + "\n")
         api = ["--medcode-api-base", server.base_url, "--model", "gpt-4"]
-        pytester.runpytest_subprocess(*base, *api).assert_outcomes(passed=4)
+        pytester.runpytest(*base, *api).assert_outcomes(passed=4)
         answers, _, completion = server.stats.usage_per_model["gpt-4"]
         path.write_text("code\n" + "\n".join(c for c, _ in codes) + "\n")
         before = server.stats.total_requests
 
-        result = pytester.runpytest_subprocess(*base, *api, "--medcode-estimate", "-n", "2")
+        result = pytester.runpytest(*base, *api, "--medcode-estimate", "-n", "2")
         assert result.ret == 0
         assert server.stats.total_requests == before  # not one request
         prompt = sum(litellm.token_counter(model="gpt-4", messages=template.messages(
@@ -287,7 +287,7 @@ def test_the_run_total_is_the_providers_bill_for_every_kind_of_call_and_a_rerun_
         args = [*base, "--medcode-api-base", server.base_url, "--model", "openai/gpt-4o-mini",
                 "--model", "rag:openai/gpt-4o-mini", "--medcode-variant", "exact,typo", "--medcode-repeats", "2",
                 "--medcode-document-sample", "3", "--medcode-no-similarity"]
-        result = pytester.runpytest_subprocess(*args)
+        result = pytester.runpytest(*args)
         assert result.ret in (0, 1), result.stdout.str()
         answered = usage(server)
         assert server.stats.total_requests == answered[0] == 4 * 2 * 2 * 2 + 3 * 2  # every case asked once
@@ -301,7 +301,7 @@ def test_the_run_total_is_the_providers_bill_for_every_kind_of_call_and_a_rerun_
         assert rows["rag:openai/gpt-4o-mini"]["prompt_tokens"] > rows["openai/gpt-4o-mini"]["prompt_tokens"]
         assert len([r for r in cases_of(pytester) if r.get("kind") == "document"]) == 6
 
-        again = pytester.runpytest_subprocess(*args)
+        again = pytester.runpytest(*args)
         assert again.ret in (0, 1)
         assert server.stats.total_requests == answered[0]  # nothing asked
         assert_every_view_shows(pytester, again, 0.0, spent)
@@ -318,7 +318,7 @@ def test_a_batch_is_billed_at_the_batch_price_and_the_run_total_is_that_bill(
     base = setup_run(pytester, codes)
     pytester.makepyfile(test_document_coding=DOCUMENTS)
     with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             *base, "--medcode-api-base", server.base_url, "--model", "openai/gpt-4o-mini",
             "--model", "rag:openai/gpt-4o-mini", "--model", "verify:openai/gpt-4o-mini", "--medcode-verify-rounds",
             "2", "--medcode-document-sample", "2", "--medcode-no-similarity", "--medcode-batch")

@@ -28,7 +28,7 @@ def wrong_run(pytester: pytest.Pytester):
     with ScriptedServer(echo_responder("Code: A00.0")) as server:
         base = ["--medcode-system", "icd10cm", "--medcode-codes", "codes.csv", "--medcode-no-similarity",
                 "--model", "openai/m", "--medcode-api-base", server.base_url, "--medcode-cache", "c.sqlite3"]
-        yield lambda *args: pytester.runpytest_subprocess(*base, *args)
+        yield lambda *args: pytester.runpytest(*base, *args)
 
 
 def failed_lines(result: pytest.RunResult) -> list[str]:
@@ -91,7 +91,7 @@ def test_zero_shows_only_the_tally(wrong_run) -> None:
 EXPLANATION = ("  description:", "  asked (", "  expected:", "  predicted:", "  raw answer:")
 
 
-@pytest.mark.parametrize(("columns", "workers"), [(100, "0"), (72, "2"), (160, "0")])
+@pytest.mark.parametrize(("columns", "workers"), [(72, "2"), (160, "0")])
 def test_explanation_lines_fit_the_terminal_and_keep_their_whole_text_in_the_reports(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, columns: int, workers: str) -> None:
     """A long description and a long raw answer are cut with an ellipsis at the width the tables use (the
@@ -103,6 +103,7 @@ def test_explanation_lines_fit_the_terminal_and_keep_their_whole_text_in_the_rep
     pytester.makepyfile(test_code_query=BENCHMARK)
     (pytester.path / "codes.csv").write_text(f"code\n{code}\n")
     monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("CI", "true")  # pytest keeps the short summary's whole message under CI only
     with ScriptedServer(echo_responder(answer)) as server:
         result = pytester.runpytest_subprocess(
             "--medcode-system", "icd10cm", "--medcode-codes", "codes.csv", "--medcode-no-similarity",

@@ -104,9 +104,9 @@ def test_1000_cases_under_seeded_faults_lose_nothing_and_ask_nothing_twice(pytes
                        rate_malformed=0.02, rate_reset=0.01, seed=2024, max_faults_per_key=2,
                        always_fail=lambda request: request.description in doomed)
     with ScriptedServer(responder, faults=faults) as server:
-        result = pytester.runpytest_subprocess(
-            *setup_run(pytester, codes, server), "-n", "2", "--medcode-timeout", "0.75", "--medcode-attempts", "3",
-            "--medcode-concurrency", "32", timeout=300)
+        result = pytester.runpytest(
+            *setup_run(pytester, codes, server), "-n", "2", "--medcode-timeout", "2.5", "--medcode-attempts", "3",
+            "--medcode-concurrency", "32")
         stats = server.stats
 
     records, summary = run_folder(pytester)
@@ -153,9 +153,9 @@ def test_exhausted_retries_of_every_fault_kind_end_as_errors_not_wrong_codes(pyt
     faults = DoomedByKind(rate_429=0.05, retry_after=0.05, rate_500=0.05, seed=5, max_faults_per_key=1,
                           timeout_s=float("inf"), doomed=doomed)
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=faults) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             *setup_run(pytester, codes, server), "--medcode-timeout", "0.5", "--medcode-attempts", "2",
-            "--medcode-max-wait", "1", timeout=120)
+            "--medcode-max-wait", "1")
         stats = server.stats
     result.assert_outcomes(passed=75, failed=25)
     result.stdout.fnmatch_lines(["*model call failed after 2 attempt(s)*"])
@@ -210,14 +210,14 @@ def test_a_rate_limit_storm_is_waited_out_and_shown(pytester: pytest.Pytester) -
     with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
         server.storm = RateLimitStorm(2.0, retry_after=1.0)
         args = setup_run(pytester, codes, server)
-        result = pytester.runpytest_subprocess(*args, timeout=120)
+        result = pytester.runpytest(*args)
         result.assert_outcomes(passed=20)
         assert server.stats.faults["storm_429"] >= 2
         result.stdout.fnmatch_lines(["medcode: checking openai/m before the first case · rate limited by the "
                                      "endpoint, waiting 1 s; * retries so far",
                                      "model calls: 20 asked*, 0 from the cache, * retries, 0 failed"])
         before = server.stats.total_requests
-        again = pytester.runpytest_subprocess(*args, timeout=120)
+        again = pytester.runpytest(*args)
         again.assert_outcomes(passed=20)
         assert server.stats.total_requests == before
     again.stdout.fnmatch_lines(["model calls: 0 asked, 20 from the cache, 0 retries, 0 failed"])
@@ -230,12 +230,12 @@ def test_a_storm_longer_than_the_max_wait_ends_this_run_only(pytester: pytest.Py
     with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
         server.storm = RateLimitStorm(600.0, retry_after=0.3)
         args = [*setup_run(pytester, codes, server), "--medcode-no-preflight"]
-        result = pytester.runpytest_subprocess(*args, "--medcode-max-wait", "1", timeout=120)
+        result = pytester.runpytest(*args, "--medcode-max-wait", "1")
         result.assert_outcomes(failed=12)
         result.stdout.fnmatch_lines(["medcode: 0/12 answered*rate limited by the endpoint, waiting * s",
                                      "*still rate limited after waiting 1 s, --medcode-max-wait*"])
         assert stored_rows(pytester) == (0, 0)
         server.storm = None
-        again = pytester.runpytest_subprocess(*args, timeout=120)
+        again = pytester.runpytest(*args)
         again.assert_outcomes(passed=12)
     again.stdout.fnmatch_lines(["model calls: 12 asked*, 0 from the cache, 0 retries, 0 failed"])

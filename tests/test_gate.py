@@ -365,7 +365,7 @@ def test_a_model_wrong_on_10_percent_of_1000_cases_fails_the_gate(
 ) -> None:
     server.responder = degrade(mapping_responder(icd10_answers), 0.10, seed=7)
     pytester.makepyfile(test_codes=TEST_FILE)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         *FAST, "--medcode-report-dir", "reports", "--model", "openai/degraded",
         "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm", "--medcode-sample", "1000",
         "--medcode-baseline", str(lookup_run.folder), "--medcode-max-drop", "exact_match=2pp",
@@ -394,7 +394,7 @@ def test_one_extra_error_in_a_20_case_run_passes_with_a_power_warning(
     knows = mapping_responder(icd10_answers)
     hostile = {victim["description"]: "<script>alert(1)</script>"}
     server.responder = lambda request: hostile.get(request.description) or knows(request)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         *gate_args, "--model", "openai/tiny", "--medcode-api-base", server.base_url,
         "--medcode-baseline", str(baseline),
     )

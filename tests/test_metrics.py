@@ -245,7 +245,7 @@ def test_default_run_reports_meteor_and_bertscore_offline(pytester: pytest.Pytes
         monkeypatch.setenv(k, v)
     pytester.makepyfile(test_code_query=BENCHMARK)
     with ScriptedServer(_responder({"E11.9": "Code: E11.65"})) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             "--model", "lookup", "--model", "openai/x", "--medcode-api-base", server.base_url,
             "--medcode-system", "icd10cm", "--medcode-codes", str(_codes(pytester, CODES)), "-p", "no:cacheprovider",
         )
@@ -276,7 +276,7 @@ def test_a_model_that_cannot_load_is_one_line_not_a_traceback(pytester: pytest.P
         monkeypatch.setenv(k, v)
     pytester.makepyfile(test_code_query=BENCHMARK)
     with ScriptedServer(_responder({"E11.9": "Code: E11.65"})) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             "--model", "openai/x", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
             "--medcode-codes", str(_codes(pytester, CODES)), "-p", "no:cacheprovider",
             "--medcode-bertscore-model", str(pytester.path / "no-such-model"),
@@ -293,7 +293,7 @@ def test_paper_profile_run_then_rescore_under_the_default_profile(pytester: pyte
     model call. T38.3X5A is cut to T38.3X by the paper's pattern; a lower-case answer is not read at all."""
     pytester.makepyfile(test_code_query=BENCHMARK)
     with ScriptedServer(_responder({"I10": "code: i10"})) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             "--model", "openai/x", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
             "--medcode-codes", str(_codes(pytester, CODES)), "-p", "no:cacheprovider", "--medcode-profile", "paper",
             "--medcode-no-similarity",

@@ -91,7 +91,7 @@ def test_local_server_through_the_real_openai_client(pytester: pytest.Pytester) 
     mapping[pairs[9][1]] = "E11.99"  # a fabricated code
     pytester.makepyfile(test_code_query=BENCHMARK)
     with ScriptedServer(mapping_responder(mapping)) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             "--model", "openai/any", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
             "--medcode-codes", str(_codes_file(pytester, [c for c, _ in pairs])),
         )
@@ -113,7 +113,7 @@ def test_xdist_gives_the_same_numbers_as_a_serial_run(pytester: pytest.Pytester)
     pytester.runpytest(*args).assert_outcomes(passed=80)
     serial = summary_of(pytester)["results"]
     serial_ids = pq.read_table(run_dir(pytester) / "cases.parquet").column("case_id").to_pylist()
-    result = pytester.runpytest_subprocess(*args, "-n", "2")
+    result = pytester.runpytest(*args, "-n", "2")
     result.assert_outcomes(passed=80)
     parallel = summary_of(pytester)["results"]
     assert parallel == serial
@@ -162,7 +162,7 @@ def test_bad_input_is_one_line_and_exit_4(
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     pytester.makepyfile(test_code_query=BENCHMARK)
-    result = pytester.runpytest_subprocess(*args)
+    result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
@@ -172,12 +172,12 @@ def test_malformed_cpt_file_and_unreadable_template(pytester: pytest.Pytester) -
     pytester.makepyfile(test_code_query=BENCHMARK)
     bad = pytester.path / "cpt.csv"
     bad.write_text("code,description\n9921,short\n")
-    result = pytester.runpytest_subprocess("--medcode-system", "cpt", "--medcode-codeset", f"cpt={bad}")
+    result = pytester.runpytest("--medcode-system", "cpt", "--medcode-codeset", f"cpt={bad}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: *cpt.csv: 1 bad CPT row(s)*row 2 '9921'*"])
     template = pytester.path / "t.txt"
     template.write_bytes(b"\xff\xfe bad bytes {description}")
-    result = pytester.runpytest_subprocess("--medcode-prompt", str(template))
+    result = pytester.runpytest("--medcode-prompt", str(template))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: prompt template *t.txt: cannot read it*"])
 
@@ -195,7 +195,7 @@ def test_failure_message_shows_description_expected_predicted_and_raw(pytester: 
     pytester.makepyfile(test_code_query=BENCHMARK)
     pairs = load_system("icd10cm").billable_codes()[:1]
     with ScriptedServer(mapping_responder({}, default="I think it is Z99.89, maybe.")) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             "--model", "openai/m", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
             "--medcode-codes", str(_codes_file(pytester, [pairs[0][0]])),
         )
@@ -211,7 +211,7 @@ def test_provider_models_go_through_the_real_litellm_client(pytester: pytest.Pyt
     pairs = load_system("icd10cm").billable_codes()[:3]
     pytester.makepyfile(test_code_query=BENCHMARK)
     with ScriptedServer(mapping_responder({d: c for c, d in pairs})) as server:
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest(
             "--model", "hosted_vllm/any", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
             "--medcode-codes", str(_codes_file(pytester, [c for c, _ in pairs])),
         )

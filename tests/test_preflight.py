@@ -43,7 +43,7 @@ def test_a_refused_key_stops_the_run_before_any_case_with_one_line(pytester: pyt
     codes = pairs(30)
     base = setup_run(pytester, codes)
     with ScriptedServer(outage="401") as server:
-        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+        result = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
                                                "-n", workers)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert server.stats.total_requests == 1  # a 401 is not retried, and no case was asked
@@ -58,7 +58,7 @@ def test_the_probe_is_the_first_case_and_its_answer_is_not_paid_twice(pytester: 
     codes = pairs(12)
     base = setup_run(pytester, codes)
     with knows(codes) as server:
-        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        result = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
         result.assert_outcomes(passed=12)
         assert server.stats.total_requests == 12  # the probe was case 1: 11 more calls, not 12
         assert server.duplicate_successes() == {}
@@ -69,9 +69,9 @@ def test_a_fully_cached_run_needs_no_probe_and_no_network(pytester: pytest.Pytes
     codes = pairs(8)
     base = setup_run(pytester, codes)
     with knows(codes) as server:
-        pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
         server.outage = "401"  # the key is revoked: a replay of recorded answers must still work
-        again = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        again = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
         again.assert_outcomes(passed=8)
         assert server.stats.total_requests == 8  # nothing asked the second time
     again.stdout.fnmatch_lines(["model calls: 0 asked, 8 from the cache*"])
@@ -83,7 +83,7 @@ def test_a_rate_limited_probe_is_the_first_cases_outcome_not_a_setup_error(pytes
     base = setup_run(pytester, codes)
     with knows(codes) as server:
         server.faults = FaultPlan(rate_429=1.0, retry_after=0.05, max_faults_per_key=1)  # each key: one 429
-        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
+        result = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url)
         result.assert_outcomes(passed=5)
         assert server.stats.status_counts[429] == 5 and server.stats.successes == 5  # each: one 429, then through
 
@@ -91,7 +91,7 @@ def test_a_rate_limited_probe_is_the_first_cases_outcome_not_a_setup_error(pytes
 def test_a_wrapped_models_failure_names_the_wrapped_model(pytester: pytest.Pytester) -> None:
     base = setup_run(pytester, pairs(3))
     with ScriptedServer(outage="404") as server:
-        result = pytester.runpytest_subprocess(*base, "--model", "rag:openai/x", "--medcode-api-base",
+        result = pytester.runpytest(*base, "--model", "rag:openai/x", "--medcode-api-base",
                                                server.base_url)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --model rag:openai/x (the model openai/x it wraps): the check request*"
@@ -107,7 +107,7 @@ def test_a_key_revoked_mid_run_stops_that_model_and_a_rerun_asks_only_the_rest(
     args = [*base, "--model", "openai/m", "--medcode-concurrency", "1", "-n", workers]
     with knows(codes) as server:
         server.outage, server.outage_after = "401", 20  # the first 20 calls are answered, then every one is 401
-        result = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        result = pytester.runpytest(*args, "--medcode-api-base", server.base_url)
         assert server.stats.total_requests == 25  # 20 answers, then 5 identical 401s trip the breaker
         result.assert_outcomes(passed=20, failed=40)
         rows = cases_of(pytester)
@@ -124,7 +124,7 @@ def test_a_key_revoked_mid_run_stops_that_model_and_a_rerun_asks_only_the_rest(
                                      "  5 × HTTP 401 AuthenticationError*", "*a rerun asks only those"])
 
         server.outage = None  # the key is fixed
-        again = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        again = pytester.runpytest(*args, "--medcode-api-base", server.base_url)
         again.assert_outcomes(passed=60)
         assert server.stats.total_requests == 25 + 40  # exactly the missing cases, once each
         assert server.duplicate_successes() == {}
@@ -134,7 +134,7 @@ def test_no_preflight_and_a_dead_key_end_every_case_as_one_named_error(pytester:
     codes = pairs(40)
     base = setup_run(pytester, codes)
     with ScriptedServer(outage="quota") as server:
-        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+        result = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
                                                "--medcode-no-preflight", "--medcode-concurrency", "1")
         assert server.stats.total_requests == 5  # quota errors are not retried; five trip the breaker
     result.assert_outcomes(failed=40)
@@ -148,7 +148,7 @@ def test_no_preflight_and_a_dead_key_end_every_case_as_one_named_error(pytester:
 def test_circuit_breaker_zero_asks_every_case(pytester: pytest.Pytester) -> None:
     base = setup_run(pytester, pairs(12))
     with ScriptedServer(outage="401") as server:
-        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+        result = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
                                                "--medcode-no-preflight", "--medcode-circuit-breaker", "0")
         assert server.stats.total_requests == 12
     result.assert_outcomes(failed=12)
@@ -163,7 +163,7 @@ def test_a_probe_that_exhausts_its_retries_on_a_500_does_not_stop_the_run(pytest
     args = [*base, "--model", "openai/m", "--medcode-attempts", "2"]
     with knows(codes) as server:
         server.faults = FaultPlan(always_fail=lambda request: request.description == sick, always_fail_kind="500")
-        result = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        result = pytester.runpytest(*args, "--medcode-api-base", server.base_url)
         assert result.ret == pytest.ExitCode.TESTS_FAILED
         result.assert_outcomes(passed=5, failed=1)
         assert server.stats.status_counts[500] == 4  # two attempts by the probe, two by the phase
@@ -172,7 +172,7 @@ def test_a_probe_that_exhausts_its_retries_on_a_500_does_not_stop_the_run(pytest
 
         server.faults = None
         before = server.stats.total_requests
-        again = pytester.runpytest_subprocess(*args, "--medcode-api-base", server.base_url)
+        again = pytester.runpytest(*args, "--medcode-api-base", server.base_url)
         again.assert_outcomes(passed=6)
         assert server.stats.total_requests == before + 1  # the failed case, asked again with no flag
     again.stdout.fnmatch_lines(["model calls: 1 asked*, 5 from the cache, 0 retries, 0 failed"])
@@ -185,7 +185,7 @@ def test_the_breaker_does_not_trip_on_exhausted_500s(pytester: pytest.Pytester) 
     base = setup_run(pytester, codes)
     with knows(codes) as server:
         server.faults = FaultPlan(rate_500=1.0, max_faults_per_key=None)
-        result = pytester.runpytest_subprocess(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
+        result = pytester.runpytest(*base, "--model", "openai/m", "--medcode-api-base", server.base_url,
                                                "--medcode-no-preflight", "--medcode-concurrency", "1",
                                                "--medcode-attempts", "1")
         assert server.stats.total_requests == 8

@@ -66,14 +66,14 @@ def test_xdist_asks_each_key_once_and_a_rerun_asks_nothing(pytester: pytest.Pyte
     codes = pairs(40)
     base = setup_run(pytester, codes)
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), latency=fixed_latency(0.02)) as server:
-        result = pytester.runpytest_subprocess(*base, *args_for(server), "-n", "2")
+        result = pytester.runpytest(*base, *args_for(server), "-n", "2")
         result.assert_outcomes(passed=40)
         assert server.stats.total_requests == 40
         assert server.duplicate_successes() == {}
         result.stdout.fnmatch_lines(["*medcode: 40/40 answered (0 cached)*", "model calls: 40 asked*"])
         assert [r["cache_hit"] for r in cases_of(pytester)] == [False] * 40
 
-        again = pytester.runpytest_subprocess(*base, *args_for(server))
+        again = pytester.runpytest(*base, *args_for(server))
         again.assert_outcomes(passed=40)
         assert server.stats.total_requests == 40  # zero new calls
         again.stdout.fnmatch_lines(["model calls: 0 asked, 40 from the cache, 0 retries, 0 failed"])
@@ -84,7 +84,7 @@ def test_deselected_cases_are_never_asked(pytester: pytest.Pytester) -> None:
     codes = pairs(10)
     base = setup_run(pytester, codes)
     with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
-        result = pytester.runpytest_subprocess(*base, *args_for(server), "-k", codes[3][0])
+        result = pytester.runpytest(*base, *args_for(server), "-k", codes[3][0])
         result.assert_outcomes(passed=1, deselected=9)
         assert server.stats.total_requests == 1
 
@@ -97,7 +97,7 @@ def test_faults_are_retried_and_exhausted_calls_are_errors_not_wrong_codes(pytes
                        rate_timeout=0.03, timeout_s=3.0, seed=7, max_faults_per_key=2,
                        always_fail=lambda request: request.description in doomed)
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=faults) as server:
-        result = pytester.runpytest_subprocess(*base, *args_for(server), "--medcode-timeout", "1",
+        result = pytester.runpytest(*base, *args_for(server), "--medcode-timeout", "2",
                                                "--medcode-attempts", "3", "-n", "2")
         result.assert_outcomes(passed=57, failed=3)
         result.stdout.fnmatch_lines(["*model call failed after 3 attempt(s)*"])
@@ -116,7 +116,7 @@ def test_faults_are_retried_and_exhausted_calls_are_errors_not_wrong_codes(pytes
         # 500s are not kept as the cases' outcomes: once the server is well, a plain re-run asks only those three.
         before = server.stats.total_requests
         server.faults = None
-        pytester.runpytest_subprocess(*base, *args_for(server)).assert_outcomes(passed=60)
+        pytester.runpytest(*base, *args_for(server)).assert_outcomes(passed=60)
         assert server.stats.total_requests == before + 3
 
 
@@ -136,7 +136,7 @@ def test_only_answers_and_final_failures_are_kept(pytester: pytest.Pytester) -> 
 
     args = [*base, "--medcode-attempts", "2", "--medcode-no-preflight", "--medcode-no-similarity"]
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), faults=Plan()) as server:
-        first = pytester.runpytest_subprocess(*args, *args_for(server))
+        first = pytester.runpytest(*args, *args_for(server))
         first.assert_outcomes(passed=4, failed=2)
         rows = {r["description"]: r for r in cases_of(pytester)}
         assert rows[sick]["error"].startswith("HTTP 500") and rows[sick]["attempts"] == 2
@@ -148,19 +148,19 @@ def test_only_answers_and_final_failures_are_kept(pytester: pytest.Pytester) -> 
 
         kinds.pop(sick)
         before = server.stats.total_requests
-        second = pytester.runpytest_subprocess(*args, *args_for(server))
+        second = pytester.runpytest(*args, *args_for(server))
         second.assert_outcomes(passed=5, failed=1)
         assert server.stats.total_requests == before + 1  # the 500 asked again, the kept failure not
 
         kinds.clear()
-        third = pytester.runpytest_subprocess(*args, *args_for(server), "--medcode-retry-errors")
+        third = pytester.runpytest(*args, *args_for(server), "--medcode-retry-errors")
         third.assert_outcomes(passed=6)
         assert server.stats.total_requests == before + 2
 
         with sqlite3.connect(db) as conn:  # a row as an earlier version kept a 429: an error, not marked final
             conn.execute("UPDATE responses SET text = NULL, error = 'HTTP 429 RateLimitError: slow down', "
                          "usage = '{}' WHERE rowid = (SELECT min(rowid) FROM responses)")
-        fourth = pytester.runpytest_subprocess(*args, *args_for(server))
+        fourth = pytester.runpytest(*args, *args_for(server))
         fourth.assert_outcomes(passed=6)
         assert server.stats.total_requests == before + 3
 
@@ -184,7 +184,7 @@ def test_a_killed_run_resumes_asking_only_the_rest(pytester: pytest.Pytester) ->
         stored = sqlite3.connect(db).execute("SELECT count(*) FROM responses").fetchone()[0]
         assert 15 <= stored < 80
         before = server.stats.total_requests
-        result = pytester.runpytest_subprocess(*base, *args_for(server))
+        result = pytester.runpytest(*base, *args_for(server))
         result.assert_outcomes(passed=80)
         assert server.stats.total_requests - before == 80 - stored
 
@@ -195,7 +195,7 @@ def test_no_api_key_is_written_anywhere(pytester: pytest.Pytester, monkeypatch: 
     codes = pairs(5)
     base = setup_run(pytester, codes)
     with ScriptedServer(mapping_responder({d: c for c, d in codes}), require_key=secret) as server:
-        result = pytester.runpytest_subprocess(*base, *args_for(server), "--junitxml", "junit.xml", "-rA")
+        result = pytester.runpytest(*base, *args_for(server), "--junitxml", "junit.xml", "-rA")
         result.assert_outcomes(passed=5)
     written = [p for p in pytester.path.rglob("*") if p.is_file()]
     assert any(p.name == "responses.sqlite3" for p in written)
@@ -208,7 +208,7 @@ def test_progress_is_quiet_with_q(pytester: pytest.Pytester) -> None:
     codes = pairs(5)
     base = setup_run(pytester, codes)
     with ScriptedServer(mapping_responder({d: c for c, d in codes})) as server:
-        result = pytester.runpytest_subprocess(*base, *args_for(server), "-q")
+        result = pytester.runpytest(*base, *args_for(server), "-q")
     result.assert_outcomes(passed=5)
     assert "medcode: 5/5 answered" not in result.stdout.str()
 
