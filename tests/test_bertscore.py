@@ -9,7 +9,7 @@ import pytest
 
 from conftest import missing
 from pytest_medcode.codesystems import load_system
-from pytest_medcode.scoring.bertscore import EmbeddingCache, pair_f1
+from pytest_medcode.scoring.bertscore import EmbeddingCache, neighbourhood_order, pair_f1
 from pytest_medcode.scoring.similarity import BertScorer, SimilarityUnavailable
 
 
@@ -33,6 +33,16 @@ def test_pair_f1_by_hand() -> None:
     assert pair_f1(far, _unit(cls, [1.0, 0.0, 0.0]), np.array([False, True]), np.array([False, True])) == 0.0
     # A side with no weighted token (only special tokens): bert-score's NaN, reported as 0.
     assert pair_f1(cand, ref, np.array([False, False, False]), weighted) == 0.0
+
+
+def test_neighbourhood_order_puts_pairs_sharing_a_description_together() -> None:
+    # Two groups linked inside, not to each other; sorted, their pairs interleave (A.., B.., A.., B..).
+    pairs = [("A1", "Z1"), ("B1", "Y1"), ("Z1", "C1"), ("Y1", "D1"), ("C1", "X9"), ("A1", "Z1")]
+    ordered = neighbourhood_order(pairs)
+    assert sorted(ordered) == sorted(set(pairs))  # each distinct pair once
+    assert ordered == [("A1", "Z1"), ("Z1", "C1"), ("C1", "X9"), ("B1", "Y1"), ("Y1", "D1")]
+    assert neighbourhood_order(list(reversed(pairs))) == ordered  # the same order whatever order they came in
+    assert neighbourhood_order([]) == []
 
 
 def _sibling_pairs(step: int) -> list[tuple[str, str]]:

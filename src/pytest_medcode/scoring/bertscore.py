@@ -13,15 +13,48 @@ undefined. Model, tokenizer and layer come from bert-score itself, so the scores
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-__all__ = ["EmbeddingCache", "pair_f1"]
+__all__ = ["EmbeddingCache", "neighbourhood_order", "pair_f1"]
 
 #: Bytes of token embeddings kept between calls (about 5,000 ICD-10-CM descriptions for MiniLM, fp32).
 DEFAULT_BUDGET = 256 * 1024 * 1024
+
+
+def neighbourhood_order(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The distinct ``pairs`` with those that share a description next to each other: a breadth-first walk
+    over descriptions (linked by the pairs they are in), from each unvisited one in sorted order.
+
+    Scored in this order, a description's pairs come in a few neighbouring chunks, so its kept embeddings
+    serve all of them before they are let go: on a 49,000-pair run-shaped set every distinct description is
+    embedded once within the default budget, against 1.4 times as many when the pairs are merely sorted
+    (perf/similarity_speed.py --count-only)."""
+    distinct = list(dict.fromkeys(pairs))
+    links: dict[str, list[int]] = defaultdict(list)
+    for i, (ref, cand) in enumerate(distinct):
+        links[ref].append(i)
+        links[cand].append(i)
+    seen: set[str] = set()
+    taken = [False] * len(distinct)
+    out: list[tuple[str, str]] = []
+    for start in sorted(links):
+        if start in seen:
+            continue
+        seen.add(start)
+        todo = deque([start])
+        while todo:
+            for i in sorted(links[todo.popleft()], key=distinct.__getitem__):
+                if taken[i]:
+                    continue
+                taken[i] = True
+                out.append(distinct[i])
+                fresh = [s for s in distinct[i] if s not in seen]
+                seen.update(fresh)
+                todo.extend(fresh)
+    return out
 
 
 def pair_f1(cand: Any, ref: Any, cand_weighted: Any, ref_weighted: Any) -> float:
