@@ -1,4 +1,4 @@
-"""BERTScore F1 from token embeddings computed once per distinct description, not once per pair.
+"""BERTScore F1 from token embeddings computed once per distinct description and run, not once per call.
 
 bert-score's ``score`` embeds every sentence of each call and forgets them when the call ends, so a
 description that occurs in many pairs (a reference a model got wrong several ways, a popular wrong answer,
@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["EmbeddingCache", "neighbourhood_order", "pair_f1"]
 
-#: Bytes of token embeddings kept between calls (about 5,000 ICD-10-CM descriptions for MiniLM, fp32).
+#: Bytes of token embeddings kept between calls (about 10,000 ICD-10-CM descriptions: 17.5 tokens x 384 floats).
 DEFAULT_BUDGET = 256 * 1024 * 1024
 
 
