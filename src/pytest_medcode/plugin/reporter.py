@@ -36,6 +36,7 @@ from pytest_medcode.plugin.signals import (
 )
 from pytest_medcode.reports import document_section as document_report
 from pytest_medcode.reports import terminal
+from pytest_medcode.reports.explorer import ExplorerText
 from pytest_medcode.reports.text import DEFAULT_WIDTH
 from pytest_medcode.reports.verdict import render_verdict, verdict_dict
 from pytest_medcode.results.costs import cost_summary
@@ -72,6 +73,7 @@ class MedcodeReporter:
         self.config = session.config
         self.settings = session.settings
         self.rows = RecordRows()  # the records as they arrive
+        self.explorer_text = ExplorerText()  # report.html's case explorer text, made as they arrive
         self.records: list[dict[str, Any]] = []  # every record, in collection order, once the tests are done
         self.memory = ReportMemory(self.config, worker=False)
         self._collection_order: dict[str, int] | None = None  # nodeid → position (xdist controller)
@@ -140,6 +142,7 @@ class MedcodeReporter:
                 if isinstance(value, dict):
                     if xdist.from_worker(report):  # unpickled: every record has its own copy of every key
                         value = xdist.compact(value)
+                    self.explorer_text.add(value)  # report.html's case text, now rather than at the end
                     position = self.rows.append(value, report.nodeid)
                     report.user_properties[i] = (name, position)  # the row stands for it from now on
                 is_case = True
@@ -190,7 +193,8 @@ class MedcodeReporter:
 
         interrupts.cleanups.append(remove_partial)
         try:
-            self.report_problems = write_run(run_dir, records, self.summary_data, self.settings.seed)
+            self.report_problems = write_run(run_dir, records, self.summary_data, self.settings.seed,
+                                             self.explorer_text)
             point_latest(run_dir)
             self.written = True
         except OSError as exc:  # the tables still print; the answers are in the cache; exit 4 (exitstatus)

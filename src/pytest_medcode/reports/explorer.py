@@ -17,7 +17,7 @@ from pytest_medcode.reports.tables import clip
 from pytest_medcode.safetext import visible
 from pytest_medcode.vocabulary import DIMENSIONS, ERROR_MIX, MIX_FAILED, error_kind
 
-__all__ = ["EXPLORER_ANSWER_LIMIT", "EXPLORER_JS", "PAGE_ROWS", "explorer_data"]
+__all__ = ["EXPLORER_ANSWER_LIMIT", "EXPLORER_JS", "PAGE_ROWS", "ExplorerText", "explorer_data"]
 
 #: Characters of a raw answer the explorer keeps (the rest is counted, and is in cases.parquet): the page holds
 #: every case of the run, so this bounds its size (report.md's wrong answers keep more: markdown.py).
@@ -28,54 +28,73 @@ PAGE_ROWS = 50
 _VARIANT_DEFAULT = DIMENSIONS["variant"]
 
 
-def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+class ExplorerText:
+    """The explorer's text of each distinct value: shown safely (:func:`visible`), a raw answer also masked
+    and clipped. Filled as the records arrive (:meth:`add`), it takes that work off the end of a large run,
+    where the reporting process would otherwise do it for every case; the page is the same without it."""
+
+    def __init__(self) -> None:
+        self._shown: dict[Any, str] = {}
+        self._answers: dict[tuple[str, int | None], str] = {}  # answers repeat ("Code: M24.131")
+
+    def shown(self, value: Any) -> str:
+        """``value`` as the page shows it ("" for None), made once per distinct value."""
+        text = self._shown.get(value)
+        if text is None:
+            text = self._shown[value] = "" if value is None else visible(value)
+        return text
+
+    def answer(self, record: dict[str, Any]) -> str:
+        """The raw answer cell of ``record`` (or why its call failed): masked, made visible, clipped."""
+        if error_kind(record) == MIX_FAILED:
+            raw, total = f"(call failed) {record.get('error') or ''}", None
+        else:
+            raw, total = record.get("raw_answer") or "", record.get("answer_chars")
+        shown = self._answers.get((raw, total))
+        if shown is None:
+            shown = self._answers[raw, total] = clip(visible(mask_credentials(raw)), EXPLORER_ANSWER_LIMIT, total)
+        return shown
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Make the text of one record's cells now."""
+        for key in _SHOWN:
+            self.shown(record.get(key))
+        self.shown(record.get("variant") or _VARIANT_DEFAULT)
+        self.answer(record)
+
+
+_SHOWN = ("model", "system", "code", "description", "predicted_code", "predicted_description")
+
+
+def explorer_data(records: Sequence[dict[str, Any]], text: ExplorerText | None = None) -> dict[str, Any]:
     """The explorer's JSON: lookup lists and one row per case
     ``[model, system, kind, variant, expected, description, predicted, predicted description, raw answer]``
-    (the first four and the two descriptions as indexes)."""
+    (the first four and the two descriptions as indexes). ``text``: the cells' text made so far."""
+    text = text if text is not None else ExplorerText()
     lists: dict[str, dict[Any, int]] = {"models": {}, "systems": {}, "variants": {}, "strings": {}}
     shown: dict[str, list[str]] = {name: [] for name in lists}
     kinds = {k: i for i, k in enumerate(ERROR_MIX)}
-    codes: dict[Any, str] = {}
 
     def index(kind: str, value: Any) -> int:
         table = lists[kind]
         found = table.get(value)
-        if found is None:  # made visible once per distinct value, not once per case
+        if found is None:
             found = table[value] = len(table)
-            shown[kind].append("" if value is None else visible(value))
+            shown[kind].append(text.shown(value))
         return found
-
-    def code(value: Any) -> str:
-        text = codes.get(value)
-        if text is None:
-            text = codes[value] = "" if value is None else visible(value)
-        return text
-
-    answers: dict[tuple[str, int | None], str] = {}  # answers repeat ("Code: M24.131"): mask, clip each once
-
-    def answer(text: str, total: int | None) -> str:
-        shown = answers.get((text, total))
-        if shown is None:
-            shown = answers[text, total] = clip(visible(mask_credentials(text)), EXPLORER_ANSWER_LIMIT, total)
-        return shown
 
     rows = []
     for r in records:
-        kind = error_kind(r)
-        if kind == MIX_FAILED:
-            raw, total = f"(call failed) {r.get('error') or ''}", None
-        else:
-            raw, total = r.get("raw_answer") or "", r.get("answer_chars")
         rows.append([
             index("models", r.get("model")),
             index("systems", r.get("system")),
-            kinds[kind],
+            kinds[error_kind(r)],
             index("variants", r.get("variant") or _VARIANT_DEFAULT),
-            code(r.get("code")),
+            text.shown(r.get("code")),
             index("strings", r.get("description")),
-            code(r.get("predicted_code")),
+            text.shown(r.get("predicted_code")),
             index("strings", r.get("predicted_description")),
-            answer(raw, total),
+            text.answer(r),
         ])
     return {
         "models": shown["models"],

@@ -25,7 +25,7 @@ from pytest_medcode.reports.charts import (
     series_colors,
     stacked_chart,
 )
-from pytest_medcode.reports.explorer import EXPLORER_ANSWER_LIMIT, EXPLORER_JS, explorer_data
+from pytest_medcode.reports.explorer import EXPLORER_ANSWER_LIMIT, EXPLORER_JS, ExplorerText, explorer_data
 from pytest_medcode.reports.page import document, esc, json_script
 from pytest_medcode.reports.tables import (
     budget_text,
@@ -409,10 +409,10 @@ def _headline_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, li
 # -- the case explorer -------------------------------------------------------------------------
 
 
-def _explorer_section(records: Sequence[dict[str, Any]]) -> str:
+def _explorer_section(records: Sequence[dict[str, Any]], text: ExplorerText | None) -> str:
     if not records:
         return ""
-    data = explorer_data(records)
+    data = explorer_data(records, text)
     columns = [0, 1, *([3] if len(data["variants"]) > 1 else []), 2, 4, 5, 6, 7, 8]
     titles = {0: "Model", 1: "System", 2: "Outcome", 3: "Variant", 4: "Expected", 5: "Description",
               6: "Predicted", 7: "Predicted code's description", 8: "Raw answer"}
@@ -471,8 +471,9 @@ def _cost_section(costs: dict[str, Any] | None) -> str:
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}</section>")
 
 
-def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
-    """The whole page as a string."""
+def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0,
+           explorer_text: ExplorerText | None = None) -> str:
+    """The whole page as a string (``explorer_text``: the explorer's cell text made as the records arrived)."""
     summary = summary or {}
     records = query_records(records)  # document cases have their own section (reports/document_section.py)
     results, tables = run_tables(records, summary, seed)
@@ -493,7 +494,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
     )
     error_tables = [t for t in (paper_table(t) for t in tables.get("error_analysis") or []) if t]
     digits = digit_position_chart(results, records, colors)
-    explorer = _explorer_section(records)
+    explorer = _explorer_section(records, explorer_text)
     body = [
         "<header>",
         f"<h1>pytest-medcode report — {esc(run_id)}</h1>",

@@ -15,7 +15,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from pytest_medcode.atomic import write_atomically, write_text_atomically
 from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT_VERSION
 from pytest_medcode.reports import document_section, html, markdown
+from pytest_medcode.reports.explorer import ExplorerText
 from pytest_medcode.reports.tables import build_tables
 from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.results.consistency import self_consistency
@@ -165,16 +166,22 @@ def write_json(data: dict[str, Any], path: Path) -> None:
     write_text_atomically(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_run(folder: Path, records: Sequence[dict[str, Any]], summary: dict[str, Any], seed: int) -> tuple[str, ...]:
+def write_run(folder: Path, records: Sequence[dict[str, Any]], summary: dict[str, Any], seed: int,
+              explorer_text: ExplorerText | None = None) -> tuple[str, ...]:
     """Write a whole run folder: the data first (an OSError here is the caller's: nothing is half-written),
     then the two reports, which are views of it (``medcode report`` redoes them): a report that cannot be
-    rendered is returned as a problem to show, never raised."""
+    rendered is returned as a problem to show, never raised. ``explorer_text``: report.html's case explorer
+    text made as the records arrived (the same page, sooner)."""
     write_cases(list(records), folder / "cases.parquet")
     write_json(summary, folder / "summary.json")
     problems = []
-    for name, module in (("report.md", markdown), ("report.html", html)):
+    renders: tuple[tuple[str, Callable[[], str]], ...] = (
+        ("report.md", lambda: markdown.render(records, summary, seed)),
+        ("report.html", lambda: html.render(records, summary, seed, explorer_text)),
+    )
+    for name, render in renders:
         try:
-            write_text_atomically(folder / name, module.render(records, summary, seed))
+            write_text_atomically(folder / name, render())
         except Exception as exc:  # a view of saved data: warn, don't crash
             problems.append(f"could not write {name}: {exc.__class__.__name__}: {exc}")
     return tuple(problems)

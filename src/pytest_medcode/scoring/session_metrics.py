@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.scoring.bertscore import neighbourhood_order
 from pytest_medcode.scoring.score_store import ScoreStore
 from pytest_medcode.vocabulary import ERROR, GROUP_KEYS
 
@@ -162,7 +163,8 @@ def _score(scorer: Any, name: str, pairs: list[tuple[str, str]], store: ScoreSto
     lookup = [p for p in distinct if p[0] != p[1]]
     identity = scorer.identity if store is not None and lookup else ""
     known = store.get(identity, lookup) if identity and store is not None else {}
-    fresh = sorted(p for p in distinct if p not in known)  # sorted: a reference's candidates share a batch
+    # pairs sharing a description side by side: its kept embeddings serve them all (scoring/bertscore.py)
+    fresh = neighbourhood_order(p for p in distinct if p not in known)
     report.stored[name] = len(known)
     report.scored[name] = sum(1 for p in fresh if p[0] != p[1])
     values: dict[tuple[str, str], float] = dict(known)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_medcode.scoring.bertscore import EmbeddingCache
 from pytest_medcode.wordnet import prepare_wordnet, wordnet_available
 
 __all__ = [
@@ -206,8 +207,8 @@ def greedy_match(similarity: Sequence[Sequence[float]]) -> tuple[float, float, f
 
 _BUNDLED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _BUNDLED_LAYERS = 6
-# Pairs handed to one bert-score call: it embeds every distinct sentence of a call and keeps all
-# embeddings until the call ends (~30 kB per sentence for MiniLM), so this bounds memory.
+# Pairs matched in one call: the embeddings of every distinct description of a call are held until it ends
+# (~30 kB per description for MiniLM), beside those kept between calls, so this bounds memory.
 _PAIRS_PER_CALL = 2048
 
 
@@ -242,6 +243,7 @@ class BertScorer:
         self.precision = ("bf16" if _bf16_native() and device in (None, "cpu") else "fp32") \
             if precision == "auto" else precision
         self._scorer: Any = None
+        self._cache: EmbeddingCache | None = None
         self._memo: dict[Pair, float] = {}
 
     @property
@@ -346,18 +348,24 @@ class BertScorer:
                 found[key] = -1.0  # placeholder, filled below
                 todo.append(key)
         if todo:
-            scorer = self._load()
-            # Sorted so a reference's candidates share one call and the reference is embedded once.
+            embeddings = self._embeddings()
+            # Sorted so a reference's candidates share one call (similar descriptions sort near each other,
+            # so the kept embeddings of one call serve the next).
             todo.sort()
             for start in range(0, len(todo), _PAIRS_PER_CALL):
                 chunk = todo[start : start + _PAIRS_PER_CALL]
-                cands, refs = [c for _, c in chunk], [r for r, _ in chunk]
-                with self._autocast():
-                    _, _, f1 = scorer.score(cands, refs, batch_size=self.batch_size)
-                for key, value in zip(chunk, f1.tolist(), strict=True):
-                    found[key] = float(value)
-                    self._remember(key, float(value))
+                for key, value in zip(chunk, embeddings.score(chunk), strict=True):
+                    found[key] = value
+                    self._remember(key, value)
         return [found[key] for key in keys]
+
+    def _embeddings(self) -> EmbeddingCache:
+        """The per-description token embeddings of this scorer's model (loaded on first use)."""
+        if self._cache is None:
+            scorer = self._load()
+            self._cache = EmbeddingCache(scorer._model, scorer._tokenizer, scorer.device, self.batch_size,
+                                         self._autocast)
+        return self._cache
 
     def _remember(self, key: Pair, value: float) -> None:
         if len(self._memo) >= _MEMO_LIMIT:
