@@ -39,11 +39,13 @@ _MISSING: dict[str, str] = {
     "not_computed": "no {metric} values in the records (the metric was not computed; install the 'metrics' extra)",
     "undefined": "no {metric} values: not defined for this system (scope the limit, e.g. SYSTEM:{metric})",
     "no_codes": "no codes to measure {metric} on",
+    "no_confidence": "no confidence in the answers to measure {metric} on (the coder gives none; LLM coders "
+                     "give one from log-probabilities, --medcode-repeats from agreement)",
 }
 
 
 def _interval(r: ThresholdResult) -> str:
-    m = METRICS[r.threshold.metric]
+    m = metric(r.threshold.metric)
     return f"{m.format(r.low)}–{m.format(r.high)}"
 
 
@@ -51,7 +53,7 @@ def _threshold_reason(r: ThresholdResult) -> str:
     th = r.threshold
     if r.estimate is None:
         return _MISSING[r.missing or "unanswered"].format(metric=th.metric)
-    m = METRICS[th.metric]
+    m = metric(th.metric)
     head = f"{m.label} {m.format(r.estimate)} (95% CI {_interval(r)}, n={r.n})"
     under = th.direction == "under"
     if r.passed:
@@ -62,7 +64,7 @@ def _threshold_reason(r: ThresholdResult) -> str:
 def _threshold_warnings(r: ThresholdResult) -> tuple[str, ...]:
     if not r.limit_inside:
         return ()
-    limit = METRICS[r.threshold.metric].format(r.threshold.limit)
+    limit = metric(r.threshold.metric).format(r.threshold.limit)
     return (f"the limit {limit} lies inside the 95% CI ({_interval(r)}): a re-run could flip this check",)
 
 

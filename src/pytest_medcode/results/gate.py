@@ -44,8 +44,10 @@ from pytest_medcode.results.rules import (
     DEFAULT_MAX_ERROR_RATE,
     MaxDrop,
     Threshold,
+    coverage_target,
     parse_max_drops,
 )
+from pytest_medcode.results.selective import coverage_at, coverage_interval, levels
 from pytest_medcode.results.stats import (
     Estimate,
     PairedResult,
@@ -106,6 +108,11 @@ class GateSpec:
     @property
     def thresholds(self) -> tuple[Threshold, ...]:
         return self.fail_under + self.fail_over
+
+    @property
+    def needs_confidence(self) -> bool:
+        """A rule on coverage at a target accuracy: every answer needs a confidence (LLMs' log-probabilities)."""
+        return any(coverage_target(t.metric) is not None for t in self.thresholds)
 
     def evaluate(
         self, records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None, seed: int = 0
@@ -413,6 +420,9 @@ def _estimate(th: Threshold, n: int, est: Estimate) -> ThresholdResult:
 def judge_threshold(th: Threshold, rows: Sequence[dict[str, Any]], seed: int = 0) -> ThresholdResult:
     """One group against a limit: a Wilson interval for a rate, a seeded bootstrap for a mean, a bootstrap
     over the cases for a pooled metric (every answered case counts). Failed calls are left out."""
+    target = coverage_target(th.metric)
+    if target is not None:
+        return judge_coverage(th, target, rows, seed)
     m = METRICS[th.metric]
     done = answered(rows)
     if m.kind == POOLED:
@@ -428,6 +438,21 @@ def judge_threshold(th: Threshold, rows: Sequence[dict[str, Any]], seed: int = 0
     if m.kind == RATE:
         return _estimate(th, len(values), wilson(int(sum(values)), len(values)))
     return _estimate(th, len(values), bootstrap_mean(values, seed=seed))
+
+
+def judge_coverage(th: Threshold, target: float, rows: Sequence[dict[str, Any]], seed: int = 0) -> ThresholdResult:
+    """The share auto-coded at ``target`` accuracy with its bootstrap interval (results/selective.py); a group
+    whose answers carry no confidence has nothing to measure (``no_confidence``)."""
+    done = answered(rows)
+    if not done:
+        return ThresholdResult(th, missing="unanswered")
+    if all(r.get("confidence") is None for r in done):
+        return ThresholdResult(th, n=len(done), missing="no_confidence")
+    lv = levels([r.get("confidence") for r in done], [bool(r.get("exact_match")) for r in done],
+                [bool(r.get("abstained")) for r in done])
+    interval = coverage_interval(lv, target, seed=seed)
+    assert interval is not None
+    return ThresholdResult(th, len(done), coverage_at(lv, target).coverage, *interval)
 
 
 def judge_binary(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float) -> BinaryRegression:
@@ -583,9 +608,14 @@ def _rules_for(documents: bool, thresholds: Sequence[Threshold], max_drops: Sequ
                max_error_rate: float, seed: int) -> _Rules:
     """The options that apply to one kind of case: code queries and document cases are judged apart, each
     on its own metrics (Metric.documents)."""
-    return _Rules(tuple(t for t in thresholds if METRICS[t.metric].documents == documents),
+    return _Rules(tuple(t for t in thresholds if _documents_metric(t.metric) == documents),
                   tuple(d for d in max_drops if METRICS[d.metric].documents == documents),
                   alpha, max_error_rate, seed, documents)
+
+
+def _documents_metric(metric: str) -> bool:
+    """Whether a metric judges document cases (coverage at a target is a code-query number)."""
+    return coverage_target(metric) is None and METRICS[metric].documents
 
 
 def _baseline_part(baseline: Sequence[dict[str, Any]] | None, documents: bool) -> list[dict[str, Any]] | None:

@@ -35,10 +35,10 @@ def resolve_coder(name: str, options: CoderOptions) -> Coder:
     if name.startswith("openai/") and options.api_base:
         from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 
-        return OpenAICompatibleCoder(name, options.api_base, options.timeout)
+        return OpenAICompatibleCoder(name, options.api_base, options.timeout, options.confidence)
     from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
 
-    return LiteLLMCoder(name, options.api_base, options.timeout)
+    return LiteLLMCoder(name, options.api_base, options.timeout, options.confidence)
 
 
 def _checked(origin: str, coder: Coder) -> Coder:
