@@ -67,3 +67,39 @@ def invalid_confidence_lines(records: Iterable[dict[str, Any]]) -> list[str]:
             seen.setdefault(str(record.get("model")), []).append(record["confidence_invalid"])
     return [visible(f"warning: {model} gave {len(values)} confidence(s) outside [0, 1] or not a number (first: "
                     f"{values[0]}); those cases are recorded as no confidence") for model, values in seen.items()]
+
+
+def rows_of(records: Sequence[dict[str, Any]], summary: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """The run's straight-through rows: summary.json's, or computed from the records for a summary written
+    before they existed (``medcode report`` on an older run)."""
+    if "selective" in summary:
+        return list(summary.get("selective") or [])
+    from pytest_medcode.results.selective import selective_rows
+    from pytest_medcode.vocabulary import group_fields, query_records
+
+    queries = query_records(records)
+    return selective_rows(queries, seed=seed, by=group_fields(queries))
+
+
+TABLE_HEADERS = ("Model / system", "Target accuracy", "Auto-coded (95% CI)", "Threshold", "Accuracy on auto-coded",
+                 "ECE", "AURC", "Declined")
+
+
+def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per group and target, for report.md and report.html (the same cells)."""
+    out = []
+    for row in rows:
+        label = visible(group_label(row))
+        if not row.get("coverage"):
+            declined = _pct((row.get("abstained") or {}).get("value"))
+            out.append([label, "-", "no confidence", "-", "-", "-", "-", declined])
+            continue
+        for entry in row["coverage"].values():
+            interval = ("" if entry.get("low") is None else
+                        f" ({100 * entry['low']:.1f}–{100 * entry['high']:.1f})")
+            out.append([label, f"{100 * entry['target']:g} %", f"{_pct(entry['value'])}{interval}",
+                        "-" if entry.get("threshold") is None else f"{entry['threshold']:.3f}",
+                        _pct(entry.get("accuracy")), f"{row['ece']:.3f}" if row.get("ece") is not None else "-",
+                        f"{row['aurc']:.3f}" if row.get("aurc") is not None else "-",
+                        _pct((row.get("abstained") or {}).get("value"))])
+    return out
