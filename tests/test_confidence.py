@@ -207,3 +207,35 @@ def test_a_run_against_the_scripted_server_reports_and_gates_on_coverage(pyteste
     assert [r["confidence"] for r in cached if r["model"] == "openai/m"] == [r["confidence"] for r in scripted]
     assert all(r["cache_hit"] for r in cached if r["model"] == "openai/m")
     assert asked == len(pairs)  # each question once (the preflight probe is the first of them, kept)
+
+
+# -- the gate at a carried threshold ---------------------------------------------------------------------------
+
+
+def _records(model: str, pairs: list[tuple[float, bool]]) -> list[dict]:
+    return [{"model": model, "system": "icd10cm", "code": f"C{i}", "outcome": "correct" if ok else "incorrect",
+             "exact_match": ok, "confidence": c} for i, (c, ok) in enumerate(pairs)]
+
+
+def test_the_baselines_threshold_carried_fails_when_accuracy_on_what_it_auto_codes_falls():
+    from pytest_medcode.reports.verdict import check_reason
+    from pytest_medcode.results.gate import evaluate, judge_carried_threshold
+
+    # Baseline: 20 sure and right at 0.9, then 0.8 with one wrong in 10: its threshold at 95 % is 0.8 (29/30).
+    base = _records("m", [(0.9, True)] * 20 + [(0.8, True)] * 9 + [(0.8, False)] + [(0.5, False)] * 10)
+    worse = _records("m", [(0.9, True)] * 18 + [(0.9, False)] * 2 + [(0.8, False)] * 5 + [(0.8, True)] * 5)
+    result = judge_carried_threshold(worse, 0.95, baseline=base)
+    assert (result.threshold, result.auto_coded, result.correct) == (0.8, 30, 23)
+    assert result.base_accuracy == pytest.approx(29 / 30) and not result.passed
+    verdict = evaluate(worse, base, threshold_from_baseline=True, max_drops=rules.parse_max_drops("exact_match=0.99"))
+    (carried,) = [c for c in verdict.checks if c.kind == "carried_threshold"]
+    assert not verdict.passed and carried.scope == "m / icd10cm"
+    assert check_reason(carried) == ("at the baseline's threshold 0.80, accuracy on auto-coded cases fell from "
+                                     "96.7 % to 76.7 % (auto-codes 100.0 % of 30), below 95 %")
+    fixed = judge_carried_threshold(worse, 0.95, threshold=0.85)
+    assert (fixed.auto_coded, fixed.correct, fixed.passed) == (20, 18, False)
+    assert judge_carried_threshold(worse, 0.95, threshold=0.95).passed  # nothing auto-coded, nothing wrong
+    plain = [{**r, "confidence": None} for r in worse]
+    assert judge_carried_threshold(plain, 0.95, baseline=base).missing == "no_confidence"
+    assert judge_carried_threshold(worse, 0.95, baseline=[{**r, "exact_match": False} for r in base]).missing == \
+        "baseline_no_threshold"

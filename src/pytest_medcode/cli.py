@@ -181,7 +181,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
     verdict = evaluate(new.records, base.records, thresholds=gate["fail_under"] + gate["fail_over"],
                        max_drops=gate["max_drops"], alpha=gate["alpha"], max_error_rate=gate["max_error_rate"],
-                       seed=seed)
+                       seed=seed, threshold_from_baseline=gate["threshold_from_baseline"],
+                       carried_threshold=gate["carried_threshold"], threshold_accuracy=gate["threshold_accuracy"])
     if args.json:
         print(json.dumps(verdict_dict(verdict), indent=2, default=str))
     else:

@@ -409,6 +409,12 @@ def _gate(values: dict[str, Any], user: tuple[str, ...] = ()) -> GateSpec:
     spec = {opt.field: _read(opt, values.get(opt.dest) or None) for opt in scoped}
     if spec["max_drops"] and spec["baseline"] is None:
         raise pytest.UsageError("--medcode-max-drop needs --medcode-baseline RUN (the run to compare with)")
+    if spec["threshold_from_baseline"] and spec["baseline"] is None:
+        raise pytest.UsageError("--medcode-threshold-from-baseline needs --medcode-baseline RUN (whose threshold "
+                                "to carry)")
+    if spec["threshold_from_baseline"] and spec["carried_threshold"] is not None:
+        raise pytest.UsageError("--medcode-threshold-from-baseline and --medcode-threshold both set the threshold; "
+                                "give one")
     if spec["baseline"] is not None and not spec["baseline"].exists():
         raise pytest.UsageError(f"--medcode-baseline {spec['baseline']}: no such run folder or file")
     return GateSpec(**spec, active=True)

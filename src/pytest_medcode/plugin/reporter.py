@@ -88,6 +88,9 @@ class MedcodeReporter:
                 self.baseline = load_run(s.gate.baseline).records
             except RunFormatError as exc:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
+            if s.gate.threshold_from_baseline and all(r.get("confidence") is None for r in self.baseline):
+                raise pytest.UsageError(f"--medcode-threshold-from-baseline: the baseline {s.gate.baseline} has no "
+                                        "confidences (recorded without them), so it has no threshold to carry")
         cases = self.session.case_count() if self.session.has_cases() else (
             (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
             * max(1, len(s.temperatures)) * s.repeats)

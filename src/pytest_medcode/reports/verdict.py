@@ -12,6 +12,7 @@ from typing import Any
 from pytest_medcode.reports.text import aligned
 from pytest_medcode.results.gate import (
     BinaryRegression,
+    CarriedThreshold,
     Check,
     ContinuousRegression,
     ErrorRate,
@@ -160,7 +161,32 @@ def _no_common_reason(r: NoCommonCases) -> str:
     return f"no {what} of this run is in the baseline (paired by {', '.join(r.key_columns)}): {why}"
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _carried_reason(r: CarriedThreshold) -> str:
+    if r.missing == "baseline_no_threshold":
+        return f"the baseline auto-codes nothing at ≥ {100 * r.target:g} % accuracy: no threshold to carry"
+    if r.missing is not None:
+        return _MISSING[r.missing].format(metric="the accuracy at a threshold")
+    assert r.threshold is not None
+    where = f"at the baseline's threshold {r.threshold:.2f}" if r.from_baseline else f"at threshold {r.threshold:.2f}"
+    if not r.auto_coded:
+        return f"{where}, nothing is auto-coded (coverage 0 of {r.n}), so nothing is coded wrong"
+    bar = f"{100 * r.target:g} %"
+    share = f"auto-codes {_pct(r.coverage)} of {r.n}"
+    if r.from_baseline and r.base_accuracy is not None:
+        verb = ("fell" if r.accuracy < r.base_accuracy else "went") if r.accuracy is not None else "is"
+        change = f"accuracy on auto-coded cases {verb} from {_pct(r.base_accuracy)} to {_pct(r.accuracy)}"
+    else:
+        change = f"accuracy on auto-coded cases is {_pct(r.accuracy)}"
+    verdict = f"at least {bar}" if r.passed else f"below {bar}"
+    return f"{where}, {change} ({share}), {verdict}"
+
+
 _REASONS: dict[type, Callable[[Any], str]] = {
+    CarriedThreshold: _carried_reason,
     ThresholdResult: _threshold_reason,
     BinaryRegression: _binary_reason,
     ContinuousRegression: _continuous_reason,

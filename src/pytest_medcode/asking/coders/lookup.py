@@ -137,6 +137,7 @@ class LookupCoder:
 
     name = "lookup"
     cacheable = False  # answering is cheaper than a cache read, and never stale
+    gives_confidence = True  # its match score (answer())
 
     def __init__(self, codesets: Mapping[str, Any] | None = None) -> None:
         self._codesets = codesets or {}
