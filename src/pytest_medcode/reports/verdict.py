@@ -177,8 +177,10 @@ def _carried_reason(r: CarriedThreshold) -> str:
     bar = f"{100 * r.target:g} %"
     share = f"auto-codes {_pct(r.coverage)} of {r.n}"
     if r.from_baseline and r.base_accuracy is not None:
-        verb = ("fell" if r.accuracy < r.base_accuracy else "went") if r.accuracy is not None else "is"
-        change = f"accuracy on auto-coded cases {verb} from {_pct(r.base_accuracy)} to {_pct(r.accuracy)}"
+        before, after = _pct(r.base_accuracy), _pct(r.accuracy)
+        verb = "fell" if (r.accuracy or 0.0) < r.base_accuracy else "rose"
+        change = (f"accuracy on auto-coded cases stayed at {after}" if before == after
+                  else f"accuracy on auto-coded cases {verb} from {before} to {after}")
     else:
         change = f"accuracy on auto-coded cases is {_pct(r.accuracy)}"
     verdict = f"at least {bar}" if r.passed else f"below {bar}"
