@@ -168,3 +168,19 @@ def test_the_straight_through_sentence_and_the_one_warning_per_coder():
                {"model": "lookup", "confidence_invalid": None}]
     (line,) = straight_through.invalid_confidence_lines(records)
     assert line.startswith("warning: python:p:f gave 2 confidence(s) outside [0, 1] or not a number (first: 1.7)")
+
+
+def test_history_shows_the_share_auto_coded_at_95(tmp_path):
+    import json
+
+    from pytest_medcode.reports.history import render_terminal
+    from pytest_medcode.runs.history import run_entry
+
+    row = {"model": "lookup", "system": "icd10cm"}
+    summary = {"schema_version": 1, "run_id": "r1", "n_cases": 10,
+               "results": [{**row, "exact_match": {"value": 0.9, "low": 0.6, "high": 0.98, "n": 10}}],
+               "selective": [{**row, "coverage": {"95": {"value": 0.713, "threshold": 0.83}}}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    entry = run_entry(tmp_path)
+    assert entry["points"][0]["coverage@95"] == 0.713
+    assert "90.0% (60.0–98.0), auto-codes 71.3% at 95%" in "\n".join(render_terminal([entry]))
