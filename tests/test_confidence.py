@@ -239,3 +239,24 @@ def test_the_baselines_threshold_carried_fails_when_accuracy_on_what_it_auto_cod
     assert judge_carried_threshold(plain, 0.95, baseline=base).missing == "no_confidence"
     assert judge_carried_threshold(worse, 0.95, baseline=[{**r, "exact_match": False} for r in base]).missing == \
         "baseline_no_threshold"
+
+
+def test_a_coverage_drop_against_the_baseline_is_a_paired_bootstrap_over_cases():
+    from pytest_medcode.reports.verdict import check_reason
+    from pytest_medcode.results.gate import evaluate
+    from pytest_medcode.results.selective import paired_coverage_delta
+
+    base = _records("m", [(0.9, True)] * 300 + [(0.5, True)] * 150 + [(0.2, False)] * 50)
+    same = paired_coverage_delta([(r["confidence"], r["exact_match"], False) for r in base],
+                                 [(r["confidence"], r["exact_match"], False) for r in base], 0.95, seed=1)
+    assert same == (0.9, 0.9, 0.0, 0.0, 0.0)
+    # The new run is as accurate but less sure of a third of its right answers: they fall below its wrong ones
+    # (500 cases: with 100 the resamples that draw few wrong ones let the interval reach 0, as they should).
+    worse = _records("m", [(0.9, True)] * 150 + [(0.1, True)] * 150 + [(0.5, True)] * 150 + [(0.2, False)] * 50)
+    drops = rules.parse_max_drops("coverage@95=5pp")
+    verdict = evaluate(worse, base, max_drops=drops)
+    (check,) = [c for c in verdict.checks if c.metric == "coverage@95"]
+    assert (check.baseline, check.observed, check.delta) == pytest.approx((0.9, 0.6, -0.3))
+    assert check.ci[1] < -0.05 and not check.passed
+    assert "coverage@95" in check_reason(check)
+    assert evaluate(base, base, max_drops=drops).passed

@@ -549,6 +549,9 @@ def _confidence_rule(settings: Settings) -> str:
     coverage = [t for t in gate.thresholds if coverage_target(t.metric) is not None]
     if coverage:
         return f"--medcode-fail-under {coverage[0].text}"
+    drops = [d for d in gate.max_drops if coverage_target(d.metric) is not None]
+    if drops:
+        return f"--medcode-max-drop {drops[0].text}"
     return "--medcode-threshold-from-baseline" if gate.threshold_from_baseline else "--medcode-threshold"
 
 

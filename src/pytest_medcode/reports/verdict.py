@@ -23,7 +23,7 @@ from pytest_medcode.results.gate import (
     ThresholdResult,
     Verdict,
 )
-from pytest_medcode.vocabulary import METRICS, format_p, metric
+from pytest_medcode.vocabulary import format_p, metric
 
 __all__ = ["all_warnings", "check_cells", "check_dict", "check_reason", "check_warnings", "comparison_lines",
            "note_text", "render_verdict", "verdict_dict", "verdict_reason", "verdict_warnings"]
@@ -75,7 +75,7 @@ _NO_PAIRS = "no cases in common with the baseline to compare"
 
 
 def _binary_change(r: BinaryRegression) -> str:
-    m, t = METRICS[r.drop.metric], r.test
+    m, t = metric(r.drop.metric), r.test
     versus = f"{m.format(r.new_value)} vs {m.format(r.base_value)} in the baseline"
     counts = f"{t.lost} worse / {t.gained} better of {t.n} paired cases"
     if r.worsening > 0:
@@ -87,7 +87,7 @@ def _binary_reason(r: BinaryRegression) -> str:
     t = r.test
     if t.n == 0:
         return _NO_PAIRS
-    change, allowed = _binary_change(r), METRICS[r.drop.metric].format_margin(r.drop.margin)
+    change, allowed = _binary_change(r), metric(r.drop.metric).format_margin(r.drop.margin)
     test = f"McNemar exact p = {format_p(t.p_value)}"
     if t.regressed:
         return f"{change}; {test} < {t.alpha:g} and beyond the allowed {allowed}"
@@ -101,7 +101,7 @@ def _binary_reason(r: BinaryRegression) -> str:
 def _binary_warnings(r: BinaryRegression) -> tuple[str, ...]:
     if not r.low_power:
         return ()
-    t, allowed = r.test, METRICS[r.drop.metric].format_margin(r.drop.margin)
+    t, allowed = r.test, metric(r.drop.metric).format_margin(r.drop.margin)
     detectable = (
         f"the smallest drop this churn could show is {100 * t.min_detectable_drop:.1f} pp"
         if t.min_detectable_drop is not None
@@ -115,7 +115,7 @@ def _binary_warnings(r: BinaryRegression) -> tuple[str, ...]:
 
 
 def _continuous_reason(r: ContinuousRegression) -> str:
-    m = METRICS[r.drop.metric]
+    m = metric(r.drop.metric)
     if r.n == 0:
         if m.optional:
             return (f"no cases with {r.drop.metric} in both runs (the metric was not computed; install the "
@@ -137,7 +137,7 @@ def _continuous_reason(r: ContinuousRegression) -> str:
 def _continuous_warnings(r: ContinuousRegression) -> tuple[str, ...]:
     if not r.low_power:
         return ()
-    m = METRICS[r.drop.metric]
+    m = metric(r.drop.metric)
     return (
         f"low power: the CI half-width {m.format_margin(r.half_width)} is not below the allowed "
         f"drop {m.format_margin(r.drop.margin)}, so a drop just past it could not be told from noise",

@@ -23,6 +23,9 @@ The rules (README, "Use it as a CI gate"):
   to reach significance, the check passes with a power warning ("cannot tell", not "no drop").
   Checked per (model, system) and, for a model run on several systems, pooled over them. A run that
   varies the description (``--medcode-variant``) or the temperature is judged per value of those too.
+- **Coverage against a baseline** (``--medcode-max-drop coverage@95=5pp``): coverage at the target on the
+  paired cases, new minus baseline, with a paired bootstrap interval over the cases; fails when the drop is
+  past the margin and the interval excludes 0.
 - **A carried threshold** (``--medcode-threshold-from-baseline``, or ``--medcode-threshold 0.83``): the
   accuracy on the cases the threshold auto-codes must stay at ``--medcode-threshold-accuracy`` (95 %); the
   baseline's threshold is the one that kept its coverage at that accuracy, per group.
@@ -50,7 +53,7 @@ from pytest_medcode.results.rules import (
     coverage_target,
     parse_max_drops,
 )
-from pytest_medcode.results.selective import coverage_at, coverage_interval, levels
+from pytest_medcode.results.selective import coverage_at, coverage_interval, levels, paired_coverage_delta
 from pytest_medcode.results.stats import (
     Estimate,
     PairedResult,
@@ -91,6 +94,7 @@ __all__ = [
     "judge_binary",
     "judge_carried_threshold",
     "judge_continuous",
+    "judge_coverage_drop",
     "judge_errors",
     "judge_threshold",
 ]
@@ -123,8 +127,9 @@ class GateSpec:
     @property
     def needs_confidence(self) -> bool:
         """A rule on coverage at a target accuracy or on a threshold: every answer needs a confidence."""
-        return (any(coverage_target(t.metric) is not None for t in self.thresholds) or self.threshold_from_baseline
-                or self.carried_threshold is not None)
+        return (any(coverage_target(m) is not None for m in (*(t.metric for t in self.thresholds),
+                                                                *(d.metric for d in self.max_drops)))
+                or self.threshold_from_baseline or self.carried_threshold is not None)
 
     def evaluate(
         self, records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None, seed: int = 0
@@ -606,7 +611,25 @@ def judge_errors(rows: Sequence[dict[str, Any]], max_error_rate: float) -> Error
     return ErrorRate(len(rows), sum(1 for r in rows if r.get("outcome") == ERROR), max_error_rate)
 
 
+def judge_coverage_drop(drop: MaxDrop, target: float, pairs: Sequence[_Pair], alpha: float,
+                        seed: int = 0) -> ContinuousRegression:
+    """Coverage at ``target`` on the paired cases, new minus baseline, with a paired bootstrap interval (at
+    ``1 - alpha``) resampling the pairs; no pairs with a confidence on both sides: nothing to compare."""
+    def case(r: dict[str, Any]) -> tuple[float | None, bool, bool]:
+        return r.get("confidence"), bool(r.get("exact_match")), bool(r.get("abstained"))
+
+    if not pairs or all(b.get("confidence") is None for b, _ in pairs) or \
+            all(w.get("confidence") is None for _, w in pairs):
+        return ContinuousRegression(drop, alpha, seed)
+    base, new, delta, low, high = paired_coverage_delta([case(b) for b, _ in pairs], [case(w) for _, w in pairs],
+                                                        target, confidence=1.0 - alpha, seed=seed)
+    return ContinuousRegression(drop, alpha, seed, len(pairs), base, new, delta, low, high)
+
+
 def _judge_regression(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float, seed: int) -> Finding:
+    target = coverage_target(drop.metric)
+    if target is not None:
+        return judge_coverage_drop(drop, target, pairs, alpha, seed)
     if METRICS[drop.metric].kind == RATE:
         return judge_binary(drop, pairs, alpha)
     return judge_continuous(drop, pairs, alpha, seed)
@@ -748,7 +771,7 @@ def _rules_for(documents: bool, thresholds: Sequence[Threshold], max_drops: Sequ
     """The options that apply to one kind of case: code queries and document cases are judged apart, each
     on its own metrics (Metric.documents)."""
     return _Rules(tuple(t for t in thresholds if _documents_metric(t.metric) == documents),
-                  tuple(d for d in max_drops if METRICS[d.metric].documents == documents),
+                  tuple(d for d in max_drops if _documents_metric(d.metric) == documents),
                   alpha, max_error_rate, seed, documents)
 
 
@@ -798,7 +821,8 @@ def _regressions(part: _Part, baseline: Sequence[dict[str, Any]], rules: _Rules)
         same = {part.scope(k) for k in part.groups} <= in_baseline
         scoped = _Judged((NoCommonCases(rules.documents, tuple(pairing.key_columns), same).check(run),))
     lacking = [Note("baseline_lacks_metric", d.metric) for d in rules.drops
-               if METRICS[d.metric].optional and not _has_metric(baseline, d.metric)]
+               if coverage_target(d.metric) is None and METRICS[d.metric].optional
+               and not _has_metric(baseline, d.metric)]
     return _Judged(scoped.checks, (*notes, *scoped.notes, *lacking))
 
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_medcode.vocabulary import METRICS, POOLED, judged_metrics
+from pytest_medcode.vocabulary import METRICS, POOLED, judged_metrics, metric
 
 __all__ = ["COVERAGE_PREFIX", "DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP",
            "DEFAULT_MAX_ERROR_RATE", "MAX_ALPHA", "MaxDrop", "Threshold", "coverage_target", "parse_max_drops",
@@ -50,7 +50,7 @@ class MaxDrop:
 
     @property
     def text(self) -> str:
-        return f"{self.metric}={METRICS[self.metric].margin_text(self.margin)}"
+        return f"{self.metric}={metric(self.metric).margin_text(self.margin)}"
 
 
 def _split(items: Iterable[str] | str | None) -> list[str]:
@@ -173,10 +173,7 @@ def parse_max_drops(items: Iterable[str] | str | None) -> tuple[MaxDrop, ...]:
         if ":" in name:
             raise ValueError(f"{item!r}: margins apply to every system; drop the 'SYSTEM:' prefix")
         metric = _metric(name, item)
-        if coverage_target(metric) is not None:
-            raise ValueError(f"{item!r}: a margin takes a per-case metric; limit coverage with "
-                         f"--medcode-fail-under {metric}=SHARE")
-        if METRICS[metric].kind == POOLED:
+        if coverage_target(metric) is None and METRICS[metric].kind == POOLED:
             raise ValueError(f"{item!r}: {metric} is pooled over documents, so no case-by-case test applies; "
                              "compare runs on f1 (per-document F1, paired bootstrap) or set_match (McNemar)")
         margin = _fraction(value, repr(item), percent="pp")

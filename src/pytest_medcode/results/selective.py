@@ -47,6 +47,7 @@ __all__ = [
     "coverage_intervals",
     "fill_repeat_agreement",
     "levels",
+    "paired_coverage_delta",
     "risk_coverage",
     "selective_rows",
     "target_label",
@@ -159,19 +160,70 @@ def coverage_intervals(lv: Levels, targets: Sequence[float], confidence: float =
     counts = np.concatenate([right, cases - right, [lv.n - int(cases.sum())]])
     values: dict[float, list[np.ndarray]] = {t: [] for t in targets}
     for chunk in resampled_counts(counts, resamples, seed):
-        hits = np.cumsum(chunk[:, :size], axis=1)
-        admitted = hits + np.cumsum(chunk[:, size:2 * size], axis=1)
         for target in targets:
-            ok = (hits >= target * admitted - _EPS) & (admitted > 0)
-            deepest = size - 1 - np.argmax(ok[:, ::-1], axis=1)
-            taken = np.where(ok.any(axis=1), admitted[np.arange(len(chunk)), deepest], 0)
-            values[target].append(taken / lv.n)
+            values[target].append(_taken(chunk, size, target) / lv.n)
     tail = (1.0 - confidence) / 2.0
     out: dict[float, tuple[float, float] | None] = {}
     for target, parts in values.items():
         low, high = np.quantile(np.concatenate(parts), [tail, 1.0 - tail])
         out[target] = (float(low), float(high))
     return out
+
+
+def _taken(chunk: np.ndarray, size: int, target: float) -> np.ndarray:
+    """Per row of resampled (level, correct) and (level, wrong) counts: the cases admitted at the deepest
+    level still at ``target`` accuracy (0 where none is)."""
+    hits = np.cumsum(chunk[:, :size], axis=1)
+    admitted = hits + np.cumsum(chunk[:, size:2 * size], axis=1)
+    ok = (hits >= target * admitted - _EPS) & (admitted > 0)
+    deepest = size - 1 - np.argmax(ok[:, ::-1], axis=1)
+    return np.where(ok.any(axis=1), admitted[np.arange(len(chunk)), deepest], 0)
+
+
+def _categories(lv: Levels, confidence: Sequence[float | None], correct: Sequence[bool],
+                abstained: Sequence[bool]) -> np.ndarray:
+    """Each case's category among (level, correct), (level, wrong) and never auto-coded (2 × levels)."""
+    size = lv.confidence.size
+    position = {float(c): i for i, c in enumerate(lv.confidence)}
+    out = np.full(len(confidence), 2 * size, dtype=np.int64)
+    for i, (c, ok, declined) in enumerate(zip(confidence, correct, abstained, strict=True)):
+        if c is not None and not declined:
+            out[i] = position[float(c)] + (0 if ok else size)
+    return out
+
+
+Case = tuple[float | None, bool, bool]  # (confidence, correct, declined)
+
+
+def paired_coverage_delta(base: Sequence[Case], new: Sequence[Case], target: float, confidence: float = 0.95,
+                          resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float, float, float]:
+    """Coverage at ``target`` of the new run minus the baseline's on the same paired cases ((confidence,
+    correct, declined) each), with a percentile interval from resampling the pairs together (seeded):
+    ``(base coverage, new coverage, delta, low, high)``."""
+    n = len(base)
+    if n == 0 or len(new) != n:
+        raise ValueError(f"need the same positive number of paired cases, got {len(base)} and {len(new)}")
+    runs = []
+    for cases in (base, new):
+        conf, hit, declined = zip(*cases, strict=True)
+        lv = levels(conf, hit, declined)
+        runs.append((lv, _categories(lv, conf, hit, declined), coverage_at(lv, target).coverage))
+    rng = np.random.default_rng(seed)
+    rows = max(1, 2_000_000 // n)
+    deltas = []
+    for start in range(0, resamples, rows):
+        size = min(resamples, start + rows) - start
+        idx = rng.integers(0, n, size=(size, n))
+        taken = []
+        for lv, category, _ in runs:
+            width = 2 * lv.confidence.size + 1
+            drawn = category[idx] + (np.arange(size) * width)[:, None]
+            counts = np.bincount(drawn.ravel(), minlength=size * width).reshape(size, width)
+            taken.append(_taken(counts, lv.confidence.size, target) / n)
+        deltas.append(taken[1] - taken[0])
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(np.concatenate(deltas), [tail, 1.0 - tail])
+    return runs[0][2], runs[1][2], runs[1][2] - runs[0][2], float(low), float(high)
 
 
 def risk_coverage(lv: Levels) -> list[tuple[float, float, float]]:
