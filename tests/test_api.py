@@ -357,7 +357,8 @@ def test_a_third_party_factory_from_an_entry_point_gets_coder_options(pytester) 
     result.assert_outcomes(passed=3)
     made, closed = [json.loads(line) for line in out.read_text().splitlines()]
     assert made == {"name": "acme", "type": "pytest_medcode.api.CoderOptions",
-                    "fields": {"api_base": "http://127.0.0.1:9/v1", "timeout": 12.0, "rag_k": 7, "verify_rounds": 1},
+                    "fields": {"api_base": "http://127.0.0.1:9/v1", "timeout": 12.0, "rag_k": 7, "verify_rounds": 1,
+                               "confidence": False},
                     "codesets": {"icd10cm": str(table)}}
     assert closed == {"closed": "acme"}
     result = pytester.runpytest("--model", "acme-old", "--medcode-sample", "1", "-p", "no:cacheprovider")

@@ -90,6 +90,16 @@ def baseline(summary: bytes | None, cases: bytes | None = None) -> dict[str, byt
 
 
 BASELINE = ("--medcode-sample", "1", "--medcode-system", "icd10cm", "--medcode-baseline", "base")
+
+
+def _cases_without_confidence() -> bytes:
+    """A baseline's cases.parquet recorded before answers had a confidence (the required columns only)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"model": ["lookup"], "system": ["icd10cm"], "code": ["E11.9"], "outcome": ["correct"],
+                             "exact_match": [True]}), sink)
+    return sink.getvalue().to_pybytes()
 WIDE = {ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ."}  # full-width forms
 CYRILLIC = str.maketrans("ABCEHKMOPTX", "АВСЕНКМОРТХ")  # noqa: RUF001 (look-alikes are the test input)
 
@@ -219,6 +229,16 @@ ENTRIES: dict[str, Usage | Scored | Answer] = {
     "baseline-garbage-parquet": Usage(BASELINE, "*not a readable Parquet file*",
                                       baseline(json.dumps({"schema_version": 1}).encode(), b"PAR1 junk")),
     "baseline-missing": Usage(("--medcode-baseline", "nowhere"), "*--medcode-baseline nowhere: no such run*"),
+    # -- straight-through coding: targets, and gates that need a confidence ------------------------
+    "coverage-target-above-one": Usage(("--medcode-coverage-at", "0.95,1.5"),
+                                       "--medcode-coverage-at '1.5': a target accuracy must be above 0 and at most 1*"),
+    "coverage-gate-model-without-confidence": Usage(
+        ("--model", "local:smollm2", "--medcode-fail-under", "coverage@95=0.6"),
+        "--medcode-fail-under coverage@95=0.6: local:smollm2 gives no confidence*"),
+    "threshold-from-baseline-without-confidences": Usage(
+        (*BASELINE, "--medcode-threshold-from-baseline"),
+        "--medcode-threshold-from-baseline: the baseline base has no confidences*",
+        baseline(json.dumps({"schema_version": 1}).encode(), _cases_without_confidence())),
     # -- where the run writes: checked before the first call ---------------------------------------
     "report-dir-under-a-file": Usage(("--medcode-sample", "1", "--medcode-report-dir", "f/reports"),
                                      "*f/reports: cannot create it, */f is a file, not a folder", {"f": b"x"}),

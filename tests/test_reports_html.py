@@ -191,7 +191,11 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     if any((summary.get("similarity") or {}).values()):  # METEOR/BERTScore computed where their extra is
         assert {"chart-meteor-0", "chart-bertscore-0", "table-similarity"} <= ids
     assert dom.count("table") >= 8 and dom.count("svg") >= 2
-    assert dom.count("rect") >= 4 and dom.count("polyline") == 4  # bars, and one line per model x system
+    confident = [r for r in summary.get("selective") or [] if r.get("curve")]
+    if confident:  # straight-through coding: a risk-coverage and a reliability line per group with confidences
+        assert {"chart-risk-coverage", "chart-reliability"} <= ids
+    # bars, and one digit-position line per model x system (plus the straight-through charts' lines)
+    assert dom.count("rect") >= 4 and dom.count("polyline") == 4 + 2 * len(confident)
     assert dom.count("script") == 2 and dom.count("img") == 0  # the explorer's data and code, nothing else
     assert not [a for _, attrs in dom.elements for a in attrs if a.lower().startswith("on")]
     assert dom.count("tr") >= 48  # the explorer drew the run's 48 cases

@@ -62,10 +62,18 @@ class Question:
 
 @dataclass
 class Reply:
-    """A coder's answer: the raw text (scored as it is) and what the call cost."""
+    """A coder's answer: the raw text (scored as it is), what the call cost, and how sure the product is.
+
+    ``confidence`` (0–1) is what a straight-through product thresholds on: cases above its threshold are coded
+    automatically, the rest go to a person. None is "no confidence" — never read as 1.0. ``abstained`` is the
+    product declining the case outright (it goes to a person whatever its confidence); any text is still
+    scored, so the report can say how the declined cases would have fared. A confidence outside [0, 1] or
+    NaN is recorded as no confidence, with one warning naming the coder."""
 
     text: str
     usage: dict[str, Any] = field(default_factory=dict)  # prompt_tokens, completion_tokens, cost_usd
+    confidence: float | None = None
+    abstained: bool = False
 
 
 class CoderUnavailable(Exception):
@@ -114,6 +122,9 @@ class CoderOptions:
     codesets: Mapping[str, Path] = field(default_factory=dict, hash=False)
     rag_k: int = 15  # --medcode-rag-k: candidates that rag:MODEL retrieves
     verify_rounds: int = 2  # --medcode-verify-rounds: follow-ups that verify:MODEL may send
+    #: A confidence metric or gate is asked for: LLM coders request log-probabilities (a different request,
+    #: so a different cache key); False keeps every request, and every cache key, as it always was.
+    confidence: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codesets", _frozen_paths(self.codesets))

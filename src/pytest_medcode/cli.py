@@ -161,6 +161,7 @@ def _gate_args(args: argparse.Namespace, systems: set[str] | None = None) -> dic
 def _cmd_compare(args: argparse.Namespace) -> int:
     """The paired comparison of two runs and the gate's verdict: exit 0 pass, 1 fail, 2 bad input."""
     from pytest_medcode.codesystems import SYSTEMS
+    from pytest_medcode.reports import straight_through
     from pytest_medcode.reports.verdict import comparison_lines, render_verdict, verdict_dict
     from pytest_medcode.results.gate import evaluate
     from pytest_medcode.runs.folder import RunFormatError, load_run
@@ -174,6 +175,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         new = load_run(Path(args.new_run))
         option = ""
         gate = _gate_args(args, {*SYSTEMS, *(str(r.get("system")) for r in (*base.records, *new.records))})
+        if gate["threshold_from_baseline"] and all(r.get("confidence") is None for r in base.records):
+            raise ValueError("--threshold-from-baseline: the baseline has no confidences (recorded without them), "
+                             "so it has no threshold to carry")
     except (ValueError, RunFormatError) as exc:
         # The rules speak pytest's option names; this command's are the same without "medcode-".
         print(f"medcode compare: {option}{str(exc).replace('--medcode-', '--')}", file=sys.stderr)
@@ -181,13 +185,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
     verdict = evaluate(new.records, base.records, thresholds=gate["fail_under"] + gate["fail_over"],
                        max_drops=gate["max_drops"], alpha=gate["alpha"], max_error_rate=gate["max_error_rate"],
-                       seed=seed)
+                       seed=seed, threshold_from_baseline=gate["threshold_from_baseline"],
+                       carried_threshold=gate["carried_threshold"], threshold_accuracy=gate["threshold_accuracy"])
     if args.json:
         print(json.dumps(verdict_dict(verdict), indent=2, default=str))
     else:
         print(f"baseline: {base.path} ({len(base.records)} cases)")
         print(f"new:      {new.path} ({len(new.records)} cases)")
         print("")
+        for name, run in (("baseline", base), ("new", new)):  # straight-through coding, when they have confidences
+            rows = straight_through.rows_of(run.records, run.summary or {}, seed)
+            for line in [f"{name}:", *straight_through.section_lines(rows, 100)[2:], ""] if rows else ():
+                print(line)
         lines = comparison_lines(verdict)
         if lines:
             print("\n".join(lines) + "\n")

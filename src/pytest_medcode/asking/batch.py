@@ -42,7 +42,9 @@ from pytest_medcode.asking.cache import CacheError, ResponseStore, env_seconds, 
 from pytest_medcode.asking.coders import Coder
 from pytest_medcode.asking.coders.endpoint import endpoint
 from pytest_medcode.asking.coders.errors import status_failure
-from pytest_medcode.asking.engine import Call, Outcome
+from pytest_medcode.asking.coders.logprobs import REQUEST as LOGPROBS
+from pytest_medcode.asking.coders.logprobs import confidence_of
+from pytest_medcode.asking.engine import CONFIDENCE, Call, Outcome
 from pytest_medcode.asking.progress import Progress
 from pytest_medcode.redaction import mask_credentials
 
@@ -87,6 +89,7 @@ class BatchRoute:
 
     api_base: str | None
     model: str
+    logprobs: bool = False  # a confidence is asked for: each request body asks for log-probabilities
 
 
 def batch_route(coder: Coder) -> BatchRoute | None:
@@ -96,9 +99,9 @@ def batch_route(coder: Coder) -> BatchRoute | None:
     from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 
     if isinstance(coder, OpenAICompatibleCoder):
-        return BatchRoute(coder.api_base, coder.model)
+        return BatchRoute(coder.api_base, coder.model, coder.logprobs)
     if isinstance(coder, LiteLLMCoder) and coder.name.startswith("openai/"):
-        return BatchRoute(coder.api_base, coder.name.split("/", 1)[1])
+        return BatchRoute(coder.api_base, coder.name.split("/", 1)[1], coder.logprobs)
     return None
 
 
@@ -184,10 +187,11 @@ def api_message(exc: Exception) -> str:
     return mask_credentials(f"HTTP {status}: {text}" if status else f"{exc.__class__.__name__}: {text}")
 
 
-def request_line(key: str, model: str, call: Call) -> bytes:
+def request_line(key: str, model: str, call: Call, logprobs: bool = False) -> bytes:
     """One request of a batch input file: the body the streamed coder would send, keyed by the cache key."""
     q = call.question
-    body = {"model": model, "messages": q.chat(), "temperature": q.temperature, "max_tokens": q.max_tokens}
+    body = {"model": model, "messages": q.chat(), "temperature": q.temperature, "max_tokens": q.max_tokens,
+            **(LOGPROBS if logprobs else {})}
     return (json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body},
                        ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -211,6 +215,9 @@ def read_result(entry: dict[str, Any]) -> Outcome | None:
         if text is None:
             return Outcome(None, f"no answer text (content: null, finish_reason: {choice.get('finish_reason')})",
                            0.0, 1, usage)
+        confidence = confidence_of(choice)
+        if confidence is not None:  # asked for (a request with logprobs): kept beside the usage, as streamed
+            usage[CONFIDENCE] = confidence
         return Outcome(text, None, 0.0, 1, usage)
     if status is None:  # not run: expired, cancelled
         return None
@@ -284,7 +291,7 @@ class BatchRunner:
             if route is None:
                 stream.append(key)
                 continue
-            line = request_line(key, route.model, call)
+            line = request_line(key, route.model, call, route.logprobs)
             chunk = chunks.setdefault(call.model, _Chunk())
             if chunk.keys and (len(chunk.keys) >= self.max_requests or chunk.size + len(line) > self.max_bytes):
                 self._submit(call.model, chunk, active, refused, refused_keys)

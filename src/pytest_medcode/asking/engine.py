@@ -24,6 +24,7 @@ transient or a setup failure that outlasted its retries is this run's outcome on
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 import threading
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pytest_medcode.asking.budget import Budget
-from pytest_medcode.asking.coders import CallFailed, Coder, Question
+from pytest_medcode.asking.coders import CallFailed, Coder, Question, Reply
 from pytest_medcode.asking.progress import Progress
 
 _BACKOFF_BASE = 0.5
@@ -42,6 +43,13 @@ _BACKOFF_CAP = 30.0
 DEFAULT_MAX_WAIT_S = 600.0  # --medcode-max-wait: the waits between the attempts of one call add up to this
 
 RATE_LIMIT, TRANSIENT, SETUP, FINAL = "rate limit", "transient", "setup", "final"
+#: Keys of an outcome's ``usage`` that carry the coder's confidence (0–1) and abstention: they travel with the
+#: usage through the response cache, the batch output and the xdist spill, and the record reads them. A reply
+#: without them adds nothing, so the usage of a coder that gives no confidence is what it always was.
+CONFIDENCE, ABSTAINED = "confidence", "abstained"
+#: In ``usage``: the coder gave a confidence that is no probability (outside [0, 1], NaN); its text, for the
+#: warning that names the coder. The case is recorded as no confidence.
+CONFIDENCE_INVALID = "confidence_invalid"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -303,7 +311,7 @@ class QueryEngine:
                     reply = await asyncio.wait_for(coder.answer(question), timeout=self._timeout + 5.0)
                     limiter.success()
                     return Outcome(_valid_text(reply.text), None, time.perf_counter() - start, attempt,
-                                   reply.usage), False
+                                   confidence_usage(reply)), False
                 except CallFailed as exc:
                     failure = exc
                 except TimeoutError:
@@ -331,6 +339,25 @@ class QueryEngine:
                 self.progress.rate_limited_until = max(self.progress.rate_limited_until, time.monotonic() + delay)
             waited += delay
             await asyncio.sleep(delay)
+
+
+def confidence_usage(reply: Reply) -> dict[str, Any]:
+    """The reply's usage with its confidence and abstention beside it (only when given); a confidence that is
+    not a number in [0, 1] is dropped and noted (:data:`CONFIDENCE_INVALID`)."""
+    value = getattr(reply, "confidence", None)
+    abstained = getattr(reply, "abstained", False)
+    if value is None and not abstained:
+        return reply.usage
+    usage = dict(reply.usage)
+    if abstained:
+        usage[ABSTAINED] = True
+    if value is not None:
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+        if math.isfinite(number) and 0.0 <= number <= 1.0:
+            usage[CONFIDENCE] = float(number)
+        else:
+            usage[CONFIDENCE_INVALID] = repr(value)[:40]
+    return usage
 
 
 def _valid_text(text: str) -> str:

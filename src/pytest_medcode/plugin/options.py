@@ -47,6 +47,16 @@ def _bring_hint(unknown: list[str]) -> str:
     return f" (or bring its table with --medcode-codeset {unknown[0]}=PATH)"
 
 
+def _targets(value: Any) -> tuple[float, ...]:
+    """``0.95,0.99`` or ``95%,99%`` → target accuracies, each above 0 and at most 1 (order kept, repeats dropped)."""
+    from pytest_medcode.results.rules import parse_target
+
+    targets = [parse_target(part) for part in str(value).split(",") if part.strip()]
+    if not targets:
+        raise ValueError(f"{value!r}: give at least one target accuracy, e.g. 0.95")
+    return tuple(dict.fromkeys(targets))
+
+
 def _squeezed(name: str) -> str:
     return "".join(ch for ch in name if ch.isalnum())
 
@@ -245,8 +255,16 @@ OPTIONS: tuple[Option, ...] = (
            "code", "2", "N", number=Number(int, 0, 10)),
     Option("medcode-variant", "comma list of description variants, each a case dimension: "
            "exact, abbrev, synonym, typo, reorder, lay", "exact", "LIST", parse=_variants, setting="variants"),
-    Option("medcode-repeats", "ask each case K times (self-consistency is reported)", "1", "K",
+    Option("medcode-repeats", "ask each case K times (self-consistency is reported; a coder without a "
+           "confidence of its own gets the share of repeats agreeing with its answer)", "1", "K",
            number=Number(int, 1, 100)),
+    # Straight-through coding (results/selective.py).
+    Option("medcode-confidence", "ask LLM coders for log-probabilities, so each answer has a confidence (a "
+           "different request, so a different cache key); lookup, rag:, verify:, python: coders and "
+           "--medcode-repeats give one without it", None, flag=True),
+    Option("medcode-coverage-at", "target accuracies on auto-coded cases for the straight-through numbers "
+           "(coverage@95 ...): comma list of fractions or percentages above 0 and at most 1", "0.95,0.99",
+           "ACC[,ACC...]", parse=_targets, setting="coverage_targets"),
     # Scoring.
     profile_option("medcode-"),
     Option("medcode-bertscore-model", "BERTScore model: a Hugging Face name or a local path (default: the "
@@ -328,6 +346,9 @@ class Settings:
     # More than one: a sweep (``temperature`` is the first); the record always lists the temperatures asked.
     temperatures: tuple[float, ...] = _recorded(lambda s, t: list(t) or [s.temperature], default=())
     repeats: int = _recorded(default=1)
+    #: --medcode-confidence (or a gate on coverage): LLM coders request log-probabilities.
+    confidence: bool = _recorded(default=False)
+    coverage_targets: tuple[float, ...] = _recorded(default=(0.95, 0.99))
     profile: str = _recorded(default="default")  # scoring profile: default | paper
     bertscore_model: str | None = _recorded(default=None)  # None: the bundled offline model
     bertscore_device: str | None = _recorded(default=None)
@@ -353,7 +374,8 @@ class Settings:
     def coder_options(self) -> CoderOptions:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.asking.coders.resolve_coder`)."""
         return CoderOptions(api_base=self.api_base, timeout=self.timeout, codesets=self.codesets,
-                            rag_k=self.rag_k, verify_rounds=self.verify_rounds)
+                            rag_k=self.rag_k, verify_rounds=self.verify_rounds,
+                            confidence=self.confidence or self.gate.needs_confidence)
 
     def to_dict(self) -> dict[str, Any]:
         """What summary.json's ``config`` records of the configuration (no secrets exist in Settings): every
@@ -387,6 +409,12 @@ def _gate(values: dict[str, Any], user: tuple[str, ...] = ()) -> GateSpec:
     spec = {opt.field: _read(opt, values.get(opt.dest) or None) for opt in scoped}
     if spec["max_drops"] and spec["baseline"] is None:
         raise pytest.UsageError("--medcode-max-drop needs --medcode-baseline RUN (the run to compare with)")
+    if spec["threshold_from_baseline"] and spec["baseline"] is None:
+        raise pytest.UsageError("--medcode-threshold-from-baseline needs --medcode-baseline RUN (whose threshold "
+                                "to carry)")
+    if spec["threshold_from_baseline"] and spec["carried_threshold"] is not None:
+        raise pytest.UsageError("--medcode-threshold-from-baseline and --medcode-threshold both set the threshold; "
+                                "give one")
     if spec["baseline"] is not None and not spec["baseline"].exists():
         raise pytest.UsageError(f"--medcode-baseline {spec['baseline']}: no such run folder or file")
     return GateSpec(**spec, active=True)

@@ -35,7 +35,7 @@ from pytest_medcode.plugin.signals import (
     Interrupts,
 )
 from pytest_medcode.reports import document_section as document_report
-from pytest_medcode.reports import terminal
+from pytest_medcode.reports import straight_through, terminal
 from pytest_medcode.reports.explorer import ExplorerText
 from pytest_medcode.reports.text import DEFAULT_WIDTH
 from pytest_medcode.reports.verdict import render_verdict, verdict_dict
@@ -43,6 +43,7 @@ from pytest_medcode.results.costs import cost_summary
 from pytest_medcode.results.gate import Verdict
 from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
+from pytest_medcode.results.selective import fill_repeat_agreement
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
 from pytest_medcode.scoring.score_store import ScoreStore
@@ -89,6 +90,9 @@ class MedcodeReporter:
                 self.baseline = load_run(s.gate.baseline).records
             except RunFormatError as exc:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
+            if s.gate.threshold_from_baseline and all(r.get("confidence") is None for r in self.baseline):
+                raise pytest.UsageError(f"--medcode-threshold-from-baseline: the baseline {s.gate.baseline} has no "
+                                        "confidences (recorded without them), so it has no threshold to carry")
         cases = self.session.case_count() if self.session.has_cases() else (
             (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
             * max(1, len(s.temperatures)) * s.repeats)
@@ -172,6 +176,8 @@ class MedcodeReporter:
         # ids, not the case list: the controller need not load the code tables.
         self.records = records = self.rows.take(self._collection_order)
         queries = query_records(records)  # document cases are scored as they run (scoring/code_sets.py)
+        if self.settings.repeats > 1:  # a coder without a confidence of its own: its repeats' agreement
+            fill_repeat_agreement(queries)
         if queries and interrupts.received is None:  # end-of-session scores: before the gate, which may use them
             try:
                 with interrupts.raising(SIMILARITY):
@@ -294,7 +300,7 @@ class MedcodeReporter:
         """summary.json: the run's settings and provenance, then its numbers (runs.folder.summarise)."""
         session, s = self.session, self.settings
         phase = session.query_progress.to_dict() if session.query_progress else self._phase_seen
-        numbers = summarise(records, seed=s.seed,
+        numbers = summarise(records, seed=s.seed, targets=s.coverage_targets,
                             similarity=self.similarity.available() if self.similarity is not None else None)
         return {
             "schema_version": SCHEMA_VERSION,
@@ -311,6 +317,7 @@ class MedcodeReporter:
             "results": numbers["results"],
             "tables": numbers["tables"],
             "consistency": numbers["consistency"],
+            "selective": numbers["selective"],
             "synonym_source": variants.synonym_source() if "synonym" in s.variants else None,
             "queries": query_stats(records, str(s.cache) if s.cache else None,
                                    phase.get("elapsed_s") if phase else None),
@@ -359,6 +366,10 @@ class MedcodeReporter:
         if calls is not None and not quiet:
             tr.write_line(calls)
         for line in terminal.failure_reason_lines(queries.get("failures") or {}):
+            tr.write_line(line, yellow=True)
+        for line in straight_through.section_lines(self.summary_data.get("selective") or [], width):
+            tr.write_line(line)
+        for line in straight_through.invalid_confidence_lines(self.records):
             tr.write_line(line, yellow=True)
         for line in terminal.dimension_lines(self.summary_data, width) if not quiet else ():
             tr.write_line(line)

@@ -27,7 +27,7 @@ import pytest
 from pytest_medcode.asking.batch import BatchRejected, BatchRunner, batch_route
 from pytest_medcode.asking.budget import TOTAL, Budget
 from pytest_medcode.asking.cache import CacheError, ResponseStore, check_environment, request_key
-from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, resolve_coder
+from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, gives_confidence, resolve_coder
 from pytest_medcode.asking.engine import Call, Outcome, QueryEngine
 from pytest_medcode.asking.estimate import estimate_lines
 from pytest_medcode.asking.phase import QueryPhase, stop_paths
@@ -153,6 +153,12 @@ class MedcodeSession:
             self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
         except CoderUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
+        if s.gate.needs_confidence and s.repeats == 1:  # repeats give every coder a confidence (their agreement)
+            for model, coder in self.coders.items():
+                if gives_confidence(coder) is False:
+                    raise pytest.UsageError(
+                        f"{_confidence_rule(s)}: {model} gives no confidence, so no threshold can be applied to it "
+                        "(ask it --medcode-repeats K times for its agreement, or leave it out of this gate)")
         for coder in self.coders.values() if not s.estimate else ():  # an estimate needs no key: asks nothing
             try:
                 coder.check()
@@ -533,6 +539,20 @@ class MedcodeSession:
         shutil.rmtree(self.cache_paths()[1], ignore_errors=True)
         for stop in stop_paths(self.cache_paths()[1]):
             stop.unlink(missing_ok=True)
+
+
+def _confidence_rule(settings: Settings) -> str:
+    """The option that asks for a confidence, as the user wrote it."""
+    from pytest_medcode.results.rules import coverage_target
+
+    gate = settings.gate
+    coverage = [t for t in gate.thresholds if coverage_target(t.metric) is not None]
+    if coverage:
+        return f"--medcode-fail-under {coverage[0].text}"
+    drops = [d for d in gate.max_drops if coverage_target(d.metric) is not None]
+    if drops:
+        return f"--medcode-max-drop {drops[0].text}"
+    return "--medcode-threshold-from-baseline" if gate.threshold_from_baseline else "--medcode-threshold"
 
 
 class CaseNotAsked(Exception):

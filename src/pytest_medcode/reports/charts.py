@@ -14,7 +14,8 @@ from pytest_medcode.reports.tables import format_cell, records_of
 from pytest_medcode.results.aggregate import digit_position_rates
 from pytest_medcode.vocabulary import answered, group_label
 
-__all__ = ["digit_position_chart", "exact_match_chart", "histogram_chart", "series_colors", "stacked_chart"]
+__all__ = ["digit_position_chart", "exact_match_chart", "histogram_chart", "reliability_chart", "risk_coverage_chart",
+           "series_colors", "stacked_chart"]
 
 
 def series_colors(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -216,3 +217,84 @@ def stacked_chart(
     out.append("</svg>")
     return "\n".join(out)
 
+
+
+# -- straight-through coding: the risk-coverage curve and the reliability diagram -----------------------------
+
+
+def _unit_frame(out: list[str], box: tuple[int, int, int, int], x_label: str, y_label: str) -> None:
+    """Axes of a [0, 1] × [0, 1] plot at ``box`` (left, top, width, height), gridlines every 25 %."""
+    left, top, w, h = box
+    for t in range(0, 101, 25):
+        y, x = top + h * (1 - t / 100), left + w * t / 100
+        out.append(f'<line class="axis" x1="{left}" y1="{coord(y)}" x2="{left + w}" y2="{coord(y)}"/>')
+        out.append(f'<text x="{left - 6}" y="{coord(y + 4)}" text-anchor="end">{t}%</text>')
+        out.append(f'<text x="{coord(x)}" y="{top + h + 16}" text-anchor="middle">{t}%</text>')
+    out.append(f'<text x="{left + w / 2}" y="{top + h + 34}" text-anchor="middle">{esc(x_label)}</text>')
+    out.append(f'<text x="12" y="{top + h / 2}" transform="rotate(-90 12 {top + h / 2})" '
+               f'text-anchor="middle">{esc(y_label)}</text>')
+
+
+def _legend(out: list[str], x: int, top: int, i: int, label: str, color: str) -> None:
+    y = top + 6 + i * 20
+    out.append(f'<line x1="{x}" y1="{y + 2}" x2="{x + 22}" y2="{y + 2}" stroke="{color}" stroke-width="2"/>')
+    out.append(f'<text x="{x + 28}" y="{y + 6}">{esc(short(label, 36))}</text>')
+
+
+_BOX = (56, 16, 320, 220)
+
+
+def risk_coverage_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None) -> str:
+    """Risk (share wrong) of the auto-coded cases against the share auto-coded, one line per group with a
+    confidence, and a dashed line at each target's risk (1 - target accuracy)."""
+    series = [r for r in rows if r.get("curve")]
+    if not series:
+        return ""
+    colors = colors or series_colors(series)
+    left, top, w, h = _BOX
+    width, height = left + w + 30 + 280, max(top + h + 44, 30 + 20 * len(series))
+    out = svg_open("chart-risk-coverage", width, height, "Risk of auto-coded cases against coverage, per model")
+    _unit_frame(out, _BOX, "share of cases auto-coded (coverage)", "share wrong among them (risk)")
+    for target in sorted({e["target"] for r in series for e in r["coverage"].values()}):
+        y = top + h * target  # risk 1 - target, measured from the top
+        out.append(f'<line class="target" x1="{left}" y1="{coord(y)}" x2="{left + w}" y2="{coord(y)}" '
+                   f'stroke="#555" stroke-dasharray="4 3"><title>target: {100 * target:g}% accuracy</title></line>')
+    for i, row in enumerate(series):
+        label = group_label(row)
+        color = colors.get(label, palette_color(i))
+        points = " ".join(f"{coord(left + w * c)},{coord(top + h * (1 - r))}" for c, r, _ in row["curve"])
+        out.append(f'<g class="series"><title>{esc(label)}</title>'
+                   f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/></g>')
+        _legend(out, left + w + 30, top, i, label, color)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def reliability_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None) -> str:
+    """Accuracy against mean confidence in each of the 10 confidence bins, one line per group; the diagonal
+    is a calibrated product."""
+    series = [r for r in rows if r.get("reliability")]
+    if not series:
+        return ""
+    colors = colors or series_colors(series)
+    left, top, w, h = _BOX
+    width, height = left + w + 30 + 280, max(top + h + 44, 30 + 20 * len(series))
+    out = svg_open("chart-reliability", width, height, "Reliability: accuracy against confidence, per model")
+    _unit_frame(out, _BOX, "confidence (mean in its bin)", "exact match in the bin")
+    out.append(f'<line class="diagonal" x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top}" stroke="#999" '
+               'stroke-dasharray="2 3"/>')
+    for i, row in enumerate(series):
+        label, bins = group_label(row), [b for b in row["reliability"] if b["n"]]
+        color, shape = colors.get(label, palette_color(i)), MARKERS[i % len(MARKERS)]
+        xy = [(left + w * b["confidence"], top + h * (1 - b["accuracy"]), b) for b in bins]
+        out.append(f'<g class="series"><title>{esc(label)}</title><polyline points="'
+                   + " ".join(f"{coord(x)},{coord(y)}" for x, y, _ in xy)
+                   + f'" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y, b in xy:
+            tip = (f"{esc(label)}: confidence {b['low']:.1f}–{b['high']:.1f}, {b['n']} cases, "
+                   f"mean {b['confidence']:.2f}, exact match {100 * b['accuracy']:.1f}%")
+            out.append(svg_marker(shape, x, y, color, tip))
+        out.append("</g>")
+        _legend(out, left + w + 30, top, i, label, color)
+    out.append("</svg>")
+    return "\n".join(out)

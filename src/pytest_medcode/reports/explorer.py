@@ -68,8 +68,9 @@ _SHOWN = ("model", "system", "code", "description", "predicted_code", "predicted
 
 def explorer_data(records: Sequence[dict[str, Any]], text: ExplorerText | None = None) -> dict[str, Any]:
     """The explorer's JSON: lookup lists and one row per case
-    ``[model, system, kind, variant, expected, description, predicted, predicted description, raw answer]``
-    (the first four and the two descriptions as indexes). ``text``: the cells' text made so far."""
+    ``[model, system, kind, variant, expected, description, predicted, predicted description, raw answer,
+    confidence, declined]`` (the first four and the two descriptions as indexes; confidence None for none,
+    declined 1 when the product abstained). ``text``: the cells' text made so far."""
     text = text if text is not None else ExplorerText()
     lists: dict[str, dict[Any, int]] = {"models": {}, "systems": {}, "variants": {}, "strings": {}}
     shown: dict[str, list[str]] = {name: [] for name in lists}
@@ -95,6 +96,8 @@ def explorer_data(records: Sequence[dict[str, Any]], text: ExplorerText | None =
             text.shown(r.get("predicted_code")),
             index("strings", r.get("predicted_description")),
             text.answer(r),
+            None if r.get("confidence") is None else round(float(r["confidence"]), 3),
+            1 if r.get("abstained") else 0,
         ])
     return {
         "models": shown["models"],
@@ -114,7 +117,7 @@ var src = document.getElementById("explorer-data");
 var root = document.getElementById("explorer");
 if (!src || !root) { return; }
 var D = JSON.parse(src.textContent), R = D.rows, S = D.strings, PAGE = D.page;
-var st = {model: -1, system: -1, variant: -1, kind: -1, q: "", sort: -1, dir: 1, page: 0};
+var st = {model: -1, system: -1, variant: -1, kind: -1, q: "", sort: -1, dir: 1, page: 0, conf: -1};
 var view = [], hay = null;
 function $(id) { return document.getElementById(id); }
 function val(r, c) {
@@ -124,6 +127,7 @@ function val(r, c) {
     case 2: return D.kinds[r[2]];
     case 3: return D.variants[r[3]];
     case 5: case 7: return S[r[c]];
+    case 9: return r[9] === null ? -1 : r[9];
     default: return r[c];
   }
 }
@@ -140,6 +144,7 @@ function apply() {
     if ((st.model >= 0 && r[0] !== st.model) || (st.system >= 0 && r[1] !== st.system) ||
         (st.kind >= 0 && r[2] !== st.kind) || (st.variant >= 0 && r[3] !== st.variant)) { continue; }
     if (q && hay[i].indexOf(q) < 0) { continue; }
+    if (st.conf >= 0 && (r[9] === null || r[9] < st.conf || r[10])) { continue; }
     out.push(i);
   }
   if (st.sort >= 0) {
@@ -168,6 +173,10 @@ function draw() {
     tr.className = "kind-" + r[2];
     for (var k = 0; k < COLS.length; k++) {
       var c = COLS[k];
+      if (c === 9) {
+        cell(tr, r[9] === null ? "" : r[9].toFixed(3) + (r[10] ? " (declined)" : ""), "num");
+        continue;
+      }
       cell(tr, val(r, c), c === 8 ? "raw" : (c === 4 || c === 6 ? "code" : ""));
     }
     frag.appendChild(tr);
@@ -200,6 +209,14 @@ select("explorer-model", "model");
 select("explorer-system", "system");
 select("explorer-variant", "variant");
 $("explorer-q").addEventListener("input", function (e) { st.q = e.target.value; apply(); });
+var conf = $("explorer-conf");
+if (conf) {
+  conf.addEventListener("input", function () {
+    var v = parseFloat(conf.value);
+    st.conf = isNaN(v) ? -1 : v;
+    apply();
+  });
+}
 root.addEventListener("click", function (e) {
   var b = e.target.closest("button");
   if (!b) { return; }

@@ -36,6 +36,8 @@ def _pct(point: Mapping[str, Any] | None, ci: bool = True) -> str:
     text = f"{100 * point['value']:.1f}%"
     if ci and point.get("low") is not None and point.get("high") is not None:
         text += f" ({100 * point['low']:.1f}–{100 * point['high']:.1f})"
+    if point.get("coverage@95") is not None:  # straight-through: the share auto-coded at 95 % accuracy
+        text += f", auto-codes {100 * point['coverage@95']:.1f}% at 95%"
     return text
 
 

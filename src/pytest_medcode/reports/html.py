@@ -18,10 +18,13 @@ from typing import Any
 
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.reports import document_section as documents
+from pytest_medcode.reports import straight_through
 from pytest_medcode.reports.charts import (
     digit_position_chart,
     exact_match_chart,
     histogram_chart,
+    reliability_chart,
+    risk_coverage_chart,
     series_colors,
     stacked_chart,
 )
@@ -413,9 +416,10 @@ def _explorer_section(records: Sequence[dict[str, Any]], text: ExplorerText | No
     if not records:
         return ""
     data = explorer_data(records, text)
-    columns = [0, 1, *([3] if len(data["variants"]) > 1 else []), 2, 4, 5, 6, 7, 8]
+    confident = any(row[9] is not None for row in data["rows"])
+    columns = [0, 1, *([3] if len(data["variants"]) > 1 else []), 2, 4, 5, 6, 7, 8, *([9] if confident else [])]
     titles = {0: "Model", 1: "System", 2: "Outcome", 3: "Variant", 4: "Expected", 5: "Description",
-              6: "Predicted", 7: "Predicted code's description", 8: "Raw answer"}
+              6: "Predicted", 7: "Predicted code's description", 8: "Raw answer", 9: "Confidence"}
 
     def options(element_id: str, label: str, values: Sequence[str]) -> str:
         if len(values) < 2:
@@ -442,6 +446,8 @@ def _explorer_section(records: Sequence[dict[str, Any]], text: ExplorerText | No
         options("explorer-variant", "Variant", data["variants"]),
         '<label>Search <input type="search" id="explorer-q" placeholder="code, description, answer…" '
         'autocomplete="off"></label>',
+        ('<label>Auto-coded at a threshold of <input type="number" id="explorer-conf" min="0" max="1" '
+         'step="0.01" placeholder="0.83"></label>') if confident else "",
         "</div>",
         f'<div class="filters" role="group" aria-label="Outcome">Outcome: {chips}</div>',
         '<div class="pager"><button type="button" id="explorer-prev">‹ previous</button>'
@@ -456,6 +462,28 @@ def _explorer_section(records: Sequence[dict[str, Any]], text: ExplorerText | No
 
 
 # -- the page ----------------------------------------------------------------------------------
+
+
+def _straight_through_section(rows: Sequence[dict[str, Any]], colors: Mapping[str, str]) -> str:
+    """Coverage at each target accuracy (the table), the risk-coverage curve with the targets' lines and the
+    reliability diagram; nothing when no answer had a confidence."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{esc(h)}</th>" for h in straight_through.TABLE_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
+                   for cells in straight_through.table_rows(rows))
+    return "\n".join([
+        '<section id="straight-through">',
+        "<h2>Straight-through coding</h2>",
+        '<p class="note">Cases taken in decreasing confidence: the share a product can code on its own with the '
+        "accuracy on what it codes at or above the target (95% interval: seeded case bootstrap), the threshold "
+        "that takes them, the calibration error over 10 bins and the area under the risk-coverage curve. A "
+        "threshold takes every case of its confidence or none.</p>",
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>',
+        f'<div class="grid"><div class="scroll">{risk_coverage_chart(rows, colors)}</div>'
+        f'<div class="scroll">{reliability_chart(rows, colors)}</div></div>',
+        "</section>",
+    ])
 
 
 def _cost_section(costs: dict[str, Any] | None) -> str:
@@ -535,6 +563,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         ]
     body += [
         _top_codes_section(tables.get("top_codes") or []),
+        _straight_through_section(straight_through.rows_of(records, summary, seed), colors),
         _cost_section(summary.get("costs")),
         _similarity_section(results, records, tables, summary, colors),
         explorer,

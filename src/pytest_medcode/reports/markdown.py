@@ -22,6 +22,7 @@ from typing import Any
 from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import document_section as documents
+from pytest_medcode.reports import straight_through
 from pytest_medcode.reports.tables import budget_text, clip, cost_rows, format_cell, has_values, row_title, run_tables
 from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
@@ -158,6 +159,16 @@ def _top_code_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _straight_through_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Coverage at each target accuracy, cases taken in decreasing confidence; nothing without confidences."""
+    if not rows:
+        return []
+    return ["## Straight-through coding", "",
+            "The share of cases a product can code on its own, taken in decreasing confidence, with the accuracy "
+            "on what it codes at or above the target; the threshold is the lowest confidence auto-coded.", "",
+            *_table(straight_through.TABLE_HEADERS, straight_through.table_rows(rows)), ""]
+
+
 def cost_section_lines(costs: dict[str, Any] | None) -> list[str]:
     if not costs:
         return []
@@ -184,6 +195,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
     for table in tables.get("error_analysis") or []:
         out += table_lines(table)
     out += _top_code_lines(tables.get("top_codes") or [])
+    out += _straight_through_lines(straight_through.rows_of(records, summary, seed))
     out += cost_section_lines(summary.get("costs"))
     wrong = wrong_answers(records)
     if wrong:

@@ -12,6 +12,7 @@ from typing import Any
 from pytest_medcode.reports.text import aligned
 from pytest_medcode.results.gate import (
     BinaryRegression,
+    CarriedThreshold,
     Check,
     ContinuousRegression,
     ErrorRate,
@@ -22,7 +23,7 @@ from pytest_medcode.results.gate import (
     ThresholdResult,
     Verdict,
 )
-from pytest_medcode.vocabulary import METRICS, format_p, metric
+from pytest_medcode.vocabulary import format_p, metric
 
 __all__ = ["all_warnings", "check_cells", "check_dict", "check_reason", "check_warnings", "comparison_lines",
            "note_text", "render_verdict", "verdict_dict", "verdict_reason", "verdict_warnings"]
@@ -39,11 +40,13 @@ _MISSING: dict[str, str] = {
     "not_computed": "no {metric} values in the records (the metric was not computed; install the 'metrics' extra)",
     "undefined": "no {metric} values: not defined for this system (scope the limit, e.g. SYSTEM:{metric})",
     "no_codes": "no codes to measure {metric} on",
+    "no_confidence": "no confidence in the answers to measure {metric} on (the coder gives none; LLM coders "
+                     "give one from log-probabilities, --medcode-repeats from agreement)",
 }
 
 
 def _interval(r: ThresholdResult) -> str:
-    m = METRICS[r.threshold.metric]
+    m = metric(r.threshold.metric)
     return f"{m.format(r.low)}–{m.format(r.high)}"
 
 
@@ -51,7 +54,7 @@ def _threshold_reason(r: ThresholdResult) -> str:
     th = r.threshold
     if r.estimate is None:
         return _MISSING[r.missing or "unanswered"].format(metric=th.metric)
-    m = METRICS[th.metric]
+    m = metric(th.metric)
     head = f"{m.label} {m.format(r.estimate)} (95% CI {_interval(r)}, n={r.n})"
     under = th.direction == "under"
     if r.passed:
@@ -62,7 +65,7 @@ def _threshold_reason(r: ThresholdResult) -> str:
 def _threshold_warnings(r: ThresholdResult) -> tuple[str, ...]:
     if not r.limit_inside:
         return ()
-    limit = METRICS[r.threshold.metric].format(r.threshold.limit)
+    limit = metric(r.threshold.metric).format(r.threshold.limit)
     return (f"the limit {limit} lies inside the 95% CI ({_interval(r)}): a re-run could flip this check",)
 
 
@@ -72,7 +75,7 @@ _NO_PAIRS = "no cases in common with the baseline to compare"
 
 
 def _binary_change(r: BinaryRegression) -> str:
-    m, t = METRICS[r.drop.metric], r.test
+    m, t = metric(r.drop.metric), r.test
     versus = f"{m.format(r.new_value)} vs {m.format(r.base_value)} in the baseline"
     counts = f"{t.lost} worse / {t.gained} better of {t.n} paired cases"
     if r.worsening > 0:
@@ -84,7 +87,7 @@ def _binary_reason(r: BinaryRegression) -> str:
     t = r.test
     if t.n == 0:
         return _NO_PAIRS
-    change, allowed = _binary_change(r), METRICS[r.drop.metric].format_margin(r.drop.margin)
+    change, allowed = _binary_change(r), metric(r.drop.metric).format_margin(r.drop.margin)
     test = f"McNemar exact p = {format_p(t.p_value)}"
     if t.regressed:
         return f"{change}; {test} < {t.alpha:g} and beyond the allowed {allowed}"
@@ -98,7 +101,7 @@ def _binary_reason(r: BinaryRegression) -> str:
 def _binary_warnings(r: BinaryRegression) -> tuple[str, ...]:
     if not r.low_power:
         return ()
-    t, allowed = r.test, METRICS[r.drop.metric].format_margin(r.drop.margin)
+    t, allowed = r.test, metric(r.drop.metric).format_margin(r.drop.margin)
     detectable = (
         f"the smallest drop this churn could show is {100 * t.min_detectable_drop:.1f} pp"
         if t.min_detectable_drop is not None
@@ -112,7 +115,7 @@ def _binary_warnings(r: BinaryRegression) -> tuple[str, ...]:
 
 
 def _continuous_reason(r: ContinuousRegression) -> str:
-    m = METRICS[r.drop.metric]
+    m = metric(r.drop.metric)
     if r.n == 0:
         if m.optional:
             return (f"no cases with {r.drop.metric} in both runs (the metric was not computed; install the "
@@ -134,7 +137,7 @@ def _continuous_reason(r: ContinuousRegression) -> str:
 def _continuous_warnings(r: ContinuousRegression) -> tuple[str, ...]:
     if not r.low_power:
         return ()
-    m = METRICS[r.drop.metric]
+    m = metric(r.drop.metric)
     return (
         f"low power: the CI half-width {m.format_margin(r.half_width)} is not below the allowed "
         f"drop {m.format_margin(r.drop.margin)}, so a drop just past it could not be told from noise",
@@ -158,7 +161,34 @@ def _no_common_reason(r: NoCommonCases) -> str:
     return f"no {what} of this run is in the baseline (paired by {', '.join(r.key_columns)}): {why}"
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _carried_reason(r: CarriedThreshold) -> str:
+    if r.missing == "baseline_no_threshold":
+        return f"the baseline auto-codes nothing at ≥ {100 * r.target:g} % accuracy: no threshold to carry"
+    if r.missing is not None:
+        return _MISSING[r.missing].format(metric="the accuracy at a threshold")
+    assert r.threshold is not None
+    where = f"at the baseline's threshold {r.threshold:.2f}" if r.from_baseline else f"at threshold {r.threshold:.2f}"
+    if not r.auto_coded:
+        return f"{where}, nothing is auto-coded (coverage 0 of {r.n}), so nothing is coded wrong"
+    bar = f"{100 * r.target:g} %"
+    share = f"auto-codes {_pct(r.coverage)} of {r.n}"
+    if r.from_baseline and r.base_accuracy is not None:
+        before, after = _pct(r.base_accuracy), _pct(r.accuracy)
+        verb = "fell" if (r.accuracy or 0.0) < r.base_accuracy else "rose"
+        change = (f"accuracy on auto-coded cases stayed at {after}" if before == after
+                  else f"accuracy on auto-coded cases {verb} from {before} to {after}")
+    else:
+        change = f"accuracy on auto-coded cases is {_pct(r.accuracy)}"
+    verdict = f"at least {bar}" if r.passed else f"below {bar}"
+    return f"{where}, {change} ({share}), {verdict}"
+
+
 _REASONS: dict[type, Callable[[Any], str]] = {
+    CarriedThreshold: _carried_reason,
     ThresholdResult: _threshold_reason,
     BinaryRegression: _binary_reason,
     ContinuousRegression: _continuous_reason,

@@ -23,6 +23,12 @@ The rules (README, "Use it as a CI gate"):
   to reach significance, the check passes with a power warning ("cannot tell", not "no drop").
   Checked per (model, system) and, for a model run on several systems, pooled over them. A run that
   varies the description (``--medcode-variant``) or the temperature is judged per value of those too.
+- **Coverage against a baseline** (``--medcode-max-drop coverage@95=5pp``): coverage at the target on the
+  paired cases, new minus baseline, with a paired bootstrap interval over the cases; fails when the drop is
+  past the margin and the interval excludes 0.
+- **A carried threshold** (``--medcode-threshold-from-baseline``, or ``--medcode-threshold 0.83``): the
+  accuracy on the cases the threshold auto-codes must stay at ``--medcode-threshold-accuracy`` (95 %); the
+  baseline's threshold is the one that kept its coverage at that accuracy, per group.
 - **Errors**: failed calls are left out of every rate, so a gate could be dodged by an outage; each
   (model, system) group fails when its share of failed calls exceeds ``max_error_rate``.
 """
@@ -44,8 +50,10 @@ from pytest_medcode.results.rules import (
     DEFAULT_MAX_ERROR_RATE,
     MaxDrop,
     Threshold,
+    coverage_target,
     parse_max_drops,
 )
+from pytest_medcode.results.selective import coverage_at, coverage_interval, levels, paired_coverage_delta
 from pytest_medcode.results.stats import (
     Estimate,
     PairedResult,
@@ -69,7 +77,9 @@ from pytest_medcode.vocabulary import (
 )
 
 __all__ = [
+    "AutoCoded",
     "BinaryRegression",
+    "CarriedThreshold",
     "Check",
     "ContinuousRegression",
     "ErrorRate",
@@ -82,7 +92,9 @@ __all__ = [
     "Verdict",
     "evaluate",
     "judge_binary",
+    "judge_carried_threshold",
     "judge_continuous",
+    "judge_coverage_drop",
     "judge_errors",
     "judge_threshold",
 ]
@@ -101,11 +113,23 @@ class GateSpec:
     max_drops: tuple[MaxDrop, ...] = ()
     alpha: float = DEFAULT_ALPHA
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    #: --medcode-threshold-from-baseline / --medcode-threshold T: a confidence threshold the accuracy on the
+    #: auto-coded cases is judged at (``threshold_accuracy``); see :func:`judge_carried_threshold`.
+    threshold_from_baseline: bool = False
+    carried_threshold: float | None = None
+    threshold_accuracy: float = 0.95
     active: bool = False
 
     @property
     def thresholds(self) -> tuple[Threshold, ...]:
         return self.fail_under + self.fail_over
+
+    @property
+    def needs_confidence(self) -> bool:
+        """A rule on coverage at a target accuracy or on a threshold: every answer needs a confidence."""
+        return (any(coverage_target(m) is not None for m in (*(t.metric for t in self.thresholds),
+                                                                *(d.metric for d in self.max_drops)))
+                or self.threshold_from_baseline or self.carried_threshold is not None)
 
     def evaluate(
         self, records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None, seed: int = 0
@@ -118,6 +142,9 @@ class GateSpec:
             alpha=self.alpha,
             max_error_rate=self.max_error_rate,
             seed=seed,
+            threshold_from_baseline=self.threshold_from_baseline,
+            carried_threshold=self.carried_threshold,
+            threshold_accuracy=self.threshold_accuracy,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +156,9 @@ class GateSpec:
             "max_drop": [d.text for d in self.max_drops],
             "alpha": self.alpha,
             "max_error_rate": self.max_error_rate,
+            "threshold_from_baseline": self.threshold_from_baseline,
+            "carried_threshold": self.carried_threshold,
+            "threshold_accuracy": self.threshold_accuracy,
         }
 
 
@@ -299,6 +329,78 @@ class ErrorRate:
 
 
 @dataclass(frozen=True)
+class AutoCoded:
+    """What a threshold takes of one run's group: its answered cases, those auto-coded, the correct ones."""
+
+    n: int = 0
+    taken: int = 0
+    correct: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.taken if self.taken else None
+
+
+@dataclass(frozen=True)
+class CarriedThreshold:
+    """The accuracy on the cases a confidence threshold auto-codes, against the accuracy they must keep.
+
+    ``from_baseline``: the threshold is the baseline's (the one that kept its coverage at ``target``), and the
+    baseline's own accuracy and coverage at it are given; else a fixed one. ``missing``: nothing to judge —
+    ``no_confidence`` (this run's answers carry none), ``baseline_no_threshold`` (the baseline auto-codes
+    nothing at the target), ``unanswered``. A run that auto-codes nothing at the threshold codes nothing
+    wrong: it passes, with its coverage 0 said."""
+
+    threshold: float | None
+    target: float
+    from_baseline: bool
+    run: AutoCoded = field(default_factory=lambda: AutoCoded())
+    base: AutoCoded = field(default_factory=lambda: AutoCoded())  # the baseline's, at the carried threshold
+    missing: str | None = None
+
+    @property
+    def n(self) -> int:
+        return self.run.n
+
+    @property
+    def auto_coded(self) -> int:
+        return self.run.taken
+
+    @property
+    def correct(self) -> int:
+        return self.run.correct
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.run.accuracy
+
+    @property
+    def base_accuracy(self) -> float | None:
+        return self.base.accuracy
+
+    @property
+    def coverage(self) -> float:
+        return self.run.taken / self.run.n if self.run.n else 0.0
+
+    @property
+    def passed(self) -> bool:
+        if self.missing is not None:
+            return False
+        return self.auto_coded == 0 or self.correct >= self.target * self.auto_coded - _EPS
+
+    def check(self, scope: str) -> Check:
+        metric = f"accuracy@threshold {self.threshold:.3g}" if self.threshold is not None else "accuracy@threshold"
+        interval = wilson(self.correct, self.auto_coded) if self.auto_coded else None
+        return Check("carried_threshold", metric, scope, self.passed, self, observed=self.accuracy,
+                     limit=self.target, n=self.auto_coded, baseline=self.base_accuracy,
+                     delta=(self.accuracy - self.base_accuracy
+                            if self.accuracy is not None and self.base_accuracy is not None else None),
+                     ci=(interval.low, interval.high) if interval is not None else None,  # type: ignore[arg-type]
+                     details={"threshold": self.threshold, "from_baseline": self.from_baseline,
+                              "coverage": self.coverage, "cases": self.n})
+
+
+@dataclass(frozen=True)
 class NoCases:
     """The run had no cases at all."""
 
@@ -330,7 +432,7 @@ class NoCommonCases:
 
 #: What a rule found, the numbers a check is made of.
 Finding = (ThresholdResult | BinaryRegression | ContinuousRegression | ErrorRate | NoCases | PairingFailed
-           | NoCommonCases)
+           | NoCommonCases | CarriedThreshold)
 
 
 @dataclass(frozen=True)
@@ -413,6 +515,9 @@ def _estimate(th: Threshold, n: int, est: Estimate) -> ThresholdResult:
 def judge_threshold(th: Threshold, rows: Sequence[dict[str, Any]], seed: int = 0) -> ThresholdResult:
     """One group against a limit: a Wilson interval for a rate, a seeded bootstrap for a mean, a bootstrap
     over the cases for a pooled metric (every answered case counts). Failed calls are left out."""
+    target = coverage_target(th.metric)
+    if target is not None:
+        return judge_coverage(th, target, rows, seed)
     m = METRICS[th.metric]
     done = answered(rows)
     if m.kind == POOLED:
@@ -428,6 +533,52 @@ def judge_threshold(th: Threshold, rows: Sequence[dict[str, Any]], seed: int = 0
     if m.kind == RATE:
         return _estimate(th, len(values), wilson(int(sum(values)), len(values)))
     return _estimate(th, len(values), bootstrap_mean(values, seed=seed))
+
+
+def judge_coverage(th: Threshold, target: float, rows: Sequence[dict[str, Any]], seed: int = 0) -> ThresholdResult:
+    """The share auto-coded at ``target`` accuracy with its bootstrap interval (results/selective.py); a group
+    whose answers carry no confidence has nothing to measure (``no_confidence``)."""
+    done = answered(rows)
+    if not done:
+        return ThresholdResult(th, missing="unanswered")
+    if all(r.get("confidence") is None for r in done):
+        return ThresholdResult(th, n=len(done), missing="no_confidence")
+    lv = levels([r.get("confidence") for r in done], [bool(r.get("exact_match")) for r in done],
+                [bool(r.get("abstained")) for r in done])
+    interval = coverage_interval(lv, target, seed=seed)
+    assert interval is not None
+    return ThresholdResult(th, len(done), coverage_at(lv, target).coverage, *interval)
+
+
+def _auto_coded(rows: Sequence[dict[str, Any]], threshold: float) -> AutoCoded:
+    """What ``threshold`` auto-codes of the answered cases: declined cases are never auto-coded."""
+    done = answered(rows)
+    taken = [r for r in done if r.get("confidence") is not None and not r.get("abstained")
+             and float(r["confidence"]) >= threshold]
+    return AutoCoded(len(done), len(taken), sum(bool(r.get("exact_match")) for r in taken))
+
+
+def judge_carried_threshold(rows: Sequence[dict[str, Any]], target: float, threshold: float | None = None,
+                            baseline: Sequence[dict[str, Any]] | None = None) -> CarriedThreshold:
+    """The accuracy on what ``threshold`` auto-codes in ``rows``; without a threshold, the baseline's: the one
+    that keeps its coverage at ``target`` (results/selective.py)."""
+    from_baseline = threshold is None
+    base = AutoCoded()
+    if from_baseline:
+        done = answered(baseline or ())
+        threshold = coverage_at(levels([r.get("confidence") for r in done],
+                                       [bool(r.get("exact_match")) for r in done],
+                                       [bool(r.get("abstained")) for r in done]), target).threshold
+        if threshold is None:
+            return CarriedThreshold(None, target, True, missing="baseline_no_threshold")
+        base = _auto_coded(done, threshold)
+    assert threshold is not None
+    done = answered(rows)
+    if not done:
+        return CarriedThreshold(threshold, target, from_baseline, missing="unanswered")
+    if all(r.get("confidence") is None for r in done):
+        return CarriedThreshold(threshold, target, from_baseline, AutoCoded(len(done)), missing="no_confidence")
+    return CarriedThreshold(threshold, target, from_baseline, _auto_coded(done, threshold), base)
 
 
 def judge_binary(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float) -> BinaryRegression:
@@ -460,7 +611,25 @@ def judge_errors(rows: Sequence[dict[str, Any]], max_error_rate: float) -> Error
     return ErrorRate(len(rows), sum(1 for r in rows if r.get("outcome") == ERROR), max_error_rate)
 
 
+def judge_coverage_drop(drop: MaxDrop, target: float, pairs: Sequence[_Pair], alpha: float,
+                        seed: int = 0) -> ContinuousRegression:
+    """Coverage at ``target`` on the paired cases, new minus baseline, with a paired bootstrap interval (at
+    ``1 - alpha``) resampling the pairs; no pairs with a confidence on both sides: nothing to compare."""
+    def case(r: dict[str, Any]) -> tuple[float | None, bool, bool]:
+        return r.get("confidence"), bool(r.get("exact_match")), bool(r.get("abstained"))
+
+    if not pairs or all(b.get("confidence") is None for b, _ in pairs) or \
+            all(w.get("confidence") is None for _, w in pairs):
+        return ContinuousRegression(drop, alpha, seed)
+    base, new, delta, low, high = paired_coverage_delta([case(b) for b, _ in pairs], [case(w) for _, w in pairs],
+                                                        target, confidence=1.0 - alpha, seed=seed)
+    return ContinuousRegression(drop, alpha, seed, len(pairs), base, new, delta, low, high)
+
+
 def _judge_regression(drop: MaxDrop, pairs: Sequence[_Pair], alpha: float, seed: int) -> Finding:
+    target = coverage_target(drop.metric)
+    if target is not None:
+        return judge_coverage_drop(drop, target, pairs, alpha, seed)
     if METRICS[drop.metric].kind == RATE:
         return judge_binary(drop, pairs, alpha)
     return judge_continuous(drop, pairs, alpha, seed)
@@ -549,10 +718,15 @@ def evaluate(
     alpha: float = DEFAULT_ALPHA,
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     seed: int = 0,
+    threshold_from_baseline: bool = False,
+    carried_threshold: float | None = None,
+    threshold_accuracy: float = 0.95,
 ) -> Verdict:
     """Judge a run. Pure and deterministic: the same inputs give the same verdict.
 
-    With a ``baseline`` and no ``max_drops``, exact match is checked with ``DEFAULT_MAX_DROP``.
+    With a ``baseline`` and no ``max_drops``, exact match is checked with ``DEFAULT_MAX_DROP``. With
+    ``threshold_from_baseline`` (a baseline needed) or a ``carried_threshold``, each code-query group's
+    accuracy on what the threshold auto-codes must stay at ``threshold_accuracy``.
     """
     _check_options(alpha, max_error_rate)
     if not records:
@@ -560,7 +734,20 @@ def evaluate(
     parts = [_judge(part, _baseline_part(baseline, documents),
                     _rules_for(documents, thresholds, max_drops, alpha, max_error_rate, seed))
              for part, documents in ((query_records(records), False), (document_records(records), True)) if part]
+    if threshold_from_baseline or carried_threshold is not None:
+        parts.append(_carried(query_records(records), _baseline_part(baseline, False), threshold_accuracy,
+                              None if threshold_from_baseline else carried_threshold))
     return _verdict(parts, thresholds)
+
+
+def _carried(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None, target: float,
+             threshold: float | None) -> _Judged:
+    """Each code-query group judged at the threshold: a fixed one, or its own group's in the baseline."""
+    dims = group_fields(records)
+    part = _Part(records, dims, _groups(records, dims), "")
+    base = _groups(baseline or (), dims)
+    return _Judged(tuple(judge_carried_threshold(rows, target, threshold, base.get(key, [])).check(part.scope(key))
+                         for key, rows in part.groups.items()))
 
 
 def _check_options(alpha: float, max_error_rate: float) -> None:
@@ -583,9 +770,14 @@ def _rules_for(documents: bool, thresholds: Sequence[Threshold], max_drops: Sequ
                max_error_rate: float, seed: int) -> _Rules:
     """The options that apply to one kind of case: code queries and document cases are judged apart, each
     on its own metrics (Metric.documents)."""
-    return _Rules(tuple(t for t in thresholds if METRICS[t.metric].documents == documents),
-                  tuple(d for d in max_drops if METRICS[d.metric].documents == documents),
+    return _Rules(tuple(t for t in thresholds if _documents_metric(t.metric) == documents),
+                  tuple(d for d in max_drops if _documents_metric(d.metric) == documents),
                   alpha, max_error_rate, seed, documents)
+
+
+def _documents_metric(metric: str) -> bool:
+    """Whether a metric judges document cases (coverage at a target is a code-query number)."""
+    return coverage_target(metric) is None and METRICS[metric].documents
 
 
 def _baseline_part(baseline: Sequence[dict[str, Any]] | None, documents: bool) -> list[dict[str, Any]] | None:
@@ -629,7 +821,8 @@ def _regressions(part: _Part, baseline: Sequence[dict[str, Any]], rules: _Rules)
         same = {part.scope(k) for k in part.groups} <= in_baseline
         scoped = _Judged((NoCommonCases(rules.documents, tuple(pairing.key_columns), same).check(run),))
     lacking = [Note("baseline_lacks_metric", d.metric) for d in rules.drops
-               if METRICS[d.metric].optional and not _has_metric(baseline, d.metric)]
+               if coverage_target(d.metric) is None and METRICS[d.metric].optional
+               and not _has_metric(baseline, d.metric)]
     return _Judged(scoped.checks, (*notes, *scoped.notes, *lacking))
 
 

@@ -181,6 +181,15 @@ def gate_options(prefix: str = "medcode-", systems: Iterable[str] | None = None,
         Option(f"{prefix}alpha", f"{label}significance level of the paired regression tests, above 0 and at most "
                f"{rules.MAX_ALPHA:g} (default {rules.DEFAULT_ALPHA:g})", rules.DEFAULT_ALPHA, "A",
                number=Number(float, 0.0, rules.MAX_ALPHA, above=True), setting="alpha", help_names_default=True),
+        Option(f"{prefix}threshold-from-baseline", f"{label}carry each model's confidence threshold from the "
+               "baseline (the one that kept its coverage@ACC) and fail when the accuracy on the cases it auto-codes "
+               "falls below ACC (--medcode-threshold-accuracy)", None, flag=True, setting="threshold_from_baseline"),
+        Option(f"{prefix}threshold", f"{label}a fixed confidence threshold: fail when the accuracy on the cases "
+               "it auto-codes falls below --medcode-threshold-accuracy", None, "T", number=Number(float, 0.0, 1.0),
+               setting="carried_threshold"),
+        Option(f"{prefix}threshold-accuracy", f"{label}the accuracy auto-coded cases must keep at a carried or "
+               "fixed threshold (default 0.95)", "0.95", "ACC", parse=rules.parse_target, setting="threshold_accuracy",
+               help_names_default=True),
         Option(f"{prefix}max-error-rate", f"{label}largest share of failed model calls per model and system "
                f"(default {rules.DEFAULT_MAX_ERROR_RATE:g})", rules.DEFAULT_MAX_ERROR_RATE, "X",
                number=Number(float, 0.0, 1.0), setting="max_error_rate", help_names_default=True),

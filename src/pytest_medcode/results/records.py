@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_medcode.asking.engine import Outcome
+from pytest_medcode.asking.engine import ABSTAINED, CONFIDENCE, CONFIDENCE_INVALID, Outcome
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.dataset.cases import Case
 from pytest_medcode.dataset.document_cases import DocumentCase
@@ -34,6 +34,11 @@ def call_fields(outcome: Outcome) -> dict[str, Any]:
         "cost_usd": outcome.usage.get("cost_usd"),
         "batch": outcome.usage.get("batch"),  # asked through a provider's batch API: priced at its discount
         "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
+        # The coder's confidence (0-1) and abstention; None is "no confidence", never 1.0 (api.Reply).
+        "confidence": outcome.usage.get(CONFIDENCE),
+        "confidence_source": "coder" if outcome.usage.get(CONFIDENCE) is not None else None,
+        "abstained": bool(outcome.usage.get(ABSTAINED)) if outcome.text is not None else None,
+        "confidence_invalid": outcome.usage.get(CONFIDENCE_INVALID),  # what it gave instead (for the warning)
     }
 
 

@@ -4,14 +4,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_medcode.vocabulary import METRICS, POOLED, judged_metrics
+from pytest_medcode.vocabulary import METRICS, POOLED, judged_metrics, metric
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP", "DEFAULT_MAX_ERROR_RATE", "MAX_ALPHA",
-           "MaxDrop", "Threshold", "parse_max_drops", "parse_thresholds"]
+__all__ = ["COVERAGE_PREFIX", "DEFAULT_ALPHA", "DEFAULT_DOCUMENT_MAX_DROP", "DEFAULT_MAX_DROP",
+           "DEFAULT_MAX_ERROR_RATE", "MAX_ALPHA", "MaxDrop", "Threshold", "coverage_target", "parse_max_drops",
+           "parse_target", "parse_thresholds"]
 
 DEFAULT_ALPHA = 0.05
 #: The largest significance level either front end accepts (above 0, at most this): a level over one half
@@ -48,7 +50,7 @@ class MaxDrop:
 
     @property
     def text(self) -> str:
-        return f"{self.metric}={METRICS[self.metric].margin_text(self.margin)}"
+        return f"{self.metric}={metric(self.metric).margin_text(self.margin)}"
 
 
 def _split(items: Iterable[str] | str | None) -> list[str]:
@@ -83,10 +85,43 @@ def _fraction(text: str, what: str, *, percent: str) -> float:
     return value
 
 
+#: ``coverage@95``: the share auto-coded at 95 % accuracy on what is auto-coded (results/selective.py).
+COVERAGE_PREFIX = "coverage@"
+
+
+def parse_target(text: str) -> float:
+    """A target accuracy: ``0.95``, ``95%``; above 0 and at most 1, else ValueError in one line."""
+    raw = str(text).strip()
+    value = float(raw[:-1]) / 100 if raw.endswith("%") and _NUMBER.match(raw[:-1].strip()) else (
+        float(raw) if _NUMBER.match(raw) else math.nan)
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise ValueError(f"{raw!r}: a target accuracy must be above 0 and at most 1 (0.95 or 95%)")
+    return value
+
+
+def coverage_target(metric: str) -> float | None:
+    """The target accuracy of a ``coverage@T`` metric (``coverage@95`` → 0.95); None for any other metric."""
+    if not metric.startswith(COVERAGE_PREFIX):
+        return None
+    return float(metric[len(COVERAGE_PREFIX):]) / 100
+
+
+def _coverage_metric(name: str, item: str) -> str:
+    """``coverage@95`` (or ``coverage@99.5``): the target is a percentage above 0 and at most 100."""
+    text = name[len(COVERAGE_PREFIX):]
+    if not _NUMBER.match(text) or not 0.0 < float(text) <= 100.0:
+        raise ValueError(f"{item!r}: coverage@T takes a target accuracy T in percent above 0 and at most 100, "
+                         "e.g. coverage@95")
+    return f"{COVERAGE_PREFIX}{float(text):g}"
+
+
 def _metric(name: str, item: str) -> str:
     metric = name.strip().lower().replace("-", "_")
+    if metric.startswith(COVERAGE_PREFIX):
+        return _coverage_metric(metric, item)
     if metric not in METRICS or not METRICS[metric].judged:
-        raise ValueError(f"{item!r}: unknown metric {name.strip()!r}; choose from {', '.join(judged_metrics())}")
+        raise ValueError(f"{item!r}: unknown metric {name.strip()!r}; choose from {', '.join(judged_metrics())}, "
+                         "or coverage@T (the share auto-coded at T % accuracy, e.g. coverage@95)")
     return metric
 
 
@@ -112,7 +147,7 @@ def parse_thresholds(
         if system is not None and known is not None and system not in known:
             raise ValueError(f"{item!r}: unknown system {system!r}; choose from {', '.join(sorted(known))}")
         metric = _metric(name, item)
-        lower_better = METRICS[metric].lower_is_better
+        lower_better = metric in METRICS and METRICS[metric].lower_is_better
         if direction == "under" and lower_better:
             raise ValueError(
                 f"{item!r}: {metric} is lower-is-better; limit it with "
@@ -138,7 +173,7 @@ def parse_max_drops(items: Iterable[str] | str | None) -> tuple[MaxDrop, ...]:
         if ":" in name:
             raise ValueError(f"{item!r}: margins apply to every system; drop the 'SYSTEM:' prefix")
         metric = _metric(name, item)
-        if METRICS[metric].kind == POOLED:
+        if coverage_target(metric) is None and METRICS[metric].kind == POOLED:
             raise ValueError(f"{item!r}: {metric} is pooled over documents, so no case-by-case test applies; "
                              "compare runs on f1 (per-document F1, paired bootstrap) or set_match (McNemar)")
         margin = _fraction(value, repr(item), percent="pp")

@@ -13,7 +13,7 @@ log space, which stays exact enough and overflow-free for 100k discordant pairs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 
@@ -27,6 +27,7 @@ __all__ = [
     "mcnemar_min_detectable",
     "paired_bootstrap_delta",
     "paired_exact_match_test",
+    "resampled_counts",
     "underpowered",
     "wilson",
 ]
@@ -130,6 +131,33 @@ def _index_resample_means(arr: np.ndarray, resamples: int, rng: np.random.Genera
         idx = rng.integers(0, n, size=(stop - start, n))
         means[start:stop] = arr[idx].mean(axis=1)
     return means
+
+
+def resampled_counts(counts: np.ndarray, resamples: int = 2000, seed: int = 0) -> Iterator[np.ndarray]:
+    """The seeded case bootstrap for a statistic of category counts: chunks of rows, each row how often each
+    category was drawn when ``counts.sum()`` cases are drawn with replacement (a resample of the cases).
+
+    For statistics that are no mean (coverage at a target accuracy, results/selective.py): the caller computes
+    its statistic from each row. Few categories: multinomial rows (resamples × categories of work); many: the
+    drawn indices counted (resamples × cases), chunked to bound memory either way."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    rng = np.random.default_rng(seed)
+    if n == 0:
+        return
+    few = counts.size * _FEW_LEVELS_FACTOR <= n
+    rows = max(1, _CHUNK_ELEMENTS // (counts.size if few else n))
+    category = np.repeat(np.arange(counts.size), counts)
+    for start in range(0, resamples, rows):
+        size = min(resamples, start + rows) - start
+        if few:
+            yield rng.multinomial(n, counts / n, size=size)
+            continue
+        drawn = category[rng.integers(0, n, size=(size, n))]
+        offsets = (np.arange(size) * counts.size)[:, None]
+        yield np.bincount((drawn + offsets).ravel(), minlength=size * counts.size).reshape(size, counts.size)
 
 
 def bootstrap_mean(

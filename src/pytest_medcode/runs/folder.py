@@ -30,6 +30,7 @@ from pytest_medcode.reports.explorer import ExplorerText
 from pytest_medcode.reports.tables import build_tables
 from pytest_medcode.results.aggregate import summarize
 from pytest_medcode.results.consistency import self_consistency
+from pytest_medcode.results.selective import DEFAULT_TARGETS, selective_rows
 from pytest_medcode.vocabulary import document_records, group_fields, query_records
 
 __all__ = [
@@ -99,6 +100,11 @@ CORE_COLUMNS = pa.schema(
         ("other_system", pa.string()),
         ("other_system_code", pa.string()),
         ("crosswalk_match", pa.bool_()),
+        # How sure the coder was (0-1; null: no confidence), where that came from (coder, repeats), and whether
+        # it declined the case (results/selective.py).
+        ("confidence", pa.float64()),
+        ("confidence_source", pa.string()),
+        ("abstained", pa.bool_()),
     ]
 )
 
@@ -108,9 +114,11 @@ CORE_COLUMNS = pa.schema(
 
 
 def summarise(
-    records: Sequence[dict[str, Any]], *, seed: int, similarity: Mapping[str, bool] | None = None
+    records: Sequence[dict[str, Any]], *, seed: int, similarity: Mapping[str, bool] | None = None,
+    targets: Sequence[float] = DEFAULT_TARGETS,
 ) -> dict[str, Any]:
-    """What summary.json holds of a run's numbers: the results rows, the study's tables, self-consistency.
+    """What summary.json holds of a run's numbers: the results rows, the study's tables, self-consistency,
+    the straight-through numbers at each target accuracy (results/selective.py; [] without confidences).
 
     ``similarity`` says which similarity metrics the run computed (None: inferred from the records).
     Code queries make the results and tables; document cases their own section (None without any)."""
@@ -121,6 +129,7 @@ def summarise(
         "results": results,
         "tables": build_tables(results),
         "consistency": self_consistency(queries),
+        "selective": selective_rows(queries, seed=seed, targets=targets, by=group_fields(queries)),
         "documents": document_section.section(document_records(records), seed, DOCUMENT_PROMPT_VERSION),
     }
 

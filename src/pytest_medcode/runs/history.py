@@ -67,10 +67,14 @@ def _points_from_cases(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_entry(folder: Path) -> dict[str, Any]:
     """One run's line of history: when, which code-set releases and prompt, the gate's verdict and exact
-    match per group. Raises RunFormatError."""
+    match per group (with the share auto-coded at 95 % accuracy when the run had confidences). Raises
+    RunFormatError."""
     summary = load_summary(folder)
     if summary and summary.get("results"):
         points, n_cases = _points_from_results(summary["results"]), summary.get("n_cases")
+        coverage = {group_label(r): r["coverage"]["95"]["value"] for r in summary.get("selective") or []
+                    if r.get("coverage") and "95" in r["coverage"]}
+        points = [{**p, "coverage@95": coverage[p["label"]]} if p["label"] in coverage else p for p in points]
     else:
         run = load_run(folder, columns=_COLUMNS)
         summary = run.summary or {}

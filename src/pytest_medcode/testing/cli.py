@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pytest_medcode.testing.faults import FaultPlan, LatencyFn, RateLimitStorm, fixed_latency, lognormal_latency
-from pytest_medcode.testing.responders import degrade, echo_responder, mapping_responder
+from pytest_medcode.testing.responders import degrade, echo_responder, mapping_responder, scripted_confidence
 from pytest_medcode.testing.server import OUTAGES, ScriptedServer
 from pytest_medcode.testing.stats import ServerStats
 
@@ -44,6 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--wrong-fraction", type=float, default=0.0, help="deterministically wrong on this share"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --wrong-fraction and latency")
+    parser.add_argument("--logprobs", action="store_true",
+                        help="answer requests that ask for logprobs with log-probabilities that follow correctness "
+                             "(a code made wrong by --wrong-fraction is less sure, the ranges overlap)")
     parser.add_argument("--latency", choices=("none", "fixed", "lognormal"), default="none")
     parser.add_argument("--latency-s", type=float, default=0.05, help="seconds for --latency fixed")
     parser.add_argument("--median", type=float, default=0.3, help="median seconds for --latency lognormal")
@@ -109,6 +112,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         verbose=args.verbose,
         outage=args.outage,
         outage_after=args.outage_after,
+        confidence=scripted_confidence(args.wrong_fraction, args.seed) if args.logprobs else None,
     )
     if args.storm_s > 0:
         server.storm = RateLimitStorm(args.storm_s, args.storm_retry_after)

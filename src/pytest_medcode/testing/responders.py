@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "KEY_IGNORED_FIELDS",
+    "ConfidenceFn",
     "Request",
     "Responder",
     "corrupt_answer",
@@ -25,6 +26,8 @@ __all__ = [
     "is_corrupted",
     "mapping_responder",
     "request_key",
+    "scripted_confidence",
+    "token_logprobs",
     "wrong_code",
 ]
 
@@ -238,3 +241,45 @@ def degrade(
         return corrupt(answer) if is_corrupted(subject, fraction, seed) else answer
 
     return respond
+
+
+# -- log-probabilities: how sure the scripted model is ------------------------------------------------
+
+#: The probability a request's answer gets (0-1), for ``ScriptedServer(confidence=...)``.
+ConfidenceFn = Callable[[Request, str], float]
+
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
+_CODE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*\d[A-Za-z0-9.\-]*|\d[A-Za-z0-9.\-]*")
+
+
+def token_logprobs(text: str, probability: float) -> list[dict[str, Any]]:
+    """The answer as tokens (words, runs of spaces, single punctuation) with log-probabilities: the tokens of
+    its first code-shaped word (one with a digit) share ``log(probability)``, every other token is certain
+    (logprob 0); an answer without such a word spreads it over all its tokens."""
+    import math
+
+    tokens = _TOKEN.findall(text)
+    code = _CODE_WORD.search(text)
+    spans, at = [], 0
+    for token in tokens:
+        spans.append((at, at + len(token)))
+        at += len(token)
+    inside = [code is None or (end > code.start() and start < code.end()) for start, end in spans]
+    total = math.log(max(probability, 1e-12))
+    share = total / max(1, sum(inside))
+    return [{"token": token, "logprob": share if hit else 0.0, "bytes": list(token.encode("utf-8")),
+             "top_logprobs": []} for token, hit in zip(tokens, inside, strict=True)]
+
+
+def scripted_confidence(fraction: float, seed: int = 0, *, right: tuple[float, float] = (0.7, 1.0),
+                        wrong: tuple[float, float] = (0.2, 0.85)) -> ConfidenceFn:
+    """A confidence correlated with correctness, for a responder made wrong by ``degrade(.., fraction, seed)``:
+    an answer :func:`degrade` corrupts gets a probability drawn (seeded by its description) from ``wrong``,
+    any other from ``right``; the ranges overlap, so no threshold separates them perfectly."""
+
+    def confidence(request: Request, text: str) -> float:
+        subject = request.description or request.key
+        low, high = wrong if is_corrupted(subject, fraction, seed) else right
+        return low + (high - low) * _unit("confidence", seed, subject)
+
+    return confidence

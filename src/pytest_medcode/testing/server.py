@@ -28,7 +28,15 @@ from typing import Any, Self
 
 from pytest_medcode.testing.batches import BatchAPI
 from pytest_medcode.testing.faults import FaultPlan, LatencyFn, RateLimitStorm
-from pytest_medcode.testing.responders import Request, Responder, _content_text, mapping_responder, request_key
+from pytest_medcode.testing.responders import (
+    ConfidenceFn,
+    Request,
+    Responder,
+    _content_text,
+    mapping_responder,
+    request_key,
+    token_logprobs,
+)
 from pytest_medcode.testing.stats import ServerStats, token_hash
 
 __all__ = ["OUTAGES", "ScriptedServer"]
@@ -264,10 +272,14 @@ class ScriptedServer:
         verbose: bool = False,
         outage: str | None = None,
         outage_after: int = 0,
+        confidence: ConfidenceFn | None = None,
     ) -> None:
         if outage is not None and outage not in OUTAGES:
             raise ValueError(f"outage must be one of {OUTAGES}")
         self.responder: Responder = responder or mapping_responder({})
+        #: The probability a request's answer is given when it asks for ``logprobs`` (responders.py's
+        #: ``scripted_confidence``); None: ``"logprobs": null``, as an endpoint that has none answers.
+        self.confidence = confidence
         #: Every chat request after the first ``outage_after`` fails this way (settable while serving).
         self.outage = outage
         self.outage_after = outage_after
@@ -531,6 +543,13 @@ class ScriptedServer:
                 self._stats.bill(billed, undo=True)
             raise
 
+    def _logprobs(self, request: Request, text: str | None) -> dict[str, Any] | None:
+        """``{"content": [{token, logprob, ...}]}`` when the request asks and a confidence is scripted."""
+        confidence = self.confidence
+        if text is None or confidence is None or not request.body.get("logprobs"):
+            return None
+        return {"content": token_logprobs(text, confidence(request, text))}
+
     @staticmethod
     def _billed(request: Request, payload: bytes, content_type: str) -> tuple[str, int, int] | None:
         """(model, prompt tokens, completion tokens) of an answer, as its ``usage`` states them."""
@@ -567,7 +586,7 @@ class ScriptedServer:
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
                         "finish_reason": finish_reason,
-                        "logprobs": None,
+                        "logprobs": self._logprobs(request, text),
                     }
                 ],
                 "usage": usage,

@@ -14,7 +14,8 @@ from importlib.metadata import entry_points
 
 from pytest_medcode.api import CallFailed, Coder, CoderOptions, CoderUnavailable, Question, Reply
 
-__all__ = ["CallFailed", "Coder", "CoderOptions", "CoderUnavailable", "Question", "Reply", "resolve_coder"]
+__all__ = ["CallFailed", "Coder", "CoderOptions", "CoderUnavailable", "Question", "Reply", "gives_confidence",
+           "resolve_coder"]
 
 ENTRY_POINT_GROUP = "pytest_medcode.coders"
 _PROTOCOL = ("identity", "check", "answer", "close")
@@ -35,10 +36,10 @@ def resolve_coder(name: str, options: CoderOptions) -> Coder:
     if name.startswith("openai/") and options.api_base:
         from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 
-        return OpenAICompatibleCoder(name, options.api_base, options.timeout)
+        return OpenAICompatibleCoder(name, options.api_base, options.timeout, options.confidence)
     from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
 
-    return LiteLLMCoder(name, options.api_base, options.timeout)
+    return LiteLLMCoder(name, options.api_base, options.timeout, options.confidence)
 
 
 def _checked(origin: str, coder: Coder) -> Coder:
@@ -69,3 +70,15 @@ def _resolve_prefixed(name: str, prefix: str, rest: str, options: CoderOptions) 
     from pytest_medcode.asking.coders.local import LocalCoder
 
     return LocalCoder(name, options.timeout)
+
+
+def gives_confidence(coder: Coder) -> bool | None:
+    """Whether a coder's answers carry a confidence: True for lookup, rag: and verify: (their own), an LLM coder
+    asking for log-probabilities; False for one known to give none (local:, an LLM not asking); None when only
+    its answers will tell (python:, a third-party coder)."""
+    declared = getattr(coder, "gives_confidence", None)
+    if isinstance(declared, bool):
+        return declared
+    if hasattr(coder, "logprobs"):
+        return bool(coder.logprobs)
+    return None

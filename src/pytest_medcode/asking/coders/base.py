@@ -18,6 +18,8 @@ class WrappingCoder:
     """A tool around another coder (``rag:``, ``verify:``): same cacheability, checks and clean-up as the
     coder it wraps, and the code tables of the run (user code sets included) for its own work."""
 
+    gives_confidence = True  # rag:'s chosen candidate, verify:'s rounds (times the inner one's, when it gives one)
+
     def __init__(self, name: str, inner: Coder, codesets: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.inner = inner

@@ -20,6 +20,8 @@ from pytest_medcode.asking.coders.errors import (
     short,
     status_failure,
 )
+from pytest_medcode.asking.coders.logprobs import REQUEST as LOGPROBS
+from pytest_medcode.asking.coders.logprobs import confidence_of
 
 
 def import_litellm() -> Any:
@@ -35,13 +37,15 @@ class LiteLLMCoder:
     cacheable = True
     remote = True  # asks an API over the network: checked by a probe request before the run
 
-    def __init__(self, name: str, api_base: str | None, timeout: float) -> None:
+    def __init__(self, name: str, api_base: str | None, timeout: float, logprobs: bool = False) -> None:
         self.name = name
+        self.logprobs = logprobs  # a confidence is asked for: request log-probabilities (logprobs.py)
         self.api_base = api_base
         self.timeout = timeout
 
     def identity(self) -> dict[str, Any]:
-        return {"coder": "litellm", "model": self.name, "api_base": self.api_base}
+        identity: dict[str, Any] = {"coder": "litellm", "model": self.name, "api_base": self.api_base}
+        return {**identity, **LOGPROBS} if self.logprobs else identity
 
     def check(self) -> None:
         if self.api_base:
@@ -92,6 +96,7 @@ class LiteLLMCoder:
                 timeout=self.timeout,
                 num_retries=0,
                 max_retries=0,
+                **(LOGPROBS if self.logprobs else {}),
             )
         except Exception as exc:
             raise _classify(exc, self.timeout) from None
@@ -107,7 +112,7 @@ class LiteLLMCoder:
         except CallFailed as exc:  # billed all the same: the usage stays on the outcome
             exc.usage = usage
             raise
-        return Reply(text=text, usage=usage)
+        return Reply(text=text, usage=usage, confidence=confidence_of(response.choices[0]) if self.logprobs else None)
 
 
 # "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key" → the API's words

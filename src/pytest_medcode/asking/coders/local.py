@@ -221,6 +221,7 @@ def server_for(model: str) -> LocalServer:
 
 class LocalCoder:
     cacheable = True
+    gives_confidence = False  # its server is asked for no log-probabilities
 
     def __init__(self, name: str, timeout: float = 30.0) -> None:
         self.name = name

@@ -37,7 +37,7 @@ from typing import Any
 from pytest_medcode.asking.coders.base import Question, Reply
 from pytest_medcode.codesystems import CodeSystem, load_system
 
-__all__ = ["Candidate", "LookupCoder", "LookupIndex", "find_codes", "index_for"]
+__all__ = ["Candidate", "LookupCoder", "LookupIndex", "find_codes", "index_for", "match_confidence"]
 
 _SPACE = re.compile(r"\s+")
 _POOL = 64  # candidates nominated for re-ranking (at least 4 × k)
@@ -137,6 +137,7 @@ class LookupCoder:
 
     name = "lookup"
     cacheable = False  # answering is cheaper than a cache read, and never stale
+    gives_confidence = True  # its match score (answer())
 
     def __init__(self, codesets: Mapping[str, Any] | None = None) -> None:
         self._codesets = codesets or {}
@@ -162,12 +163,22 @@ class LookupCoder:
             return Reply(text="Codes:\n" + "\n".join(codes) if codes else "No codes found.")
         description = question.description
         code = index.exact(description)
-        if code is None:  # fuzzy search costs ~20-60 ms on ICD-10-CM: keep the event loop free
-            code = await asyncio.to_thread(index.best, description)
-        return Reply(text=f"Code: {code}" if code else "No code found.")
+        if code is not None:
+            return Reply(text=f"Code: {code}", confidence=1.0)
+        # fuzzy search costs ~20-60 ms on ICD-10-CM: keep the event loop free
+        hits = await asyncio.to_thread(index.search, description, 1)
+        if not hits:
+            return Reply(text="No code found.")
+        return Reply(text=f"Code: {hits[0].code}", confidence=match_confidence(hits[0].score))
 
     def close(self) -> None:
         """Nothing to release: the index is shared by the process."""
+
+
+def match_confidence(score: float) -> float:
+    """A match score (0-100, 100 for an exact description) as a confidence in 0-1: the blended similarity
+    itself, so a threshold on it reads as "the description matched at least this well"."""
+    return min(1.0, max(0.0, score / 100.0))
 
 
 def candidates_table(candidates: Sequence[Candidate]) -> str:

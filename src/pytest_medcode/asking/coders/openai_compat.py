@@ -19,6 +19,8 @@ from pytest_medcode.asking.coders.errors import (
     retry_after,
     status_failure,
 )
+from pytest_medcode.asking.coders.logprobs import REQUEST as LOGPROBS
+from pytest_medcode.asking.coders.logprobs import confidence_of
 
 __all__ = ["PLACEHOLDER_KEY", "OpenAICompatibleCoder"]
 
@@ -27,8 +29,9 @@ class OpenAICompatibleCoder:
     cacheable = True
     remote = True  # asks an API over the network: checked by a probe request before the run
 
-    def __init__(self, name: str, api_base: str, timeout: float) -> None:
+    def __init__(self, name: str, api_base: str, timeout: float, logprobs: bool = False) -> None:
         self.name = name
+        self.logprobs = logprobs  # a confidence is asked for: request log-probabilities (logprobs.py)
         self.model = name.split("/", 1)[1] if name.startswith("openai/") else name
         self.api_base = api_base
         self.timeout = timeout
@@ -36,7 +39,8 @@ class OpenAICompatibleCoder:
 
     def identity(self) -> dict[str, Any]:
         # Same identity as the litellm path: the answer does not depend on the client library.
-        return {"coder": "litellm", "model": self.name, "api_base": self.api_base}
+        identity: dict[str, Any] = {"coder": "litellm", "model": self.name, "api_base": self.api_base}
+        return {**identity, **LOGPROBS} if self.logprobs else identity
 
     def check(self) -> None:
         return None
@@ -67,6 +71,7 @@ class OpenAICompatibleCoder:
                 messages=question.chat(),
                 temperature=question.temperature,
                 max_tokens=question.max_tokens,
+                **(LOGPROBS if self.logprobs else {}),
             )
         except openai.APIStatusError as exc:
             raise status_failure(exc.status_code, exc.__class__.__name__, _api_message(exc),
@@ -88,7 +93,7 @@ class OpenAICompatibleCoder:
         except CallFailed as exc:  # billed all the same: the usage stays on the outcome
             exc.usage = usage
             raise
-        return Reply(text=text, usage=usage)
+        return Reply(text=text, usage=usage, confidence=confidence_of(response.choices[0]) if self.logprobs else None)
 
 
 def _api_message(exc: Any) -> str:

@@ -8,6 +8,9 @@ The last answer is the one scored. ``Reply.usage["verify_rounds"]`` (the record'
 ``verify_rounds``) is the number of follow-ups used: 0 when the first answer already named an
 existing billable code. Tokens and cost add up over all rounds.
 
+Its confidence says whether verification changed the answer: 1 when the first answer stood, 1/(1 + follow-ups)
+when it was sent back, times the model's own confidence in its last answer when it gives one.
+
 It checks existence, not correctness: a real but wrong code ends the loop. Whether that buys
 anything over the plain model is what the table shows.
 """
@@ -22,7 +25,7 @@ from pytest_medcode.asking.coders.base import Coder, Question, Reply, WrappingCo
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.scoring.parsing import extract
 
-__all__ = ["DEFAULT_ROUNDS", "VerifyCoder", "feedback"]
+__all__ = ["DEFAULT_ROUNDS", "VerifyCoder", "feedback", "verified_confidence"]
 
 DEFAULT_ROUNDS = 2
 _FORMAT = "Only generate a single, VALID {system} billing code. Do not explain. " \
@@ -78,4 +81,12 @@ class VerifyCoder(WrappingCoder):
                 break
             messages = (*messages, ("assistant", reply.text), ("user", follow_up))
         usage["verify_rounds"] = used
-        return Reply(text=reply.text, usage=usage)
+        return Reply(text=reply.text, usage=usage, confidence=verified_confidence(used, reply.confidence),
+                     abstained=reply.abstained)
+
+
+def verified_confidence(rounds: int, own: float | None) -> float:
+    """1 when the first answer already named an existing billable code, 1/(1 + follow-ups) when verification
+    had to change it; times the model's own confidence in its last answer when it gives one."""
+    base = 1.0 / (1 + rounds)
+    return base * own if isinstance(own, int | float) and 0.0 <= own <= 1.0 else base
