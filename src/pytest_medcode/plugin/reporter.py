@@ -292,6 +292,9 @@ class MedcodeReporter:
         phase = session.query_progress.to_dict() if session.query_progress else self._phase_seen
         numbers = summarise(records, seed=s.seed,
                             similarity=self.similarity.available() if self.similarity is not None else None)
+        releases = s.to_dict()["releases"]
+        for row in numbers["results"]:  # each group says which year's codes it was asked and scored in
+            row["release"] = releases.get(row.get("system"))
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": session.run_id,
@@ -345,6 +348,9 @@ class MedcodeReporter:
         """The tables (``-q``: one compact table), then model calls and the run folder."""
         width, quiet = self.table_width(), self.config.get_verbosity() < 0
         tr.write_sep("=", "pytest-medcode")
+        releases = terminal.release_line(self.summary_data)
+        if releases and not quiet:
+            tr.write_line(releases)
         if self.summary_data["results"]:  # code-query cases ran
             for line in terminal.render_summary(self.summary_data, width, compact=quiet):
                 tr.write_line(line)

@@ -34,7 +34,7 @@ from pytest_medcode.asking.phase import QueryPhase, stop_paths
 from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
 from pytest_medcode.asking.pricing import PriceTable, TokenCounter
 from pytest_medcode.asking.progress import Progress, ProgressLine
-from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
+from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, chosen_release, load_system
 from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
 from pytest_medcode.dataset.document_cases import (
     Document,
@@ -223,8 +223,8 @@ class MedcodeSession:
         """The release of a system, without loading a bundled table for it (the xdist controller has none)."""
         if name in self._systems:
             return self._systems[name].version
-        spec = SYSTEMS.get(name)
-        return (spec.release or "") if spec is not None else ""
+        release = chosen_release(name) if name not in self.settings.codesets else None
+        return release.title if release is not None else ""
 
     def cases(self) -> list[Case]:
         if self._cases is None:

@@ -74,7 +74,8 @@ def explorer_data(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             code(r.get("code")),
             index("strings", r.get("description")),
             code(r.get("predicted_code")),
-            index("strings", r.get("predicted_description")),
+            # a code of another release: which one, in place of the description the scored release lacks
+            index("strings", r.get("predicted_description") or r.get("release_note")),
             answer(raw, total),
         ])
     return {

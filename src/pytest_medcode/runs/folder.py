@@ -71,6 +71,10 @@ CORE_COLUMNS = pa.schema(
         ("valid", pa.bool_()),
         ("billable", pa.bool_()),
         ("fabricated", pa.bool_()),
+        ("outdated", pa.bool_()),  # a code of an earlier bundled release, not of the scored one
+        ("not_yet_valid", pa.bool_()),  # a code of a later release only
+        ("release_note", pa.string()),  # "valid in FY2024, deleted in FY2025"
+        ("release", pa.string()),  # the release the case was asked and scored in (--medcode-release)
         ("length_match", pa.bool_()),
         ("digit_match", pa.float64()),
         ("digit_positions", pa.list_(pa.bool_())),
