@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -57,7 +58,7 @@ def _cmd_releases(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     steps = ordered[ordered.index(first): ordered.index(last) + 1]
-    pairs = [*zip(steps, steps[1:])] + ([(first, last)] if len(steps) > 2 else [])
+    pairs = [*itertools.pairwise(steps)] + ([(first, last)] if len(steps) > 2 else [])
     return _print_changes(spec.name, pairs, Path(args.out) if args.out else None)
 
 
@@ -65,13 +66,12 @@ def _print_changes(name: str, pairs: list[Any], out: Path | None) -> int:
     """Counts per pair of releases, and every change into ``out`` (CSV) when given."""
     import csv
 
-    from pytest_medcode.codesystems import load_system
-    from pytest_medcode.codesystems.changes import changes, counts
+    from pytest_medcode.codesystems.changes import changes_between, counts
 
     rows = []
     print(f"{'from':12} {'to':12} {'added':>7} {'deleted':>7} {'retitled':>8}   (billable: added/deleted/retitled)")
     for old, new in pairs:
-        found = changes(load_system(name, release=old.key), old, load_system(name, release=new.key), new)
+        found = changes_between(name, old.key, new.key)
         n, b = counts(found), counts(found, billable_only=True)
         print(f"{old.label:12} {new.label:12} {n['added']:>7,} {n['deleted']:>7,} {n['retitled']:>8,}   "
               f"({b['added']:,}/{b['deleted']:,}/{b['retitled']:,})"

@@ -33,6 +33,7 @@ from pytest_medcode.results.gate import GateSpec
 from pytest_medcode.results.options import Number, Option, add_options, gate_options, profile_option, read_flag
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
+CHANGED = "changed"  # --medcode-sample changed: the codes the chosen release added or retitled
 
 
 def _systems(value: str, user: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -225,8 +226,10 @@ OPTIONS: tuple[Option, ...] = (
            "icd10cm=2024 (2024, 2025, 2026; default 2026), icd10pcs=2025 (2024: all sections, the default; "
            "2025: section 0); 'medcode systems' lists them", None, "SYSTEM=RELEASE", append=True, parse=_releases,
            setting="releases"),
-    Option("medcode-sample", "codes per system, drawn with --medcode-seed; 'all' for every billable code",
-           str(DEFAULT_SAMPLE), "N|all", number=Number(int, 1), words=(("all", None),)),
+    Option("medcode-sample", "codes per system, drawn with --medcode-seed; 'all' for every billable code; "
+           "'changed' for the billable codes added or retitled in the chosen release (--medcode-release) since "
+           "the one before", str(DEFAULT_SAMPLE), "N|all|changed", number=Number(int, 1),
+           words=(("all", None), (CHANGED, CHANGED))),
     Option("medcode-seed", "seed for sampling", "0", "S", number=Number(int)),
     Option("medcode-codes", "your own list of codes (CSV/TSV/Parquet: code, optional system and count; "
            "count makes --medcode-sample a frequency-weighted draw)", None, "FILE", parse=_file,
@@ -346,7 +349,7 @@ class Settings:
 
     models: tuple[str, ...] = _recorded()
     systems: tuple[str, ...] = _recorded()
-    sample: int | None = _recorded()  # None: every billable code
+    sample: int | str | None = _recorded()  # None: every billable code; CHANGED: what the release changed
     seed: int = _recorded()
     codes_file: Path | None = _recorded()
     codesets: dict[str, Path] = _recorded(hash=False)

@@ -88,8 +88,8 @@ class MedcodeReporter:
             except RunFormatError as exc:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
         cases = self.session.case_count() if self.session.has_cases() else (
-            (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
-            * max(1, len(s.temperatures)) * s.repeats)
+            (s.sample if isinstance(s.sample, int) else destinations.ALL_CODES) * len(s.systems) * len(s.models)
+            * len(s.variants) * max(1, len(s.temperatures)) * s.repeats)
         cache = self.session.cache_paths()[0] if s.cache is not None else None
         problem = destinations.check(cache, self.report_root(), cases, s.max_tokens)
         if problem:
