@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,10 @@ from pytest_medcode.codesystems import (
 from pytest_medcode.codesystems import icd10cm_fy as fy
 from pytest_medcode.codesystems.changes import changes_between, counts
 from pytest_medcode.codesystems.package_files import package_file
+from pytest_medcode.reports.verdict import check_reason, verdict_warnings
 from pytest_medcode.results.aggregate import axis_names, summarize
+from pytest_medcode.results.gate import evaluate
+from pytest_medcode.results.rules import parse_max_drops
 from pytest_medcode.results.records import explain, score_record
 from pytest_medcode.scoring.codes import score_answer
 from pytest_medcode.testing.responders import Request
@@ -216,6 +220,11 @@ def test_a_run_in_fy2025_records_its_release_and_tells_outdated_from_fabricated(
     html = (latest_run(pytester) / "report.html").read_text()
     assert '"outdated"' in html and '"not yet valid"' in html and "valid in FY2024, deleted in FY2025" in html
     assert chosen_release("icd10cm").key == "2025"  # until the next run reads its options
+    baseline = latest_run(pytester).resolve()
+    refused = pytester.runpytest(*FAST, "--medcode-system", "icd10cm", "--medcode-baseline", str(baseline))
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR  # refused before any model is asked
+    refused.stderr.fnmatch_lines([f"ERROR: --medcode-baseline {baseline}: not paired: the runs were scored against "
+                                  "different releases (icd10cm 2025 in the baseline, 2026 in this run); *"])
 
 
 def test_changed_asks_only_what_the_release_added_or_retitled(pytester: pytest.Pytester) -> None:
@@ -287,3 +296,46 @@ def test_medcode_releases_prints_counts_and_writes_every_change(tmp_path, capsys
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == ["medcode releases: --from 2025 must be an earlier release than --to 2024",
                       "medcode releases: 'icd9cm' has no releases to compare; choose from icd10cm, icd10pcs"]
+
+
+# -- the gate -------------------------------------------------------------------------------------
+
+
+def _records(release: str | None, codes: list[str], right: bool = True) -> list[dict[str, Any]]:
+    """Code-query records as a run of ``release`` (None: a run that recorded none) writes them."""
+    return [{"model": "m", "system": "icd10cm", "code": c, "outcome": "correct" if right else "incorrect",
+             "exact_match": right, **({"release": release} if release else {})} for c in codes]
+
+
+#: Codes of every ICD-10-CM release (the first cholera, typhoid and salmonella codes): T81.32XA is not one.
+_SHARED = ["A00.0", "A00.1", "A00.9", "A01.00", "A01.01", "A01.02", "A01.03", "A01.04", "A01.05", "A01.09",
+           "A01.1", "A01.2", "A01.3", "A01.4", "A02.0", "A02.1", "A02.20", "A02.21", "A02.22", "A02.23"]
+
+
+def test_the_gate_refuses_a_baseline_of_another_release() -> None:
+    verdict = evaluate(_records("2026", _SHARED), _records("2024", _SHARED),
+                       max_drops=parse_max_drops("exact_match=2pp"))
+    assert not verdict.passed and [c.metric for c in verdict.failed] == ["release"]
+    assert check_reason(verdict.failed[0]) == (
+        "not paired: the runs were scored against different releases (icd10cm 2024 in the baseline, 2026 in "
+        "this run); rerun one with --medcode-release, or pair only the codes of both with "
+        "--medcode-baseline-release-mismatch=pair-common")
+
+
+def test_pair_common_pairs_only_the_codes_of_both_releases_and_says_so() -> None:
+    base = _records("2024", [*_SHARED, "T81.32XA"])
+    verdict = evaluate(_records("2026", [*_SHARED, "T81.32XA"], right=False)[-1:] + _records("2026", _SHARED),
+                       base, release_mismatch="pair-common")
+    assert verdict.passed  # the one case that got worse is T81.32XA, not a code of April 2026: left out
+    assert "paired only the codes present in both releases (pair-common): icd10cm 2024 and 2026 (1 baseline " \
+           "case(s) left out)" in verdict_warnings(verdict)
+
+
+def test_a_baseline_without_a_release_is_the_one_bundled_then_said_once() -> None:
+    verdict = evaluate(_records("2026", _SHARED), _records(None, _SHARED))
+    assert verdict.passed
+    said = [w for w in verdict_warnings(verdict) if "records no release" in w]
+    assert said == [
+        "the baseline records no release: taken as scored against the one bundled then (icd10cm 2026)"]
+    refused = evaluate(_records("2024", _SHARED), _records(None, _SHARED))
+    assert [c.metric for c in refused.failed] == ["release"]

@@ -241,7 +241,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     seed = int(((new.summary or {}).get("config") or {}).get("seed") or 0)
     verdict = evaluate(new.records, base.records, thresholds=gate["fail_under"] + gate["fail_over"],
                        max_drops=gate["max_drops"], alpha=gate["alpha"], max_error_rate=gate["max_error_rate"],
-                       seed=seed)
+                       seed=seed, release_mismatch=gate["release_mismatch"])
     if args.json:
         print(json.dumps(verdict_dict(verdict), indent=2, default=str))
     else:

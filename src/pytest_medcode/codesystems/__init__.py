@@ -36,9 +36,27 @@ from pytest_medcode.paths import cache_root
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["BUNDLED", "SYSTEMS", "CodeFileError", "CodeSystem", "Entry", "Release", "ReleaseError", "SystemSpec",
-           "axes_of", "choose_release", "chosen_release", "example_of", "level_names", "load_system",
-           "name_user_system", "release_history", "release_of", "tracks_releases"]
+__all__ = [
+    "BUNDLED",
+    "SYSTEMS",
+    "UNRECORDED_RELEASES",
+    "CodeFileError",
+    "CodeSystem",
+    "Entry",
+    "Release",
+    "ReleaseError",
+    "SystemSpec",
+    "axes_of",
+    "choose_release",
+    "chosen_release",
+    "example_of",
+    "level_names",
+    "load_system",
+    "name_user_system",
+    "release_history",
+    "release_of",
+    "tracks_releases",
+]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +195,9 @@ def level_names(name: str) -> dict[str, str]:
     spec = SYSTEMS.get(name)
     return dict(spec.level_names or {}) if spec else {}
 
+
+#: What a run that recorded no release was scored against: the one release each system had then.
+UNRECORDED_RELEASES: dict[str, str] = {"icd9cm": "v32", "icd9cm-proc": "v32", "icd10cm": "2026", "icd10pcs": "2025"}
 
 #: The release each bundled system is asked and scored in (--medcode-release), set when the options are read.
 _CHOSEN: dict[str, str] = {}

@@ -353,7 +353,6 @@ class Settings:
     seed: int = _recorded()
     codes_file: Path | None = _recorded()
     codesets: dict[str, Path] = _recorded(hash=False)
-    releases: dict[str, str] = _recorded(_recorded_releases, default_factory=dict, hash=False)
     prompt: str = _recorded()
     temperature: float = _recorded()
     max_tokens: int = _recorded()
@@ -382,6 +381,8 @@ class Settings:
     document_sample: int | None = _recorded(default=50)  # None: every document of the file
     prices: dict[str, Price] = _recorded(default_factory=dict, hash=False)  # --medcode-price, by model name
     max_cost: dict[str, float] = _recorded(default_factory=dict, hash=False)  # "*" for the run, else per model
+    # --medcode-release; the record names the release of every selected bundled system, given or default
+    releases: dict[str, str] = _recorded(_recorded_releases, default_factory=dict, hash=False)
     # Not in the record: where the run folder goes is where the record is (a moved folder would carry a stale
     # path, and the same run written elsewhere would read as another), and what pytest's summary shows
     # changes no number.

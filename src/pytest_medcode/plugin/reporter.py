@@ -19,6 +19,7 @@ import pytest
 from pytest_medcode import __version__
 from pytest_medcode.asking import destinations
 from pytest_medcode.asking.progress import ProgressWatcher
+from pytest_medcode.codesystems import UNRECORDED_RELEASES
 from pytest_medcode.dataset import variants
 from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT
 from pytest_medcode.plugin import xdist
@@ -37,11 +38,12 @@ from pytest_medcode.plugin.signals import (
 from pytest_medcode.reports import document_section as document_report
 from pytest_medcode.reports import terminal
 from pytest_medcode.reports.text import DEFAULT_WIDTH
-from pytest_medcode.reports.verdict import render_verdict, verdict_dict
+from pytest_medcode.reports.verdict import check_reason, render_verdict, verdict_dict
 from pytest_medcode.results.costs import cost_summary
-from pytest_medcode.results.gate import Verdict
+from pytest_medcode.results.gate import ReleaseMismatch, Verdict
 from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
+from pytest_medcode.results.releases import PAIR_COMMON, RunReleases, mismatches, run_releases
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
 from pytest_medcode.scoring.score_store import ScoreStore
@@ -87,6 +89,7 @@ class MedcodeReporter:
                 self.baseline = load_run(s.gate.baseline).records
             except RunFormatError as exc:
                 raise pytest.UsageError(f"--medcode-baseline {exc}") from None
+            self.check_baseline_releases(self.baseline)
         cases = self.session.case_count() if self.session.has_cases() else (
             (s.sample if isinstance(s.sample, int) else destinations.ALL_CODES) * len(s.systems) * len(s.models)
             * len(s.variants) * max(1, len(s.temperatures)) * s.repeats)
@@ -94,6 +97,18 @@ class MedcodeReporter:
         problem = destinations.check(cache, self.report_root(), cases, s.max_tokens)
         if problem:
             raise pytest.UsageError(problem)
+
+    def check_baseline_releases(self, baseline: list[dict[str, Any]]) -> None:
+        """A baseline of other releases is refused before any model is asked (the gate would refuse it at the
+        end), unless --medcode-baseline-release-mismatch=pair-common."""
+        s = self.settings
+        if s.gate.release_mismatch == PAIR_COMMON:
+            return
+        mine = RunReleases(dict(s.to_dict()["releases"]))
+        found = mismatches(run_releases(baseline, UNRECORDED_RELEASES), mine)
+        if found:
+            raise pytest.UsageError(f"--medcode-baseline {s.gate.baseline}: "
+                                    + check_reason(ReleaseMismatch(found).check("run")))
 
     def report_root(self) -> Path:
         """Where run folders go (--medcode-report-dir, relative to where pytest was started)."""

@@ -19,6 +19,7 @@ from pytest_medcode.results.gate import (
     NoCommonCases,
     Note,
     PairingFailed,
+    ReleaseMismatch,
     ThresholdResult,
     Verdict,
 )
@@ -158,6 +159,12 @@ def _no_common_reason(r: NoCommonCases) -> str:
     return f"no {what} of this run is in the baseline (paired by {', '.join(r.key_columns)}): {why}"
 
 
+def _release_reason(r: ReleaseMismatch) -> str:
+    which = "; ".join(f"{s} {base} in the baseline, {new} in this run" for s, base, new in r.systems)
+    return (f"not paired: the runs were scored against different releases ({which}); rerun one with "
+            "--medcode-release, or pair only the codes of both with --medcode-baseline-release-mismatch=pair-common")
+
+
 _REASONS: dict[type, Callable[[Any], str]] = {
     ThresholdResult: _threshold_reason,
     BinaryRegression: _binary_reason,
@@ -166,6 +173,7 @@ _REASONS: dict[type, Callable[[Any], str]] = {
     NoCases: lambda _: "no benchmark cases ran, so nothing could be checked",
     PairingFailed: lambda r: r.message,
     NoCommonCases: _no_common_reason,
+    ReleaseMismatch: _release_reason,
 }
 _WARNINGS: dict[type, Callable[[Any], tuple[str, ...]]] = {
     ThresholdResult: _threshold_warnings,
@@ -180,6 +188,9 @@ _NOTES: dict[str, str] = {
                       "so not checked for regressions",
     "not_in_baseline": "{subject}: not in the baseline, so not checked for regressions",
     "baseline_lacks_metric": "the baseline has no {subject} values",
+    "unrecorded_release": "the baseline records no release: taken as scored against the one bundled then "
+                          "({subject})",
+    "pair_common": "paired only the codes present in both releases (pair-common): {subject}",
 }
 
 

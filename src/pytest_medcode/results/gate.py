@@ -23,6 +23,9 @@ The rules (README, "Use it as a CI gate"):
   to reach significance, the check passes with a power warning ("cannot tell", not "no drop").
   Checked per (model, system) and, for a model run on several systems, pooled over them. A run that
   varies the description (``--medcode-variant``) or the temperature is judged per value of those too.
+- **Releases**: a baseline scored against another release of a code system than the run is refused (a
+  failed check), or with ``pair-common`` (``--medcode-baseline-release-mismatch``) paired on the codes both
+  releases have (results/releases.py).
 - **Errors**: failed calls are left out of every rate, so a gate could be dodged by an outage; each
   (model, system) group fails when its share of failed calls exceeds ``max_error_rate``.
 """
@@ -37,6 +40,7 @@ from typing import Any
 
 from pytest_medcode.results.document_summary import pooled as pooled_metric
 from pytest_medcode.results.pairing import Pairing, PairingError, pair_records
+from pytest_medcode.results.releases import PAIR_COMMON, REFUSE, common_codes, mismatches, run_releases
 from pytest_medcode.results.rules import (
     DEFAULT_ALPHA,
     DEFAULT_DOCUMENT_MAX_DROP,
@@ -78,6 +82,7 @@ __all__ = [
     "NoCommonCases",
     "Note",
     "PairingFailed",
+    "ReleaseMismatch",
     "ThresholdResult",
     "Verdict",
     "evaluate",
@@ -101,6 +106,7 @@ class GateSpec:
     max_drops: tuple[MaxDrop, ...] = ()
     alpha: float = DEFAULT_ALPHA
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    release_mismatch: str = REFUSE  # a baseline of another release: refuse, or pair the codes of both
     active: bool = False
 
     @property
@@ -118,6 +124,7 @@ class GateSpec:
             alpha=self.alpha,
             max_error_rate=self.max_error_rate,
             seed=seed,
+            release_mismatch=self.release_mismatch,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +136,7 @@ class GateSpec:
             "max_drop": [d.text for d in self.max_drops],
             "alpha": self.alpha,
             "max_error_rate": self.max_error_rate,
+            "release_mismatch": self.release_mismatch,
         }
 
 
@@ -317,6 +325,16 @@ class PairingFailed:
 
 
 @dataclass(frozen=True)
+class ReleaseMismatch:
+    """The baseline was scored against other releases: (system, baseline release, run release) each."""
+
+    systems: tuple[tuple[str, str, str], ...]
+
+    def check(self, scope: str) -> Check:
+        return Check("regression", "release", scope, False, self)
+
+
+@dataclass(frozen=True)
 class NoCommonCases:
     """Pairing found no case in both runs; ``same_groups``: every group of the run is in the baseline."""
 
@@ -330,7 +348,7 @@ class NoCommonCases:
 
 #: What a rule found, the numbers a check is made of.
 Finding = (ThresholdResult | BinaryRegression | ContinuousRegression | ErrorRate | NoCases | PairingFailed
-           | NoCommonCases)
+           | NoCommonCases | ReleaseMismatch)
 
 
 @dataclass(frozen=True)
@@ -538,6 +556,7 @@ class _Judged:
     checks: tuple[Check, ...] = ()
     notes: tuple[Note, ...] = ()
     used: frozenset[tuple[str | None, str]] = frozenset()  # the (system, metric) of each threshold applied
+    baseline: Sequence[dict[str, Any]] | None = None  # the baseline as the releases let it be paired
 
 
 def evaluate(
@@ -549,6 +568,7 @@ def evaluate(
     alpha: float = DEFAULT_ALPHA,
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     seed: int = 0,
+    release_mismatch: str = REFUSE,
 ) -> Verdict:
     """Judge a run. Pure and deterministic: the same inputs give the same verdict.
 
@@ -557,10 +577,33 @@ def evaluate(
     _check_options(alpha, max_error_rate)
     if not records:
         return Verdict(False, (NoCases().check("run"),))
+    releases = _releases(records, baseline, release_mismatch) if baseline is not None else _Judged()
+    baseline = releases.baseline if baseline is not None else None
     parts = [_judge(part, _baseline_part(baseline, documents),
                     _rules_for(documents, thresholds, max_drops, alpha, max_error_rate, seed))
              for part, documents in ((query_records(records), False), (document_records(records), True)) if part]
-    return _verdict(parts, thresholds)
+    return _verdict([releases, *parts], thresholds)
+
+
+def _releases(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]], mode: str) -> _Judged:
+    """The baseline as the gate may pair it: refused (None, a failed check) when it was scored against other
+    releases, or cut to the codes both releases have with ``pair-common``; a baseline that recorded no
+    release is taken as scored against the release bundled then, said once."""
+    from pytest_medcode.codesystems import UNRECORDED_RELEASES, release_keys
+    from pytest_medcode.codesystems.normalize import key
+
+    base, new = run_releases(baseline, UNRECORDED_RELEASES), run_releases(records, UNRECORDED_RELEASES)
+    notes = [Note("unrecorded_release", ", ".join(f"{s} {base.releases[s]}" for s in base.assumed))] if (
+        base.assumed) else []
+    found = mismatches(base, new)
+    if not found:
+        return _Judged((), tuple(notes), baseline=baseline)
+    if mode != PAIR_COMMON:
+        return _Judged((ReleaseMismatch(found).check("run"),), tuple(notes), baseline=None)
+    kept, left_out = common_codes(baseline, found, release_keys, key)
+    said = "; ".join(f"{s} {a} and {b}" for s, a, b in found)
+    return _Judged((), (*notes, Note("pair_common", f"{said} ({left_out} baseline case(s) left out)")),
+                   baseline=kept)
 
 
 def _check_options(alpha: float, max_error_rate: float) -> None:
