@@ -32,8 +32,8 @@ from pytest_medcode.codesystems.package_files import package_file
 from pytest_medcode.reports.verdict import check_reason, verdict_warnings
 from pytest_medcode.results.aggregate import axis_names, summarize
 from pytest_medcode.results.gate import evaluate
-from pytest_medcode.results.rules import parse_max_drops
 from pytest_medcode.results.records import explain, score_record
+from pytest_medcode.results.rules import parse_max_drops
 from pytest_medcode.scoring.codes import score_answer
 from pytest_medcode.testing.responders import Request
 from pytest_medcode.testing.server import ScriptedServer
