@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,14 @@ from pathlib import Path
 from pytest_medcode.codesystems import load_system, release_keys
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shared(a: str, b: str) -> int:
+    """How many leading characters two codes share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def fy2024_answers() -> dict[str, str]:
@@ -42,7 +49,7 @@ def fy2024_answers() -> dict[str, str]:
         key = code.replace(".", "")
         i = bisect.bisect_left(keys, key)
         near = [k for k in keys[max(0, i - 30): i + 30] if k[:3] == key[:3]] or keys[max(0, i - 1): i + 1]
-        best = max(near, key=lambda k: (len(os.path.commonprefix([k, key])), k not in current))
+        best = max(near, key=lambda k: (_shared(k, key), k not in current))
         out[title] = old.canonical(best)
     return out
 
