@@ -307,9 +307,6 @@ class MedcodeReporter:
         phase = session.query_progress.to_dict() if session.query_progress else self._phase_seen
         numbers = summarise(records, seed=s.seed,
                             similarity=self.similarity.available() if self.similarity is not None else None)
-        releases = s.to_dict()["releases"]
-        for row in numbers["results"]:  # each group says which year's codes it was asked and scored in
-            row["release"] = releases.get(row.get("system"))
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": session.run_id,

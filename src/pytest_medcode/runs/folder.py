@@ -119,6 +119,11 @@ def summarise(
     Code queries make the results and tables; document cases their own section (None without any)."""
     queries = query_records(records)
     results = summarize(queries, seed=seed, by=group_fields(queries), similarity=similarity)
+    releases: dict[Any, Any] = {}
+    for record in queries:  # each group says which year's codes it was asked and scored in
+        releases.setdefault(record.get("system"), record.get("release"))
+    for row in results:
+        row["release"] = releases.get(row.get("system"))
     return {
         "n_cases": len(records),
         "results": results,
