@@ -141,8 +141,7 @@ def test_junit_properties_only_when_a_junit_file_is_written(pytester: pytest.Pyt
 
     assert property_names() == {"medcode_record"}
     assert property_names("--junitxml", "junit.xml") == {
-        "medcode_record", "expected_code", "predicted_code", "valid", "fabricated", "outdated", "not_yet_valid",
-        "outcome"}
+        "medcode_record", "expected_code", "predicted_code", "valid", "fabricated", "outcome"}
 
 
 @pytest.mark.parametrize(
