@@ -68,6 +68,8 @@ def test_each_shared_option_has_the_same_default_and_choices_in_both(command: st
         assert action.default == [] and tuple(twin.read(None)) == tuple(opt.read(action.default)) == ()
     elif action.required:  # medcode rescore --profile names the profile every time
         assert action.default is None or action.default == twin.default
+    elif opt.flag:  # not given: argparse's False, pytest's None (so the ini twin is read); both read as off
+        assert action.default is False and twin.default is None
     else:
         assert action.default == twin.default
     assert tuple(action.choices or ()) == twin.choices
@@ -86,7 +88,7 @@ def test_the_declarations_read_results_rules_and_the_profiles_table() -> None:
 def test_each_numeric_option_refuses_exactly_the_same_values_in_both(opt: Option, tmp_path: Path, capsys) -> None:
     twin = plugin_twin(opt)
     verdicts = {v: (plugin_accepts(twin, v), cli_accepts(opt, v, tmp_path, capsys)) for v in probes(opt)}
-    assert all(plugin == cli for plugin, cli in verdicts.values()), verdicts
+    assert all(plugin == cli for plugin, cli in verdicts.values()), {v: r for v, r in verdicts.items() if r[0] != r[1]}
     assert {True, False} <= {plugin for plugin, _ in verdicts.values()}  # the probes reach both sides
 
 
@@ -138,7 +140,8 @@ def test_the_record_keeps_its_keys_and_their_order(pytester: pytest.Pytester) ->
     assert list(record) == [
         "models", "systems", "sample", "seed", "codes_file", "codesets", "prompt", "temperature", "max_tokens",
         "api_base", "timeout", "attempts", "max_wait", "concurrency", "cache", "rpm", "retry_errors", "gate",
-        "rag_k", "verify_rounds", "variants", "temperatures", "repeats", "profile", "bertscore_model",
+        "rag_k", "verify_rounds", "variants", "temperatures", "repeats", "confidence", "coverage_targets", "profile",
+        "bertscore_model",
         "bertscore_device", "similarity", "preflight", "circuit_breaker", "documents_file", "document_sample",
         "prices", "max_cost",
     ]

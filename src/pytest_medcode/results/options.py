@@ -153,8 +153,17 @@ def _typed_kwargs(opt: Option) -> dict[str, Any]:
     if opt.choices:
         kwargs.update(choices=list(opt.choices), metavar=None)
     elif opt.number is not None and not opt.words:
-        kwargs["type"] = opt.number.kind
+        kwargs["type"] = _blank_is_unset(opt.number.kind) if opt.default is None else opt.number.kind
     return kwargs
+
+
+def _blank_is_unset(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An option without a default given as "" is not set, as pytest's twin reads it."""
+    def read(value: str) -> Any:
+        return None if value == "" else kind(value)
+
+    read.__name__ = getattr(kind, "__name__", "number")  # argparse names the type in its error
+    return read
 
 
 def gate_options(prefix: str = "medcode-", systems: Iterable[str] | None = None, label: str = "") -> tuple[Option, ...]:
