@@ -244,6 +244,15 @@ def _legend(out: list[str], x: int, top: int, i: int, label: str, color: str) ->
 _BOX = (56, 16, 320, 220)
 
 
+def _unit_chart(n_series: int, chart_id: str, title: str, x_label: str, y_label: str) -> list[str]:
+    """The opening of a chart of shares on both axes: the page sized for its legend, the framed unit box."""
+    left, top, w, h = _BOX
+    width, height = left + w + 30 + 280, max(top + h + 44, 30 + 20 * n_series)
+    out = svg_open(chart_id, width, height, title)
+    _unit_frame(out, _BOX, x_label, y_label)
+    return out
+
+
 def risk_coverage_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None) -> str:
     """Risk (share wrong) of the auto-coded cases against the share auto-coded, one line per group with a
     confidence, and a dashed line at each target's risk (1 - target accuracy)."""
@@ -252,9 +261,8 @@ def risk_coverage_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str
         return ""
     colors = colors or series_colors(series)
     left, top, w, h = _BOX
-    width, height = left + w + 30 + 280, max(top + h + 44, 30 + 20 * len(series))
-    out = svg_open("chart-risk-coverage", width, height, "Risk of auto-coded cases against coverage, per model")
-    _unit_frame(out, _BOX, "share of cases auto-coded (coverage)", "share wrong among them (risk)")
+    out = _unit_chart(len(series), "chart-risk-coverage", "Risk of auto-coded cases against coverage, per model",
+                      "share of cases auto-coded (coverage)", "share wrong among them (risk)")
     for target in sorted({e["target"] for r in series for e in r["coverage"].values()}):
         y = top + h * target  # risk 1 - target, measured from the top
         out.append(f'<line class="target" x1="{left}" y1="{coord(y)}" x2="{left + w}" y2="{coord(y)}" '
@@ -278,9 +286,8 @@ def reliability_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str] 
         return ""
     colors = colors or series_colors(series)
     left, top, w, h = _BOX
-    width, height = left + w + 30 + 280, max(top + h + 44, 30 + 20 * len(series))
-    out = svg_open("chart-reliability", width, height, "Reliability: accuracy against confidence, per model")
-    _unit_frame(out, _BOX, "confidence (mean in its bin)", "exact match in the bin")
+    out = _unit_chart(len(series), "chart-reliability", "Reliability: accuracy against confidence, per model",
+                      "confidence (mean in its bin)", "exact match in the bin")
     out.append(f'<line class="diagonal" x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top}" stroke="#999" '
                'stroke-dasharray="2 3"/>')
     for i, row in enumerate(series):
