@@ -9,6 +9,8 @@ Helper functions the test files share are in helpers.py.
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,21 +33,28 @@ from _pytest import pytester as _pytester
 # Their submodules are imported lazily, though, e.g. while a test that uses ``pytester`` calls
 # ``medcode rescore`` in-process; the snapshot taken for that test would drop them afterwards, and the
 # next import registers torch's operators a second time ("Only a single TORCH_LIBRARY can be used ...",
-# so BERTScore cannot load). Every snapshot keeps these packages' modules, whenever they were imported.
-_NATIVE_PACKAGES = frozenset({"torch", "transformers", "bert_score", "tokenizers", "safetensors", "litellm",
-                              "aiohttp", "numpy", "pyarrow"})
+# so BERTScore cannot load), or makes a second copy of a class that old objects still use (transformers'
+# hub kernels: "unsupported operand type(s) for 'in': 'Mode' and 'Mode'"). So every snapshot keeps every
+# installed third-party module, whenever it was imported, as any long-lived process would; what it still
+# removes is what a run imported from elsewhere: the test modules pytester writes, and this plugin's source.
+_SITE_PACKAGES = tuple({os.path.join(sysconfig.get_paths()[key], "") for key in ("purelib", "platlib")})
 _snapshot_init = _pytester.SysModulesSnapshot.__init__
+
+
+def _installed(name: str) -> bool:
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) or ""
+    return origin.startswith(_SITE_PACKAGES)
 
 
 def _keep_native_modules(self, preserve=None) -> None:
     def keep(name: str) -> bool:
-        return name.partition(".")[0] in _NATIVE_PACKAGES or (preserve is not None and preserve(name))
+        return _installed(name) or (preserve is not None and preserve(name))
 
     _snapshot_init(self, preserve=keep)
 
 
 _pytester.SysModulesSnapshot.__init__ = _keep_native_modules
-
 
 
 def in_ci() -> bool:
