@@ -316,7 +316,7 @@ def test_summary_carries_the_verdict_and_no_secrets(pytester, icd9_codes, monkey
     assert summary["config"]["gate"] == {
         "active": True, "fail_under": ["exact_match=0.7"], "fail_over": [], "baseline": None, "max_drop": [],
         "alpha": 0.05, "max_error_rate": 0.05, "threshold_from_baseline": False, "carried_threshold": None,
-        "threshold_accuracy": 0.95,
+        "threshold_accuracy": 0.95, "release_mismatch": "refuse",
     }
     assert summary["gate"]["passed"] is True and summary["gate"]["reason"].startswith("all 2 checks passed")
     for name in ("summary.json", "report.md", "report.html"):

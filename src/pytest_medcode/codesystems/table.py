@@ -58,6 +58,7 @@ class CodeSystem:
     version: str
     table: pa.Table
     dot: Callable[[str], str]
+    release: str = ""  # the bundled release's key (--medcode-release); "" for a table the user brings
     _index: dict[str, int] = field(default_factory=dict, repr=False)
     _columns: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _entries: dict[int, Entry] = field(default_factory=dict, repr=False)  # built on first lookup, then reused
@@ -103,6 +104,10 @@ class CodeSystem:
         )
         return entry
 
+    def codes(self) -> list[str]:
+        """The lookup key of every code at category level or below."""
+        return list(self._index)
+
     def billable_codes(self) -> list[tuple[str, str]]:
         """(code, description) of every billable code, in table order."""
         codes, descs, bill = self._column("code"), self._column("description"), self._column("billable")
@@ -122,6 +127,11 @@ def rows_to_table(rows: Iterable[TableRow], version: str) -> pa.Table:
         cols["chapter"].append(chapter)
     table = pa.Table.from_pydict(cols, schema=SCHEMA)
     return table.replace_schema_metadata({b"version": version.encode()})
+
+
+def keys_table(keys: Iterable[str]) -> pa.Table:
+    """A release's code set as a one-column table (``key``), the compact form the outdated check caches."""
+    return pa.Table.from_pydict({"key": sorted(keys)}, schema=pa.schema([("key", pa.string())]))
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:

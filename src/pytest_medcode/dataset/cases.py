@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -100,10 +100,13 @@ def _weighted_sample(items: list[tuple[str, float]], n: int, rng: random.Random)
 
 
 def select_codes(
-    system: CodeSystem, sample: int | None, seed: int, code_list: CodeList | None
+    system: CodeSystem, sample: int | None, seed: int, code_list: CodeList | None,
+    among: Collection[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """(code, description) pairs for one system, in the table's order."""
+    """(code, description) pairs for one system, in the table's order; only codes of ``among`` when given."""
     billable = system.billable_codes()
+    if among is not None:
+        billable = [(code, description) for code, description in billable if code in among]
     order = {code: i for i, (code, _) in enumerate(billable)}
     rng = random.Random(f"{seed}:{system.name}")
     if code_list is not None:

@@ -109,5 +109,7 @@ def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:
         ("predicted_code", text(record.get("predicted_code"))),
         ("valid", text(record.get("valid"))),
         ("fabricated", text(record.get("fabricated"))),
+        ("outdated", text(record.get("outdated"))),
+        ("not_yet_valid", text(record.get("not_yet_valid"))),
         ("outcome", text(record.get("outcome"))),
     ]

@@ -19,13 +19,21 @@ import pytest
 from pytest_medcode.api import CoderOptions
 from pytest_medcode.asking.budget import parse_limits
 from pytest_medcode.asking.pricing import Price, parse_prices
-from pytest_medcode.codesystems import BUNDLED, SYSTEMS, name_user_system
+from pytest_medcode.codesystems import (
+    BUNDLED,
+    SYSTEMS,
+    choose_release,
+    chosen_release,
+    name_user_system,
+    release_of,
+)
 from pytest_medcode.codesystems.user import NAME as USER_SYSTEM_NAME
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
 from pytest_medcode.results.options import Number, Option, add_options, gate_options, profile_option, read_flag
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
+CHANGED = "changed"  # --medcode-sample changed: the codes the chosen release added or retitled
 
 
 def _systems(value: str, user: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -101,6 +109,35 @@ def _own_name_problem(name: str) -> str | None:
         return None
     return (f"{name!r} reads as the built-in {twin}; to use your own table for it write --medcode-codeset "
             f"{twin}=PATH, else choose another name")
+
+
+def _releases(values: list[str]) -> dict[str, str]:
+    """``SYSTEM=RELEASE`` items (``icd10cm=2024``); each is handed to the code systems, the rest are reset to
+    their default so a setting never outlives the run that gave it."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, key = (part.strip() for part in value.partition("="))
+        name = name.lower()
+        if not sep or not name or not key:
+            raise ValueError(f"{value!r}: expected SYSTEM=RELEASE, e.g. icd10cm=2024")
+        if name not in SYSTEMS:
+            raise ValueError(f"{value!r}: {name} is not a built-in code system; a table you bring has one release "
+                             "(systems with releases: "
+                             + ", ".join(n for n, s in SYSTEMS.items() if len(s.releases) > 1) + ")")
+        if name in out and out[name] != key:
+            raise ValueError(f"{value!r}: {name} is given two releases")
+        out[name] = key
+    for name, key in out.items():  # every one checked (ReleaseError: one line) before any is chosen
+        release_of(name, key)
+    for name in SYSTEMS:
+        choose_release(name, out.get(name))
+    return out
+
+
+def _recorded_releases(settings: Settings, _given: dict[str, str]) -> dict[str, str]:
+    """The release each selected bundled system was asked in: given or default, always written down."""
+    chosen = {name: chosen_release(name) for name in settings.systems if name in SYSTEMS}
+    return {name: release.key for name, release in chosen.items() if release is not None}
 
 
 def _shown(value: Any) -> int | None:
@@ -195,8 +232,14 @@ OPTIONS: tuple[Option, ...] = (
            "python:package.module:function, local:smollm2", None, "NAME", append=True, parse=_models,
            setting="models"),
     SYSTEM,
-    Option("medcode-sample", "codes per system, drawn with --medcode-seed; 'all' for every billable code",
-           str(DEFAULT_SAMPLE), "N|all", number=Number(int, 1), words=(("all", None),)),
+    Option("medcode-release", "the release of a code system to ask and score against, repeatable: "
+           "icd10cm=2024 (2024, 2025, 2026; default 2026), icd10pcs=2025 (2024: all sections, the default; "
+           "2025: section 0); 'medcode systems' lists them", None, "SYSTEM=RELEASE", append=True, parse=_releases,
+           setting="releases"),
+    Option("medcode-sample", "codes per system, drawn with --medcode-seed; 'all' for every billable code; "
+           "'changed' for the billable codes added or retitled in the chosen release (--medcode-release) since "
+           "the one before", str(DEFAULT_SAMPLE), "N|all|changed", number=Number(int, 1),
+           words=(("all", None), (CHANGED, CHANGED))),
     Option("medcode-seed", "seed for sampling", "0", "S", number=Number(int)),
     Option("medcode-codes", "your own list of codes (CSV/TSV/Parquet: code, optional system and count; "
            "count makes --medcode-sample a frequency-weighted draw)", None, "FILE", parse=_file,
@@ -324,7 +367,7 @@ class Settings:
 
     models: tuple[str, ...] = _recorded()
     systems: tuple[str, ...] = _recorded()
-    sample: int | None = _recorded()  # None: every billable code
+    sample: int | str | None = _recorded()  # None: every billable code; CHANGED: what the release changed
     seed: int = _recorded()
     codes_file: Path | None = _recorded()
     codesets: dict[str, Path] = _recorded(hash=False)
@@ -359,6 +402,8 @@ class Settings:
     document_sample: int | None = _recorded(default=50)  # None: every document of the file
     prices: dict[str, Price] = _recorded(default_factory=dict, hash=False)  # --medcode-price, by model name
     max_cost: dict[str, float] = _recorded(default_factory=dict, hash=False)  # "*" for the run, else per model
+    # --medcode-release; the record names the release of every selected bundled system, given or default
+    releases: dict[str, str] = _recorded(_recorded_releases, default_factory=dict, hash=False)
     # Not in the record: where the run folder goes is where the record is (a moved folder would carry a stale
     # path, and the same run written elsewhere would read as another), and what pytest's summary shows
     # changes no number.

@@ -19,6 +19,7 @@ import pytest
 from pytest_medcode import __version__
 from pytest_medcode.asking import destinations
 from pytest_medcode.asking.progress import ProgressWatcher
+from pytest_medcode.codesystems import UNRECORDED_RELEASES
 from pytest_medcode.dataset import variants
 from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT
 from pytest_medcode.plugin import xdist
@@ -38,11 +39,12 @@ from pytest_medcode.reports import document_section as document_report
 from pytest_medcode.reports import straight_through, terminal
 from pytest_medcode.reports.explorer import ExplorerText
 from pytest_medcode.reports.text import DEFAULT_WIDTH
-from pytest_medcode.reports.verdict import render_verdict, verdict_dict
+from pytest_medcode.reports.verdict import check_reason, render_verdict, verdict_dict
 from pytest_medcode.results.costs import cost_summary
-from pytest_medcode.results.gate import Verdict
+from pytest_medcode.results.gate import ReleaseMismatch, Verdict
 from pytest_medcode.results.queries import query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
+from pytest_medcode.results.releases import PAIR_COMMON, RunReleases, mismatches, run_releases
 from pytest_medcode.results.selective import fill_repeat_agreement
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, point_latest, summarise, write_run
 from pytest_medcode.scoring import session_metrics
@@ -93,13 +95,26 @@ class MedcodeReporter:
             if s.gate.threshold_from_baseline and all(r.get("confidence") is None for r in self.baseline):
                 raise pytest.UsageError(f"--medcode-threshold-from-baseline: the baseline {s.gate.baseline} has no "
                                         "confidences (recorded without them), so it has no threshold to carry")
+            self.check_baseline_releases(self.baseline)
         cases = self.session.case_count() if self.session.has_cases() else (
-            (s.sample or destinations.ALL_CODES) * len(s.systems) * len(s.models) * len(s.variants)
-            * max(1, len(s.temperatures)) * s.repeats)
+            (s.sample if isinstance(s.sample, int) else destinations.ALL_CODES) * len(s.systems) * len(s.models)
+            * len(s.variants) * max(1, len(s.temperatures)) * s.repeats)
         cache = self.session.cache_paths()[0] if s.cache is not None else None
         problem = destinations.check(cache, self.report_root(), cases, s.max_tokens)
         if problem:
             raise pytest.UsageError(problem)
+
+    def check_baseline_releases(self, baseline: list[dict[str, Any]]) -> None:
+        """A baseline of other releases is refused before any model is asked (the gate would refuse it at the
+        end), unless --medcode-baseline-release-mismatch=pair-common."""
+        s = self.settings
+        if s.gate.release_mismatch == PAIR_COMMON:
+            return
+        mine = RunReleases(dict(s.to_dict()["releases"]))
+        found = mismatches(run_releases(baseline, UNRECORDED_RELEASES), mine)
+        if found:
+            raise pytest.UsageError(f"--medcode-baseline {s.gate.baseline}: "
+                                    + check_reason(ReleaseMismatch(found).check("run")))
 
     def report_root(self) -> Path:
         """Where run folders go (--medcode-report-dir, relative to where pytest was started)."""
@@ -356,11 +371,7 @@ class MedcodeReporter:
         """The tables (``-q``: one compact table), then model calls and the run folder."""
         width, quiet = self.table_width(), self.config.get_verbosity() < 0
         tr.write_sep("=", "pytest-medcode")
-        if self.summary_data["results"]:  # code-query cases ran
-            for line in terminal.render_summary(self.summary_data, width, compact=quiet):
-                tr.write_line(line)
-        for line in document_report.terminal_lines(self.summary_data.get("documents"), width):
-            tr.write_line(line)
+        self._write_tables(tr, width, quiet)
         queries = self.summary_data["queries"]
         calls = terminal.model_calls_line(queries)
         if calls is not None and not quiet:
@@ -382,6 +393,17 @@ class MedcodeReporter:
             tr.write_line(f"run folder: {self.run_dir}")
         for problem in self.report_problems:
             tr.write_line(f"warning: {problem}", yellow=True)
+
+    def _write_tables(self, tr: Any, width: int, quiet: bool) -> None:
+        """The code sets scored against, the results tables and the documents' table."""
+        releases = terminal.release_line(self.summary_data)
+        if releases and not quiet:
+            tr.write_line(releases)
+        if self.summary_data["results"]:  # code-query cases ran
+            for line in terminal.render_summary(self.summary_data, width, compact=quiet):
+                tr.write_line(line)
+        for line in document_report.terminal_lines(self.summary_data.get("documents"), width):
+            tr.write_line(line)
 
     def display_gate(self, tr: Any) -> None:
         """The verdict, its numbers and its reason: the last lines of the summary."""

@@ -34,7 +34,8 @@ from pytest_medcode.asking.phase import QueryPhase, stop_paths
 from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
 from pytest_medcode.asking.pricing import PriceTable, TokenCounter
 from pytest_medcode.asking.progress import Progress, ProgressLine
-from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, load_system
+from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, ReleaseError, chosen_release, load_system
+from pytest_medcode.codesystems.changes import changed_since_previous
 from pytest_medcode.dataset.cases import Case, CodeList, build_cases, read_code_list, select_codes
 from pytest_medcode.dataset.document_cases import (
     Document,
@@ -47,7 +48,7 @@ from pytest_medcode.dataset.document_cases import (
 )
 from pytest_medcode.dataset.prompts import PromptTemplate, TemplateError, document_messages, load_template
 from pytest_medcode.plugin import xdist
-from pytest_medcode.plugin.options import Settings
+from pytest_medcode.plugin.options import CHANGED, Settings
 from pytest_medcode.results.records import build_document_record, build_record
 
 CASE_PARAM = "medcode_case"
@@ -81,6 +82,7 @@ class MedcodeSession:
         self.coders: dict[str, Coder] = {}
         self._systems: dict[str, CodeSystem] = {}
         self._code_list: CodeList | None = None
+        self._changed: dict[str, frozenset[str]] = {}  # --medcode-sample changed: per system
         self._cases: list[Case] | None = None
         self._documents: list[Document] | None = None  # the documents file, read and checked once
         self._document_cases: list[DocumentCase] | None = None
@@ -135,6 +137,8 @@ class MedcodeSession:
     def validate_cases(self) -> None:
         """The code list and the documents: loaded now so a bad one fails in one line before any case."""
         s = self.settings
+        for name in s.systems if s.sample == CHANGED else ():
+            self.changed_codes(name)
         if s.codes_file is not None:
             try:
                 self._code_list = read_code_list(s.codes_file, s.systems)
@@ -229,15 +233,29 @@ class MedcodeSession:
         """The release of a system, without loading a bundled table for it (the xdist controller has none)."""
         if name in self._systems:
             return self._systems[name].version
-        spec = SYSTEMS.get(name)
-        return (spec.release or "") if spec is not None else ""
+        release = chosen_release(name) if name not in self.settings.codesets else None
+        return release.title if release is not None else ""
+
+    def changed_codes(self, name: str) -> frozenset[str]:
+        """--medcode-sample changed: the billable codes the chosen release of ``name`` added or retitled since
+        the release before it; one line (exit 4) when there is nothing to compare it with."""
+        if name not in self._changed:
+            try:
+                found = changed_since_previous(name, self.system(name))
+            except ReleaseError as exc:
+                raise pytest.UsageError(f"--medcode-sample changed: {exc}") from None
+            self._changed[name] = frozenset(c.code for c in found if c.billable)
+        return self._changed[name]
 
     def cases(self) -> list[Case]:
         if self._cases is None:
             s = self.settings
+            changed = s.sample == CHANGED
             try:
                 per_system = {
-                    name: select_codes(self.system(name), s.sample, s.seed, self._code_list) for name in s.systems
+                    name: select_codes(self.system(name), None if changed else s.sample,  # type: ignore[arg-type]
+                                       s.seed, self._code_list, self.changed_codes(name) if changed else None)
+                    for name in s.systems
                 }
             except CodeFileError as exc:
                 raise pytest.UsageError(str(exc)) from None

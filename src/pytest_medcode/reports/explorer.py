@@ -94,7 +94,8 @@ def explorer_data(records: Sequence[dict[str, Any]], text: ExplorerText | None =
             text.shown(r.get("code")),
             index("strings", r.get("description")),
             text.shown(r.get("predicted_code")),
-            index("strings", r.get("predicted_description")),
+            # a code of another release: which one, in place of the description the scored release lacks
+            index("strings", r.get("predicted_description") or r.get("release_note")),
             text.answer(r),
             None if r.get("confidence") is None else round(float(r["confidence"]), 3),
             1 if r.get("abstained") else 0,

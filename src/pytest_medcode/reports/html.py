@@ -259,7 +259,8 @@ def _config_section(summary: dict[str, Any]) -> str:
 
 
 #: Colours of the error mix's parts and of the hierarchy levels, from right (green) to far off (red).
-MIX_COLORS = dict(zip(ERROR_MIX, ("#2da44e", "#f0883e", "#d4a72c", "#cf222e", "#8c959f", "#57606a")))
+MIX_COLORS = dict(zip(ERROR_MIX, ("#2da44e", "#f0883e", "#d4a72c", "#8250df", "#bf8700", "#cf222e", "#8c959f",
+                                  "#57606a")))
 LEVEL_COLORS = dict(zip((*LEVELS, "none"), ("#1a7f37", "#4ac26b", "#9be9a8", "#f5c26b", "#f0883e", "#cf222e")))
 LEVEL_TITLES = {"code": "same code", "subcategory": "same subcategory", "category": "same category",
                 "block": "same block", "chapter": "same chapter", "none": "unrelated"}
@@ -284,7 +285,8 @@ def _mix_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, list[di
         '<section id="error-mix">',
         "<h2>Error mix</h2>",
         '<p class="note">What each answered case got: the reference code, another real code, a real code that '
-        "cannot be billed, a code that does not exist, or no code at all. Failed calls are counted apart.</p>",
+        "cannot be billed, a code of an earlier release (outdated) or of a later one (not yet valid), a code "
+        "that exists in no release, or no code at all. Failed calls are counted apart.</p>",
         '<div class="scroll">',
         stacked_chart("chart-error-mix", "Error mix per model and system", bars, parts),
         "</div></section>",
@@ -392,11 +394,13 @@ def _headline_section(results: Sequence[dict[str, Any]], by_row: Mapping[str, li
             format_cell(row.get("exact_match"), "percent"),
             format_cell(row.get("valid"), "percent", ci=False),
             format_cell(row.get("fabricated"), "percent", ci=False),
+            format_cell(row.get("outdated"), "percent", ci=False),
             f"{row.get('errors', 0):,}",
             cost_text(mine),
         ])
-    headers = ("Model / system", "Cases", "Exact match (95% CI)", "Valid", "Fabricated", "Failed calls", "Cost")
-    out.append('<div class="scroll">' + _table(headers, rows, table_id="headline-table", numeric=range(1, 7))
+    headers = ("Model / system", "Cases", "Exact match (95% CI)", "Valid", "Fabricated", "Outdated", "Failed calls",
+               "Cost")
+    out.append('<div class="scroll">' + _table(headers, rows, table_id="headline-table", numeric=range(1, 8))
                + "</div>")
     note = ("Rates over answered cases. Cost: what the row's model calls cost, their usage at the run's "
             "prices (unknown when no price is known); answers from the response cache cost nothing and are "

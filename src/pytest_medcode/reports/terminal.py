@@ -34,7 +34,7 @@ def _dim(value: Any) -> str:
 
 # The study's finding first: exact match, fabricated codes and echoes of the prompt's example, with intervals.
 HEADERS = ("model", "system", "n", "exact match (95% CI)", "fabricated (95% CI)", "example echo (95% CI)",
-           "valid", "codes/answer", "length", "digits", "errors")
+           "outdated (95% CI)", "valid", "codes/answer", "length", "digits", "errors")
 COMPACT = 6  # the columns of the -q table: up to the example echo
 
 
@@ -42,11 +42,23 @@ def table_rows(groups: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
             g["model"], g["system"], str(g["answered"]), _pct(g["exact_match"], ci=True),
-            _pct(g["fabricated"], ci=True), _pct(_echo(g), ci=True), _pct(g["valid"]),
+            _pct(g["fabricated"], ci=True), _pct(_echo(g), ci=True), _pct(_other_release(g), ci=True),
+            _pct(g["valid"]),
             _num(g["codes_per_answer"]), _pct(g["length_match"]), _pct(g["digit_match"]), str(g["errors"]),
         )
         for g in groups
     ]
+
+
+def release_line(summary: dict[str, Any]) -> str | None:
+    """``code sets: icd10cm 2026 (April 1, 2026); icd10pcs FY2024 (...)``: which year's codes the run scored."""
+    versions = {n: v for n, v in (summary.get("code_systems") or {}).items() if v}
+    return "code sets: " + "; ".join(f"{n} {v}" for n, v in versions.items()) if versions else None
+
+
+def _other_release(group: dict[str, Any]) -> dict[str, Any]:
+    """The outdated-code estimate; a system with one release (or a run recorded before) shows "-"."""
+    return group.get("outdated") or {"value": None}
 
 
 def _echo(group: dict[str, Any]) -> dict[str, Any]:

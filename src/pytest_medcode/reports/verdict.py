@@ -20,6 +20,7 @@ from pytest_medcode.results.gate import (
     NoCommonCases,
     Note,
     PairingFailed,
+    ReleaseMismatch,
     ThresholdResult,
     Verdict,
 )
@@ -185,6 +186,10 @@ def _carried_reason(r: CarriedThreshold) -> str:
         change = f"accuracy on auto-coded cases is {_pct(r.accuracy)}"
     verdict = f"at least {bar}" if r.passed else f"below {bar}"
     return f"{where}, {change} ({share}), {verdict}"
+def _release_reason(r: ReleaseMismatch) -> str:
+    which = "; ".join(f"{s} {base} in the baseline, {new} in this run" for s, base, new in r.systems)
+    return (f"not paired: the runs were scored against different releases ({which}); rerun one with "
+            "--medcode-release, or pair only the codes of both with --medcode-baseline-release-mismatch=pair-common")
 
 
 _REASONS: dict[type, Callable[[Any], str]] = {
@@ -196,6 +201,7 @@ _REASONS: dict[type, Callable[[Any], str]] = {
     NoCases: lambda _: "no benchmark cases ran, so nothing could be checked",
     PairingFailed: lambda r: r.message,
     NoCommonCases: _no_common_reason,
+    ReleaseMismatch: _release_reason,
 }
 _WARNINGS: dict[type, Callable[[Any], tuple[str, ...]]] = {
     ThresholdResult: _threshold_warnings,
@@ -210,6 +216,9 @@ _NOTES: dict[str, str] = {
                       "so not checked for regressions",
     "not_in_baseline": "{subject}: not in the baseline, so not checked for regressions",
     "baseline_lacks_metric": "the baseline has no {subject} values",
+    "unrecorded_release": "the baseline records no release: taken as scored against the one bundled then "
+                          "({subject})",
+    "pair_common": "paired only the codes present in both releases (pair-common): {subject}",
 }
 
 

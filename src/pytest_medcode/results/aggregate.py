@@ -24,8 +24,8 @@ from pytest_medcode.scoring.hierarchy import LEVELS
 from pytest_medcode.vocabulary import CORRECT, GROUP_KEYS, METRICS, NO_CODE, RATE, SCORE, SIMILARITY, Metric
 from pytest_medcode.vocabulary import answered as answered_records
 
-__all__ = ["TOP_CODES", "axis_rates", "digit_position_rates", "example_echo", "group_records", "most_missed_axis",
-           "summarize", "summarize_group", "top_codes"]
+__all__ = ["TOP_CODES", "axis_names", "axis_rates", "digit_position_rates", "example_echo", "group_records",
+           "most_missed_axis", "section_axis_rates", "summarize", "summarize_group", "top_codes"]
 
 TOP_CODES = 10
 
@@ -61,6 +61,27 @@ def axis_rates(answered: Sequence[dict[str, Any]], axes: Sequence[str]) -> list[
     each axis, named. A PCS axis is one character, so this is :func:`digit_position_rates` with names."""
     return [{**rate, "axis": axes[rate["position"] - 1]}
             for rate in digit_position_rates(answered) if rate["position"] <= len(axes)]
+
+
+def axis_names(system: str, references: Sequence[str]) -> tuple[str, ...]:
+    """Each character's axis for a group's reference codes: a PCS section's own names (``duration`` for
+    section 5's fifth); where the sections asked name a position differently, their names joined by `` / ``,
+    the most asked section's first."""
+    by_section = Counter(code[:1] for code in references if code)
+    names = [axes_of(system, section) for section, _ in by_section.most_common()] or [axes_of(system)]
+    width = max(len(n) for n in names)
+    return tuple(" / ".join(dict.fromkeys(n[k] for n in names if k < len(n))) for k in range(width))
+
+
+def section_axis_rates(answered: Sequence[dict[str, Any]], system: str) -> dict[str, list[dict[str, Any]]]:
+    """:func:`axis_rates` per section of the reference code, each named by its section's own axes (empty when
+    every reference is in one section: ``axes`` says it all then)."""
+    by_section: dict[str, list[dict[str, Any]]] = {}
+    for record in answered:
+        by_section.setdefault(str(record.get("code") or "")[:1], []).append(record)
+    if len(by_section) < 2:
+        return {}
+    return {section: axis_rates(records, axes_of(system, section)) for section, records in sorted(by_section.items())}
 
 
 def most_missed_axis(axes: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -107,7 +128,13 @@ class _Group:
 
     @functools.cached_property
     def axes(self) -> list[dict[str, Any]]:
-        return axis_rates(self.answered, axes_of(self.system)) if self.system is not None else []
+        if self.system is None or not axes_of(self.system):
+            return []
+        return axis_rates(self.answered, axis_names(self.system, [str(r.get("code") or "") for r in self.answered]))
+
+    @functools.cached_property
+    def section_axes(self) -> dict[str, list[dict[str, Any]]]:
+        return section_axis_rates(self.answered, self.system) if self.system and axes_of(self.system) else {}
 
     def count(self, test: Callable[[dict[str, Any]], Any]) -> int:
         return sum(1 for r in self.answered if test(r))
@@ -141,6 +168,7 @@ _DERIVED: tuple[tuple[str, str, Callable[[_Group], Any]], ...] = (
     ("incorrect", "incorrect_n", lambda g: g.count(lambda r: not r.get("exact_match"))),
     ("code_frequency", "digit_positions", lambda g: digit_position_rates(g.answered)),
     ("code_frequency", "axes", lambda g: g.axes),
+    ("code_frequency", "section_axes", lambda g: g.section_axes),
     ("meteor", "scorable", lambda g: len(g.scorable)),
     ("other_system", "hierarchy_levels", _hierarchy_levels),
     ("crosswalk_match", "other_systems",

@@ -29,6 +29,9 @@ The rules (README, "Use it as a CI gate"):
 - **A carried threshold** (``--medcode-threshold-from-baseline``, or ``--medcode-threshold 0.83``): the
   accuracy on the cases the threshold auto-codes must stay at ``--medcode-threshold-accuracy`` (95 %); the
   baseline's threshold is the one that kept its coverage at that accuracy, per group.
+- **Releases**: a baseline scored against another release of a code system than the run is refused (a
+  failed check), or with ``pair-common`` (``--medcode-baseline-release-mismatch``) paired on the codes both
+  releases have (results/releases.py).
 - **Errors**: failed calls are left out of every rate, so a gate could be dodged by an outage; each
   (model, system) group fails when its share of failed calls exceeds ``max_error_rate``.
 """
@@ -43,6 +46,7 @@ from typing import Any
 
 from pytest_medcode.results.document_summary import pooled as pooled_metric
 from pytest_medcode.results.pairing import Pairing, PairingError, pair_records
+from pytest_medcode.results.releases import PAIR_COMMON, REFUSE, common_codes, mismatches, run_releases
 from pytest_medcode.results.rules import (
     DEFAULT_ALPHA,
     DEFAULT_DOCUMENT_MAX_DROP,
@@ -88,6 +92,7 @@ __all__ = [
     "NoCommonCases",
     "Note",
     "PairingFailed",
+    "ReleaseMismatch",
     "ThresholdResult",
     "Verdict",
     "evaluate",
@@ -118,6 +123,7 @@ class GateSpec:
     threshold_from_baseline: bool = False
     carried_threshold: float | None = None
     threshold_accuracy: float = 0.95
+    release_mismatch: str = REFUSE  # a baseline of another release: refuse, or pair the codes of both
     active: bool = False
 
     @property
@@ -145,6 +151,7 @@ class GateSpec:
             threshold_from_baseline=self.threshold_from_baseline,
             carried_threshold=self.carried_threshold,
             threshold_accuracy=self.threshold_accuracy,
+            release_mismatch=self.release_mismatch,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +166,7 @@ class GateSpec:
             "threshold_from_baseline": self.threshold_from_baseline,
             "carried_threshold": self.carried_threshold,
             "threshold_accuracy": self.threshold_accuracy,
+            "release_mismatch": self.release_mismatch,
         }
 
 
@@ -419,6 +427,16 @@ class PairingFailed:
 
 
 @dataclass(frozen=True)
+class ReleaseMismatch:
+    """The baseline was scored against other releases: (system, baseline release, run release) each."""
+
+    systems: tuple[tuple[str, str, str], ...]
+
+    def check(self, scope: str) -> Check:
+        return Check("regression", "release", scope, False, self)
+
+
+@dataclass(frozen=True)
 class NoCommonCases:
     """Pairing found no case in both runs; ``same_groups``: every group of the run is in the baseline."""
 
@@ -432,7 +450,7 @@ class NoCommonCases:
 
 #: What a rule found, the numbers a check is made of.
 Finding = (ThresholdResult | BinaryRegression | ContinuousRegression | ErrorRate | NoCases | PairingFailed
-           | NoCommonCases | CarriedThreshold)
+           | NoCommonCases | CarriedThreshold | ReleaseMismatch)
 
 
 @dataclass(frozen=True)
@@ -707,6 +725,7 @@ class _Judged:
     checks: tuple[Check, ...] = ()
     notes: tuple[Note, ...] = ()
     used: frozenset[tuple[str | None, str]] = frozenset()  # the (system, metric) of each threshold applied
+    baseline: Sequence[dict[str, Any]] | None = None  # the baseline as the releases let it be paired
 
 
 def evaluate(
@@ -721,6 +740,7 @@ def evaluate(
     threshold_from_baseline: bool = False,
     carried_threshold: float | None = None,
     threshold_accuracy: float = 0.95,
+    release_mismatch: str = REFUSE,
 ) -> Verdict:
     """Judge a run. Pure and deterministic: the same inputs give the same verdict.
 
@@ -731,13 +751,37 @@ def evaluate(
     _check_options(alpha, max_error_rate)
     if not records:
         return Verdict(False, (NoCases().check("run"),))
+    releases = _releases(records, baseline, release_mismatch) if baseline is not None else _Judged()
+    baseline = releases.baseline if baseline is not None else None
     parts = [_judge(part, _baseline_part(baseline, documents),
                     _rules_for(documents, thresholds, max_drops, alpha, max_error_rate, seed))
              for part, documents in ((query_records(records), False), (document_records(records), True)) if part]
     if threshold_from_baseline or carried_threshold is not None:
         parts.append(_carried(query_records(records), _baseline_part(baseline, False), threshold_accuracy,
                               None if threshold_from_baseline else carried_threshold))
-    return _verdict(parts, thresholds)
+    return _verdict([releases, *parts], thresholds)
+
+
+def _releases(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]], mode: str) -> _Judged:
+    """The baseline as the gate may pair it: refused (None, a failed check) when it was scored against other
+    releases, or cut to the codes both releases have with ``pair-common``; a baseline that recorded no
+    release is taken as scored against the release bundled then, said once."""
+    from pytest_medcode.codesystems import UNRECORDED_RELEASES, release_keys
+    from pytest_medcode.codesystems.normalize import key
+
+    base, new = run_releases(baseline, UNRECORDED_RELEASES), run_releases(records, UNRECORDED_RELEASES)
+    # said when this run records the release the baseline lacks (two runs of before releases: nothing to say)
+    assumed = [s for s in base.assumed if s in new.releases and s not in new.assumed]
+    notes = [Note("unrecorded_release", ", ".join(f"{s} {base.releases[s]}" for s in assumed))] if assumed else []
+    found = mismatches(base, new)
+    if not found:
+        return _Judged((), tuple(notes), baseline=baseline)
+    if mode != PAIR_COMMON:
+        return _Judged((ReleaseMismatch(found).check("run"),), tuple(notes), baseline=None)
+    kept, left_out = common_codes(baseline, found, release_keys, key)
+    said = "; ".join(f"{s} {a} and {b}" for s, a, b in found)
+    return _Judged((), (*notes, Note("pair_common", f"{said} ({left_out} baseline case(s) left out)")),
+                   baseline=kept)
 
 
 def _carried(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None, target: float,

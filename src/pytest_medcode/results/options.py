@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from pytest_medcode.results.releases import MISMATCH_CHOICES, REFUSE
+
 __all__ = ["Number", "Option", "add_options", "gate_options", "plain", "profile_option", "read_flag"]
 
 
@@ -202,6 +204,9 @@ def gate_options(prefix: str = "medcode-", systems: Iterable[str] | None = None,
         Option(f"{prefix}max-error-rate", f"{label}largest share of failed model calls per model and system "
                f"(default {rules.DEFAULT_MAX_ERROR_RATE:g})", rules.DEFAULT_MAX_ERROR_RATE, "X",
                number=Number(float, 0.0, 1.0), setting="max_error_rate", help_names_default=True),
+        Option(f"{prefix}baseline-release-mismatch", f"{label}a baseline scored against another release of a code "
+               "system: refuse to pair it, or pair-common (only the codes both releases have)", REFUSE,
+               "|".join(MISMATCH_CHOICES), choices=MISMATCH_CHOICES, setting="release_mismatch"),
     )
 
 

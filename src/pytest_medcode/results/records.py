@@ -46,6 +46,7 @@ def build_record(case: Case, system: CodeSystem, outcome: Outcome, profile: str 
     record: dict[str, Any] = {
         **case.to_dict(),
         "case_id": case.id,
+        "release": system.release or None,  # the table's release the case was drawn from and scored against
         "raw_answer": None,
         "answer_chars": None,
         "codes": [],
@@ -93,6 +94,7 @@ def _explain(record: dict[str, Any], limit: int) -> str:
             f"  description: {record['description']}{_asked(record)}\n  expected:    {record['code']}"
         )
     verdict = "fabricated (not in the code system)" if record.get("fabricated") else (
+        record["release_note"] if record.get("release_note") else
         "exists but is not billable" if record.get("valid") and not record.get("billable") else "a real code")
     predicted = record.get("predicted_code") or "(no code found in the answer)"
     return (
@@ -165,6 +167,7 @@ def build_document_record(case: DocumentCase, system: CodeSystem, outcome: Outco
         **case.to_dict(),
         "kind": DOCUMENT,
         "case_id": case.id,
+        "release": system.release or None,  # the table's release the case was drawn from and scored against
         "code": None,
         "raw_answer": None,
         "answer_chars": None,

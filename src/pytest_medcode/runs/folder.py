@@ -73,6 +73,10 @@ CORE_COLUMNS = pa.schema(
         ("valid", pa.bool_()),
         ("billable", pa.bool_()),
         ("fabricated", pa.bool_()),
+        ("outdated", pa.bool_()),  # a code of an earlier bundled release, not of the scored one
+        ("not_yet_valid", pa.bool_()),  # a code of a later release only
+        ("release_note", pa.string()),  # "valid in FY2024, deleted in FY2025"
+        ("release", pa.string()),  # the release the case was asked and scored in (--medcode-release)
         ("length_match", pa.bool_()),
         ("digit_match", pa.float64()),
         ("digit_positions", pa.list_(pa.bool_())),
@@ -124,6 +128,11 @@ def summarise(
     Code queries make the results and tables; document cases their own section (None without any)."""
     queries = query_records(records)
     results = summarize(queries, seed=seed, by=group_fields(queries), similarity=similarity)
+    releases: dict[Any, Any] = {}
+    for record in queries:  # each group says which year's codes it was asked and scored in
+        releases.setdefault(record.get("system"), record.get("release"))
+    for row in results:
+        row["release"] = releases.get(row.get("system"))
     return {
         "n_cases": len(records),
         "results": results,

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_medcode.codesystems import CodeFileError, CodeSystem, load_system
+from pytest_medcode.codesystems import (
+    SYSTEMS,
+    UNRECORDED_RELEASES,
+    CodeFileError,
+    CodeSystem,
+    ReleaseError,
+    load_system,
+)
 from pytest_medcode.results.records import score_record
 from pytest_medcode.runs.folder import SCHEMA_VERSION, RunFormatError, load_run, summarise, write_run
 from pytest_medcode.scoring.codes import PROFILES, unscored_fields
@@ -62,16 +69,20 @@ def rescore_records(
 def _systems(summary: dict[str, Any] | None, codesets: dict[str, Path]) -> Callable[[str], CodeSystem]:
     recorded = {k: Path(v) for k, v in ((summary or {}).get("config") or {}).get("codesets", {}).items()}
     recorded.update(codesets)
+    # the release each system was scored against; a run that recorded none, the one bundled then
+    releases = {**UNRECORDED_RELEASES, **(((summary or {}).get("config") or {}).get("releases") or {})}
     cache: dict[str, CodeSystem] = {}
 
     def system_of(name: str) -> CodeSystem:
         if name not in cache:
             path = recorded.get(name)
+            brought = path is not None and path.exists()
             try:
-                cache[name] = load_system(name, path if path is not None and path.exists() else None)
+                cache[name] = load_system(name, path if brought else None,
+                                          release=None if brought or name not in SYSTEMS else releases.get(name))
             except KeyError:
                 raise RescoreError(f"unknown code system {name!r} in the run") from None
-            except CodeFileError as exc:
+            except (CodeFileError, ReleaseError) as exc:
                 raise RescoreError(f"{name}: {exc} (give the table with --codeset {name}=PATH)") from None
         return cache[name]
 

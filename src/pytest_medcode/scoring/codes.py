@@ -4,10 +4,13 @@ Pure functions of (reference code, predicted code, code system); "no code" is an
 and scores as not exact, not valid, length 0, no digits matched. Two profiles:
 
 - ``default``: ``valid`` = the code exists at category level or below, ``billable`` = a billable leaf,
-  ``fabricated`` = the answer names a code that exists nowhere (an answer with no code is neither);
+  ``fabricated`` = the answer names a code that exists in no bundled release of the system (an answer with
+  no code is neither); a code missing from the scored release but in another is ``outdated`` (an earlier
+  release has it) or ``not_yet_valid`` (only a later one does), with ``release_note`` saying which;
 - ``paper``: the authors' definitions - ``valid`` = ``billable`` = the code with dots removed is in the
-  billable list; ``fabricated`` = not valid (their tables add valid and fabricated to 100 %); no CPT check
-  (all three None for CPT); a description only for a code spelled exactly as the table spells it.
+  billable list; ``fabricated`` = not valid (their tables add valid and fabricated to 100 %), whatever
+  another release says (``outdated`` and ``not_yet_valid`` are None); no CPT check (all three None for
+  CPT); a description only for a code spelled exactly as the table spells it.
 
 Exact match (string equality), matched length and matched digits are the same function in both; they
 differ only through what each profile's extractor reads.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from pytest_medcode.codesystems import CodeSystem
+from pytest_medcode.codesystems import NOT_YET_VALID, OUTDATED, CodeSystem, release_history, tracks_releases
 from pytest_medcode.scoring.crosswalk import EMPTY as NO_CROSSWALK
 from pytest_medcode.scoring.crosswalk import crosswalk_metrics
 from pytest_medcode.scoring.hierarchy import FLAG_LEVELS, hierarchy_metrics
@@ -70,6 +73,10 @@ def billable_keys(system: CodeSystem) -> frozenset[str]:
     return held[1]
 
 
+#: The other-release fields where they do not apply (the paper profile, a failed call).
+NO_RELEASE_NOTE: dict[str, Any] = {"outdated": None, "not_yet_valid": None, "release_note": None}
+
+
 def _shared_metrics(reference: str, predicted: str | None) -> dict[str, Any]:
     return {
         "exact_match": predicted == reference,
@@ -93,6 +100,7 @@ def code_metrics(system: CodeSystem, reference: str, predicted: str | None, prof
             "valid": valid,
             "billable": valid,
             "fabricated": None if valid is None else not valid,
+            **NO_RELEASE_NOTE,
             "predicted_description": entry.description if resolved and entry is not None else None,
         }
     if profile != "default":
@@ -101,8 +109,22 @@ def code_metrics(system: CodeSystem, reference: str, predicted: str | None, prof
         **_shared_metrics(reference, predicted),
         "valid": entry is not None,
         "billable": bool(entry and entry.billable),
-        "fabricated": predicted is not None and entry is None,
+        **_release_fields(system, predicted, entry is not None),
         "predicted_description": entry.description if entry else None,
+    }
+
+
+def _release_fields(system: CodeSystem, predicted: str | None, exists: bool) -> dict[str, Any]:
+    """fabricated, outdated, not_yet_valid and the release note of a default-profile answer; the other
+    releases' code sets are read only for an answer the scored release lacks."""
+    if not tracks_releases(system):  # one release (ICD-9-CM, CPT, the user's): no other to be a code of
+        return {"fabricated": predicted is not None and not exists, **NO_RELEASE_NOTE}
+    history = release_history(system.name, system.release, predicted) if predicted and not exists else None
+    return {
+        "fabricated": predicted is not None and not exists and history is None,
+        "outdated": history is not None and history[0] == OUTDATED,
+        "not_yet_valid": history is not None and history[0] == NOT_YET_VALID,
+        "release_note": history[1] if history else None,
     }
 
 
@@ -141,6 +163,7 @@ def unscored_fields(profile: str = "default") -> dict[str, Any]:
         "valid": None,
         "billable": None,
         "fabricated": None,
+        **NO_RELEASE_NOTE,
         "length_match": None,
         "digit_match": None,
         "digit_positions": [],
