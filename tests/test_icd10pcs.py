@@ -69,6 +69,10 @@ def test_the_system_is_selectable_but_not_in_the_default_selection() -> None:
         ("code: 0dtj4zz.", ("0DTJ4ZZ",)),
         ("Removal of 02703DZ, then 0SR9019", ("02703DZ", "0SR9019")),
         ("Surgery, Removal, Ablation", ()),  # seven-letter words are not codes
+        ("BLADDER, DRAINED", ()),  # nor in capitals, though B-L-A-D-D-E-R are all PCS characters
+        ("Code: DHYBFZZ", ("DHYBFZZ",)),  # a code with no digit, in capitals, its last two axes Z
+        ("The code is GZFZZZZ.", ("GZFZZZZ",)),
+        ("code: dhybfzz", ()),  # a digit-free code is read in capitals only
         ("Code: 0DTI4ZZ", ()),  # I and O are not PCS characters
         ("Code: 0DTJ4Z", ()),  # six characters
     ],

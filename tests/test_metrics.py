@@ -181,8 +181,8 @@ def test_paper_style_tables_as_data() -> None:
     assert tables["similarity_all"]["rows"][1]["cells"][2]["value"] == pytest.approx(1.2 / 3)
     errors = {t["system"]: t for t in tables["error_analysis"]}
     keys = [r["key"] for r in errors["icd10cm"]["rows"]]
-    assert keys[:7] == ["incorrect", "valid", "fabricated", "codes_per_answer", "code_frequency", "length_match",
-                        "digit_match"]
+    assert keys[:9] == ["incorrect", "valid", "fabricated", "outdated", "not_yet_valid", "codes_per_answer",
+                        "code_frequency", "length_match", "digit_match"]
     assert "same_block" in keys and "same_block" not in [r["key"] for r in errors["icd9cm"]["rows"]]
     incorrect = errors["icd10cm"]["rows"][0]["cells"]
     assert format_cell(incorrect[1], "count_percent") == "3 (100.0%)"
