@@ -45,10 +45,14 @@ SPY = textwrap.dedent('''
 ''')
 
 
-def _run(pytester: pytest.Pytester, server: ScriptedServer, wrong_codes: list[str], *extra: str):
+def _run(pytester: pytest.Pytester, server: ScriptedServer, wrong_codes: list[str], *extra: str,
+         own_process: bool = False):
+    """A run in-process (the worker's torch and BERTScore model are loaded once), or in a process of its own
+    where what it imports is the point."""
     codes = pytester.path / "codes.csv"
     codes.write_text("code\n" + "\n".join([*wrong_codes, *RIGHT]) + "\n")
-    return pytester.runpytest_subprocess(
+    run = pytester.runpytest_subprocess if own_process else pytester.runpytest
+    return run(
         "--model", "openai/x", "--medcode-api-base", server.base_url, "--medcode-system", "icd10cm",
         "--medcode-codes", str(codes), "-p", "no:cacheprovider", "--medcode-cache", "responses.sqlite3", *extra)
 
@@ -79,9 +83,10 @@ def test_a_rerun_of_a_scored_selection_computes_no_pair_and_loads_no_model(pytes
         assert summary["similarity"]["stored"] == {"meteor": 0, "bertscore": 0}
         assert _stored_rows(pytester.path / "responses.sqlite3") == {"meteor": 3, "bertscore": 3}
         scores = {r["code"]: (r["meteor"], r["bertscore"]) for r in cases}
-        assert json.loads((pytester.path / "imported.json").read_text())["bert_score"] is True
+        assert json.loads((pytester.path / "imported.json").read_text())["bert_score"] is True  # the spy spies
 
-        result = _run(pytester, server, first)  # the same selection, every answer and score cached
+        # the same selection, every answer and score cached; in a process of its own, to see what it imports
+        result = _run(pytester, server, first, own_process=True)
         result.assert_outcomes(passed=3, failed=3)
         summary, cases = _latest(pytester)
         assert summary["similarity"]["scored"] == {"meteor": 0, "bertscore": 0}
