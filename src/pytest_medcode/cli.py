@@ -366,6 +366,23 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    """The shards of one run (pytest-split's groups, one folder each) → one run folder: exit 0, 2 bad input."""
+    from pytest_medcode.reports.terminal import render_summary
+    from pytest_medcode.runs.merge import MergeError, merge_runs
+
+    try:
+        done = merge_runs([Path(p) for p in args.shards], Path(args.out))
+    except MergeError as exc:
+        print(f"medcode merge: {exc}", file=sys.stderr)  # names the offending shard; nothing was written
+        return 2
+    print("\n".join(render_summary(done.summary, terminal_width())))
+    for problem in done.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"merged {len(args.shards)} shard(s), {len(done.records)} cases: {done.folder}")
+    return 0
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     """Exact match per model × system over every run under a reports directory: a table and history.html."""
     from pytest_medcode.reports.history import render_terminal
@@ -474,6 +491,11 @@ def build_parser() -> Parser:
     p.add_argument("--bertscore-device", default=None, metavar="DEVICE", help="BERTScore device")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's own seed)")
     p.set_defaults(func=_cmd_rescore)
+    p = sub.add_parser("merge", help="merge the shards of a run split with pytest-split (--splits N --group K) "
+                       "into one run folder, scored as one run")
+    p.add_argument("shards", nargs="*", metavar="RUN_DIR", help="each shard's run folder, one per group")
+    p.add_argument("--out", required=True, metavar="DIR", help="the merged run folder (new, or an empty folder)")
+    p.set_defaults(func=_cmd_merge)
     p = sub.add_parser("history", help="exact match per model and system over all runs; writes history.html")
     p.add_argument("reports_dir", nargs="?", default="reports", help="the reports directory (default: reports)")
     p.add_argument("--last", type=int, default=30, help="runs shown in the terminal (default 30; the page has all)")

@@ -22,7 +22,7 @@ from pytest_medcode.asking.progress import ProgressWatcher
 from pytest_medcode.codesystems import UNRECORDED_RELEASES
 from pytest_medcode.dataset import variants
 from pytest_medcode.dataset.prompts import DOCUMENT_PROMPT
-from pytest_medcode.plugin import xdist
+from pytest_medcode.plugin import split, xdist
 from pytest_medcode.plugin.report_memory import ReportMemory
 from pytest_medcode.plugin.session import STOP_PROPERTY, MedcodeSession
 from pytest_medcode.plugin.signals import (
@@ -144,6 +144,8 @@ class MedcodeReporter:
         """The order the workers collected the tests in (the same on every worker)."""
         if self._collection_order is None:
             self._collection_order = {nodeid: i for i, nodeid in enumerate(nodeids)}
+        if self.session.shard is None and split.group_of(self.config) is not None:  # a worker's, once it split
+            self.session.shard = split.read_shard(self.session.cache_paths()[1])
 
     # -- records, as the reports arrive ------------------------------------------------------------------
     def add_report(self, report: pytest.TestReport) -> None:
@@ -340,6 +342,7 @@ class MedcodeReporter:
             "documents": numbers["documents"],  # the document benchmark's numbers (None without document cases)
             "document_prompt": DOCUMENT_PROMPT if numbers["documents"] else None,
             "costs": cost_summary(records, session.prices, s.max_cost),
+            "shard": session.shard,  # pytest-split's group K/N and its selection (runs/merge.py); None: unsplit
         }
 
     def run_folder(self) -> str | None:

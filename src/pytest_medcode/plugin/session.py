@@ -47,9 +47,10 @@ from pytest_medcode.dataset.document_cases import (
     synthetic_documents,
 )
 from pytest_medcode.dataset.prompts import PromptTemplate, TemplateError, document_messages, load_template
-from pytest_medcode.plugin import xdist
+from pytest_medcode.plugin import split, xdist
 from pytest_medcode.plugin.options import CHANGED, Settings
 from pytest_medcode.results.records import build_document_record, build_record
+from pytest_medcode.runs.merge import shard_record
 
 CASE_PARAM = "medcode_case"
 DOCUMENT_PARAM = "medcode_document"  # benchmarks/test_document_coding.py: one (model, document) case
@@ -70,6 +71,9 @@ _KEYED = ("messages", "temperature", "max_tokens", "repeat")
 
 class MedcodeSession:
     stopped: str | None = None  # the query phase stopped (the cache failed): why
+    #: pytest-split's group K/N: the case ids of the whole selection before the split, then this shard's record
+    _selection: list[str] | None = None
+    shard: dict[str, Any] | None = None
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -324,7 +328,10 @@ class MedcodeSession:
                 raise pytest.UsageError(f"{arg}: {self.no_documents_reason()}")
 
     def drop_unasked(self, items: list[pytest.Item]) -> None:
-        """Deselect the document benchmark's placeholder when no selected system has documents."""
+        """Deselect the document benchmark's placeholder when no selected system has documents; under
+        pytest-split (which deselects after this hook, plugin/split.py), note the whole selection."""
+        if split.group_of(self.config) is not None:
+            self._selection = [c.id for c in _cases_of(items)]
         if self._document_cases is None or self._document_cases:  # no placeholder: no pass over 75k items
             return
         dropped = [i for i in items if _param(i, DOCUMENT_PARAM) is NO_DOCUMENTS]
@@ -342,6 +349,7 @@ class MedcodeSession:
         """
         if self.config.option.collectonly:
             return
+        self.note_shard(items)
         cases = [c for c in _cases_of(items) if self.coders[c.model].cacheable]
         if self.settings.estimate:  # count and price every selected case; ask nothing, run nothing
             self.estimate(cases)
@@ -365,6 +373,16 @@ class MedcodeSession:
             return
         self.query_progress = self.phase().progress
         release_free_memory()
+
+    def note_shard(self, items: list[pytest.Item]) -> None:
+        """pytest-split's group, once it has deselected the rest: this shard's record (summary.json's
+        ``shard``), left in the run's state folder for an xdist controller, which collects nothing."""
+        group = split.group_of(self.config)
+        if group is None or self._selection is None:
+            return
+        self.shard = shard_record(*group, self._selection, [c.id for c in _cases_of(items)])
+        if xdist.is_worker(self.config):
+            split.write_shard(self.cache_paths()[1], self.shard)
 
     def estimate(self, cases: Sequence[Case | DocumentCase]) -> None:
         """--medcode-estimate: calls, tokens and cost of the selected cases, without a call (asking/estimate.py)."""

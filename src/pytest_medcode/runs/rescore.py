@@ -32,7 +32,7 @@ from pytest_medcode.scoring.codes import PROFILES, unscored_fields
 from pytest_medcode.scoring.session_metrics import SimilarityReport, add_code_frequency, score_similarity
 from pytest_medcode.vocabulary import DOCUMENT, ERROR, group_fields, query_records
 
-__all__ = ["RescoreError", "Rescored", "rescore_records", "rescore_run"]
+__all__ = ["RescoreError", "Rescored", "rescore_records", "rescore_run", "system_loader"]
 
 
 class RescoreError(ValueError):
@@ -66,7 +66,8 @@ def rescore_records(
     return out
 
 
-def _systems(summary: dict[str, Any] | None, codesets: dict[str, Path]) -> Callable[[str], CodeSystem]:
+def system_loader(summary: dict[str, Any] | None, codesets: dict[str, Path]) -> Callable[[str], CodeSystem]:
+    """A run's code tables by system, loaded when first asked for: the paths the run recorded, or ``codesets``'."""
     recorded = {k: Path(v) for k, v in ((summary or {}).get("config") or {}).get("codesets", {}).items()}
     recorded.update(codesets)
     # the release each system was scored against; a run that recorded none, the one bundled then
@@ -107,7 +108,7 @@ def rescore_run(
         raise RescoreError(str(exc)) from None
     if not run.records:
         raise RescoreError(f"{run.path}: no cases to re-score")
-    system_of = _systems(run.summary, codesets or {})
+    system_of = system_loader(run.summary, codesets or {})
     records = rescore_records(run.records, profile, system_of)
     queries = query_records(records)  # document records carry no description to compare
     report: SimilarityReport = score_similarity(
