@@ -23,7 +23,15 @@ from pytest_medcode.codesystems import BUNDLED, SYSTEMS, name_user_system
 from pytest_medcode.codesystems.user import NAME as USER_SYSTEM_NAME
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
-from pytest_medcode.results.options import Number, Option, add_options, gate_options, profile_option, read_flag
+from pytest_medcode.results.options import (
+    ROUTER,
+    Number,
+    Option,
+    add_options,
+    gate_options,
+    profile_option,
+    read_flag,
+)
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
 
@@ -212,6 +220,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("medcode-max-tokens", "max tokens per answer", "50", "N", number=Number(int, 1)),
     Option("medcode-api-base", "OpenAI-compatible endpoint for the models (e.g. http://127.0.0.1:8000/v1)",
            None, "URL", parse=_api_base),
+    ROUTER,
     Option("medcode-timeout", "seconds per model call", "30", "S", number=Number(float, 0.1)),
     Option("medcode-attempts", "attempts per model call before the case ends as an error (a rate limit uses "
            "none: it is waited out within --medcode-max-wait)", "3", "N", number=Number(int, 1, 100)),
@@ -359,6 +368,8 @@ class Settings:
     document_sample: int | None = _recorded(default=50)  # None: every document of the file
     prices: dict[str, Price] = _recorded(default_factory=dict, hash=False)  # --medcode-price, by model name
     max_cost: dict[str, float] = _recorded(default_factory=dict, hash=False)  # "*" for the run, else per model
+    #: --medcode-router: the file and each model's deployment labels (never their parameters: keys live there).
+    router: Any = _recorded(lambda _s, r: r.to_dict() if r is not None else None, default=None, hash=False)
     # Not in the record: where the run folder goes is where the record is (a moved folder would carry a stale
     # path, and the same run written elsewhere would read as another), and what pytest's summary shows
     # changes no number.
@@ -375,7 +386,7 @@ class Settings:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.asking.coders.resolve_coder`)."""
         return CoderOptions(api_base=self.api_base, timeout=self.timeout, codesets=self.codesets,
                             rag_k=self.rag_k, verify_rounds=self.verify_rounds,
-                            confidence=self.confidence or self.gate.needs_confidence)
+                            confidence=self.confidence or self.gate.needs_confidence, router=self.router)
 
     def to_dict(self) -> dict[str, Any]:
         """What summary.json's ``config`` records of the configuration (no secrets exist in Settings): every
@@ -420,6 +431,22 @@ def _gate(values: dict[str, Any], user: tuple[str, ...] = ()) -> GateSpec:
     return GateSpec(**spec, active=True)
 
 
+def _check_router(router: Any, models: tuple[str, ...], batch: bool) -> None:
+    """--medcode-router against the rest: every model it serves is asked, and it streams (no Batch API)."""
+    if router is None:
+        return
+    from pytest_medcode.asking.coders.router import unused_models
+
+    if batch:
+        raise pytest.UsageError(f"--medcode-router {router.path}: a router spreads streamed calls over endpoints; "
+                                "--medcode-batch sends them to one provider's Batch API instead: give one of the two")
+    unused = unused_models(router, models)
+    if unused:
+        raise pytest.UsageError(f"--medcode-router {router.path}: it serves {', '.join(unused)}, which no --model of "
+                                f"this run asks (models: {', '.join(models)}); add --model {unused[0]} or remove "
+                                "it from the file")
+
+
 #: Read by the checks across options (parse_settings, _gate), not one by one.
 _ACROSS = frozenset({SYSTEM.dest, "medcode_no_cache", *(opt.dest for opt in GATE)})
 
@@ -435,6 +462,7 @@ def _across(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The settings that more than one option makes: the user's own systems (from --medcode-codeset) for
     --medcode-system and the gate's scopes, --medcode-no-cache over --medcode-cache, a temperature sweep."""
     user = tuple(n for n in values["codesets"] if n not in SYSTEMS)
+    _check_router(values["router"], values["models"], values["batch"])
     temperatures, cache = values.pop("temperatures"), values.pop("cache")
     return {
         **values,

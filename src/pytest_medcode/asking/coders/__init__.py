@@ -3,7 +3,8 @@
 
 Built-in names: ``lookup``; ``rag:<model>`` and ``verify:<model>`` wrap any other name (and compose:
 ``verify:rag:local:smollm2``); ``python:package.module:function`` is a team's own product;
-``local:smollm2`` a small LLM served on 127.0.0.1 (the ``local`` extra).
+``local:smollm2`` a small LLM served on 127.0.0.1 (the ``local`` extra). A name that ``--medcode-router``'s file
+serves is asked through litellm's Router over its deployments (``router.py``).
 
 A third-party factory is called as ``factory(name, options)`` with a
 :class:`~pytest_medcode.api.CoderOptions` and returns a :class:`~pytest_medcode.api.Coder`."""
@@ -30,6 +31,13 @@ def resolve_coder(name: str, options: CoderOptions) -> Coder:
     prefix, sep, rest = name.partition(":")
     if sep and prefix in ("rag", "verify", "python", "local"):
         return _resolve_prefixed(name, prefix, rest, options)
+    if options.router is not None and name in options.router.deployments:
+        from dataclasses import replace
+
+        from pytest_medcode.asking.coders.router import RouterCoder
+
+        keyed = resolve_coder(name, replace(options, router=None))  # the cache key: the model's, not a replica's
+        return RouterCoder(name, options.router, keyed, options.timeout, options.confidence)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return _checked(ep.value, ep.load()(name, options))
