@@ -130,6 +130,31 @@ def test_a_dead_deployment_is_named_in_one_line_before_any_case(pytester: pytest
         assert alive.stats.successes == 2  # the first case (kept) and the check request; no other case asked
 
 
+def test_when_every_replica_is_gone_the_circuit_breaker_stops_asking_the_model(pytester: pytest.Pytester) -> None:
+    """No deployment left is a setup failure of the model, counted by its breaker: the run ends in seconds with
+    the reason once, not ten minutes of waiting out a 'rate limit'."""
+    n = 30
+    args, mapping = setup_run(pytester, n)
+    servers = [ScriptedServer(mapping_responder(mapping), latency=fixed_latency(0.02)).start() for _ in range(2)]
+    try:
+        path = router_file(pytester.path / "router.yaml", [s.base_url for s in servers], ["a", "b"])
+        watchers = [stop_after(server, 3) for server in servers]
+        started = time.monotonic()
+        result = pytester.runpytest(*args, "--model", MODEL, "--medcode-router", str(path),
+                                    "--medcode-concurrency", "2")
+        assert time.monotonic() - started < 60
+        for watcher in watchers:
+            watcher.join(5)
+        answered = sum(s.stats.successes for s in servers) - 2  # less the check requests
+        result.assert_outcomes(passed=answered, failed=n - answered)
+        result.stdout.fnmatch_lines(["failed calls of openai/llama:",
+                                     "  * × not asked: stopped asking openai/llama after 5 identical failures in a "
+                                     "row: no deployment of the model answers*"])
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.mark.parametrize("problem", ["yaml", "unused", "no-api-base", "batch"])
 def test_bad_router_input_is_one_line_exit_4_and_nothing_is_written(pytester: pytest.Pytester, problem: str) -> None:
     args, _ = setup_run(pytester, 2)

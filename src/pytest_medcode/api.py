@@ -125,9 +125,6 @@ class CoderOptions:
     #: A confidence metric or gate is asked for: LLM coders request log-probabilities (a different request,
     #: so a different cache key); False keeps every request, and every cache key, as it always was.
     confidence: bool = False
-    #: --medcode-router: the deployments of each model name it serves (``asking.coders.router.RouterConfig``);
-    #: their parameters may hold API keys, so a third-party coder is better off not reading them.
-    router: Any = field(default=None, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codesets", _frozen_paths(self.codesets))

@@ -386,7 +386,7 @@ class Settings:
         """The part of the configuration a coder may see (:func:`~pytest_medcode.asking.coders.resolve_coder`)."""
         return CoderOptions(api_base=self.api_base, timeout=self.timeout, codesets=self.codesets,
                             rag_k=self.rag_k, verify_rounds=self.verify_rounds,
-                            confidence=self.confidence or self.gate.needs_confidence, router=self.router)
+                            confidence=self.confidence or self.gate.needs_confidence)
 
     def to_dict(self) -> dict[str, Any]:
         """What summary.json's ``config`` records of the configuration (no secrets exist in Settings): every

@@ -150,7 +150,7 @@ class MedcodeSession:
         """Resolve every --model and check it can be asked (a key, a reachable server) before any case."""
         s = self.settings
         try:
-            self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
+            self.coders = {m: resolve_coder(m, s.coder_options(), s.router) for m in s.models}
         except CoderUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
         if s.gate.needs_confidence and s.repeats == 1:  # repeats give every coder a confidence (their agreement)
