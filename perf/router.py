@@ -32,14 +32,12 @@ from pytest_medcode.dataset.cases import select_codes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 24
-CAPACITY = 4
-LATENCY_S = 0.2
 
 
-def start_server(mapping: Path) -> tuple[subprocess.Popen, str]:
+def start_server(mapping: Path, capacity: int, latency_s: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_medcode.testing", "--port", "0", "--answers", str(mapping),
-         "--latency", "fixed", "--latency-s", str(LATENCY_S), "--capacity", str(CAPACITY)],
+         "--latency", "fixed", "--latency-s", str(latency_s), "--capacity", str(capacity)],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
@@ -65,7 +63,9 @@ def run(work: Path, name: str, common: list[str], extra: list[str]) -> dict:
     cache = work / f"{name}.sqlite3"
     proc = subprocess.run([sys.executable, "-m", "pytest", *common, "--medcode-cache", str(cache),
                            "--medcode-report-dir", str(work / name), *extra], cwd=work, capture_output=True,
-                          text=True, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+                          text=True, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                          "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get(
+                                              "PYTHONPATH", "")])})
     if proc.returncode not in (0, 1):
         sys.exit(f"pytest failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads((work / name / "latest" / "summary.json").read_text())
@@ -84,11 +84,13 @@ def kill_later(proc: subprocess.Popen, base_url: str, after: int) -> threading.T
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", type=int, default=600)
-    n = parser.parse_args().cases
-    system = load_system("icd10cm")
-    pairs = select_codes(system, n, 0, None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=400, help="ICD-10-CM cases per run")
+    parser.add_argument("--capacity", type=int, default=2, help="requests an endpoint works on at once")
+    parser.add_argument("--latency-s", type=float, default=0.3, help="seconds an endpoint takes per request")
+    options = parser.parse_args()
+    n = options.cases
+    pairs = select_codes(load_system("icd10cm"), n, 0, None)
     work = Path(tempfile.mkdtemp(prefix="medcode-router-perf-"))
     mapping = work / "mapping.json"
     mapping.write_text(json.dumps({d: c for c, d in pairs}))
@@ -98,7 +100,8 @@ def main() -> None:
     common = ["benchmarks/", "-q", "-p", "no:cacheprovider", "--model", "openai/perf", "--medcode-system", "icd10cm",
               "--medcode-codes", "codes.csv", "--medcode-concurrency", str(CONCURRENCY), "--medcode-no-similarity",
               "--medcode-sample", "all"]
-    servers = [start_server(mapping) for _ in range(4)]  # three replicas, and a spare for the kill run
+    # three replicas, and a fourth for the run that kills one
+    servers = [start_server(mapping, options.capacity, options.latency_s) for _ in range(4)]
     bases = [base for _, base in servers]
     rows: list[tuple[str, float, float, int, int]] = []
     try:
@@ -124,7 +127,7 @@ def main() -> None:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()
-    print(f"\n{n} ICD-10-CM cases; each endpoint: {CAPACITY} requests at once, {LATENCY_S:g} s each; "
+    print(f"\n{n} ICD-10-CM cases; each endpoint: {options.capacity} requests at once, {options.latency_s:g} s each; "
           f"--medcode-concurrency {CONCURRENCY} in every run; {os.cpu_count()} cores\n")
     print("| run | query phase, s | cases/s | answers lost | deployments that answered |\n|---|---:|---:|---:|---:|")
     for label, phase, rate, lost, answered in rows:
