@@ -143,7 +143,7 @@ def test_the_record_keeps_its_keys_and_their_order(pytester: pytest.Pytester) ->
         "rag_k", "verify_rounds", "variants", "temperatures", "repeats", "confidence", "coverage_targets", "profile",
         "bertscore_model",
         "bertscore_device", "similarity", "preflight", "circuit_breaker", "documents_file", "document_sample",
-        "prices", "max_cost", "releases",
+        "prices", "max_cost", "releases", "router",
     ]
     assert "secret" not in str(record["api_base"]) and record["temperatures"] == [0.3]
     assert record["releases"] == {"icd10cm": "2026", "icd9cm": "v32", "icd9cm-proc": "v32"}  # the defaults

@@ -145,6 +145,23 @@ def test_async_client_64_concurrent_requests_all_succeed() -> None:
     assert not stats.duplicate_successes()
 
 
+def test_capacity_queues_what_a_server_cannot_work_on_at_once() -> None:
+    """``capacity``: a model server's batch size; 12 calls at once on capacity 3 take four rounds of latency."""
+    descriptions = [f"condition number {i}" for i in range(12)]
+
+    async def run(srv: ScriptedServer) -> float:
+        async with openai.AsyncOpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0, timeout=10) as c:
+            started = time.perf_counter()
+            await asyncio.gather(*(c.chat.completions.create(model="m", messages=messages(d))  # type: ignore[arg-type]
+                                   for d in descriptions))
+            return time.perf_counter() - started
+
+    with ScriptedServer(mapping_responder({}), latency=fixed_latency(0.1), capacity=3) as srv:
+        elapsed = asyncio.run(run(srv))
+        assert srv.stats.successes == 12 and srv.stats.max_in_flight > 3  # they arrived together, and waited
+    assert 0.4 <= elapsed < 1.5
+
+
 _LITELLM_CLIENT = """
 import json, os, sys
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"

@@ -269,6 +269,12 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     """Inspect or trim the response cache (the file ``--medcode-cache`` names)."""
     from pytest_medcode.asking.cache import CacheError, ResponseStore
 
+    if args.action == "merge":
+        return _cache_merge(args)
+    if args.files or args.into:
+        print(f"medcode cache {args.action}: FILE arguments and --into are for 'medcode cache merge'; this one reads "
+              "--path", file=sys.stderr)
+        return 2
     path = Path(args.path)
     if not path.exists():
         print(f"medcode cache: --path {path}: no response cache there (pytest writes it at --medcode-cache)",
@@ -279,6 +285,27 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     except CacheError as exc:  # locked by a run, a full disk: one line
         print(f"medcode cache: {exc}", file=sys.stderr)
         return 2
+
+
+def _cache_merge(args: argparse.Namespace) -> int:
+    """Several caches (shards of a run asked on several machines) into one that replays them all."""
+    from pytest_medcode.asking.cache import CacheError
+    from pytest_medcode.asking.cache_merge import merge_caches
+    from pytest_medcode.scoring import score_store
+
+    if not args.files or not args.into:
+        print("medcode cache merge: name the caches and where the merge goes: medcode cache merge A.sqlite3 "
+              "B.sqlite3 --into C.sqlite3", file=sys.stderr)
+        return 2
+    try:
+        done = merge_caches([Path(f) for f in args.files], Path(args.into), carry=(score_store.TABLE,))
+    except CacheError as exc:
+        print(f"medcode cache merge: {exc}", file=sys.stderr)
+        return 2
+    scores = done.carried.get(score_store.TABLE, 0)
+    print(f"merged {done.files} file(s) into {done.into}: {done.answers} answers, {done.errors} stored failures, "
+          f"{scores} similarity scores")
+    return 0
 
 
 def _cache_action(store: ResponseStore, args: argparse.Namespace) -> int:
@@ -461,9 +488,13 @@ def build_parser() -> Parser:
     add_options(p.add_argument, gate_options(""))
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=_cmd_compare)
-    p = sub.add_parser("cache", help="response cache: stats, prune or clear")
-    p.add_argument("action", choices=["stats", "prune", "clear"],
-                   help="stats: size and answers per model; prune: remove what the options say; clear: everything")
+    p = sub.add_parser("cache", help="response cache: stats, prune, clear or merge")
+    p.add_argument("action", choices=["stats", "prune", "clear", "merge"],
+                   help="stats: size and answers per model; prune: remove what the options say; clear: everything; "
+                   "merge: FILE... into --into (the first answer of a key kept)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="merge: the caches to merge, in order of precedence")
+    p.add_argument("--into", default=None, metavar="PATH",
+                   help="merge: the merged cache (its own answers, when it exists, come first); written whole")
     p.add_argument("--path", default=".medcode/responses.sqlite3", help="the cache file (--medcode-cache)")
     p.add_argument("--errors", action="store_true", help="prune: failed calls only")
     p.add_argument("--model", default=None, metavar="NAME", help="prune: one model's answers")

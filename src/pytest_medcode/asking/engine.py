@@ -30,9 +30,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pytest_medcode.asking.budget import Budget
 from pytest_medcode.asking.coders import CallFailed, Coder, Question, Reply
@@ -51,6 +51,7 @@ CONFIDENCE, ABSTAINED = "confidence", "abstained"
 #: warning that names the coder. The case is recorded as no confidence.
 CONFIDENCE_INVALID = "confidence_invalid"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+T = TypeVar("T")
 
 
 class Call(NamedTuple):
@@ -235,6 +236,10 @@ class QueryEngine:
         """One question to one model, outside a batch (coders that are not cached, a late case, a preflight
         probe)."""
         return asyncio.run_coroutine_threadsafe(self._ask_one(Call(model, question)), self._loop).result()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """A coder's own coroutine on the engine's loop (where its clients live), e.g. a router's deployment check."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     def close(self) -> None:
         if self._loop.is_running():

@@ -58,6 +58,27 @@ def failure_line(model: str, coder: Any, outcome: Outcome) -> str:
     return " ".join(visible(mask_credentials(line)).split())
 
 
+def deployment_failure(model: str, coder: Any, engine: QueryEngine) -> str | None:
+    """Every deployment of a routed model (--medcode-router) answers one small request, past the router; the
+    first whose setup failed (nothing listening, a refused key, an unknown model), named in one line; None when
+    all answer. The router would route around a dead one, but a deployment listed and never used is a mistake
+    the run should not hide."""
+    for remote in remote_coders(coder):
+        check = getattr(remote, "check_deployments", None)
+        if check is None:
+            continue
+        failed = engine.run(check())
+        if failed:
+            deployment, failure = failed[0]
+            hint = next((h for needle, h in _HINTS if needle.lower() in str(failure).lower()), None)
+            line = (f"--model {model}: deployment {deployment.label} of --medcode-router {remote.config.path} "
+                    f"failed the check request: {failure}" + (f"; {hint}" if hint else "") +
+                    f" ({len(failed)} of {len(remote.deployments)} deployments failed; fix it or take it out of "
+                    "the file; --medcode-no-preflight skips this check)")
+            return " ".join(visible(mask_credentials(line)).split())
+    return None
+
+
 def probe(model: str, question: Question, key: str, phase: QueryPhase, engine: QueryEngine) -> Outcome | None:
     """Ask ``model`` its first case unless the cache already answers it; the outcome of a failed setup
     (a key, model, quota or endpoint that is wrong), else None. An answer or a final failure is the case's own

@@ -20,7 +20,7 @@ from pytest_medcode.plugin.reporter import MedcodeReporter
 from pytest_medcode.plugin.session import CASE_PARAM, DOCUMENT_PARAM, MARKER, MedcodeSession
 from pytest_medcode.plugin.signals import ENDING, QUERY_PHASE, TESTS, Interrupts
 from pytest_medcode.plugin.xdist import exit_with_controller, is_worker, run_in_one_process, share_with_worker
-from pytest_medcode.redaction import redact_run_secrets
+from pytest_medcode.redaction import redact_run_secrets, register_secrets
 
 #: The hooks pytest finds on ``pytest_medcode.plugin``, which re-exports them.
 __all__ = [
@@ -60,6 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if session.settings.estimate:
         run_in_one_process(config)
     redact_run_secrets(session.settings.api_base)
+    if session.settings.router is not None:  # the router file's keys and URL credentials: masked as the run's own
+        register_secrets(session.settings.router.secrets())
     session.validate()
     config.stash[session_key] = session
     if is_worker(config):

@@ -30,7 +30,15 @@ from pytest_medcode.codesystems import (
 from pytest_medcode.codesystems.user import NAME as USER_SYSTEM_NAME
 from pytest_medcode.redaction import public_url
 from pytest_medcode.results.gate import GateSpec
-from pytest_medcode.results.options import Number, Option, add_options, gate_options, profile_option, read_flag
+from pytest_medcode.results.options import (
+    ROUTER,
+    Number,
+    Option,
+    add_options,
+    gate_options,
+    profile_option,
+    read_flag,
+)
 
 DEFAULT_SAMPLE = 200  # per system: the size of the study's manually graded subsample
 CHANGED = "changed"  # --medcode-sample changed: the codes the chosen release added or retitled
@@ -255,6 +263,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("medcode-max-tokens", "max tokens per answer", "50", "N", number=Number(int, 1)),
     Option("medcode-api-base", "OpenAI-compatible endpoint for the models (e.g. http://127.0.0.1:8000/v1)",
            None, "URL", parse=_api_base),
+    ROUTER,
     Option("medcode-timeout", "seconds per model call", "30", "S", number=Number(float, 0.1)),
     Option("medcode-attempts", "attempts per model call before the case ends as an error (a rate limit uses "
            "none: it is waited out within --medcode-max-wait)", "3", "N", number=Number(int, 1, 100)),
@@ -404,6 +413,8 @@ class Settings:
     max_cost: dict[str, float] = _recorded(default_factory=dict, hash=False)  # "*" for the run, else per model
     # --medcode-release; the record names the release of every selected bundled system, given or default
     releases: dict[str, str] = _recorded(_recorded_releases, default_factory=dict, hash=False)
+    #: --medcode-router: the file and each model's deployment labels (never their parameters: keys live there).
+    router: Any = _recorded(lambda _s, r: r.to_dict() if r is not None else None, default=None, hash=False)
     # Not in the record: where the run folder goes is where the record is (a moved folder would carry a stale
     # path, and the same run written elsewhere would read as another), and what pytest's summary shows
     # changes no number.
@@ -465,6 +476,22 @@ def _gate(values: dict[str, Any], user: tuple[str, ...] = ()) -> GateSpec:
     return GateSpec(**spec, active=True)
 
 
+def _check_router(router: Any, models: tuple[str, ...], batch: bool) -> None:
+    """--medcode-router against the rest: every model it serves is asked, and it streams (no Batch API)."""
+    if router is None:
+        return
+    from pytest_medcode.asking.coders.router import unused_models
+
+    if batch:
+        raise pytest.UsageError(f"--medcode-router {router.path}: a router spreads streamed calls over endpoints; "
+                                "--medcode-batch sends them to one provider's Batch API instead: give one of the two")
+    unused = unused_models(router, models)
+    if unused:
+        raise pytest.UsageError(f"--medcode-router {router.path}: it serves {', '.join(unused)}, which no --model of "
+                                f"this run asks (models: {', '.join(models)}); add --model {unused[0]} or remove "
+                                "it from the file")
+
+
 #: Read by the checks across options (parse_settings, _gate), not one by one.
 _ACROSS = frozenset({SYSTEM.dest, "medcode_no_cache", *(opt.dest for opt in GATE)})
 
@@ -480,6 +507,7 @@ def _across(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The settings that more than one option makes: the user's own systems (from --medcode-codeset) for
     --medcode-system and the gate's scopes, --medcode-no-cache over --medcode-cache, a temperature sweep."""
     user = tuple(n for n in values["codesets"] if n not in SYSTEMS)
+    _check_router(values["router"], values["models"], values["batch"])
     temperatures, cache = values.pop("temperatures"), values.pop("cache")
     return {
         **values,

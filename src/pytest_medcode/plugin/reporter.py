@@ -42,7 +42,7 @@ from pytest_medcode.reports.text import DEFAULT_WIDTH
 from pytest_medcode.reports.verdict import check_reason, render_verdict, verdict_dict
 from pytest_medcode.results.costs import cost_summary
 from pytest_medcode.results.gate import ReleaseMismatch, Verdict
-from pytest_medcode.results.queries import query_stats
+from pytest_medcode.results.queries import deployment_counts, query_stats
 from pytest_medcode.results.records import PROPERTY, RecordRows
 from pytest_medcode.results.releases import PAIR_COMMON, RunReleases, mismatches, run_releases
 from pytest_medcode.results.selective import fill_repeat_agreement
@@ -338,6 +338,8 @@ class MedcodeReporter:
             "synonym_source": variants.synonym_source() if "synonym" in s.variants else None,
             "queries": query_stats(records, str(s.cache) if s.cache else None,
                                    phase.get("elapsed_s") if phase else None),
+            #: --medcode-router: cases, answers and exact match per model and deployment (None without one).
+            "deployments": deployment_counts(records),
             "gate": verdict_dict(self.verdict) if self.verdict is not None else None,
             "documents": numbers["documents"],  # the document benchmark's numbers (None without document cases)
             "document_prompt": DOCUMENT_PROMPT if numbers["documents"] else None,
@@ -370,17 +372,23 @@ class MedcodeReporter:
             reported = DEFAULT_WIDTH
         return max(40, min(DEFAULT_WIDTH, reported))
 
-    def display_summary(self, tr: Any) -> None:
-        """The tables (``-q``: one compact table), then model calls and the run folder."""
-        width, quiet = self.table_width(), self.config.get_verbosity() < 0
-        tr.write_sep("=", "pytest-medcode")
-        self._write_tables(tr, width, quiet)
+    def display_calls(self, tr: Any, quiet: bool) -> None:
+        """The model calls line, each model's failure reasons, and (--medcode-router) each deployment's share."""
         queries = self.summary_data["queries"]
         calls = terminal.model_calls_line(queries)
         if calls is not None and not quiet:
             tr.write_line(calls)
         for line in terminal.failure_reason_lines(queries.get("failures") or {}):
             tr.write_line(line, yellow=True)
+        for line in terminal.deployment_lines(None if quiet else self.summary_data.get("deployments")):
+            tr.write_line(line)
+
+    def display_summary(self, tr: Any) -> None:
+        """The tables (``-q``: one compact table), then model calls and the run folder."""
+        width, quiet = self.table_width(), self.config.get_verbosity() < 0
+        tr.write_sep("=", "pytest-medcode")
+        self._write_tables(tr, width, quiet)
+        self.display_calls(tr, quiet)
         for line in straight_through.section_lines(self.summary_data.get("selective") or [], width):
             tr.write_line(line)
         for line in straight_through.invalid_confidence_lines(self.records):

@@ -31,7 +31,7 @@ from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, give
 from pytest_medcode.asking.engine import Call, Outcome, QueryEngine
 from pytest_medcode.asking.estimate import estimate_lines
 from pytest_medcode.asking.phase import QueryPhase, stop_paths
-from pytest_medcode.asking.preflight import failure_line, probe, remote_coders
+from pytest_medcode.asking.preflight import deployment_failure, failure_line, probe, remote_coders
 from pytest_medcode.asking.pricing import PriceTable, TokenCounter
 from pytest_medcode.asking.progress import Progress, ProgressLine
 from pytest_medcode.codesystems import SYSTEMS, CodeFileError, CodeSystem, ReleaseError, chosen_release, load_system
@@ -158,7 +158,7 @@ class MedcodeSession:
         """Resolve every --model and check it can be asked (a key, a reachable server) before any case."""
         s = self.settings
         try:
-            self.coders = {m: resolve_coder(m, s.coder_options()) for m in s.models}
+            self.coders = {m: resolve_coder(m, s.coder_options(), s.router) for m in s.models}
         except CoderUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
         if s.gate.needs_confidence and s.repeats == 1:  # repeats give every coder a confidence (their agreement)
@@ -220,12 +220,17 @@ class MedcodeSession:
                 first[case.model] = case
         for model, case in first.items():
             question = self.request_for(case)
+            key = self.key_for(model, question)
             try:
-                failed = probe(model, question, self.key_for(model, question), self.phase(), self.engine())
+                replayed = self.phase().outcome(key) is not None  # answered before: a replay needs no network
+                failed = probe(model, question, key, self.phase(), self.engine())
             except CacheError as exc:
                 raise pytest.UsageError(str(exc)) from None
             if failed is not None:
                 raise pytest.UsageError(failure_line(model, self.coders[model], failed))
+            dead = None if replayed else deployment_failure(model, self.coders[model], self.engine())
+            if dead is not None:
+                raise pytest.UsageError(dead)
 
     # -- collection -----------------------------------------------------------------------
     def system(self, name: str) -> CodeSystem:

@@ -35,6 +35,7 @@ from pytest_medcode.reports.tables import (
     cases_by_row,
     clip,
     cost_rows,
+    deployment_rows,
     format_cell,
     has_values,
     records_of,
@@ -490,6 +491,16 @@ def _straight_through_section(rows: Sequence[dict[str, Any]], colors: Mapping[st
     ])
 
 
+def _deployment_section(deployments: Sequence[dict[str, Any]] | None) -> str:
+    """--medcode-router: each routed model's cases by the deployment that answered them (the report.md table)."""
+    if not deployments:
+        return ""
+    headers, rows = deployment_rows(deployments)
+    return ('<section id="deployments"><h2>Deployments</h2><p class="note">Each routed model\'s cases by the '
+            "deployment that answered them (--medcode-router); exact match over its answered cases.</p>"
+            f"{_table(headers, rows, numeric=range(2, len(headers)))}</section>")
+
+
 def _cost_section(costs: dict[str, Any] | None) -> str:
     """What the run cost: the same table as report.md, and the budget."""
     if not costs:
@@ -569,6 +580,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
         _top_codes_section(tables.get("top_codes") or []),
         _straight_through_section(straight_through.rows_of(records, summary, seed), colors),
         _cost_section(summary.get("costs")),
+        _deployment_section(summary.get("deployments")),
         _similarity_section(results, records, tables, summary, colors),
         explorer,
         documents.html_section(summary.get("documents")),

@@ -23,7 +23,16 @@ from pytest_medcode.codesystems import SYSTEMS
 from pytest_medcode.redaction import mask_credentials
 from pytest_medcode.reports import document_section as documents
 from pytest_medcode.reports import straight_through
-from pytest_medcode.reports.tables import budget_text, clip, cost_rows, format_cell, has_values, row_title, run_tables
+from pytest_medcode.reports.tables import (
+    budget_text,
+    clip,
+    cost_rows,
+    deployment_rows,
+    format_cell,
+    has_values,
+    row_title,
+    run_tables,
+)
 from pytest_medcode.reports.text import usd
 from pytest_medcode.reports.verdict import check_cells
 from pytest_medcode.safetext import visible
@@ -181,6 +190,15 @@ def cost_section_lines(costs: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def deployment_section_lines(deployments: Sequence[dict[str, Any]] | None) -> list[str]:
+    """--medcode-router: what each deployment of a model answered, so a replica that differs shows up."""
+    if not deployments:
+        return []
+    return ["## Deployments", "", "Each routed model's cases by the deployment that answered them "
+            "(--medcode-router); exact match over its answered cases.", "",
+            *_table(*deployment_rows(deployments)), ""]
+
+
 def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None, seed: int = 0) -> str:
     summary = summary or {}
     records = query_records(records)  # document cases have their own section (reports/document_section.py)
@@ -197,6 +215,7 @@ def render(records: Sequence[dict[str, Any]], summary: dict[str, Any] | None = N
     out += _top_code_lines(tables.get("top_codes") or [])
     out += _straight_through_lines(straight_through.rows_of(records, summary, seed))
     out += cost_section_lines(summary.get("costs"))
+    out += deployment_section_lines(summary.get("deployments"))
     wrong = wrong_answers(records)
     if wrong:
         out += ["## Wrong answers (first 20 per model and system)", ""]

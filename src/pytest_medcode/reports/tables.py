@@ -369,3 +369,12 @@ def budget_text(costs: dict[str, Any]) -> list[str]:
                    "with a higher --medcode-max-cost asks only them.")
     return out
 
+
+
+def deployment_rows(deployments: Sequence[dict[str, Any]] | None) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The per-deployment table (--medcode-router; summary.json's ``deployments``), for every format."""
+    headers = ("Model", "Deployment", "Cases", "Answered", "Failed calls", "From the cache", "Exact match")
+    rows = [[d["model"], d["deployment"] if d["deployment"] is not None else "(no answer)", f"{d['cases']:,}",
+             f"{d['answered']:,}", f"{d['errors']:,}", f"{d['cache_hits']:,}",
+             "-" if d["exact_match"] is None else f"{d['exact_match']:.3f}"] for d in deployments or ()]
+    return headers, rows

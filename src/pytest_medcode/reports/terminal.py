@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_medcode.reports.tables import build_tables, format_cell, merge_error_tables
+from pytest_medcode.reports.tables import build_tables, deployment_rows, format_cell, merge_error_tables
 from pytest_medcode.reports.text import DEFAULT_WIDTH, fitted, usd, wrapped
 from pytest_medcode.results.consistency import pivot
 from pytest_medcode.safetext import visible
@@ -243,6 +243,18 @@ def failure_reason_lines(failures: dict[str, list[list[Any]]]) -> list[str]:
         lines.extend(f"  {n:,} × {' '.join(visible(reason).split())}" for reason, n in reasons)
         if any(str(reason).startswith("not asked:") for reason, _ in reasons):
             lines.append("  cases not asked are not kept: after the fix, a rerun asks only those")
+    return lines
+
+
+def deployment_lines(deployments: Sequence[dict[str, Any]] | None) -> list[str]:
+    """``deployments of MODEL:`` and one line per deployment (--medcode-router): cases, answers, exact match."""
+    lines: list[str] = []
+    for model, label, cases, answered, errors, cached, exact in deployment_rows(deployments)[1]:
+        header = f"deployments of {visible(model)}:"
+        if header not in lines:
+            lines.append(header)
+        lines.append(f"  {visible(label)}: {cases} cases, {answered} answered, {errors} failed, {cached} from the "
+                     f"cache, exact match {exact}")
     return lines
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_medcode.results.releases import MISMATCH_CHOICES, REFUSE
 
-__all__ = ["Number", "Option", "add_options", "gate_options", "plain", "profile_option", "read_flag"]
+__all__ = ["ROUTER", "Number", "Option", "add_options", "gate_options", "plain", "profile_option", "read_flag"]
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,18 @@ def profile_option(prefix: str = "medcode-") -> Option:
                   "table), or paper (the authors' first-match regexes and billable-list validity; README, "
                   "Profiles)", "default", "|".join(parsing.PROFILES), choices=tuple(parsing.PROFILES),
                   setting="profile")
+
+
+def _router_file(value: Any) -> Any:
+    from pytest_medcode.asking.coders.router import read_router_file
+
+    return read_router_file(value)
+
+
+#: Several endpoints of one model (asking/coders/router.py): a litellm Router ``model_list`` file.
+ROUTER = Option("medcode-router", "a litellm Router model_list (YAML): a --model named like one of its model_name "
+                "entries is asked through litellm's Router over its deployments (retries, cooldowns, failover); "
+                "each answer records the deployment that gave it", None, "FILE", parse=_router_file)
 
 
 def plain(number: float) -> str:

@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_medcode.vocabulary import ERROR
+from pytest_medcode.vocabulary import DOCUMENT, ERROR
 
-__all__ = ["failure_reasons", "query_stats"]
+__all__ = ["deployment_counts", "failure_reasons", "query_stats"]
 
 
 def failure_reasons(records: Sequence[dict[str, Any]], top: int = 3) -> dict[str, list[list[Any]]]:
@@ -42,3 +42,29 @@ def query_stats(records: Sequence[dict[str, Any]], cache: str | None, phase_s: f
         "phase_s": phase_s,
         "failures": failure_reasons(records),
     }
+
+
+def deployment_counts(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Per model and deployment (--medcode-router), its cases, answers, failed calls and exact match over its
+    answered code queries (None: no document-free answer to judge), so a replica that answers differently
+    shows up. Only models with a recorded deployment; a failed call names none (``deployment`` None). None
+    when no case names a deployment."""
+    routed = {r["model"] for r in records if r.get("deployment") is not None}
+    if not routed:
+        return None
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for r in records:
+        if r["model"] in routed:
+            groups.setdefault((r["model"], r.get("deployment")), []).append(r)
+    rows = []
+    for (model, deployment), mine in groups.items():
+        judged = [r for r in mine if r.get("kind") != DOCUMENT and r.get("exact_match") is not None]
+        rows.append({
+            "model": model, "deployment": deployment, "cases": len(mine),
+            "answered": sum(1 for r in mine if r.get("outcome") != ERROR),
+            "errors": sum(1 for r in mine if r.get("outcome") == ERROR),
+            "cache_hits": sum(1 for r in mine if r.get("cache_hit")),
+            "exact_match": sum(1 for r in judged if r["exact_match"]) / len(judged) if judged else None,
+        })
+    return sorted(rows, key=lambda row: (row["model"], row["deployment"] is None, -row["cases"],
+                                         str(row["deployment"])))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_medcode.asking.coders.router import DEPLOYMENT
 from pytest_medcode.asking.engine import ABSTAINED, CONFIDENCE, CONFIDENCE_INVALID, Outcome
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.dataset.cases import Case
@@ -32,6 +33,7 @@ def call_fields(outcome: Outcome) -> dict[str, Any]:
         "prompt_tokens": outcome.usage.get("prompt_tokens"),
         "completion_tokens": outcome.usage.get("completion_tokens"),
         "cost_usd": outcome.usage.get("cost_usd"),
+        "deployment": outcome.usage.get(DEPLOYMENT),  # --medcode-router: which endpoint answered; else None
         "batch": outcome.usage.get("batch"),  # asked through a provider's batch API: priced at its discount
         "verify_rounds": outcome.usage.get("verify_rounds"),  # verify:MODEL follow-ups used; else None
         # The coder's confidence (0-1) and abstention; None is "no confidence", never 1.0 (api.Reply).

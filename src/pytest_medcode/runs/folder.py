@@ -89,6 +89,8 @@ CORE_COLUMNS = pa.schema(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("cost_usd", pa.float64()),
+        # The deployment that answered (--medcode-router: its model_info id or api_base); null without a router.
+        ("deployment", pa.string()),
         # Scoring: the profile the case was scored under, end-of-session similarity (None where the
         # predicted code has no description), and the beyond-the-study per-case values.
         ("profile", pa.string()),

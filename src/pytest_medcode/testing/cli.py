@@ -52,6 +52,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--median", type=float, default=0.3, help="median seconds for --latency lognormal")
     parser.add_argument("--p95", type=float, default=2.0, help="p95 seconds for --latency lognormal")
     parser.add_argument("--latency-cap", type=float, default=None, help="upper bound for lognormal latency")
+    parser.add_argument("--capacity", type=int, default=None,
+                        help="requests worked on at once; the rest queue (a model server's batch size)")
     parser.add_argument("--faults", default="", help="e.g. rate_429=0.1,retry_after=1,rate_500=0.05,seed=0")
     parser.add_argument("--require-key", default=None, help="answer 401 unless this bearer token is sent")
     parser.add_argument("--models", default="medcode-test", help="comma-separated ids for GET /v1/models")
@@ -113,6 +115,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         outage=args.outage,
         outage_after=args.outage_after,
         confidence=scripted_confidence(args.wrong_fraction, args.seed) if args.logprobs else None,
+        capacity=args.capacity,
     )
     if args.storm_s > 0:
         server.storm = RateLimitStorm(args.storm_s, args.storm_retry_after)

@@ -273,6 +273,7 @@ class ScriptedServer:
         outage: str | None = None,
         outage_after: int = 0,
         confidence: ConfidenceFn | None = None,
+        capacity: int | None = None,
     ) -> None:
         if outage is not None and outage not in OUTAGES:
             raise ValueError(f"outage must be one of {OUTAGES}")
@@ -286,6 +287,10 @@ class ScriptedServer:
         #: A period of 429s for every chat request (settable while serving; see ``RateLimitStorm``).
         self.storm: RateLimitStorm | None = None
         self.latency = latency
+        #: At most this many requests are worked on at once, the rest wait their turn (None: no limit), as a
+        #: model server with a fixed batch size on its GPU: more calls in flight then buy latency, not answers.
+        self.capacity = capacity
+        self._slots = threading.BoundedSemaphore(capacity) if capacity else None
         self.faults = faults
         self.require_key = require_key
         self.models = tuple(models)
@@ -459,7 +464,11 @@ class ScriptedServer:
                 self._fault(f"outage_{outage}", key)
                 _send_outage(handler, outage, str(body.get("model", "")))
                 return
-            self._answer(handler, Request.from_body(body, attempt))
+            if self._slots is None:
+                self._answer(handler, Request.from_body(body, attempt))
+            else:
+                with self._slots:
+                    self._answer(handler, Request.from_body(body, attempt))
         finally:
             with self._lock:
                 self._stats.in_flight -= 1

@@ -3,7 +3,8 @@
 
 Built-in names: ``lookup``; ``rag:<model>`` and ``verify:<model>`` wrap any other name (and compose:
 ``verify:rag:local:smollm2``); ``python:package.module:function`` is a team's own product;
-``local:smollm2`` a small LLM served on 127.0.0.1 (the ``local`` extra).
+``local:smollm2`` a small LLM served on 127.0.0.1 (the ``local`` extra). A name that ``--medcode-router``'s file
+serves is asked through litellm's Router over its deployments (``router.py``).
 
 A third-party factory is called as ``factory(name, options)`` with a
 :class:`~pytest_medcode.api.CoderOptions` and returns a :class:`~pytest_medcode.api.Coder`."""
@@ -11,8 +12,12 @@ A third-party factory is called as ``factory(name, options)`` with a
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from pytest_medcode.api import CallFailed, Coder, CoderOptions, CoderUnavailable, Question, Reply
+
+if TYPE_CHECKING:
+    from pytest_medcode.asking.coders.router import RouterConfig
 
 __all__ = ["CallFailed", "Coder", "CoderOptions", "CoderUnavailable", "Question", "Reply", "gives_confidence",
            "resolve_coder"]
@@ -21,15 +26,22 @@ ENTRY_POINT_GROUP = "pytest_medcode.coders"
 _PROTOCOL = ("identity", "check", "answer", "close")
 
 
-def resolve_coder(name: str, options: CoderOptions) -> Coder:
-    """The coder a ``--model`` value names. Heavy imports wait until the coder is used."""
+def resolve_coder(name: str, options: CoderOptions, router: RouterConfig | None = None) -> Coder:
+    """The coder a ``--model`` value names. Heavy imports wait until the coder is used. ``router``: the
+    ``--medcode-router`` file, kept out of :class:`CoderOptions` (a third-party factory's view) as its
+    deployments' parameters may hold API keys."""
     if name == "lookup":
         from pytest_medcode.asking.coders.lookup import LookupCoder
 
         return LookupCoder(options.codesets)
     prefix, sep, rest = name.partition(":")
     if sep and prefix in ("rag", "verify", "python", "local"):
-        return _resolve_prefixed(name, prefix, rest, options)
+        return _resolve_prefixed(name, prefix, rest, options, router)
+    if router is not None and name in router.deployments:
+        from pytest_medcode.asking.coders.router import RouterCoder
+
+        keyed = resolve_coder(name, options)  # the cache key: the model's, not a replica's
+        return RouterCoder(name, router, keyed, options.timeout, options.confidence)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return _checked(ep.value, ep.load()(name, options))
@@ -51,18 +63,19 @@ def _checked(origin: str, coder: Coder) -> Coder:
     return coder
 
 
-def _resolve_prefixed(name: str, prefix: str, rest: str, options: CoderOptions) -> Coder:
+def _resolve_prefixed(name: str, prefix: str, rest: str, options: CoderOptions,
+                      router: RouterConfig | None = None) -> Coder:
     if not rest:
         raise CoderUnavailable(f"--model {name}: name the model after '{prefix}:', e.g. {prefix}:lookup"
                                if prefix in ("rag", "verify") else f"--model {name}: incomplete name")
     if prefix == "rag":
         from pytest_medcode.asking.coders.rag import RagCoder
 
-        return RagCoder(name, resolve_coder(rest, options), options.rag_k, options.codesets)
+        return RagCoder(name, resolve_coder(rest, options, router), options.rag_k, options.codesets)
     if prefix == "verify":
         from pytest_medcode.asking.coders.verify import VerifyCoder
 
-        return VerifyCoder(name, resolve_coder(rest, options), options.verify_rounds, options.codesets)
+        return VerifyCoder(name, resolve_coder(rest, options, router), options.verify_rounds, options.codesets)
     if prefix == "python":
         from pytest_medcode.asking.coders.python_callable import PythonCoder
 

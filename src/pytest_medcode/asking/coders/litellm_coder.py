@@ -100,19 +100,25 @@ class LiteLLMCoder:
             )
         except Exception as exc:
             raise _classify(exc, self.timeout) from None
-        usage: dict[str, Any] = {}
-        u = getattr(response, "usage", None)
-        if u is not None:
-            usage["prompt_tokens"] = getattr(u, "prompt_tokens", None)
-            usage["completion_tokens"] = getattr(u, "completion_tokens", None)
-        # No cost here: a case's cost is its usage at the run's price table (results/costs.py), the same
-        # for every coder, so a --medcode-price wins and the batch discount applies.
-        try:
-            text = completion_text(response)
-        except CallFailed as exc:  # billed all the same: the usage stays on the outcome
-            exc.usage = usage
-            raise
-        return Reply(text=text, usage=usage, confidence=confidence_of(response.choices[0]) if self.logprobs else None)
+        return reply_of(response, self.logprobs)
+
+
+def reply_of(response: Any, logprobs: bool) -> Reply:
+    """litellm's chat completion → the reply: its text, token usage and (asked for) confidence; a completion
+    with no answer in it is a CallFailed that keeps the usage (it was billed all the same)."""
+    usage: dict[str, Any] = {}
+    u = getattr(response, "usage", None)
+    if u is not None:
+        usage["prompt_tokens"] = getattr(u, "prompt_tokens", None)
+        usage["completion_tokens"] = getattr(u, "completion_tokens", None)
+    # No cost here: a case's cost is its usage at the run's price table (results/costs.py), the same
+    # for every coder, so a --medcode-price wins and the batch discount applies.
+    try:
+        text = completion_text(response)
+    except CallFailed as exc:  # billed all the same: the usage stays on the outcome
+        exc.usage = usage
+        raise
+    return Reply(text=text, usage=usage, confidence=confidence_of(response.choices[0]) if logprobs else None)
 
 
 # "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key" → the API's words
