@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -50,13 +49,6 @@ def server() -> Iterator[ScriptedServer]:
     with ScriptedServer(_answer) as srv:
         srv.batch_api.plan.in_progress_s = 0.05
         yield srv
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ResponseStore]:
-    db = ResponseStore(tmp_path / "c.db")
-    yield db
-    db.close()
 
 
 def question(i: int) -> Question:

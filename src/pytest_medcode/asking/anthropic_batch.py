@@ -1,4 +1,4 @@
-"""Anthropic's Message Batches API behind the batch runner's provider interface (``asking/batch.py``).
+"""Anthropic's Message Batches API behind the batch runner's provider interface (``batch_provider.py``).
 
 Why its own module: the ``anthropic`` package is optional (``pip install 'pytest-medcode[anthropic]'``) and is
 imported only here, when a run batches an ``anthropic/NAME`` or ``claude-*`` model. What differs from OpenAI's
@@ -20,10 +20,10 @@ API, and what is done about it:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from pytest_medcode.asking.batch import BatchRoute, BatchState, SubmitUnknown, api_message
+from pytest_medcode.asking.batch_provider import BatchRoute, BatchState, SubmitUnknown, api_message
 from pytest_medcode.asking.coders.endpoint import endpoint
 from pytest_medcode.asking.coders.errors import status_failure
 from pytest_medcode.asking.engine import Call, Outcome
@@ -148,11 +148,14 @@ class AnthropicBatches:
         return running[0] if running else None
 
     def _first_id(self, batch_id: str) -> str | None:
-        for custom_id, _ in self._entries(batch_id):
-            return custom_id
-        return None
+        """The first custom_id of an ended batch's results (the rest is not downloaded)."""
+        entries = self._entries(batch_id)
+        try:
+            return next(entries, (None, None))[0]
+        finally:
+            entries.close()
 
-    def _entries(self, batch_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _entries(self, batch_id: str) -> Generator[tuple[str, dict[str, Any]], None, None]:
         """(custom_id, line) of a batch's results, parsed one line at a time as they stream in."""
         with self.client.messages.batches.with_streaming_response.results(batch_id) as response:
             for line in response.iter_lines():

@@ -38,14 +38,25 @@ What fails inside a batch, and what becomes of it:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from pytest_medcode.asking.batch_provider import (
+    ANTHROPIC,
+    OPENAI,
+    PROVIDER_NAMES,
+    BatchProvider,
+    BatchRoute,
+    BatchState,
+    SubmitUnknown,
+    api_message,
+)
 from pytest_medcode.asking.cache import CacheError, ResponseStore, env_seconds, owner_alive
 from pytest_medcode.asking.coders import Coder
 from pytest_medcode.asking.coders.endpoint import endpoint
@@ -60,8 +71,6 @@ MAX_REQUESTS = 50_000  # per batch input file (OpenAI's limit)
 MAX_BYTES = 200 * 1000 * 1000  # per batch input file: 200 MB, in the smaller reading of "MB"
 ENDPOINT = "/v1/chat/completions"
 PROVIDER_DONE = ("completed", "failed", "expired", "cancelled", "ended")  # OpenAI's ends, then Anthropic's
-OPENAI, ANTHROPIC = "openai", "anthropic"  # the providers with a batch API
-PROVIDER_NAMES = {OPENAI: "OpenAI", ANTHROPIC: "Anthropic"}
 _DELIVER_EVERY = 5_000
 _ATTACHED, _ABSENT, _UNKNOWN = "attached", "absent", "unknown"  # what re-attaching found of an intent
 
@@ -94,22 +103,6 @@ class BatchRejected(Exception):
     """No batch could be submitted: the provider's reason, in one line."""
 
 
-class SubmitUnknown(Exception):
-    """A submission whose answer never came (the connection dropped, a timeout, a 5xx): the provider may have
-    made the batch, so it is neither sent again nor streamed this run; the next run looks for it."""
-
-
-@dataclass(frozen=True)
-class BatchRoute:
-    """Where a model's batches go: the endpoint (None: the provider's own), the model name the API knows, and
-    whose batch API it is."""
-
-    api_base: str | None
-    model: str
-    logprobs: bool = False  # a confidence is asked for: each request body asks for log-probabilities
-    provider: str = OPENAI
-
-
 def batch_route(coder: Coder) -> BatchRoute | None:
     """The batch route of a coder, or None when it has no batch API (lookup, python:, local:, rag:, verify:,
     litellm providers other than openai/ and anthropic/). A bare ``claude-*`` is Anthropic's only on
@@ -131,11 +124,7 @@ def batch_route(coder: Coder) -> BatchRoute | None:
 
 def missing_client(model: str, route: BatchRoute) -> str | None:
     """The one line that says how to install the client a route's batches need, or None when it is there."""
-    if route.provider != ANTHROPIC:
-        return None
-    try:
-        import anthropic  # noqa: F401  (the client its batches are sent with)
-    except ImportError:
+    if route.provider == ANTHROPIC and importlib.util.find_spec("anthropic") is None:  # found, not imported (seconds)
         return (f"--medcode-batch: {model} goes through Anthropic's Message Batches API, which needs the anthropic "
                 "package: pip install 'pytest-medcode[anthropic]' (or drop --medcode-batch to stream)")
     return None
@@ -215,56 +204,6 @@ class BatchLedger:
             "SELECT batch_id FROM batches WHERE batch_id IS NOT NULL").fetchall())}
 
 
-@dataclass(frozen=True)
-class BatchState:
-    """A batch as its provider reports it, in the runner's terms."""
-
-    id: str
-    status: str  # the provider's own word, as recorded and shown
-    ended: bool  # nothing more will run: its results are to be collected
-    completed: int
-    failed: int
-    total: int | None  # None: the provider gave no counts yet (the recorded number of requests stands)
-    failure: str | None = None  # why the provider failed the whole batch (its requests stream), else None
-    handle: Any = None  # the provider's object, for reading its results
-
-
-class BatchProvider(Protocol):
-    """One provider's batch API: the only part of a batch run that differs between providers."""
-
-    @property
-    def max_requests(self) -> int: ...
-
-    @property
-    def max_bytes(self) -> int: ...
-
-    def request_line(self, key: str, route: BatchRoute, call: Call) -> bytes:
-        """One request as the provider takes it, keyed by the cache key; its size counts toward the limit."""
-        ...
-
-    def submit(self, intent: str, lines: list[bytes], uploaded: Callable[[str], None]) -> BatchState:
-        """Send one batch; ``uploaded`` records a file id before the batch is made of it. Raises the provider's
-        refusal, or :class:`SubmitUnknown` when it cannot be known whether the batch was made."""
-        ...
-
-    def find(self, row: dict[str, Any], keys: set[str], known: set[str],
-             uploaded: Callable[[str], None]) -> BatchState | None:
-        """The batch an intent recorded without a batch id became (finished when half made), or None when
-        nothing of it reached the provider; ``known``: batch ids other intents hold. Raises when the provider
-        cannot be asked."""
-        ...
-
-    def retrieve(self, batch_id: str) -> BatchState: ...
-
-    def results(self, state: BatchState) -> Iterator[tuple[str, Outcome | None]]:
-        """(custom_id, outcome) for each request of an ended batch; None: to be asked again."""
-        ...
-
-    def cancel(self, batch_id: str) -> str:
-        """Ask the provider to stop the batch; its status after."""
-        ...
-
-
 def provider_for(name: str | None, api_base: str | None) -> BatchProvider:
     """The batch API of a recorded provider (None: a row from before there were two, OpenAI's)."""
     if name == ANTHROPIC:
@@ -280,18 +219,6 @@ def client_for(api_base: str | None) -> Any:
 
     where = endpoint(api_base)
     return OpenAI(base_url=where.url, api_key=where.key, max_retries=3, timeout=600.0)
-
-
-def api_message(exc: Exception) -> str:
-    """The provider's own words for a refused call, on one line, credentials masked."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return mask_credentials(" ".join(str(inner["message"]).split()))
-    status = getattr(exc, "status_code", None)
-    text = " ".join(str(getattr(exc, "message", "") or exc).split())
-    return mask_credentials(f"HTTP {status}: {text}" if status else f"{exc.__class__.__name__}: {text}")
 
 
 def request_line(key: str, model: str, call: Call, logprobs: bool = False) -> bytes:

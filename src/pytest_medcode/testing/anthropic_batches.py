@@ -196,12 +196,18 @@ class AnthropicBatchAPI(BatchAPI):
     def _work(self, batch: Any, plan: BatchPlan) -> None:
         try:
             self._run(batch, plan)
+        except OSError:
+            if self.folder.exists():
+                raise  # (a server that stopped took the folder with it: nothing to finish)
         finally:
             with self._lock:
                 batch.status, batch.ended_at = "ended", time.time()
 
     def _run(self, batch: Any, plan: BatchPlan) -> None:
-        started = time.monotonic()
+        """Wait ``in_progress_s`` (a cancel cuts it short), then answer each request; what a cancel or the
+        expiry leaves is written as ``canceled`` or ``expired``."""
+        if plan.in_progress_s > 0:
+            batch.cancel.wait(plan.in_progress_s)
         with open(self.folder / f"{batch.id}-requests", "rb") as lines, \
                 open(self.folder / f"{batch.id}-results.part", "wb") as out:
             for n, line in enumerate(lines):
@@ -216,9 +222,6 @@ class AnthropicBatchAPI(BatchAPI):
                 with self._lock:
                     batch.counts[kind] += 1
                 out.write(json.dumps({"custom_id": custom_id, "result": result}).encode() + b"\n")
-        left = plan.in_progress_s - (time.monotonic() - started)
-        if left > 0:
-            batch.cancel.wait(left)
         (self.folder / f"{batch.id}-results.part").rename(self.folder / f"{batch.id}-results")
 
     def _result(self, params: dict[str, Any], plan: BatchPlan) -> dict[str, Any]:
