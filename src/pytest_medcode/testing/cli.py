@@ -119,6 +119,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     plan = server.batch_api.plan
     plan.validating_s, plan.in_progress_s = args.batch_validating_s, args.batch_in_progress_s
     plan.finalizing_s = args.batch_finalizing_s
+    server.anthropic_batch_api.plan.in_progress_s = args.batch_in_progress_s  # Anthropic's batches: the same wait
     server.start()
     try:
         print(server.base_url, flush=True)
