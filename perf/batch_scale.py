@@ -18,11 +18,15 @@ Reported: wall time of each step, peak RSS of each child (sampled from /proc eve
 upload / submission counts and the custom_ids submitted more than once (must be 0), answers stored.
 
 ``--provider anthropic`` does the same through Anthropic's Message Batches API (``anthropic/claude-haiku-4-5``,
-batches of at most 100,000 requests sent in one call each, with the real ``anthropic`` client).
+batches of at most 100,000 requests sent in one call each, with the real ``anthropic`` client). With
+``--lose-answer`` the first child is not killed: the server makes its batch and closes the connection before
+answering, so the child cannot know the batch exists (its requests end unasked, none sent again); the second
+child must find that batch among the server's by its size and results, and collect it without submitting.
 
     PYTHONPATH=src python perf/batch_scale.py --n 1000000
     PYTHONPATH=src python perf/batch_scale.py --n 100000 --no-kill
     PYTHONPATH=src python perf/batch_scale.py --n 100000 --provider anthropic
+    PYTHONPATH=src python perf/batch_scale.py --n 100000 --provider anthropic --lose-answer
 """
 
 from __future__ import annotations
@@ -141,6 +145,8 @@ def main() -> int:
     parser.add_argument("--no-kill", action="store_true", help="one child, not killed")
     parser.add_argument("--in-progress-s", type=float, default=20.0, help="least time a batch stays in_progress")
     parser.add_argument("--provider", choices=sorted(PROVIDERS), default="openai", help="whose batch API")
+    parser.add_argument("--lose-answer", action="store_true",
+                        help="anthropic: the answer to the first batch's submission is lost (not a kill)")
     parser.add_argument("--child", nargs=3, metavar=("DB", "URL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -150,13 +156,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="medcode-batch-scale-"))
     db = work / "responses.sqlite3"
     server = subprocess.Popen([sys.executable, "-m", "pytest_medcode.testing", "--echo", "Code: A00.0",
-                               "--batch-in-progress-s", str(args.in_progress_s)],
+                               "--batch-in-progress-s", str(args.in_progress_s),
+                               "--batch-drop-answers", str(int(args.lose_answer))],
                               stdout=subprocess.PIPE, text=True)
     url = server.stdout.readline().strip()
     env = {**os.environ, "MEDCODE_BATCH_POLL_S": "1", "MEDCODE_BATCH_POLL_MAX_S": "5"}
     results: dict = {"n": args.n, "provider": args.provider, "files": -(-args.n // per_batch)}
     try:
-        runs = ["killed", "resumed"] if not args.no_kill else ["only"]
+        runs = ["lost", "found"] if args.lose_answer else ["killed", "resumed"] if not args.no_kill else ["only"]
         for name in runs:
             out = work / f"{name}.json"
             cmd = [sys.executable, __file__, "--n", str(args.n), "--provider", args.provider, "--child", str(db),
