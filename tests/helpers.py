@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,34 @@ def record_lookup_run(folder: Path, *args: str) -> Path:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return (folder / "reports" / "latest").resolve()
+
+
+def wait_for_batch(db: Path, proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The id of the first batch a run in ``proc`` records in its response cache ``db`` (a kill -9 test kills it
+    then); fails when the run ends first or none is recorded in ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "ended"
+        assert time.monotonic() < deadline, "no batch was recorded"
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                found = conn.execute("SELECT batch_id FROM batches WHERE batch_id IS NOT NULL").fetchone()
+        except sqlite3.OperationalError:
+            found = None
+        if found:
+            return str(found[0])
+        time.sleep(0.05)
+
+
+def code_list_args(pytester: pytest.Pytester, codes: list[tuple[str, str]], model: str, api_base: str,
+                   *extra: str) -> list[str]:
+    """A session of the benchmark test over exactly ``codes`` (written as a code list), asking ``model`` at
+    ``api_base``, without similarity scores."""
+    from conftest import BENCHMARK
+
+    pytester.makepyfile(test_code_query=BENCHMARK)
+    path = pytester.path / "codes.csv"
+    path.write_text("code\n" + "\n".join(c for c, _ in codes) + "\n")
+    return ["--medcode-system", "icd10cm", "--medcode-codes", str(path), "--medcode-sample", "all",
+            "--medcode-no-similarity", "-p", "no:cacheprovider", "--model", model, "--medcode-api-base", api_base,
+            *extra]

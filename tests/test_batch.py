@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BENCHMARK
+from helpers import code_list_args, wait_for_batch
 from pytest_medcode.asking.batch import (
     BatchLedger,
     BatchRoute,
@@ -53,12 +53,7 @@ def server(codes: list[tuple[str, str]]) -> ScriptedServer:
 
 
 def args(pytester: pytest.Pytester, codes: list[tuple[str, str]], server: ScriptedServer, *extra: str) -> list[str]:
-    pytester.makepyfile(test_code_query=BENCHMARK)
-    path = pytester.path / "codes.csv"
-    path.write_text("code\n" + "\n".join(c for c, _ in codes) + "\n")
-    return ["--medcode-system", "icd10cm", "--medcode-codes", str(path), "--medcode-sample", "all",
-            "--medcode-no-similarity", "-p", "no:cacheprovider", "--model", "openai/m",
-            "--medcode-api-base", server.base_url, *extra]
+    return code_list_args(pytester, codes, "openai/m", server.base_url, *extra)
 
 
 def cache(pytester: pytest.Pytester, name: str = "responses.sqlite3") -> Path:
@@ -231,27 +226,12 @@ def _start(pytester: pytest.Pytester, argv: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _wait_for_batch(db: Path, proc: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "ended"
-        assert time.monotonic() < deadline, "no batch was recorded"
-        try:
-            with sqlite3.connect(db, timeout=5) as conn:
-                found = conn.execute("SELECT batch_id FROM batches WHERE batch_id IS NOT NULL").fetchone()
-        except sqlite3.OperationalError:
-            found = None
-        if found:
-            return found[0]
-        time.sleep(0.05)
-
-
 def test_kill_9_while_polling_reattaches_without_submitting_again(pytester, codes, server) -> None:
     server.batch_api.plan.in_progress_s = 3.0
     db = cache(pytester)
     argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
     proc = _start(pytester, argv)
-    batch_id = _wait_for_batch(db, proc)
+    batch_id = wait_for_batch(db, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert server.batch_api.batches()[0]["status"] in ("validating", "in_progress")  # killed mid-poll
@@ -336,7 +316,7 @@ def test_medcode_batch_cancel_stops_a_batch_and_the_run_streams_the_rest(pyteste
     db = cache(pytester)
     argv = args(pytester, codes, server, "--medcode-cache", str(db), "--medcode-batch", "--medcode-no-preflight")
     proc = _start(pytester, argv)
-    batch_id = _wait_for_batch(db, proc)
+    batch_id = wait_for_batch(db, proc)
     assert medcode(["batch", "cancel", "--all", "--cache", str(db)]) == 0
     assert f"{batch_id}: cancelling" in capsys.readouterr().out
     out, _ = proc.communicate(timeout=60)

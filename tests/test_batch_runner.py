@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -50,13 +49,6 @@ def server() -> Iterator[ScriptedServer]:
     with ScriptedServer(_answer) as srv:
         srv.batch_api.plan.in_progress_s = 0.05
         yield srv
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ResponseStore]:
-    db = ResponseStore(tmp_path / "c.db")
-    yield db
-    db.close()
 
 
 def question(i: int) -> Question:
@@ -108,12 +100,18 @@ def failing(times: int, method: str, prefix: str, status: int = 503) -> Callable
 
 
 # -- which coders have a batch API ------------------------------------------------------------------------------
-def test_only_openai_models_have_a_batch_route() -> None:
+def test_only_openai_and_anthropic_models_have_a_batch_route() -> None:
     at = CoderOptions(api_base="http://127.0.0.1:9/v1")
     assert batch_route(resolve_coder("openai/m", at)) == BatchRoute("http://127.0.0.1:9/v1", "m")
     assert batch_route(resolve_coder("openai/gpt-4o-mini", CoderOptions())) == BatchRoute(None, "gpt-4o-mini")
     assert batch_route(LiteLLMCoder("openai/o/x", "http://h/v1", 5.0)) == BatchRoute("http://h/v1", "o/x")
-    for name in ("lookup", "anthropic/claude-3-5-haiku", "rag:openai/m", "verify:openai/m", "gpt-4o-mini"):
+    assert batch_route(resolve_coder("anthropic/claude-haiku-4-5", at)) == BatchRoute(
+        "http://127.0.0.1:9/v1", "claude-haiku-4-5", provider="anthropic")
+    assert batch_route(resolve_coder("claude-haiku-4-5", CoderOptions())) == BatchRoute(
+        None, "claude-haiku-4-5", provider="anthropic")
+    assert batch_route(resolve_coder("claude-haiku-4-5", at)) is None  # litellm sends it to an OpenAI endpoint
+    for name in ("lookup", "gemini/gemini-pro", "rag:openai/m", "verify:openai/m", "gpt-4o-mini",
+                 "rag:anthropic/claude-haiku-4-5"):
         assert batch_route(resolve_coder(name, at if name.endswith("openai/m") else CoderOptions())) is None, name
 
 
@@ -309,11 +307,12 @@ def test_the_ledger_keeps_the_endpoint_without_its_password_and_reattaches_with_
     assert row["api_base"] == f"http://***@{host}"
     left, got, _ = run(runner, calls_of(1))
     assert left == [] and list(got) == ["k0"]
-    assert list(runner._clients) == [secret_base]  # the run's endpoint, never the masked one
+    assert [base for _, base in runner._providers] == [secret_base]  # the run's endpoint, never the masked one
     moved = BatchRunner(store, {"openai/m": BatchRoute(server.base_url, "m")}, owner_id("b"))
-    assert moved._row_client({"model": "openai/m", "api_base": f"http://***@{host}"}) is \
-        moved._clients[f"http://***@{host}"]  # the model moved: the batch's own endpoint is asked
-    assert moved._row_client({"model": "openai/x", "api_base": server.base_url}) is moved._clients[server.base_url]
+    assert moved._row_provider({"model": "openai/m", "api_base": f"http://***@{host}", "provider": None}) is \
+        moved._providers["openai", f"http://***@{host}"]  # the model moved: the batch's own endpoint is asked
+    assert moved._row_provider({"model": "openai/x", "api_base": server.base_url, "provider": "openai"}) is \
+        moved._providers["openai", server.base_url]
 
 
 def _upload(server: ScriptedServer, intent: str, calls: dict[str, Call], batch: bool = False) -> tuple[str, str | None]:

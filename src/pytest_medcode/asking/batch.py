@@ -1,17 +1,25 @@
 """Provider batch APIs (``--medcode-batch``): the way past one machine's rate limits.
 
-For the models that have one (``openai/NAME``, with or without ``--medcode-api-base``: OpenAI and any
-endpoint that serves ``/v1/files`` and ``/v1/batches``), the query phase does not stream the questions it
-must ask: it writes them as JSONL request files (at most 50,000 requests and 200 MB each; ``custom_id`` is
-the response-cache key), uploads each, creates a batch, polls with backoff, and stores every answer of the
-output file in the response cache — where the tests read it exactly as a streamed answer. The usage of a
-batched answer says ``"batch": true`` (it is billed at the batch discount).
+For the models that have one, the query phase does not stream the questions it must ask: it sends them as
+batches (``custom_id`` is the response-cache key), polls with backoff, and stores every answer in the response
+cache — where the tests read it exactly as a streamed answer. The usage of a batched answer says
+``"batch": true`` (it is billed at the batch discount). Two providers speak it, behind one small interface
+(:class:`BatchProvider`: submit, find, retrieve, results, cancel); what is recorded, polled and re-attached here
+is the same for both:
+
+- OpenAI (``openai/NAME``, with or without ``--medcode-api-base``: OpenAI and any endpoint that serves
+  ``/v1/files`` and ``/v1/batches``): JSONL request files of at most 50,000 requests and 200 MB, each uploaded,
+  then a batch made of it (:class:`OpenAIBatches`, here);
+- Anthropic (``anthropic/NAME``, and ``claude-*`` without ``--medcode-api-base``): the Message Batches API, at
+  most 100,000 requests and 256 MB a batch, sent in one call (``asking/anthropic_batch.py``; the optional
+  ``anthropic`` package).
 
 The cache is the durable thing: each batch is recorded in its file (tables ``batches`` and ``batch_keys``)
 *before* anything is sent — the intent first, then the uploaded file's id, then the batch's id. A run killed
 at any point (``kill -9``, a CI timeout) re-attaches on the next run: a recorded batch is polled, not sent
-again; an intent whose upload may have happened is looked up at the provider (by its file name, then by the
-batch's ``metadata``) before anything is uploaded again, so no request is ever submitted twice. When that
+again; an intent whose submission may have happened is looked up at the provider (OpenAI: by its file name,
+then by the batch's ``metadata``; Anthropic: among the batches made since it, by their size and their results)
+before anything is sent again, so no request is ever submitted twice. When that
 look-up fails (the provider answers a 5xx, the connection drops), nothing is known of the intent: it stays
 open for the next run, and its requests are neither sent again nor streamed; their cases end this run as
 ``error`` (not kept in the cache), and the next run looks again.
@@ -30,6 +38,7 @@ What fails inside a batch, and what becomes of it:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import time
@@ -38,6 +47,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_medcode.asking.batch_provider import (
+    ANTHROPIC,
+    OPENAI,
+    PROVIDER_NAMES,
+    BatchProvider,
+    BatchRoute,
+    BatchState,
+    SubmitUnknown,
+    api_message,
+)
 from pytest_medcode.asking.cache import CacheError, ResponseStore, env_seconds, owner_alive
 from pytest_medcode.asking.coders import Coder
 from pytest_medcode.asking.coders.endpoint import endpoint
@@ -51,7 +70,7 @@ from pytest_medcode.redaction import mask_credentials
 MAX_REQUESTS = 50_000  # per batch input file (OpenAI's limit)
 MAX_BYTES = 200 * 1000 * 1000  # per batch input file: 200 MB, in the smaller reading of "MB"
 ENDPOINT = "/v1/chat/completions"
-PROVIDER_DONE = ("completed", "failed", "expired", "cancelled")
+PROVIDER_DONE = ("completed", "failed", "expired", "cancelled", "ended")  # OpenAI's ends, then Anthropic's
 _DELIVER_EVERY = 5_000
 _ATTACHED, _ABSENT, _UNKNOWN = "attached", "absent", "unknown"  # what re-attaching found of an intent
 
@@ -71,37 +90,43 @@ CREATE TABLE IF NOT EXISTS batches (
     message TEXT,
     done INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    provider TEXT
 );
 CREATE TABLE IF NOT EXISTS batch_keys (intent TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (intent, key));
 """
 _FIELDS = ("intent", "model", "sent_model", "api_base", "owner", "file_id", "batch_id", "state", "requests",
-           "completed", "failed", "message", "done", "created", "updated")
+           "completed", "failed", "message", "done", "created", "updated", "provider")
 
 
 class BatchRejected(Exception):
     """No batch could be submitted: the provider's reason, in one line."""
 
 
-@dataclass(frozen=True)
-class BatchRoute:
-    """Where a model's batches go: the endpoint (None: OpenAI's) and the model name the API knows."""
-
-    api_base: str | None
-    model: str
-    logprobs: bool = False  # a confidence is asked for: each request body asks for log-probabilities
-
-
 def batch_route(coder: Coder) -> BatchRoute | None:
     """The batch route of a coder, or None when it has no batch API (lookup, python:, local:, rag:, verify:,
-    litellm providers other than openai/)."""
+    litellm providers other than openai/ and anthropic/). A bare ``claude-*`` is Anthropic's only on
+    Anthropic's own endpoint (with --medcode-api-base litellm sends it to an OpenAI-compatible server)."""
     from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
     from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 
     if isinstance(coder, OpenAICompatibleCoder):
         return BatchRoute(coder.api_base, coder.model, coder.logprobs)
-    if isinstance(coder, LiteLLMCoder) and coder.name.startswith("openai/"):
-        return BatchRoute(coder.api_base, coder.name.split("/", 1)[1], coder.logprobs)
+    if isinstance(coder, LiteLLMCoder):
+        if coder.name.startswith("openai/"):
+            return BatchRoute(coder.api_base, coder.name.split("/", 1)[1], coder.logprobs)
+        if coder.name.startswith("anthropic/"):
+            return BatchRoute(coder.api_base, coder.name.split("/", 1)[1], provider=ANTHROPIC)
+        if coder.name.startswith("claude-") and not coder.api_base:
+            return BatchRoute(None, coder.name, provider=ANTHROPIC)
+    return None
+
+
+def missing_client(model: str, route: BatchRoute) -> str | None:
+    """The one line that says how to install the client a route's batches need, or None when it is there."""
+    if route.provider == ANTHROPIC and importlib.util.find_spec("anthropic") is None:  # found, not imported (seconds)
+        return (f"--medcode-batch: {model} goes through Anthropic's Message Batches API, which needs the anthropic "
+                "package: pip install 'pytest-medcode[anthropic]' (or drop --medcode-batch to stream)")
     return None
 
 
@@ -114,7 +139,14 @@ class BatchLedger:
 
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
-        store.run_sql(lambda conn: conn.executescript(_DDL))
+        store.run_sql(self._create)
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        """The tables, and the provider column a cache from before Anthropic's batches lacks (NULL: OpenAI)."""
+        conn.executescript(_DDL)
+        if "provider" not in {row[1] for row in conn.execute("PRAGMA table_info(batches)")}:
+            conn.execute("ALTER TABLE batches ADD COLUMN provider TEXT")
 
     def record(self, intent: str, model: str, route: BatchRoute, keys: list[str], owner: str) -> None:
         """The intent, before anything is uploaded (one transaction with its keys); the endpoint is kept with
@@ -126,7 +158,7 @@ class BatchLedger:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(f"INSERT INTO batches ({','.join(_FIELDS)}) VALUES ({','.join('?' * len(_FIELDS))})",
                          (intent, model, route.model, api_base, owner, None, None, "preparing", len(keys),
-                          0, 0, None, 0, now, now))
+                          0, 0, None, 0, now, now, route.provider))
             conn.executemany("INSERT OR IGNORE INTO batch_keys VALUES (?, ?)", [(intent, k) for k in keys])
             conn.execute("COMMIT")
 
@@ -166,6 +198,20 @@ class BatchLedger:
 
         return self.store.run_sql(take)
 
+    def batch_ids(self) -> set[str]:
+        """Every batch id recorded: a batch found at the provider is some intent's only when none holds it."""
+        return {b for (b,) in self.store.run_sql(lambda conn: conn.execute(
+            "SELECT batch_id FROM batches WHERE batch_id IS NOT NULL").fetchall())}
+
+
+def provider_for(name: str | None, api_base: str | None) -> BatchProvider:
+    """The batch API of a recorded provider (None: a row from before there were two, OpenAI's)."""
+    if name == ANTHROPIC:
+        from pytest_medcode.asking.anthropic_batch import AnthropicBatches
+
+        return AnthropicBatches(api_base)
+    return OpenAIBatches(api_base)
+
 
 def client_for(api_base: str | None) -> Any:
     """The synchronous OpenAI client for an endpoint (its key as the streamed coders send it, never stored)."""
@@ -173,18 +219,6 @@ def client_for(api_base: str | None) -> Any:
 
     where = endpoint(api_base)
     return OpenAI(base_url=where.url, api_key=where.key, max_retries=3, timeout=600.0)
-
-
-def api_message(exc: Exception) -> str:
-    """The provider's own words for a refused call, on one line, credentials masked."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return mask_credentials(" ".join(str(inner["message"]).split()))
-    status = getattr(exc, "status_code", None)
-    text = " ".join(str(getattr(exc, "message", "") or exc).split())
-    return mask_credentials(f"HTTP {status}: {text}" if status else f"{exc.__class__.__name__}: {text}")
 
 
 def request_line(key: str, model: str, call: Call, logprobs: bool = False) -> bytes:
@@ -230,6 +264,74 @@ def read_result(entry: dict[str, Any]) -> Outcome | None:
     return Outcome(None, str(failure), 0.0, 1, usage)
 
 
+class OpenAIBatches:
+    """OpenAI's batch API: a JSONL file uploaded (named after the intent), then a batch made of it (its
+    ``metadata`` names the intent)."""
+
+    def __init__(self, api_base: str | None) -> None:
+        self.client = client_for(api_base)
+
+    @property
+    def max_requests(self) -> int:
+        return MAX_REQUESTS  # read when asked: a test may lower it
+
+    @property
+    def max_bytes(self) -> int:
+        return MAX_BYTES
+
+    def request_line(self, key: str, route: BatchRoute, call: Call) -> bytes:
+        return request_line(key, route.model, call, route.logprobs)
+
+    def submit(self, intent: str, lines: list[bytes], uploaded: Callable[[str], None]) -> BatchState:
+        file = self.client.files.create(file=(_file_name(intent), b"".join(lines)), purpose="batch")
+        uploaded(file.id)
+        return self._create(intent, file.id)
+
+    def _create(self, intent: str, file_id: str) -> BatchState:
+        return _openai_state(self.client.batches.create(input_file_id=file_id, endpoint=ENDPOINT,
+                                                        completion_window="24h", metadata={"medcode_intent": intent}))
+
+    def find(self, row: dict[str, Any], keys: set[str], known: set[str],
+             uploaded: Callable[[str], None]) -> BatchState | None:
+        if row["file_id"] is None:
+            name = _file_name(row["intent"])
+            found = next((f for f in self.client.files.list(purpose="batch") if f.filename == name), None)
+            if found is None:
+                return None
+            row["file_id"] = found.id
+            uploaded(found.id)
+        since = row["created"] - 3600
+        for candidate in self.client.batches.list(limit=100):
+            if (candidate.metadata or {}).get("medcode_intent") == row["intent"]:
+                return _openai_state(candidate)
+            if candidate.created_at < since:
+                break
+        return self._create(row["intent"], row["file_id"])
+
+    def retrieve(self, batch_id: str) -> BatchState:
+        return _openai_state(self.client.batches.retrieve(batch_id))
+
+    def results(self, state: BatchState) -> Iterator[tuple[str, Outcome | None]]:
+        for file_id in (state.handle.output_file_id, state.handle.error_file_id):
+            if file_id:
+                for entry in _lines(self.client.files.content(file_id).content):
+                    yield entry.get("custom_id", ""), read_result(entry)
+
+    def cancel(self, batch_id: str) -> str:
+        return str(self.client.batches.cancel(batch_id).status)
+
+
+def _openai_state(batch: Any) -> BatchState:
+    counts = batch.request_counts
+    failure = None
+    if batch.status == "failed":
+        data = getattr(getattr(batch, "errors", None), "data", None) or []
+        failure = mask_credentials(" ".join(str(data[0].message).split())) if data and data[0].message \
+            else "the batch failed"
+    return BatchState(batch.id, batch.status, batch.status in PROVIDER_DONE, counts.completed if counts else 0,
+                      counts.failed if counts else 0, counts.total if counts else None, failure, batch)
+
+
 @dataclass
 class _Chunk:
     keys: list[str] = field(default_factory=list)
@@ -245,26 +347,32 @@ class BatchRunner:
     routes: dict[str, BatchRoute]  # model → route, for the batch-capable models only
     owner: str
     notice: Callable[[str], None] | None = None
-    max_requests: int = field(default_factory=lambda: MAX_REQUESTS)  # read when made: a test may lower them
-    max_bytes: int = field(default_factory=lambda: MAX_BYTES)
+    #: Per batch, below the provider's own limits (None: the provider's); a test may lower them.
+    max_requests: int | None = None
+    max_bytes: int | None = None
     poll_s: float = field(default_factory=lambda: env_seconds("MEDCODE_BATCH_POLL_S", 2.0))
     poll_max_s: float = field(default_factory=lambda: env_seconds("MEDCODE_BATCH_POLL_MAX_S", 60.0))
-    _clients: dict[str | None, Any] = field(default_factory=dict)
+    _providers: dict[tuple[str, str | None], BatchProvider] = field(default_factory=dict)
     _accepted: int = 0
     #: Keys of intents that could not be looked up at the provider this run: their outcome for this run only.
     unanswered: dict[str, Outcome] = field(default_factory=dict)
 
-    def _client(self, api_base: str | None) -> Any:
-        if api_base not in self._clients:
-            self._clients[api_base] = client_for(api_base)
-        return self._clients[api_base]
+    def _provider(self, name: str, api_base: str | None) -> BatchProvider:
+        if (name, api_base) not in self._providers:
+            self._providers[name, api_base] = provider_for(name, api_base)
+        return self._providers[name, api_base]
 
-    def _row_client(self, row: dict[str, Any]) -> Any:
-        """The client of a recorded batch: its model's endpoint in this run (with the credentials the ledger
+    def _row_provider(self, row: dict[str, Any]) -> BatchProvider:
+        """The provider of a recorded batch: its model's endpoint in this run (with the credentials the ledger
         does not keep) when that is the endpoint it was sent to."""
         route = self.routes.get(row["model"])
         same = route is not None and mask_credentials(route.api_base or "") == mask_credentials(row["api_base"] or "")
-        return self._client(route.api_base if same and route is not None else row["api_base"])
+        return self._provider(row["provider"] or OPENAI, route.api_base if same and route is not None
+                              else row["api_base"])
+
+    def _limits(self, provider: BatchProvider) -> tuple[int, int]:
+        return (min(provider.max_requests, self.max_requests or provider.max_requests),
+                min(provider.max_bytes, self.max_bytes or provider.max_bytes))
 
     def _say(self, line: str) -> None:
         if self.notice is not None:
@@ -291,9 +399,11 @@ class BatchRunner:
             if route is None:
                 stream.append(key)
                 continue
-            line = request_line(key, route.model, call, route.logprobs)
+            provider = self._provider(route.provider, route.api_base)
+            most, size = self._limits(provider)
+            line = provider.request_line(key, route, call)
             chunk = chunks.setdefault(call.model, _Chunk())
-            if chunk.keys and (len(chunk.keys) >= self.max_requests or chunk.size + len(line) > self.max_bytes):
+            if chunk.keys and (len(chunk.keys) >= most or chunk.size + len(line) > size):
                 self._submit(call.model, chunk, active, refused, refused_keys)
                 chunk = chunks[call.model] = _Chunk()
             chunk.keys.append(key)
@@ -326,12 +436,8 @@ class BatchRunner:
                                    message="never reached the provider")
                 continue
             if found == _UNKNOWN:  # it may be running at the provider: not sent again, not streamed
-                self.ledger.update(row["intent"], owner=None)  # any later run may look again
-                keys = [k for k in self.ledger.keys(row["intent"]) if k in wanted]
-                taken.update(keys)
-                reason = (f"not asked: its batch (intent {row['intent'][:12]}) may be at the provider and could not "
-                          "be looked up this run; a rerun re-attaches to it")
-                self.unanswered.update({k: Outcome(None, reason, 0.0, 0, keep=False) for k in keys})
+                self._hold(row["intent"], wanted)
+                taken.update(self.unanswered)
                 continue
             active.append(row)
             requests += row["requests"]
@@ -341,36 +447,35 @@ class BatchRunner:
                       f"({requests} request(s)); nothing is submitted twice")
         return active, taken
 
+    def _hold(self, intent: str, wanted: set[str]) -> None:
+        """An intent the provider may hold and could not be asked about: its wanted keys end this run unkept,
+        neither sent again nor streamed, and any later run may look again."""
+        self.ledger.update(intent, owner=None)
+        reason = (f"not asked: its batch (intent {intent[:12]}) may be at the provider and could not "
+                  "be looked up this run; a rerun re-attaches to it")
+        self.unanswered.update({k: Outcome(None, reason, 0.0, 0, keep=False)
+                                for k in self.ledger.keys(intent) if k in wanted})
+
     def _resume(self, row: dict[str, Any]) -> str:
-        """An intent recorded without a batch id: find what of it reached the provider (its file, by name; its
-        batch, by metadata) and finish it (_ATTACHED); _ABSENT when nothing did (it is sent again as new);
-        _UNKNOWN when the provider could not be asked (it stays open for the next run)."""
-        client = self._row_client(row)
+        """An intent recorded without a batch id: find what of it reached the provider and finish it
+        (_ATTACHED); _ABSENT when nothing did (it is sent again as new); _UNKNOWN when the provider could not be
+        asked (it stays open for the next run)."""
+        intent = row["intent"]
+
+        def uploaded(file_id: str) -> None:
+            self.ledger.update(intent, file_id=file_id, state="uploaded")
+
         try:
-            if row["file_id"] is None:
-                name = _file_name(row["intent"])
-                found = next((f for f in client.files.list(purpose="batch") if f.filename == name), None)
-                if found is None:
-                    return _ABSENT
-                row["file_id"] = found.id
-                self.ledger.update(row["intent"], file_id=found.id, state="uploaded")
-            since = row["created"] - 3600
-            batch = None
-            for candidate in client.batches.list(limit=100):
-                if (candidate.metadata or {}).get("medcode_intent") == row["intent"]:
-                    batch = candidate
-                    break
-                if candidate.created_at < since:
-                    break
-            if batch is None:
-                batch = client.batches.create(input_file_id=row["file_id"], endpoint=ENDPOINT,
-                                              completion_window="24h", metadata={"medcode_intent": row["intent"]})
+            batch = self._row_provider(row).find(row, set(self.ledger.keys(intent)), self.ledger.batch_ids(),
+                                                 uploaded)
         except Exception as exc:  # the provider's words, one line; the intent stays for next time
-            self._say(f"medcode: could not re-attach to batch {row['intent']}: {api_message(exc)}; its "
+            self._say(f"medcode: could not re-attach to batch {intent}: {api_message(exc)}; its "
                       f"{row['requests']} request(s) are not sent again, a rerun re-attaches")
             return _UNKNOWN
+        if batch is None:
+            return _ABSENT
         row["batch_id"], row["state"] = batch.id, batch.status
-        self.ledger.update(row["intent"], batch_id=batch.id, state=batch.status)
+        self.ledger.update(intent, batch_id=batch.id, state=batch.status)
         return _ATTACHED
 
     # -- submitting -------------------------------------------------------------------------------------------
@@ -379,12 +484,17 @@ class BatchRunner:
         route = self.routes[model]
         intent = uuid.uuid4().hex
         self.ledger.record(intent, model, route, chunk.keys, self.owner)  # before anything leaves
-        client = self._client(route.api_base)
+
+        def uploaded(file_id: str) -> None:
+            self.ledger.update(intent, file_id=file_id, state="uploaded")
+
         try:
-            uploaded = client.files.create(file=(_file_name(intent), b"".join(chunk.lines)), purpose="batch")
-            self.ledger.update(intent, file_id=uploaded.id, state="uploaded")
-            batch = client.batches.create(input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
-                                          metadata={"medcode_intent": intent})
+            batch = self._provider(route.provider, route.api_base).submit(intent, chunk.lines, uploaded)
+        except SubmitUnknown as exc:  # it may have been made: held for the next run to find
+            self._say(f"medcode: submitting batch {intent}: {exc}; its {len(chunk.keys)} request(s) are not sent "
+                      "again, a rerun re-attaches")
+            self._hold(intent, set(chunk.keys))
+            return
         except Exception as exc:  # any refusal is the provider's one line, and the keys stream
             message = api_message(exc)
             self.ledger.update(intent, state="rejected", done=1, message=message)
@@ -406,18 +516,16 @@ class BatchRunner:
         states: dict[str, tuple[str, int, int, int]] = {}
         while active:
             for row in list(active):
-                client = self._row_client(row)
                 try:
-                    batch = client.batches.retrieve(row["batch_id"])
+                    batch = self._row_provider(row).retrieve(row["batch_id"])
                 except Exception as exc:  # a failed poll is tried again; the batch runs on
                     self._say(f"medcode: polling batch {row['batch_id']}: {api_message(exc)}; trying again")
                     continue
-                counts = batch.request_counts
-                done = (counts.completed, counts.failed, counts.total) if counts else (0, 0, row["requests"])
+                done = (batch.completed, batch.failed, row["requests"] if batch.total is None else batch.total)
                 if states.get(row["intent"]) != (batch.status, *done):
                     states[row["intent"]] = (batch.status, *done)
                     self.ledger.update(row["intent"], state=batch.status, completed=done[0], failed=done[1])
-                if batch.status in PROVIDER_DONE:
+                if batch.ended:
                     try:
                         stream.extend(self._collect(row, batch, wanted, deliver, refused))
                     except CacheError:
@@ -436,37 +544,31 @@ class BatchRunner:
                 delay = min(delay * 1.5, self.poll_max_s)
         progress.batches = ""
 
-    def _collect(self, row: dict[str, Any], batch: Any, wanted: set[str],
+    def _collect(self, row: dict[str, Any], batch: BatchState, wanted: set[str],
                  deliver: Callable[[list[tuple[str, str, Outcome]]], None], refused: list[str]) -> list[str]:
-        """Store the results of a finished batch; the wanted keys it did not answer for good (to stream)."""
-        client = self._row_client(row)
+        """Store the results of a finished batch; the wanted keys it did not answer for good (to stream). Only
+        the intent's own keys are read from it (a batch found by its size may hold others' requests)."""
+        ordered = self.ledger.keys(row["intent"])
+        keys = set(ordered)
         seen: set[str] = set()
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if not file_id:
+        items: list[tuple[str, str, Outcome]] = []
+        for custom_id, outcome in self._row_provider(row).results(batch):
+            if outcome is None or custom_id not in keys:
                 continue
-            items: list[tuple[str, str, Outcome]] = []
-            for entry in _lines(client.files.content(file_id).content):
-                outcome = read_result(entry)
-                if outcome is None:
-                    continue
-                seen.add(entry["custom_id"])
-                items.append((entry["custom_id"], row["model"], outcome))
-                if len(items) >= _DELIVER_EVERY:
-                    deliver(items)
-                    items = []
-            if items:
+            seen.add(custom_id)
+            items.append((custom_id, row["model"], outcome))
+            if len(items) >= _DELIVER_EVERY:
                 deliver(items)
-        if batch.status == "failed":
-            errors = getattr(batch, "errors", None)
-            data = getattr(errors, "data", None) or []
-            message = mask_credentials(" ".join(str(data[0].message).split())) if data and data[0].message \
-                else "the batch failed"
-            refused.append(message)
-            self.ledger.update(row["intent"], state="rejected", done=1, message=message)
+                items = []
+        if items:
+            deliver(items)
+        if batch.failure is not None:
+            refused.append(batch.failure)
+            self.ledger.update(row["intent"], state="rejected", done=1, message=batch.failure)
         else:
             self._accepted += 1
             self.ledger.update(row["intent"], done=1)
-        return [k for k in self.ledger.keys(row["intent"]) if k in wanted and k not in seen]
+        return [k for k in ordered if k in wanted and k not in seen]
 
 
 def _file_name(intent: str) -> str:
@@ -508,7 +610,8 @@ def status_lines(store: ResponseStore) -> list[str]:
         state = r["state"] + (", collected" if r["done"] and r["state"] in PROVIDER_DONE else "")
         lines.append(f"{r['batch_id'] or '(' + r['intent'][:12] + ')':<28} {r['model']:<28} {state:<21} "
                      f"{r['requests']:>9} {r['completed']:>9} {r['failed']:>7}  "
-                     f"{public_url(r['api_base']) or 'OpenAI'}" + (f"  {r['message']}" if r["message"] else ""))
+                     f"{public_url(r['api_base']) or PROVIDER_NAMES[r['provider'] or OPENAI]}"
+                     + (f"  {r['message']}" if r["message"] else ""))
     return lines
 
 
@@ -524,10 +627,10 @@ def cancel(store: ResponseStore, batch_id: str | None) -> list[str]:
     out = []
     for row in rows:
         try:
-            batch = client_for(row["api_base"]).batches.cancel(row["batch_id"])
+            status = provider_for(row["provider"], row["api_base"]).cancel(row["batch_id"])
         except Exception as exc:  # the provider's words, one line per batch
             out.append(f"{row['batch_id']}: not cancelled: {api_message(exc)}")
             continue
-        ledger.update(row["intent"], state=batch.status)
-        out.append(f"{row['batch_id']}: {batch.status}")
+        ledger.update(row["intent"], state=status)
+        out.append(f"{row['batch_id']}: {status}")
     return out or ["no open batch to cancel"]

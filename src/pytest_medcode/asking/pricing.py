@@ -4,7 +4,7 @@ Prices come from the user (``--medcode-price MODEL=IN/OUT``, USD per million tok
 offline cost map (``LITELLM_LOCAL_MODEL_COST_MAP=True``: the map shipped with the package, never the
 network). A model in neither is *unknown*: its cost is None, never 0, so a total that includes it says
 so instead of undercounting. A call made through a provider's batch API (``usage["batch"]``) is priced at
-the map's batch prices, or at half price when the map has none (OpenAI's batch discount).
+the map's batch prices, or at half price when the map has none (OpenAI's and Anthropic's batch discount).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 USER = "user"
 LITELLM = "litellm"
-BATCH_DISCOUNT = 0.5  # OpenAI's Batch API: half the price of the same tokens asked one by one
+BATCH_DISCOUNT = 0.5  # OpenAI's and Anthropic's batch APIs: half the price of the same tokens asked one by one
 _WRAPPERS = ("rag:", "verify:")  # coders that ask the model they wrap: priced as that model
 
 

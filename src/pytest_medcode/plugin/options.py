@@ -334,7 +334,8 @@ OPTIONS: tuple[Option, ...] = (
            number=Number(int, 1), words=(("all", None),)),
     # Provider batch APIs.
     Option("medcode-batch", "send the uncached questions of openai/ models (and OpenAI-compatible endpoints "
-           "with /v1/batches) through the provider's Batch API instead of streaming them; a killed run "
+           "with /v1/batches) and of anthropic/ and claude-* models (Anthropic's Message Batches API; the "
+           "anthropic extra) through the provider's batch API instead of streaming them; a killed run "
            "re-attaches to its batches ('medcode batch status')", None, flag=True),
 )
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pytest_medcode.asking.batch import BatchRejected, BatchRunner, batch_route
+from pytest_medcode.asking.batch import BatchRejected, BatchRunner, batch_route, missing_client
 from pytest_medcode.asking.budget import TOTAL, Budget
 from pytest_medcode.asking.cache import CacheError, ResponseStore, check_environment, request_key
 from pytest_medcode.asking.coders import Coder, CoderUnavailable, Question, gives_confidence, resolve_coder
@@ -167,6 +167,11 @@ class MedcodeSession:
                     raise pytest.UsageError(
                         f"{_confidence_rule(s)}: {model} gives no confidence, so no threshold can be applied to it "
                         "(ask it --medcode-repeats K times for its agreement, or leave it out of this gate)")
+        for model, coder in self.coders.items() if s.batch else ():  # a batch client that is not installed
+            route = batch_route(coder)
+            problem = missing_client(model, route) if route is not None else None
+            if problem is not None:
+                raise pytest.UsageError(problem)
         for coder in self.coders.values() if not s.estimate else ():  # an estimate needs no key: asks nothing
             try:
                 coder.check()

@@ -68,6 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-in-progress-s", type=float, default=0.0,
                         help="seconds a batch stays in_progress at least")
     parser.add_argument("--batch-finalizing-s", type=float, default=0.0, help="seconds a batch stays finalizing")
+    parser.add_argument("--batch-drop-answers", type=int, default=0,
+                        help="Anthropic message batches made whose answer is never sent (the connection closes)")
     return parser
 
 
@@ -122,6 +124,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     plan = server.batch_api.plan
     plan.validating_s, plan.in_progress_s = args.batch_validating_s, args.batch_in_progress_s
     plan.finalizing_s = args.batch_finalizing_s
+    server.anthropic_batch_api.plan.in_progress_s = args.batch_in_progress_s  # Anthropic's batches: the same wait
+    server.anthropic_batch_api.drop_answers = args.batch_drop_answers
     server.start()
     try:
         print(server.base_url, flush=True)

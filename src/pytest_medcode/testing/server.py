@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from pytest_medcode.testing.anthropic_batches import AnthropicBatchAPI
 from pytest_medcode.testing.batches import BatchAPI
 from pytest_medcode.testing.faults import FaultPlan, LatencyFn, RateLimitStorm
 from pytest_medcode.testing.responders import (
@@ -155,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         """Record the token's hash; refuse a wrong or missing key when the server requires one."""
         owner = self.server.owner
-        token = self._bearer()
+        token = self._bearer() or self.headers.get("x-api-key", "").strip() or None  # OpenAI's, Anthropic's
         if token is not None:
             owner._saw_token(token)
         if owner.require_key is None:
@@ -181,6 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, owner.stats.to_dict())
         elif path == "/_batches":
             self._send_json(200, owner.batch_api.summary())
+        elif path == "/_anthropic_batches":
+            self._send_json(200, owner.anthropic_batch_api.summary())
+        elif path.startswith("/v1/messages/batches"):
+            if not self._authorised():
+                self._send_unauthorised()
+            elif not owner.anthropic_batch_api.get(self, path):
+                self._send_json(404, _error_body(f"Unknown path {path}", "invalid_request_error"))
         elif path in ("/v1/models", "/models"):
             if not self._authorised():
                 self._send_unauthorised()
@@ -201,6 +209,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self._read_body()
         path = self._path()
+        if path.startswith("/v1/messages/batches"):
+            if not self._authorised():
+                self._send_unauthorised()
+            elif not self.server.owner.anthropic_batch_api.post(self, path, raw):
+                self._send_json(404, _error_body(f"Unknown path {path}", "invalid_request_error"))
+            return
         if path.startswith(("/v1/files", "/v1/batches")):
             if not self._authorised():
                 self._send_unauthorised()
@@ -306,6 +320,8 @@ class ScriptedServer:
         self._ids = 0
         #: ``/v1/files`` and ``/v1/batches`` (testing/batches.py); its ``plan`` says how batches behave.
         self.batch_api = BatchAPI(self)
+        #: ``/v1/messages/batches``, Anthropic's Message Batches API (testing/anthropic_batches.py).
+        self.anthropic_batch_api = AnthropicBatchAPI(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -340,6 +356,7 @@ class ScriptedServer:
                 conn.shutdown(socket.SHUT_RDWR)
         server.server_close()
         self.batch_api.close()
+        self.anthropic_batch_api.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

@@ -21,9 +21,10 @@ class Endpoint(NamedTuple):
     key: str  # sent as Authorization: Bearer KEY
 
 
-def endpoint(api_base: str | None) -> Endpoint:
-    """The URL and key to give a client for ``api_base`` (None: the provider's own endpoint)."""
-    key = os.environ.get("OPENAI_API_KEY") or None
+def endpoint(api_base: str | None, key_env: str = "OPENAI_API_KEY") -> Endpoint:
+    """The URL and key to give a client for ``api_base`` (None: the provider's own endpoint); ``key_env`` names
+    the environment's key for the provider (ANTHROPIC_API_KEY for Anthropic's client)."""
+    key = os.environ.get(key_env) or None
     if not api_base:
         return Endpoint(api_base, key or PLACEHOLDER_KEY)
     try:
