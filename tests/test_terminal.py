@@ -102,7 +102,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, folder: Path
             "--medcode-cache", str(folder / "cache.sqlite3"), "--medcode-report-dir", str(folder / "reports"),
             "-p", "no:cacheprovider", "--rootdir", str(folder), str(folder / "test_code_query.py"), *extra]
     monkeypatch.setenv("COLUMNS", str(columns))
-    return pytester.runpytest_subprocess(*args)
+    return pytester.runpytest(*args)
 
 
 def answer(request: Request) -> str:
