@@ -83,3 +83,65 @@ def code_list_args(pytester: pytest.Pytester, codes: list[tuple[str, str]], mode
     return ["--medcode-system", "icd10cm", "--medcode-codes", str(path), "--medcode-sample", "all",
             "--medcode-no-similarity", "-p", "no:cacheprovider", "--model", model, "--medcode-api-base", api_base,
             *extra]
+
+
+def run_batch(runner: Any, calls: dict[str, Any], notices: list[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """A batch runner's path over ``calls`` (key → Call): the keys left to stream and the outcomes delivered,
+    each key once and under its own model."""
+    from pytest_medcode.asking.progress import Progress
+
+    got: dict[str, Any] = {}
+    if notices is not None:
+        runner.notice = notices.append
+
+    def deliver(items: list[tuple[str, str, Any]]) -> None:
+        for key, model, outcome in items:
+            assert key not in got and model == calls[key].model
+            got[key] = outcome
+
+    left = runner.run(list(calls), set(calls), calls.__getitem__, deliver, Progress(total=len(calls)), lambda: None)
+    return left, got
+
+
+def poll_outage(times: int, status: int) -> Any:
+    """A batch plan's ``outage``: the first ``times`` polls of a batch (``GET /batches/ID``) answered ``status``."""
+    left = [times]
+
+    def outage(method: str, path: str) -> int | None:
+        if method == "GET" and path.startswith("/batches/") and left[0] > 0:
+            left[0] -= 1
+            return status
+        return None
+
+    return outage
+
+
+def batch_question(i: int) -> Any:
+    """The ``i``-th question of the batch runner's tests: a system message, then the description asked."""
+    from pytest_medcode.asking.coders import Question
+
+    return Question("icd10cm", f"Description {i}", (("system", "Answer with the code."),
+                                                    ("user", f"What is the code for <Description {i}>?")), 0.2, 50)
+
+
+def lost_submission_is_found_again(server: Any, api: Any, new_runner: Any, calls: dict[str, Any]) -> dict[str, Any]:
+    """A batch made whose answer never reached the client: its requests end the run unanswered, neither sent
+    again nor streamed, and the next run re-attaches to it without submitting again. The first run's ledger row.
+    ``api``: the server's batch API the runners reach; ``new_runner()``: a runner of a fresh run."""
+    api.drop_answers = 1  # the batch is made; the connection closes before its answer
+    notices: list[str] = []
+    runner = new_runner()
+    left, got = run_batch(runner, calls, notices)
+    assert (left, got) == ([], {}) and sorted(runner.unanswered) == sorted(calls)
+    assert all(not o.keep and o.error.startswith("not asked: its batch") for o in runner.unanswered.values())
+    assert notices[0].startswith("medcode: submitting batch ") and "are not sent again, a rerun re-attaches" in \
+        notices[0]
+    (row,) = runner.ledger.rows()
+    assert (row["batch_id"], row["done"], row["owner"]) == (None, 0, None)
+
+    left, got = run_batch(new_runner(), calls, notices)
+    assert left == [] and sorted(got) == sorted(calls)
+    assert notices[-1].startswith("medcode: re-attached to 1 batch(es)")
+    assert api.submissions == 1 and api.duplicate_submissions() == {}
+    assert server.duplicate_successes() == {}
+    return dict(row)

@@ -20,7 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import missing
-from helpers import code_list_args, wait_for_batch
+from helpers import (
+    batch_question,
+    code_list_args,
+    lost_submission_is_found_again,
+    poll_outage,
+    run_batch,
+    wait_for_batch,
+)
 from pytest_medcode.asking.anthropic_batch import read_result, request_line
 from pytest_medcode.asking.batch import BatchLedger, BatchRejected, BatchRunner, cancel, status_lines
 from pytest_medcode.asking.batch_provider import BatchRoute
@@ -51,34 +58,13 @@ def server() -> Iterator[ScriptedServer]:
         yield srv
 
 
-def question(i: int) -> Question:
-    return Question("icd10cm", f"Description {i}", (("system", "Answer with the code."),
-                                                    ("user", f"What is the code for <Description {i}>?")), 0.2, 50)
-
-
 def calls_of(n: int, first: int = 0) -> dict[str, Call]:
-    return {f"k{i}": Call(MODEL, question(i)) for i in range(first, first + n)}
+    return {f"k{i}": Call(MODEL, batch_question(i)) for i in range(first, first + n)}
 
 
 def runner_for(server: ScriptedServer, store: ResponseStore, owner: str = "") -> BatchRunner:
     route = BatchRoute(server.base_url, "claude-haiku-4-5", provider="anthropic")
     return BatchRunner(store, {MODEL: route}, owner or owner_id("in-process"), poll_s=0.02, poll_max_s=0.05)
-
-
-def run(runner: BatchRunner, calls: dict[str, Call], notices: list[str] | None = None,
-        ) -> tuple[list[str], dict[str, Outcome]]:
-    """The batch path over ``calls``: the keys left to stream and the outcomes delivered (each key once)."""
-    got: dict[str, Outcome] = {}
-    if notices is not None:
-        runner.notice = notices.append
-
-    def deliver(items: list[tuple[str, str, Outcome]]) -> None:
-        for key, model, outcome in items:
-            assert key not in got and model == MODEL
-            got[key] = outcome
-
-    left = runner.run(list(calls), set(calls), calls.__getitem__, deliver, Progress(total=len(calls)), lambda: None)
-    return left, got
 
 
 def dead_owner() -> str:
@@ -89,7 +75,7 @@ def dead_owner() -> str:
 def test_a_batch_is_sent_once_polled_and_every_answer_delivered(server, store) -> None:
     server.anthropic_batch_api.plan.in_progress_s = 0.3
     runner = runner_for(server, store)
-    left, got = run(runner, calls_of(4))
+    left, got = run_batch(runner, calls_of(4))
     assert left == [] and sorted(got) == ["k0", "k1", "k2", "k3"]
     assert all(o.text == "Code: R69" and o.keep and o.usage["batch"] is True and o.usage["prompt_tokens"] > 0
                for o in got.values())
@@ -104,7 +90,7 @@ def test_a_batch_is_sent_once_polled_and_every_answer_delivered(server, store) -
 
 
 def test_request_lines_are_the_messages_api_body() -> None:
-    entry = json.loads(request_line("key1", "claude-haiku-4-5", Call(MODEL, question(1))))
+    entry = json.loads(request_line("key1", "claude-haiku-4-5", Call(MODEL, batch_question(1))))
     assert entry == {"custom_id": "key1", "params": {
         "model": "claude-haiku-4-5", "max_tokens": 50, "temperature": 0.2, "system": "Answer with the code.",
         "messages": [{"role": "user", "content": "What is the code for <Description 1>?"}]}}
@@ -141,28 +127,28 @@ def test_error_lines_end_as_the_case_error_or_are_streamed_again(server, store) 
                 "Description 3": (401, "invalid x-api-key")}.get(request.description or "")
 
     server.anthropic_batch_api.plan.fail = fail
-    left, got = run(runner_for(server, store), calls_of(4))
+    left, got = run_batch(runner_for(server, store), calls_of(4))
     assert sorted(got) == ["k0", "k1"] and sorted(left) == ["k2", "k3"]
     assert got["k1"].error == "HTTP 400 batch request: flagged by the policy" and got["k1"].keep
 
 
 def test_an_expired_batch_hands_back_what_it_never_ran(server, store) -> None:
     server.anthropic_batch_api.plan.expire_after = 2
-    left, got = run(runner_for(server, store), calls_of(5))
+    left, got = run_batch(runner_for(server, store), calls_of(5))
     assert sorted(got) == ["k0", "k1"] and sorted(left) == ["k2", "k3", "k4"]
 
 
 def test_a_refused_batch_is_the_providers_line_and_its_requests_stream(server, store) -> None:
     server.anthropic_batch_api.plan.reject = "requests.0.params.model: unknown model"
     with pytest.raises(BatchRejected, match=r"refused every batch: requests.0.params.model: unknown model; nothing"):
-        run(runner_for(server, store), calls_of(2))
+        run_batch(runner_for(server, store), calls_of(2))
     server.anthropic_batch_api.plan.reject = None
     runner = runner_for(server, store)
     runner.max_requests = 2  # two batches: k0+k1 (too large for the provider), k2 alone
-    one = len(request_line("k2", "claude-haiku-4-5", Call(MODEL, question(2))))
+    one = len(request_line("k2", "claude-haiku-4-5", Call(MODEL, batch_question(2))))
     server.anthropic_batch_api.plan.max_file_bytes = one + 40
     notices: list[str] = []
-    left, got = run(runner, calls_of(3), notices)
+    left, got = run_batch(runner, calls_of(3), notices)
     assert (sorted(left), sorted(got)) == (["k0", "k1"], ["k2"])
     assert notices == [f"medcode: 1 batch(es) refused (Request too large: {2 * one + 16} bytes, the maximum for a "
                        f"message batch is {one + 40} bytes.); their requests are asked by streaming"]
@@ -170,24 +156,8 @@ def test_a_refused_batch_is_the_providers_line_and_its_requests_stream(server, s
 
 
 def test_a_submission_whose_answer_was_lost_is_found_by_the_next_run_not_sent_again(server, store) -> None:
-    api = server.anthropic_batch_api
-    api.drop_answers = 1  # the batch is made; the connection closes before its answer
-    notices: list[str] = []
-    runner = runner_for(server, store)
-    left, got = run(runner, calls_of(3), notices)
-    assert (left, got) == ([], {}) and sorted(runner.unanswered) == ["k0", "k1", "k2"]
-    assert all(not o.keep and o.error.startswith("not asked: its batch") for o in runner.unanswered.values())
-    assert notices[0].startswith("medcode: submitting batch ") and "are not sent again, a rerun re-attaches" in \
-        notices[0]
-    (row,) = runner.ledger.rows()
-    assert (row["batch_id"], row["done"], row["owner"]) == (None, 0, None)
-
-    again = runner_for(server, store)
-    left, got = run(again, calls_of(3), notices)
-    assert left == [] and sorted(got) == ["k0", "k1", "k2"]
-    assert notices[-1].startswith("medcode: re-attached to 1 batch(es)")
-    assert api.submissions == 1 and api.duplicate_submissions() == {}
-    assert server.duplicate_successes() == {}
+    lost_submission_is_found_again(server, server.anthropic_batch_api, lambda: runner_for(server, store),
+                                   calls_of(3))
 
 
 def test_an_intent_is_told_from_someone_elses_batch_of_its_size_by_its_results(server, store) -> None:
@@ -196,12 +166,12 @@ def test_an_intent_is_told_from_someone_elses_batch_of_its_size_by_its_results(s
     from pytest_medcode.asking.anthropic_batch import AnthropicBatches
 
     other = AnthropicBatches(server.base_url)
-    lines = [request_line(f"x{i}", "claude-haiku-4-5", Call(MODEL, question(i))) for i in range(2)]
+    lines = [request_line(f"x{i}", "claude-haiku-4-5", Call(MODEL, batch_question(i))) for i in range(2)]
     made = other.submit("other", lines, lambda file_id: None)
     while not other.retrieve(made.id).ended:
         time.sleep(0.02)
     BatchLedger(store).record("lost", MODEL, runner_for(server, store).routes[MODEL], ["k0", "k1"], dead_owner())
-    left, got = run(runner_for(server, store), calls_of(2))
+    left, got = run_batch(runner_for(server, store), calls_of(2))
     assert left == [] and sorted(got) == ["k0", "k1"]
     states = {r["intent"]: (r["state"], r["message"]) for r in BatchLedger(store).rows()}
     assert states["lost"] == ("abandoned", "never reached the provider")
@@ -214,12 +184,12 @@ def test_two_running_batches_of_its_size_hold_the_intent_for_a_later_run(server,
     server.anthropic_batch_api.plan.in_progress_s = 30
     other = AnthropicBatches(server.base_url)
     for n in range(2):
-        other.submit(f"o{n}", [request_line(f"x{n}{i}", "m", Call(MODEL, question(i))) for i in range(2)],
+        other.submit(f"o{n}", [request_line(f"x{n}{i}", "m", Call(MODEL, batch_question(i))) for i in range(2)],
                      lambda file_id: None)
     BatchLedger(store).record("lost", MODEL, runner_for(server, store).routes[MODEL], ["k0", "k1"], dead_owner())
     notices: list[str] = []
     runner = runner_for(server, store)
-    left, got = run(runner, calls_of(2), notices)
+    left, got = run_batch(runner, calls_of(2), notices)
     assert (left, got, sorted(runner.unanswered)) == ([], {}, ["k0", "k1"])
     assert notices == ["medcode: could not re-attach to batch lost: LookupError: 2 running batches of its size were "
                        "made since it, and none can be told its own until they end; its 2 request(s) are not sent "
@@ -248,17 +218,9 @@ def test_cancel_stops_the_batch_and_the_run_hands_back_what_it_never_ran(server,
 
 
 def test_a_failed_poll_is_tried_again(server, store) -> None:
-    left_fail = [4]  # the client's own 3 retries, then one more: one poll lost
-
-    def outage(method: str, path: str) -> int | None:
-        if method == "GET" and path.startswith("/batches/") and left_fail[0] > 0:
-            left_fail[0] -= 1
-            return 529
-        return None
-
-    server.anthropic_batch_api.plan.outage = outage
+    server.anthropic_batch_api.plan.outage = poll_outage(4, 529)  # the client's own 3 retries, then one poll lost
     notices: list[str] = []
-    left, got = run(runner_for(server, store), calls_of(2), notices)
+    left, got = run_batch(runner_for(server, store), calls_of(2), notices)
     assert left == [] and sorted(got) == ["k0", "k1"]
     assert len(notices) == 1 and notices[0].startswith("medcode: polling batch msgbatch") and \
         notices[0].endswith("; trying again")

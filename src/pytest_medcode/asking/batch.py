@@ -12,7 +12,10 @@ is the same for both:
   then a batch made of it (:class:`OpenAIBatches`, here);
 - Anthropic (``anthropic/NAME``, and ``claude-*`` without ``--medcode-api-base``): the Message Batches API, at
   most 100,000 requests and 256 MB a batch, sent in one call (``asking/anthropic_batch.py``; the optional
-  ``anthropic`` package).
+  ``anthropic`` package);
+- Azure OpenAI, vLLM and a LiteLLM proxy (``azure/NAME``, ``hosted_vllm/NAME``, ``litellm_proxy/NAME``, with or
+  without ``--medcode-api-base``): OpenAI's files and batches through litellm's batch functions
+  (``asking/litellm_batch.py``), by the same :class:`OpenAIBatches`. Other providers litellm names stream.
 
 The cache is the durable thing: each batch is recorded in its file (tables ``batches`` and ``batch_keys``)
 *before* anything is sent — the intent first, then the uploaded file's id, then the batch's id. A run killed
@@ -51,6 +54,7 @@ from pytest_medcode.asking.batch_provider import (
     ANTHROPIC,
     OPENAI,
     PROVIDER_NAMES,
+    THROUGH_LITELLM,
     BatchProvider,
     BatchRoute,
     BatchState,
@@ -105,8 +109,9 @@ class BatchRejected(Exception):
 
 def batch_route(coder: Coder) -> BatchRoute | None:
     """The batch route of a coder, or None when it has no batch API (lookup, python:, local:, rag:, verify:,
-    litellm providers other than openai/ and anthropic/). A bare ``claude-*`` is Anthropic's only on
-    Anthropic's own endpoint (with --medcode-api-base litellm sends it to an OpenAI-compatible server)."""
+    litellm providers other than openai/, anthropic/ and those of ``THROUGH_LITELLM``). A bare ``claude-*`` is
+    Anthropic's only on Anthropic's own endpoint (with --medcode-api-base litellm sends it to an
+    OpenAI-compatible server)."""
     from pytest_medcode.asking.coders.litellm_coder import LiteLLMCoder
     from pytest_medcode.asking.coders.openai_compat import OpenAICompatibleCoder
 
@@ -119,6 +124,9 @@ def batch_route(coder: Coder) -> BatchRoute | None:
             return BatchRoute(coder.api_base, coder.name.split("/", 1)[1], provider=ANTHROPIC)
         if coder.name.startswith("claude-") and not coder.api_base:
             return BatchRoute(None, coder.name, provider=ANTHROPIC)
+        prefix, _, name = coder.name.partition("/")
+        if prefix in THROUGH_LITELLM and name:
+            return BatchRoute(coder.api_base, name, coder.logprobs, provider=prefix)
     return None
 
 
@@ -210,6 +218,10 @@ def provider_for(name: str | None, api_base: str | None) -> BatchProvider:
         from pytest_medcode.asking.anthropic_batch import AnthropicBatches
 
         return AnthropicBatches(api_base)
+    if name in THROUGH_LITELLM:
+        from pytest_medcode.asking.litellm_batch import LiteLLMBatchClient
+
+        return OpenAIBatches(api_base, LiteLLMBatchClient(name, api_base))
     return OpenAIBatches(api_base)
 
 
@@ -266,10 +278,11 @@ def read_result(entry: dict[str, Any]) -> Outcome | None:
 
 class OpenAIBatches:
     """OpenAI's batch API: a JSONL file uploaded (named after the intent), then a batch made of it (its
-    ``metadata`` names the intent)."""
+    ``metadata`` names the intent). ``client``: the OpenAI client's ``files`` and ``batches`` of another
+    provider's (litellm_batch.py); None: the OpenAI client of ``api_base``."""
 
-    def __init__(self, api_base: str | None) -> None:
-        self.client = client_for(api_base)
+    def __init__(self, api_base: str | None, client: Any = None) -> None:
+        self.client = client if client is not None else client_for(api_base)
 
     @property
     def max_requests(self) -> int:

@@ -15,8 +15,14 @@ from typing import Any, Protocol
 from pytest_medcode.asking.engine import Call, Outcome
 from pytest_medcode.redaction import mask_credentials
 
-OPENAI, ANTHROPIC = "openai", "anthropic"  # the providers with a batch API
-PROVIDER_NAMES = {OPENAI: "OpenAI", ANTHROPIC: "Anthropic"}
+OPENAI, ANTHROPIC = "openai", "anthropic"  # the providers whose batch API is spoken natively
+AZURE, HOSTED_VLLM, LITELLM_PROXY = "azure", "hosted_vllm", "litellm_proxy"
+#: The providers whose batches go through litellm's batch functions (``litellm_batch.py``): those litellm's
+#: files and batches functions serve with OpenAI's request and result files (its
+#: ``OPENAI_COMPATIBLE_BATCH_AND_FILES_PROVIDERS``, less OpenAI itself, and ``azure``), by their model prefix.
+THROUGH_LITELLM = (AZURE, HOSTED_VLLM, LITELLM_PROXY)
+PROVIDER_NAMES = {OPENAI: "OpenAI", ANTHROPIC: "Anthropic", AZURE: "Azure OpenAI", HOSTED_VLLM: "vLLM",
+                  LITELLM_PROXY: "LiteLLM proxy"}
 
 
 class SubmitUnknown(Exception):

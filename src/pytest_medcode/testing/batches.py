@@ -103,6 +103,8 @@ class BatchAPI:
         self.submissions = 0  # batches created
         self.outages = 0  # calls answered with the plan's outage status
         self.submitted_per_id: Counter[str] = Counter()  # custom_id → batches that carried it
+        #: Batches made whose answer is dropped (the connection closed before it is sent): a lost answer.
+        self.drop_answers = 0
 
     def duplicate_submissions(self) -> dict[str, int]:
         """custom_ids submitted in more than one batch (a well-behaved client has none)."""
@@ -253,7 +255,12 @@ class BatchAPI:
         with self._lock:
             self._batches[batch.id] = batch
             self.submissions += 1
+            dropped = self.drop_answers > 0
+            self.drop_answers -= 1 if dropped else 0
         threading.Thread(target=self._work, args=(batch, plan), name=f"medcode-{batch.id}", daemon=True).start()
+        if dropped:
+            handler.close_connection = True  # the batch is made; its answer never reaches the client
+            return
         handler._send_json(200, batch.to_dict())
 
     # -- the work of one batch --------------------------------------------------------------------------

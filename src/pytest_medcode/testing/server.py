@@ -66,6 +66,18 @@ def _word_count(text: str) -> int:
     return len(text.split())
 
 
+def azure_path(path: str) -> str:
+    """Azure OpenAI's paths as the OpenAI ones they stand for (``/openai/files`` → ``/v1/files``,
+    ``/openai/deployments/NAME/chat/completions`` → ``/v1/chat/completions``): the server is an Azure endpoint
+    too, with its ``api-version`` query ignored."""
+    if not path.startswith("/openai/"):
+        return path
+    rest = path.removeprefix("/openai")
+    if rest.startswith("/deployments/"):
+        rest = "/" + rest.split("/", 3)[3] if rest.count("/") >= 3 else rest
+    return "/v1" + rest
+
+
 class _Handler(BaseHTTPRequestHandler):
     """One connection; HTTP/1.1 keep-alive so clients reuse sockets like they do against real APIs."""
 
@@ -146,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode("utf-8"), headers=headers)
 
     def _path(self) -> str:
-        return self.path.split("?", 1)[0].rstrip("/")
+        return azure_path(self.path.split("?", 1)[0].rstrip("/"))
 
     def _bearer(self) -> str | None:
         auth = self.headers.get("Authorization", "")
@@ -156,7 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         """Record the token's hash; refuse a wrong or missing key when the server requires one."""
         owner = self.server.owner
-        token = self._bearer() or self.headers.get("x-api-key", "").strip() or None  # OpenAI's, Anthropic's
+        token = (self._bearer() or self.headers.get("x-api-key", "").strip()  # OpenAI's, Anthropic's, Azure's
+                 or self.headers.get("api-key", "").strip() or None)
         if token is not None:
             owner._saw_token(token)
         if owner.require_key is None:
