@@ -83,9 +83,10 @@ def integrity(db: Path) -> str:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-def start(pytester: pytest.Pytester, args: list[str]) -> subprocess.Popen:
+def start(pytester: pytest.Pytester, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pytest", *args, "-n", "2"]
-    return subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
 
 
 def wait_for_answers(db: Path, proc: subprocess.Popen, at_least: int, timeout: float = 60) -> None:
@@ -178,7 +179,9 @@ def test_killing_the_asking_worker_hands_the_phase_over_and_loses_nothing(pytest
     db = db_path(pytester)
     with ScriptedServer(recorder, latency=fixed_latency(0.05)) as server:
         args = setup_run(pytester, codes, server)
-        proc = start(pytester, args)
+        # The dead worker's claims are void once not renewed for the claim TTL (60 s by default); 10 s here,
+        # renewed every 3.3 s by the live one, so the hand-over is not a minute's wait.
+        proc = start(pytester, args, env={"MEDCODE_CLAIM_TTL_S": "10"})
         wait_for_answers(db, proc, 30)
         asker = lock_holder(db.parent / "runs")
         assert asker in children(proc.pid)  # an xdist worker, not the controller
