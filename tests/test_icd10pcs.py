@@ -70,9 +70,10 @@ def test_the_system_is_selectable_but_not_in_the_default_selection() -> None:
         ("Removal of 02703DZ, then 0SR9019", ("02703DZ", "0SR9019")),
         ("Surgery, Removal, Ablation", ()),  # seven-letter words are not codes
         ("BLADDER, DRAINED", ()),  # nor in capitals, though B-L-A-D-D-E-R are all PCS characters
-        ("Code: DHYBFZZ", ("DHYBFZZ",)),  # a code with no digit, in capitals, its last two axes Z
+        ("Code: DHYBFZZ", ("DHYBFZZ",)),  # a code with no digit: its last two axes are Z
         ("The code is GZFZZZZ.", ("GZFZZZZ",)),
-        ("code: dhybfzz", ()),  # a digit-free code is read in capitals only
+        ("code: dhybfzz", ("DHYBFZZ",)),
+        ("Imaging, heart, BLADDERS", ()),  # neither is a word of seven letters ending in ZZ
         ("Code: 0DTI4ZZ", ()),  # I and O are not PCS characters
         ("Code: 0DTJ4Z", ()),  # six characters
     ],

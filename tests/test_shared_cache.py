@@ -118,17 +118,19 @@ def test_a_crashed_runs_claims_do_not_hold_up_the_next_run(tmp_path: Path) -> No
     chosen = codes(40, offset=7)
     with ScriptedServer(mapping_responder({d: c for c, d in chosen}), latency=fixed_latency(0.2)) as server:
         run = Run(tmp_path, chosen, server)
-        proc = run.start("--medcode-concurrency", "1")
+        ttl = {"MEDCODE_CLAIM_TTL_S": "300"}  # claims that would hold the next run up for five minutes
+        proc = run.start("--medcode-concurrency", "1", env=ttl)
         wait_until_asking(proc, lambda: run.cache.exists() and claims_in(run.cache) and answers_in(run.cache) >= 2)
         proc.kill()
         proc.communicate()
         assert claims_in(run.cache) > 0  # left behind by the killed run ...
         started = time.monotonic()
-        again = run.run()
+        again = run.run(env=ttl)
         assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
         assert "40 passed" in again.stdout
-        # ... and void at once (its owner is dead): no wait for the expiry, at most one call repeated
-        assert time.monotonic() - started < 30
+        # ... and void at once (its owner is dead): no wait for the expiry (well under the 300 s; the run itself
+        # is ~10 s on an idle machine), at most one call repeated
+        assert time.monotonic() - started < 150
         assert server.stats.total_requests <= 40 + 1
 
 

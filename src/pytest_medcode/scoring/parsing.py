@@ -33,9 +33,9 @@ DEFAULT_PATTERNS: dict[str, re.Pattern[str]] = {
     "cpt": re.compile(_L + r"\d{4}[0-9FTft]" + _R, re.ASCII),
     # Seven characters, no I or O; a section value first (0-9, B C D F G H X); a digit somewhere, so a
     # seven-letter word ("Surgery", "BLADDER") is not read as a code. The few codes with no digit (imaging
-    # DHYBFZZ, mental health GZFZZZZ) are read in upper case with their last two axes Z, as all of them are.
+    # DHYBFZZ, mental health GZFZZZZ) all end in two Z axes, which no seven-letter word of that alphabet does.
     "icd10pcs": re.compile(_L + r"(?:(?=[0-9A-Za-z]{0,6}\d)[0-9BCDFGHXbcdfghx][0-9A-HJ-NP-Za-hj-np-z]{6}"
-                           r"|[BCDFGHX][A-HJ-NP-Z]{4}ZZ)" + _R, re.ASCII),
+                           r"|[BCDFGHXbcdfghx][A-HJ-NP-Za-hj-np-z]{4}[Zz]{2})" + _R, re.ASCII),
 }
 #: A user's own system (codesystems/user.py): any token with a digit in it, letters, digits, dots and
 #: hyphens inside (SNOMED CT 22298006, LOINC 2345-7, a payer's AB-12.3); compared as the table's keys.
