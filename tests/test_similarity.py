@@ -177,6 +177,42 @@ def test_meteor_dedups_and_keeps_order(meteor_plain: MeteorScorer) -> None:
     assert meteor_plain.score([("", "Cholera"), ("Cholera", "  ")]) == [0.0, 0.0]
 
 
+def _sibling_pairs(step: int) -> list[tuple[str, str]]:
+    """Real (code, sibling) description pairs, every ``step``-th ICD-10-CM category's first three codes."""
+    from collections import defaultdict
+
+    from pytest_medcode.codesystems import load_system
+
+    by_category: dict[str, list[str]] = defaultdict(list)
+    for code, description in load_system("icd10cm").billable_codes():
+        by_category[code[:3]].append(description)
+    return [(group[0], group[i]) for group in list(by_category.values())[::step] for i in (1, 2) if len(group) > i]
+
+
+@pytest.mark.parametrize("synonyms", [True, False], ids=["wordnet", "no-wordnet"])
+def test_meteor_equals_nltk_called_plainly(request: pytest.FixtureRequest, synonyms: bool) -> None:
+    """Each word's stem and WordNet lemmas are looked up once per scorer; the scores are nltk's own, bit for bit,
+    on real near misses (words shared across pairs, so the memos are hit)."""
+    from nltk.stem.porter import PorterStemmer
+    from nltk.translate.meteor_score import meteor_score
+
+    from pytest_medcode.scoring.similarity import tokenize
+
+    scorer: MeteorScorer = request.getfixturevalue("meteor" if synonyms else "meteor_plain")
+    if synonyms:
+        from nltk.corpus import wordnet
+    else:
+        wordnet = similarity._NoSynonyms()
+    pairs = _sibling_pairs(8)
+    assert len(pairs) >= 300
+    expected = []
+    for reference, candidate in pairs:
+        ref, cand = tokenize(reference), tokenize(candidate)
+        expected.append(0.0 if not ref or not cand else 1.0 if ref == cand else
+                        float(meteor_score([ref], cand, stemmer=PorterStemmer(), wordnet=wordnet)))
+    assert scorer.score(pairs) == expected
+    assert len(set(expected)) > 50  # real variety, not a run of 1.0s
+
 words = st.sampled_from(["acute", "chronic", "kidney", "failure", "renal", "disease", "of", "left", "femur"])
 
 
@@ -275,14 +311,7 @@ def test_bertscore_in_bf16_agrees_with_fp32_on_real_near_misses(bert: BertScorer
     """The faster path (bf16 autocast, the default where the CPU computes bfloat16 natively) against fp32 on
     sibling codes' descriptions: within 0.005 each (perf/similarity_speed.py measured 0.0015 at most on
     2,000 pairs), and never the same identity, so a stored score of one is never read for the other."""
-    from collections import defaultdict
-
-    from pytest_medcode.codesystems import load_system
-
-    by_category: dict[str, list[str]] = defaultdict(list)
-    for code, description in load_system("icd10cm").billable_codes():
-        by_category[code[:3]].append(description)
-    pairs = [(group[0], group[i]) for group in list(by_category.values())[::25] for i in (1, 2) if len(group) > i]
+    pairs = _sibling_pairs(25)
     assert len(pairs) >= 100
     fast = BertScorer(batch_size=16, precision="bf16")
     exact, quick = bert.score(pairs), fast.score(pairs)

@@ -100,6 +100,64 @@ class _NoSynonyms:
         return []
 
 
+class _Lemma:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def name(self) -> str:
+        return self._name
+
+
+class _Synonyms:
+    """Every lemma of a word's synsets as one synset: all nltk's METEOR reads of them is the set of names."""
+
+    __slots__ = ("_lemmas",)
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._lemmas = tuple(_Lemma(name) for name in names)
+
+    def lemmas(self) -> tuple[_Lemma, ...]:
+        return self._lemmas
+
+
+class _MemoWordNet:
+    """nltk's WordNet as METEOR reads it, each word looked up once per scorer.
+
+    A description's words recur across thousands of pairs, and WordNet's lookup (morphy, synset records,
+    lemma lists) was a third of METEOR's time; the names returned are the same, so the scores are too.
+    """
+
+    def __init__(self, wordnet: Any) -> None:
+        self._wordnet = wordnet
+        self._memo: dict[str, list[_Synonyms]] = {}
+
+    def synsets(self, word: str) -> list[_Synonyms]:
+        found = self._memo.get(word)
+        if found is None:
+            names = list(dict.fromkeys(lemma.name() for synset in self._wordnet.synsets(word)
+                                       for lemma in synset.lemmas()))
+            found = self._memo[word] = [_Synonyms(names)] if names else []
+        return found
+
+
+class _MemoStemmer:
+    """nltk's Porter stemmer, each word stemmed once per scorer (stemming was half of METEOR's time)."""
+
+    def __init__(self) -> None:
+        from nltk.stem.porter import PorterStemmer
+
+        self._stemmer = PorterStemmer()
+        self._memo: dict[str, str] = {}
+
+    def stem(self, word: str) -> str:
+        found = self._memo.get(word)
+        if found is None:
+            found = self._memo[word] = self._stemmer.stem(word)
+        return found
+
+
 class MeteorScorer:
     """METEOR (nltk) between reference and candidate descriptions.
 
@@ -112,6 +170,7 @@ class MeteorScorer:
         self._use_wordnet = use_wordnet
         self._wordnet_target = wordnet_target
         self._wordnet: Any = None
+        self._stemmer: Any = None
         self._synonyms: bool | None = None
         self._memo: dict[tuple[tuple[str, ...], tuple[str, ...]], float] = {}
 
@@ -125,9 +184,10 @@ class MeteorScorer:
             if synonyms:
                 from nltk.corpus import wordnet
 
-                self._wordnet = wordnet
+                self._wordnet = _MemoWordNet(wordnet)
             else:
                 self._wordnet = _NoSynonyms()
+            self._stemmer = _MemoStemmer()
             self._synonyms = synonyms
         return self._synonyms
 
@@ -172,7 +232,7 @@ class MeteorScorer:
                 elif ref == cand:
                     value = 1.0
                 else:
-                    value = float(meteor_score([ref], cand, wordnet=self._wordnet))
+                    value = float(meteor_score([ref], cand, stemmer=self._stemmer, wordnet=self._wordnet))
                 if len(self._memo) >= _MEMO_LIMIT:
                     self._memo.clear()
                 self._memo[key] = value
