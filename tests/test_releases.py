@@ -331,6 +331,30 @@ def test_pair_common_pairs_only_the_codes_of_both_releases_and_says_so() -> None
            "case(s) left out)" in verdict_warnings(verdict)
 
 
+
+def _documents(release: str, found: int) -> list[dict[str, Any]]:
+    """Document records of a run of ``release``: ten notes, each with one gold code, ``found`` of them coded."""
+    out = []
+    for i in range(10):
+        hit = i < found
+        out.append({"kind": "document", "document": f"note-{i}", "model": "m", "system": "icd10cm",
+                    "release": release, "gold_codes": ["A00.0"], "predicted_codes": ["A00.0"] if hit else [],
+                    "outcome": "correct" if hit else "no_code", "exact_match": hit, "set_match": hit,
+                    "true_positives": int(hit), "false_positives": 0, "false_negatives": int(not hit),
+                    "precision": float(hit), "recall": float(hit), "f1": float(hit), "category_f1": float(hit)})
+    return out
+
+
+def test_pair_common_keeps_the_document_cases_of_both_runs() -> None:
+    """A document has gold codes, not one reference code: pair-common leaves the documents of both runs in,
+    and they are paired and judged as usual (here: fewer notes coded than the baseline fails the gate)."""
+    same = evaluate(_records("2026", _SHARED) + _documents("2026", 8),
+                    _records("2024", _SHARED) + _documents("2024", 8), release_mismatch="pair-common")
+    assert same.passed, [check_reason(c) for c in same.failed]
+    worse = evaluate(_records("2026", _SHARED) + _documents("2026", 0),
+                     _records("2024", _SHARED) + _documents("2024", 10), release_mismatch="pair-common")
+    assert not worse.passed and all(c.metric != "release" for c in worse.failed)
+
 def test_a_baseline_without_a_release_is_the_one_bundled_then_said_once() -> None:
     verdict = evaluate(_records("2026", _SHARED), _records(None, _SHARED))
     assert verdict.passed

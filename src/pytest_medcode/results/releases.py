@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_medcode.vocabulary import query_records
+from pytest_medcode.vocabulary import DOCUMENT, query_records
 
 #: --medcode-baseline-release-mismatch: refuse to pair, or pair the codes present in both releases.
 REFUSE, PAIR_COMMON = "refuse", "pair-common"
@@ -54,8 +54,9 @@ def mismatches(base: RunReleases, new: RunReleases) -> tuple[tuple[str, str, str
 def common_codes(records: Sequence[dict[str, Any]], found: Sequence[tuple[str, str, str]],
                  codes_of: Callable[[str, str], frozenset[str]], key: Callable[[str], str]
                  ) -> tuple[list[dict[str, Any]], int]:
-    """The records whose reference code is a code of both releases of its system (other systems' records
-    as they are), and how many were left out."""
+    """The records whose reference code is a code of both releases of its system (other systems' records and
+    document cases as they are: a document has gold codes, not one reference code), and how many were left out."""
     both = {system: codes_of(system, a) & codes_of(system, b) for system, a, b in found}
-    kept = [r for r in records if r.get("system") not in both or key(str(r.get("code") or "")) in both[r["system"]]]
+    kept = [r for r in records if r.get("kind") == DOCUMENT or r.get("system") not in both
+            or key(str(r.get("code") or "")) in both[r["system"]]]
     return kept, len(records) - len(kept)
