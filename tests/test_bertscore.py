@@ -88,3 +88,18 @@ def test_kept_embeddings_stay_within_the_budget(scorer: BertScorer) -> None:
     first = cache.score(pairs)
     assert 0 < cache.used <= 200_000 and len(cache._kept) < len({s for p in pairs for s in p})
     assert cache.score(pairs) == pytest.approx(first, abs=1e-6)  # evicted ones are embedded again, same values
+
+
+def test_batches_hold_at_most_their_size_and_token_budget_and_every_sentence_once() -> None:
+    """Longest first: short descriptions go in full batches, long ones fewer at a time, none left out; a sentence
+    longer than the budget still goes alone."""
+    from pytest_medcode.scoring.bertscore import _batches
+
+    widths = [600, *range(120, 0, -1)] * 3
+    order = [f"s{i}" for i in range(len(widths))]
+    ids = {s: [0] * w for s, w in zip(order, sorted(widths, reverse=True), strict=True)}
+    batches = list(_batches(order, ids, 16, 256))
+    assert [s for b in batches for s in b] == order
+    assert batches[0] == ["s0"] and all(len(b) <= 16 for b in batches)
+    assert all(len(b) * len(ids[b[0]]) <= 256 for b in batches[3:])
+    assert len(batches[-2]) == 16  # the shortest fill whole batches (the last holds what is left)

@@ -14,7 +14,7 @@ undefined. Model, tokenizer and layer come from bert-score itself, so the scores
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -77,6 +77,22 @@ def pair_f1(cand: Any, ref: Any, cand_weighted: Any, ref_weighted: Any) -> float
     return 0.0 if total == 0 else 2.0 * precision * recall / total
 
 
+#: Padded tokens a batch holds at most: the model's activations grow with them, so long descriptions go through
+#: in fewer at a time (sentences of up to 32 tokens, nearly all descriptions, in full batches of 256).
+BATCH_TOKENS = 8192
+
+
+def _batches(order: Sequence[str], ids: dict[str, list[int]], size: int, tokens: int) -> Iterator[list[str]]:
+    """``order`` (longest first) cut into batches of at most ``size`` sentences and ``tokens`` padded tokens
+    (at least one sentence each)."""
+    start = 0
+    while start < len(order):
+        width = len(ids[order[start]])
+        count = max(1, min(size, tokens // max(width, 1)))
+        yield list(order[start : start + count])
+        start += count
+
+
 class EmbeddingCache:
     """Unit token embeddings and their weights per description, computed in length-sorted batches and kept
     (least recently used out first) while they fit in ``budget`` bytes."""
@@ -104,8 +120,7 @@ class EmbeddingCache:
         pad = self.tokenizer.pad_token_id
         out: dict[str, tuple[Any, Any]] = {}
         self.model.eval()
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        for batch in _batches(order, ids, self.batch_size, BATCH_TOKENS):
             width = len(ids[batch[0]])
             tokens = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
