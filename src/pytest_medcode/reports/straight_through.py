@@ -139,9 +139,9 @@ def document_row_lines(row: dict[str, Any]) -> list[str]:
     if not row.get("coverage"):
         return [f"{label}: no confidence for its codes (no straight-through numbers)"]
     lines = [f"{label}: {document_coverage_sentence(entry)}" for entry in row["coverage"].values()]
-    extra = [f"precision of all {row['predicted_codes']} predicted codes {_pct(row.get('precision'))}"]
+    extra = [f"precision of all {row['predicted_codes']:,} predicted codes {_pct(row.get('precision'))}"]
     if row["with_confidence"] < row["predicted_codes"]:
-        extra.append(f"{row['with_confidence']}/{row['predicted_codes']} with a confidence")
+        extra.append(f"{row['with_confidence']:,}/{row['predicted_codes']:,} with a confidence")
     if row.get("declined"):
         extra.append(f"declines {row['declined']} of {row['n_documents']} documents")
     return [*lines, f"{' ' * 2}{', '.join(extra)}"]
@@ -163,7 +163,7 @@ def document_table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     out = []
     for row in rows:
         label = visible(group_label(row))
-        given = f"{row['with_confidence']}/{row['predicted_codes']}"
+        given = f"{row['with_confidence']:,}/{row['predicted_codes']:,}"
         if not row.get("coverage"):
             out.append([label, "-", "no confidence", "-", "-", "-", given])
             continue
