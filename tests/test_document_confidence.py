@@ -247,6 +247,35 @@ def test_lookup_gives_each_code_of_a_note_its_match_score() -> None:
     assert fuzzy.code_confidences is not None and 0.75 <= fuzzy.code_confidences["E11.9"] < 1.0
 
 
+class _Sure:
+    """A model that names two codes of a note and says how sure it is of each."""
+
+    name, cacheable = "sure", False
+
+    def identity(self) -> dict[str, Any]:
+        return {"coder": "sure"}
+
+    def check(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    async def answer(self, question: Question) -> Reply:
+        return Reply("Codes:\nE11.9\nI10", confidence=0.8, code_confidences={"E11.9": 0.8, "I10": 0.6})
+
+
+def test_verify_and_rag_pass_their_models_per_code_confidences_on() -> None:
+    from pytest_medcode.asking.coders.rag import RagCoder
+    from pytest_medcode.asking.coders.verify import VerifyCoder
+
+    question = Question("icd10cm", "Type 2 diabetes. Hypertension.", (("user", "Note: <...>"),), 0.2, 200,
+                        task="document")
+    for wrapper in (VerifyCoder("verify:sure", _Sure()), RagCoder("rag:sure", _Sure())):
+        reply = asyncio.run(wrapper.answer(question))
+        assert reply.code_confidences == {"E11.9": 0.8, "I10": 0.6}, wrapper.name
+
+
 # -- real runs ----------------------------------------------------------------------------------------------------
 
 
