@@ -1,8 +1,13 @@
 """Straight-through numbers on real runs, and what they cost: coverage@95 and ECE for ``lookup`` (exact and lay
 wording) and for the scripted server (15 % wrong, log-probabilities that follow correctness) on 2,000 ICD-10-CM
 cases; the time ``selective_rows`` takes at 74,719 synthetic records; the bytes the section adds to report.html.
+``--parts rag-local`` (or adding it to the parts) runs ``rag:local:smollm2`` too — the local llama.cpp model given
+the 15 nearest codes, whose confidence is the chosen candidate's retrieval score — on 200 ICD-10-CM cases
+(``--rag-local-sample``), not 2,000: on a 2-core machine the local model takes seconds a call with the candidates
+in its prompt (6.5 s measured: 22 minutes for the 200; perf/README.md).
 
-    PYTHONPATH=src python perf/straight_through.py [--sample 2000] [--out perf/straight_through.json]
+    PYTHONPATH=src python perf/straight_through.py [--sample 2000] [--parts lookup,scripted,timing,rag-local]
+        [--rag-local-sample 200] [--out perf/straight_through.json]
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from pytest_medcode.runs.folder import load_run
 TEST = "def test_code_query(medcode_case, medcode):\n    medcode.check(medcode_case)\n"
 
 
+PARTS = ("lookup", "scripted", "timing", "rag-local")
+#: The local model's settings of the default benchmark (benchmarks/first-run.args): two calls in flight, a long
+#: timeout for a loaded machine.
+LOCAL_ARGS = ("--medcode-concurrency", "2", "--medcode-timeout", "180")
+
+
 def _run(folder: Path, *args: str) -> dict[str, Any]:
     """One pytest session in ``folder`` (gate mode, so wrong codes do not fail it); its summary and seconds."""
     (folder / "test_q.py").write_text(TEST)
@@ -34,7 +45,7 @@ def _run(folder: Path, *args: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "pytest", "test_q.py", "-q", "-p", "no:cacheprovider",
                            "--medcode-system", "icd10cm", "--medcode-no-similarity", "--medcode-no-cache",
                            "--medcode-max-error-rate", "1", *args], cwd=folder, capture_output=True, text=True,
-                          timeout=3600)
+                          timeout=3 * 3600)
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -52,6 +63,26 @@ def _numbers(summary: dict[str, Any]) -> list[dict[str, Any]]:
                     "threshold": c95 and c95["threshold"], "accuracy_auto_coded": c95 and c95["accuracy"],
                     "ece": row["ece"], "aurc": row["aurc"]})
     return out
+
+
+def _exact_match(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each group's exact match over its answered cases, and how many calls failed (a loaded machine times out)."""
+    return [{"group": f"{r['model']} / {r['system']}", "exact_match": (r.get("exact_match") or {}).get("value"),
+             "n": r.get("n"), "errors": r.get("errors")} for r in summary["results"]]
+
+
+def _rag_local(folder: Path, sample: int) -> dict[str, Any]:
+    """``rag:local:smollm2`` on ``sample`` ICD-10-CM cases: the local model started by the plugin, as in the
+    default benchmark; no --medcode-confidence (the local server is asked for no log-probabilities: the
+    confidence is rag:'s chosen candidate's retrieval score)."""
+    from pytest_medcode.asking.coders.local import runtime_problem
+
+    problem = runtime_problem("smollm2")
+    if problem is not None:
+        raise SystemExit(f"rag:local:smollm2 cannot run here: {problem}")
+    run = _run(folder, "--model", "rag:local:smollm2", "--medcode-sample", str(sample), *LOCAL_ARGS)
+    return {"numbers": _numbers(run["summary"]), "exact_match": _exact_match(run["summary"]),
+            "seconds": run["seconds"], "terminal": run["lines"], "sample": sample}
 
 
 def _scripted(folder: Path, sample: int) -> dict[str, Any]:
@@ -94,25 +125,42 @@ def _html_bytes(run: Path) -> dict[str, int]:
     return {"with": len(with_section.encode()), "without": len(without.encode())}
 
 
+def _parts(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"--parts takes some of {', '.join(PARTS)}, got {text!r}")
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--parts", type=_parts, default=("lookup", "scripted", "timing"),
+                        help=f"what to measure, a comma list of {', '.join(PARTS)} (default: all but rag-local)")
+    parser.add_argument("--rag-local-sample", type=int, default=200,
+                        help="cases of the rag:local:smollm2 run (the local model: seconds a call)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     result: dict[str, Any] = {"load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
-        lookup_dir, scripted_dir = Path(tmp, "lookup"), Path(tmp, "scripted")
-        lookup_dir.mkdir()
-        scripted_dir.mkdir()
-        lookup = _run(lookup_dir, "--model", "lookup", "--medcode-variant", "exact,lay", "--medcode-sample",
-                      str(args.sample))
-        scripted = _scripted(scripted_dir, args.sample)
-        result["lookup"] = {"numbers": _numbers(lookup["summary"]), "seconds": lookup["seconds"],
-                            "terminal": lookup["lines"], "report_html": _html_bytes(lookup["run"])}
-        result["scripted"] = {"numbers": _numbers(scripted["summary"]), "seconds": scripted["seconds"],
-                              "terminal": scripted["lines"], "report_html": _html_bytes(scripted["run"])}
-    result["selective_rows_s_at_74719"] = round(_timing(), 3)
+        if "lookup" in args.parts:
+            Path(tmp, "lookup").mkdir()
+            lookup = _run(Path(tmp, "lookup"), "--model", "lookup", "--medcode-variant", "exact,lay",
+                          "--medcode-sample", str(args.sample))
+            result["lookup"] = {"numbers": _numbers(lookup["summary"]), "seconds": lookup["seconds"],
+                                "terminal": lookup["lines"], "report_html": _html_bytes(lookup["run"])}
+        if "scripted" in args.parts:
+            Path(tmp, "scripted").mkdir()
+            scripted = _scripted(Path(tmp, "scripted"), args.sample)
+            result["scripted"] = {"numbers": _numbers(scripted["summary"]), "seconds": scripted["seconds"],
+                                  "terminal": scripted["lines"], "report_html": _html_bytes(scripted["run"])}
+        if "rag-local" in args.parts:
+            Path(tmp, "rag-local").mkdir()
+            result["rag_local"] = _rag_local(Path(tmp, "rag-local"), args.rag_local_sample)
+    if "timing" in args.parts:
+        result["selective_rows_s_at_74719"] = round(_timing(), 3)
     result["load_after"] = os.getloadavg()
     text = json.dumps(result, indent=2)
     print(text)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import code_list_args, wait_for_batch
+from helpers import code_list_args, summary_of, wait_for_batch
 from pytest_medcode.asking.batch import (
     BatchLedger,
     BatchRoute,
@@ -427,3 +427,66 @@ def test_a_refused_key_or_quota_in_the_error_file_is_not_kept(pytester, codes, s
     assert server.batch_api.submissions == 2 and server.batch_api.duplicate_submissions() == {
         k: 2 for k in server.batch_api.submitted_per_id}  # each asked again, in the second batch
     assert len(usages(db)) == len(codes)
+
+
+# -- confidences through the batch API -----------------------------------------------------------------------------
+
+DOCUMENT_BENCHMARK = ("def test_document_coding(medcode_document, medcode):\n"
+                      "    medcode.check_document(medcode_document)\n")
+NOTES = [
+    {"id": "n1", "system": "icd10cm", "codes": ["E11.9", "I10"], "text": "Type 2 diabetes. Hypertension."},
+    {"id": "n2", "system": "icd10cm", "codes": ["I10"], "text": "Hypertension, on lisinopril."},
+    {"id": "n3", "system": "icd10cm", "codes": ["J20.9"], "text": "Acute bronchitis with cough."},
+]
+#: The scripted notes' answers and how sure the model is of each code (the made-up R69 less so).
+NOTE_ANSWERS = {"n1": [("E11.9", 0.97), ("I10", 0.93)], "n2": [("I10", 0.91), ("R69", 0.45)], "n3": [("J20.9", 0.88)]}
+
+
+def test_confidences_come_through_the_batch_api_as_in_a_streamed_run(pytester, codes, server) -> None:
+    """--medcode-batch with --medcode-confidence: every request body asks for log-probabilities, and the run's
+    confidences — each code query's and each document code's — and its straight-through numbers are the
+    streamed run's on the same scripted answers."""
+    pytester.makepyfile(test_document_coding=DOCUMENT_BENCHMARK)
+    notes = pytester.path / "notes.jsonl"
+    notes.write_text("".join(json.dumps(n) + "\n" for n in NOTES))
+    answer_code = server.responder
+
+    def note(request: Request) -> str | None:
+        return next((n["id"] for n in NOTES if n["text"] in request.last_user_message), None)
+
+    def respond(request: Request) -> str | None:
+        found = note(request)
+        return answer_code(request) if found is None else "Codes:\n" + "\n".join(c for c, _ in NOTE_ANSWERS[found])
+
+    def confidence(request: Request, text: str) -> float | list[float]:
+        found = note(request)
+        if found is not None:
+            return [p for _, p in NOTE_ANSWERS[found]]
+        return 0.4 if "R69" in text else 0.8 + len(request.description or "") % 20 / 100  # less sure when wrong
+
+    server.responder, server.confidence = respond, confidence
+    extra = ("--medcode-confidence", "--medcode-documents", str(notes), "--medcode-document-sample", "all")
+    streamed = pytester.runpytest(*args(pytester, codes, server, *extra, "--medcode-cache",
+                                        str(cache(pytester, "s.db"))))
+    assert streamed.ret == 1
+    expected, summary = records(pytester), summary_of(pytester)
+    server.reset_stats()
+
+    db = cache(pytester)
+    batched = pytester.runpytest(*args(pytester, codes, server, *extra, "--medcode-cache", str(db), "--medcode-batch",
+                                       "--medcode-no-preflight"))
+    assert batched.ret == 1
+    assert server.batch_api.submissions == 1 and server.stats.total_requests == len(codes) + len(NOTES)
+    (sent,) = server.batch_api.files()
+    bodies = [json.loads(line)["body"] for line in (server.batch_api.folder / sent["id"]).read_bytes().splitlines()]
+    assert len(bodies) == len(codes) + len(NOTES) and all(b["logprobs"] is True for b in bodies)
+    got = records(pytester)
+    keep = ("case_id", "kind", "confidence", "confidence_source", "code_confidences", "predicted_codes", "outcome")
+    assert [{k: r.get(k) for k in keep} for r in got] == [{k: r.get(k) for k in keep} for r in expected]
+    assert all(r["confidence"] is not None for r in got if r.get("kind") != "document")
+    for r in (r for r in got if r.get("kind") == "document"):
+        assert r["code_confidences"] == pytest.approx([p for _, p in NOTE_ANSWERS[r["document"]]])
+    again = summary_of(pytester)
+    assert again["selective"] == summary["selective"] and summary["selective"][0]["coverage"]["95"]["value"] > 0
+    assert again["documents"]["selective"] == summary["documents"]["selective"]
+    assert all(u["batch"] is True and "confidence" in u for u in usages(db))

@@ -215,6 +215,41 @@ def test_report_html_in_headless_chromium(chromium: str, scripted_run: Path, tmp
     print(f"screenshot: {shot}")
 
 
+def _document_records(model: str) -> list[dict[str, Any]]:
+    """Twelve notes coded with a confidence per code: sure of the right codes, less of the added one."""
+    out = []
+    for i in range(12):
+        predicted = ["E11.9", "I10"] + (["R69"] if i % 3 == 0 else [])
+        gold = ["E11.9", "I10"]
+        tp = 2
+        out.append({"kind": "document", "model": model, "system": "icd10cm", "document": f"n{i}",
+                    "outcome": "incorrect", "gold_codes": gold, "predicted_codes": predicted,
+                    "n_codes": len(predicted), "true_positives": tp,
+                    "false_positives": len(predicted) - tp, "false_negatives": 0, "set_match": len(predicted) == 2,
+                    "precision": tp / len(predicted), "recall": 1.0, "f1": 2 * tp / (len(predicted) + 2),
+                    "category_f1": 1.0, "n_invalid": 0, "n_fabricated": 0, "synthetic": True,
+                    "code_confidences": [0.95 + i / 1000, 0.9, 0.4][:len(predicted)]})
+    return out
+
+
+def test_the_document_straight_through_section_in_headless_chromium(chromium: str, tmp_path: Path) -> None:
+    """The documents' table and precision–coverage chart (a model name that is markup included) load with no
+    console message, under the page's policy."""
+    from pytest_medcode.reports import document_section
+
+    hostile = "<b>m</b>"
+    records = _document_records("openai/m") + _document_records(hostile)
+    page = tmp_path / "report.html"
+    page.write_text(html.render(records, {"documents": document_section.section(records, 0, "documents-v1")}, 0))
+    proc = browse(chromium, tmp_path / "profile", page.as_uri(), "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert console_messages(proc.stderr) == []
+    dom = parse(proc.stdout)
+    assert {"documents", "documents-straight-through", "chart-document-precision"} <= dom.ids()
+    assert dom.count("polyline") == 2 and dom.count("b") == 0  # a line per model; the name drawn as text
+    assert hostile in " ".join(dom.text)
+
+
 #: The two screen sizes the pages are checked at: a desktop window and a phone held upright.
 SCREENS = [pytest.param(1400, 900, False, id="desktop-1400"), pytest.param(390, 844, True, id="phone-390")]
 ROWS = "[...document.querySelectorAll('#explorer-rows tr')].map(tr => [...tr.cells].map(td => td.textContent))"

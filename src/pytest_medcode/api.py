@@ -68,12 +68,19 @@ class Reply:
     automatically, the rest go to a person. None is "no confidence" — never read as 1.0. ``abstained`` is the
     product declining the case outright (it goes to a person whatever its confidence); any text is still
     scored, so the report can say how the declined cases would have fared. A confidence outside [0, 1] or
-    NaN is recorded as no confidence, with one warning naming the coder."""
+    NaN is recorded as no confidence, with one warning naming the coder.
+
+    ``code_confidences`` is for a document's answer (``Question.task == "document"``), a set of codes: how sure
+    the product is of each code it names, keyed by the code as written in ``text`` (``{"E11.9": 0.97, "I10":
+    0.62}``). A document is coded automatically at a threshold only when every code it names has a confidence at
+    or above it. A code it does not cover has no confidence (never 1.0); a value outside [0, 1] or NaN is
+    dropped the same way, with the same one warning. A code query reads ``confidence`` alone."""
 
     text: str
     usage: dict[str, Any] = field(default_factory=dict)  # prompt_tokens, completion_tokens, cost_usd
     confidence: float | None = None
     abstained: bool = False
+    code_confidences: Mapping[str, float] | None = None
 
 
 class CoderUnavailable(Exception):

@@ -66,8 +66,8 @@ from pytest_medcode.asking.coders import Coder
 from pytest_medcode.asking.coders.endpoint import endpoint
 from pytest_medcode.asking.coders.errors import status_failure
 from pytest_medcode.asking.coders.logprobs import REQUEST as LOGPROBS
-from pytest_medcode.asking.coders.logprobs import confidence_of
-from pytest_medcode.asking.engine import CONFIDENCE, Call, Outcome
+from pytest_medcode.asking.coders.logprobs import confidences_of
+from pytest_medcode.asking.engine import CODE_CONFIDENCES, CONFIDENCE, Call, Outcome
 from pytest_medcode.asking.progress import Progress
 from pytest_medcode.redaction import mask_credentials
 
@@ -261,9 +261,11 @@ def read_result(entry: dict[str, Any]) -> Outcome | None:
         if text is None:
             return Outcome(None, f"no answer text (content: null, finish_reason: {choice.get('finish_reason')})",
                            0.0, 1, usage)
-        confidence = confidence_of(choice)
+        confidence, per_code = confidences_of(choice)
         if confidence is not None:  # asked for (a request with logprobs): kept beside the usage, as streamed
             usage[CONFIDENCE] = confidence
+        if per_code is not None:  # each code-shaped word's (a document's codes), as streamed
+            usage[CODE_CONFIDENCES] = per_code
         return Outcome(text, None, 0.0, 1, usage)
     if status is None:  # not run: expired, cancelled
         return None

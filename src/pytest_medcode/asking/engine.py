@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -50,6 +50,10 @@ CONFIDENCE, ABSTAINED = "confidence", "abstained"
 #: In ``usage``: the coder gave a confidence that is no probability (outside [0, 1], NaN); its text, for the
 #: warning that names the coder. The case is recorded as no confidence.
 CONFIDENCE_INVALID = "confidence_invalid"
+#: In ``usage``: a document answer's confidence per code, ``{code as written: probability}`` (api.Reply's
+#: ``code_confidences``; an LLM's from the log-probabilities of each code's tokens). Only values in [0, 1] are
+#: kept; the first that is not is noted as :data:`CONFIDENCE_INVALID`.
+CODE_CONFIDENCES = "code_confidences"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 T = TypeVar("T")
 
@@ -347,22 +351,47 @@ class QueryEngine:
 
 
 def confidence_usage(reply: Reply) -> dict[str, Any]:
-    """The reply's usage with its confidence and abstention beside it (only when given); a confidence that is
-    not a number in [0, 1] is dropped and noted (:data:`CONFIDENCE_INVALID`)."""
+    """The reply's usage with its confidence, per-code confidences and abstention beside it (only when given); a
+    confidence that is not a number in [0, 1] is dropped and noted (:data:`CONFIDENCE_INVALID`)."""
     value = getattr(reply, "confidence", None)
     abstained = getattr(reply, "abstained", False)
-    if value is None and not abstained:
+    per_code = getattr(reply, "code_confidences", None)
+    if value is None and not abstained and per_code is None:
         return reply.usage
     usage = dict(reply.usage)
     if abstained:
         usage[ABSTAINED] = True
     if value is not None:
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
-        if math.isfinite(number) and 0.0 <= number <= 1.0:
-            usage[CONFIDENCE] = float(number)
+        if _probability(value):
+            usage[CONFIDENCE] = float(value)
         else:
             usage[CONFIDENCE_INVALID] = repr(value)[:40]
+    if per_code is not None:
+        kept, bad = _code_confidences(per_code)
+        usage[CODE_CONFIDENCES] = kept
+        if bad is not None:
+            usage.setdefault(CONFIDENCE_INVALID, bad)
     return usage
+
+
+def _probability(value: object) -> bool:
+    """A number in [0, 1] (not a bool, not NaN)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            and 0.0 <= value <= 1.0)
+
+
+def _code_confidences(given: object) -> tuple[dict[str, float], str | None]:
+    """The per-code confidences that are probabilities of a code named as text, and the first that is not."""
+    if not isinstance(given, Mapping):
+        return {}, repr(given)[:40]
+    kept: dict[str, float] = {}
+    bad: str | None = None
+    for code, value in given.items():
+        if isinstance(code, str) and _probability(value):
+            kept[code] = float(value)
+        elif bad is None:
+            bad = repr(value)[:40] if isinstance(code, str) else f"{code!r}: {value!r}"[:40]
+    return kept, bad
 
 
 def _valid_text(text: str) -> str:

@@ -312,10 +312,11 @@ OPTIONS: tuple[Option, ...] = (
            number=Number(int, 1, 100)),
     # Straight-through coding (results/selective.py).
     Option("medcode-confidence", "ask LLM coders for log-probabilities, so each answer has a confidence (a "
-           "different request, so a different cache key); lookup, rag:, verify:, python: coders and "
-           "--medcode-repeats give one without it", None, flag=True),
+           "document's answer one per code; a different request, so a different cache key); lookup, rag:, "
+           "verify:, python: coders and --medcode-repeats give one without it", None, flag=True),
     Option("medcode-coverage-at", "target accuracies on auto-coded cases for the straight-through numbers "
-           "(coverage@95 ...): comma list of fractions or percentages above 0 and at most 1", "0.95,0.99",
+           "(coverage@95 ...; for documents, the target precision of the auto-coded documents' codes): comma "
+           "list of fractions or percentages above 0 and at most 1", "0.95,0.99",
            "ACC[,ACC...]", parse=_targets, setting="coverage_targets"),
     # Scoring.
     profile_option("medcode-"),

@@ -253,20 +253,25 @@ def _unit_chart(n_series: int, chart_id: str, title: str, x_label: str, y_label:
     return out
 
 
-def risk_coverage_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None) -> str:
+def risk_coverage_chart(rows: Sequence[dict[str, Any]], colors: Mapping[str, str] | None = None, *,
+                        chart_id: str = "chart-risk-coverage",
+                        title: str = "Risk of auto-coded cases against coverage, per model",
+                        x_label: str = "share of cases auto-coded (coverage)",
+                        y_label: str = "share wrong among them (risk)", measure: str = "accuracy") -> str:
     """Risk (share wrong) of the auto-coded cases against the share auto-coded, one line per group with a
-    confidence, and a dashed line at each target's risk (1 - target accuracy)."""
+    confidence, and a dashed line at each target's risk (1 - target accuracy). The documents' precision–coverage
+    curve is drawn by it too, as 1 - precision of the codes kept (its own id, title, labels and ``measure``)."""
     series = [r for r in rows if r.get("curve")]
     if not series:
         return ""
     colors = colors or series_colors(series)
     left, top, w, h = _BOX
-    out = _unit_chart(len(series), "chart-risk-coverage", "Risk of auto-coded cases against coverage, per model",
-                      "share of cases auto-coded (coverage)", "share wrong among them (risk)")
+    out = _unit_chart(len(series), chart_id, title, x_label, y_label)
     for target in sorted({e["target"] for r in series for e in r["coverage"].values()}):
         y = top + h * target  # risk 1 - target, measured from the top
         out.append(f'<line class="target" x1="{left}" y1="{coord(y)}" x2="{left + w}" y2="{coord(y)}" '
-                   f'stroke="#555" stroke-dasharray="4 3"><title>target: {100 * target:g}% accuracy</title></line>')
+                   f'stroke="#555" stroke-dasharray="4 3"><title>target: {100 * target:g}% {esc(measure)}</title>'
+                   "</line>")
     for i, row in enumerate(series):
         label = group_label(row)
         color = colors.get(label, palette_color(i))

@@ -1,7 +1,8 @@
 """The document benchmark's section of every report: the terminal, report.md and report.html.
 
 It renders ``summary["documents"]`` (:func:`section`), which the reporting process builds from the
-document records (results/document_summary.py), so a re-rendered run folder shows the same numbers.
+document records (results/document_summary.py; the straight-through numbers, when the coders gave their codes
+confidences, from results/document_selective.py), so a re-rendered run folder shows the same numbers.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_medcode.reports import straight_through
+from pytest_medcode.reports.charts import risk_coverage_chart
 from pytest_medcode.reports.text import DEFAULT_WIDTH, fitted, wrapped
+from pytest_medcode.results.document_selective import document_selective_rows
 from pytest_medcode.results.document_summary import summarize_documents
+from pytest_medcode.results.selective import DEFAULT_TARGETS
 from pytest_medcode.vocabulary import group_label
 
-__all__ = ["html_section", "markdown_lines", "section", "terminal_lines"]
+__all__ = ["html_section", "markdown_lines", "precision_coverage_chart", "section", "terminal_lines"]
 
 SYNTHETIC_NOTE = ("SYNTHETIC documents: notes generated from the code tables by pytest-medcode (not patient "
                   "records); their numbers show how a coder handles the wordings, distractors and negations "
@@ -25,17 +30,23 @@ NOTE = ("Micro: codes of all answered documents pooled (95% CI: bootstrap over d
         "billable codes of the system (fabricated: not in the table at all), share of all predicted codes.")
 
 
-def section(records: Sequence[dict[str, Any]], seed: int, prompt_version: str) -> dict[str, Any] | None:
-    """``summary["documents"]``: the per-(model, system) rows of the document records, or None without any."""
+def section(records: Sequence[dict[str, Any]], seed: int, prompt_version: str,
+            targets: Sequence[float] = DEFAULT_TARGETS) -> dict[str, Any] | None:
+    """``summary["documents"]``: the per-(model, system) rows of the document records, or None without any; with
+    ``selective`` (documents auto-coded at each target precision) only when a coder gave its codes confidences."""
     if not records:
         return None
     rows = summarize_documents(records, seed)
-    return {
+    out: dict[str, Any] = {
         "n_documents": len(records),
         "synthetic": all(r.get("synthetic") for r in records),
         "prompt_version": prompt_version,
         "results": rows,
     }
+    selective = document_selective_rows(records, seed=seed, targets=targets)
+    if selective:
+        out["selective"] = selective
+    return out
 
 
 def _pct(estimate: dict[str, Any] | None, ci: bool = True) -> str:
@@ -46,6 +57,8 @@ def _pct(estimate: dict[str, Any] | None, ci: bool = True) -> str:
         text += f" ({100 * estimate['low']:.1f}–{100 * estimate['high']:.1f})"
     return text
 
+
+STRAIGHT_THROUGH = "Straight-through document coding"
 
 _HEADERS = ("model / system", "docs", "set match %", "micro P", "micro R", "micro F1 % (95% CI)",
             "macro P", "macro R", "macro F1 % (95% CI)", "category F1", "invalid %", "fabricated %", "errors")
@@ -82,7 +95,7 @@ def terminal_lines(data: dict[str, Any] | None, width: int = DEFAULT_WIDTH) -> l
             lines += wrapped(f"per-code F1, most frequent gold codes — {group_label(row)}: " + ", ".join(
                 f"{c['code']} {100 * c['f1']:.0f}% (n={c['support']})" for c in row["per_code"][:5]), width,
                 indent="  ")
-    return lines
+    return lines + straight_through.document_section_lines(data.get("selective") or [], width)
 
 
 def markdown_lines(data: dict[str, Any] | None) -> list[str]:
@@ -98,6 +111,10 @@ def markdown_lines(data: dict[str, Any] | None) -> list[str]:
         if row.get("per_code"):
             out += [f"### Per-code F1, most frequent gold codes — {group_label(row)}", ""]
             out += _md_table(_CODE_HEADERS, _code_rows(row))
+    if data.get("selective"):
+        out += [f"### {STRAIGHT_THROUGH}", "", straight_through.DOCUMENT_NOTE, ""]
+        out += _md_table(straight_through.DOCUMENT_TABLE_HEADERS,
+                         straight_through.document_table_rows(data["selective"]))
     return out
 
 
@@ -129,5 +146,23 @@ def html_section(data: dict[str, Any] | None) -> str:
         if row.get("per_code"):
             parts.append(f"<h3>Per-code F1, most frequent gold codes — {html.escape(group_label(row))}</h3>")
             parts.append(table(_CODE_HEADERS, _code_rows(row)))
+    if data.get("selective"):
+        parts.append(f'<h3 id="documents-straight-through">{html.escape(STRAIGHT_THROUGH)}</h3>')
+        parts.append(f'<p class="note">{html.escape(straight_through.DOCUMENT_NOTE)}</p>')
+        parts.append(table(straight_through.DOCUMENT_TABLE_HEADERS,
+                           straight_through.document_table_rows(data["selective"])))
+        parts.append(f'<div class="scroll">{precision_coverage_chart(data["selective"])}</div>')
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def precision_coverage_chart(rows: Sequence[dict[str, Any]]) -> str:
+    """The precision–coverage curve over predicted codes, one line per group with confidences, and a dashed line
+    at each target precision: the risk–coverage chart's drawing, with 1 - precision as the risk."""
+    series = [{"model": r.get("model"), "system": r.get("system"), "coverage": r["coverage"],
+               "curve": [(c, 1.0 - p, t) for c, p, t in r["curve"]]} for r in rows if r.get("curve")]
+    return risk_coverage_chart(series, chart_id="chart-document-precision",
+                               title="Predicted codes kept in decreasing confidence: 1 - precision against the "
+                                     "share kept, per model",
+                               x_label="share of predicted codes kept (coverage)",
+                               y_label="share not in the gold set (1 - precision)", measure="precision")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_medcode.asking.coders.router import DEPLOYMENT
-from pytest_medcode.asking.engine import ABSTAINED, CONFIDENCE, CONFIDENCE_INVALID, Outcome
+from pytest_medcode.asking.engine import ABSTAINED, CODE_CONFIDENCES, CONFIDENCE, CONFIDENCE_INVALID, Outcome
 from pytest_medcode.codesystems import CodeSystem
 from pytest_medcode.dataset.cases import Case
 from pytest_medcode.dataset.document_cases import DocumentCase
@@ -181,7 +181,9 @@ def build_document_record(case: DocumentCase, system: CodeSystem, outcome: Outco
         record.update(outcome=ERROR, **unscored_document_fields())
         return record
     record.update(raw_answer=outcome.text[:RAW_ANSWER_LIMIT], answer_chars=outcome.chars or len(outcome.text))
-    record.update(score_document(system, case.gold_codes, outcome.text))
+    # The coder's confidence in each code it named (api.Reply.code_confidences), read onto the predicted codes
+    # (``code_confidences``, one per predicted code); a coder that gave none adds no field at all.
+    record.update(score_document(system, case.gold_codes, outcome.text, outcome.usage.get(CODE_CONFIDENCES)))
     if record["set_match"]:
         record["outcome"] = CORRECT
     else:

@@ -45,6 +45,7 @@ __all__ = [
     "coverage_at",
     "coverage_interval",
     "coverage_intervals",
+    "curve_points",
     "fill_repeat_agreement",
     "levels",
     "paired_coverage_delta",
@@ -278,7 +279,7 @@ def calibration(confidence: Sequence[float], correct: Sequence[bool], bins: int 
     return {"ece": float(ece) if conf.size else None, "bins": out}
 
 
-def _curve(points: list[tuple[float, float, float]]) -> list[list[float]]:
+def curve_points(points: list[tuple[float, float, float]]) -> list[list[float]]:
     """At most CURVE_POINTS points of the curve, evenly spread over its levels, the last always kept."""
     if len(points) <= CURVE_POINTS:
         chosen = points
@@ -322,7 +323,7 @@ def group_row(rows: list[dict[str, Any]], targets: Sequence[float], seed: int,
     cal = calibration([c for c, _ in known], [h for _, h in known])
     return {**row, "coverage": coverage, "aurc": aurc(lv),
             "accuracy_at_coverage": {target_label(c): accuracy_at_coverage(lv, c) for c in coverages},
-            "ece": cal["ece"], "reliability": cal["bins"], "curve": _curve(risk_coverage(lv))}
+            "ece": cal["ece"], "reliability": cal["bins"], "curve": curve_points(risk_coverage(lv))}
 
 
 def selective_rows(records: Iterable[dict[str, Any]], seed: int = 0, targets: Sequence[float] = DEFAULT_TARGETS,

@@ -141,7 +141,7 @@ def summarise(
         "tables": build_tables(results),
         "consistency": self_consistency(queries),
         "selective": selective_rows(queries, seed=seed, targets=targets, by=group_fields(queries)),
-        "documents": document_section.section(document_records(records), seed, DOCUMENT_PROMPT_VERSION),
+        "documents": document_section.section(document_records(records), seed, DOCUMENT_PROMPT_VERSION, targets),
     }
 
 
@@ -153,11 +153,17 @@ def summarise(
 ROWS_PER_GROUP = 10_000
 
 
+#: Columns only some runs have, with their types fixed when they are there (an inferred type would be
+#: ``list<null>`` for a column of empty lists): a document's confidence per predicted code.
+OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"code_confidences": pa.list_(pa.float64())}
+
+
 def cases_schema(records: list[dict[str, Any]]) -> pa.Schema:
     """The core columns with their fixed types, then any further columns with a type inferred from all rows."""
     fields = list(CORE_COLUMNS)
     for name in sorted({k for r in records for k in r} - set(CORE_COLUMNS.names)):
-        fields.append(pa.field(name, pa.array([r.get(name) for r in records]).type))
+        kind = OPTIONAL_COLUMNS.get(name)
+        fields.append(pa.field(name, kind if kind is not None else pa.array([r.get(name) for r in records]).type))
     # The run folder's schema version rides in the Parquet metadata, so a baseline file found
     # without its summary.json is still checked (compare.load_run).
     metadata = {SCHEMA_METADATA_KEY: str(SCHEMA_VERSION).encode()}

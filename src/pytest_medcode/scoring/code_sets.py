@@ -9,12 +9,16 @@ at each code's category in its own table (hierarchy.py), the partial credit a ne
 ``E11.65`` share ``E11``, ICD-9-CM ``E849.0`` sits in ``E849`` (not ``E84``, which would join it to
 ``E840.1``), a procedure ``81.54`` in ``81``, a PCS code in its table (``0DT``). A code whose category the
 table does not know (a flat table such as CPT, a made-up code under no real category) is its own category.
+
+A coder may say how sure it is of each code it names (``code_confidences``: the code as it wrote it, a
+probability): each predicted code takes the confidence of the written codes that read as it (the lowest, when
+it was written more than once); a predicted code the coder gave none for has none (None, never 1.0).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pytest_medcode.codesystems import CodeSystem
@@ -22,7 +26,7 @@ from pytest_medcode.codesystems.normalize import key as code_key
 from pytest_medcode.scoring.hierarchy import lineage
 from pytest_medcode.scoring.parsing import extract_default
 
-__all__ = ["category", "prf", "read_codes", "score_document", "unscored_document_fields"]
+__all__ = ["category", "predicted_confidences", "prf", "read_codes", "score_document", "unscored_document_fields"]
 
 
 def category(system: CodeSystem, code: str) -> str:
@@ -61,8 +65,20 @@ def read_codes(system: str, text: str) -> tuple[str, ...]:
 _WORDS = re.compile(r"[\s,;]+")
 
 
-def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[str, Any]:
-    """The per-document fields of a record, from the raw answer text."""
+def predicted_confidences(system: str, predicted: Iterable[str], given: Mapping[str, float]) -> list[float | None]:
+    """Each predicted code's confidence, from the coder's ``{code as written: probability}``: the written codes
+    are read as the answer is (:func:`read_codes`), and a code written in several forms takes the lowest."""
+    by_code: dict[str, float] = {}
+    for written, value in given.items():
+        for code in read_codes(system, written):
+            by_code[code] = min(by_code.get(code, value), value)
+    return [by_code.get(code) for code in predicted]
+
+
+def score_document(system: CodeSystem, gold: Iterable[str], text: str,
+                   confidences: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The per-document fields of a record, from the raw answer text (and ``confidences``, the coder's per
+    code: then ``code_confidences``, one per predicted code, is among them)."""
     gold_set = set(gold)
     predicted = read_codes(system.name, text)
     fabricated, invalid = [], []
@@ -77,6 +93,8 @@ def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[s
     _, _, category_f1 = prf({category(system, c) for c in gold_set},
                              {category(system, c) for c in predicted})
     tp = len(gold_set & set(predicted))
+    per_code = {} if confidences is None else {"code_confidences": predicted_confidences(system.name, predicted,
+                                                                                          confidences)}
     return {
         "codes": list(predicted),
         "predicted_codes": list(predicted),
@@ -94,6 +112,7 @@ def score_document(system: CodeSystem, gold: Iterable[str], text: str) -> dict[s
         "n_fabricated": len(fabricated),
         "invalid_codes": invalid,
         "fabricated_codes": fabricated,
+        **per_code,
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,30 +245,38 @@ def degrade(
 
 # -- log-probabilities: how sure the scripted model is ------------------------------------------------
 
-#: The probability a request's answer gets (0-1), for ``ScriptedServer(confidence=...)``.
-ConfidenceFn = Callable[[Request, str], float]
+#: The probability a request's answer gets (0-1), for ``ScriptedServer(confidence=...)``: one number for its code,
+#: or one per code-shaped word in order (a document's answer names several codes; see :func:`token_logprobs`).
+ConfidenceFn = Callable[[Request, str], float | Sequence[float]]
 
 _TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 _CODE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*\d[A-Za-z0-9.\-]*|\d[A-Za-z0-9.\-]*")
 
 
-def token_logprobs(text: str, probability: float) -> list[dict[str, Any]]:
+def token_logprobs(text: str, probability: float | Sequence[float]) -> list[dict[str, Any]]:
     """The answer as tokens (words, runs of spaces, single punctuation) with log-probabilities: the tokens of
     its first code-shaped word (one with a digit) share ``log(probability)``, every other token is certain
-    (logprob 0); an answer without such a word spreads it over all its tokens."""
+    (logprob 0); an answer without such a word spreads it over all its tokens. A sequence of probabilities gives
+    the i-th code-shaped word the i-th (a document's codes, each its own); words past its end are certain."""
     import math
 
     tokens = _TOKEN.findall(text)
-    code = _CODE_WORD.search(text)
     spans, at = [], 0
     for token in tokens:
         spans.append((at, at + len(token)))
         at += len(token)
-    inside = [code is None or (end > code.start() and start < code.end()) for start, end in spans]
-    total = math.log(max(probability, 1e-12))
-    share = total / max(1, sum(inside))
-    return [{"token": token, "logprob": share if hit else 0.0, "bytes": list(token.encode("utf-8")),
-             "top_logprobs": []} for token, hit in zip(tokens, inside, strict=True)]
+    if isinstance(probability, int | float):
+        code = _CODE_WORD.search(text)
+        words = [(code.start(), code.end(), float(probability))] if code else [(0, len(text), float(probability))]
+    else:
+        words = [(m.start(), m.end(), float(p)) for m, p in zip(_CODE_WORD.finditer(text), probability, strict=False)]
+    logprob = [0.0] * len(tokens)
+    for start, end, p in words:
+        inside = [i for i, (a, b) in enumerate(spans) if b > start and a < end]
+        for i in inside:
+            logprob[i] += math.log(max(p, 1e-12)) / max(1, len(inside))
+    return [{"token": token, "logprob": lp, "bytes": list(token.encode("utf-8")), "top_logprobs": []}
+            for token, lp in zip(tokens, logprob, strict=True)]
 
 
 def scripted_confidence(fraction: float, seed: int = 0, *, right: tuple[float, float] = (0.7, 1.0),

@@ -21,7 +21,7 @@ from pytest_medcode.asking.coders.errors import (
     status_failure,
 )
 from pytest_medcode.asking.coders.logprobs import REQUEST as LOGPROBS
-from pytest_medcode.asking.coders.logprobs import confidence_of
+from pytest_medcode.asking.coders.logprobs import confidences_of
 
 
 def import_litellm() -> Any:
@@ -104,7 +104,7 @@ class LiteLLMCoder:
 
 
 def reply_of(response: Any, logprobs: bool) -> Reply:
-    """litellm's chat completion → the reply: its text, token usage and (asked for) confidence; a completion
+    """litellm's chat completion → the reply: its text, token usage and (asked for) confidences; a completion
     with no answer in it is a CallFailed that keeps the usage (it was billed all the same)."""
     usage: dict[str, Any] = {}
     u = getattr(response, "usage", None)
@@ -118,7 +118,8 @@ def reply_of(response: Any, logprobs: bool) -> Reply:
     except CallFailed as exc:  # billed all the same: the usage stays on the outcome
         exc.usage = usage
         raise
-    return Reply(text=text, usage=usage, confidence=confidence_of(response.choices[0]) if logprobs else None)
+    confidence, per_code = confidences_of(response.choices[0]) if logprobs else (None, None)
+    return Reply(text=text, usage=usage, confidence=confidence, code_confidences=per_code)
 
 
 # "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key" → the API's words

@@ -5,6 +5,8 @@ Asked for only when a run wants a confidence (``CoderOptions.confidence``): the 
 exactly what it always sent. The confidence is the probability of the tokens that spell the code — the
 first code-shaped word after ``Code:`` (else the first in the answer), a word with a digit in it — as the
 product of their probabilities; an answer with no such word takes the probability of the whole answer.
+A document's answer names several codes: each code-shaped word gets the probability of its own tokens, the same
+way (:func:`code_probabilities`), and scoring reads which of them are codes (scoring/code_sets.py).
 
 Reads the chat completion's ``choices[0].logprobs.content`` (a list of ``{token, logprob}``) from any client's
 object or a plain dict (a batch output line).
@@ -17,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["REQUEST", "code_probability", "confidence_of", "token_logprobs"]
+__all__ = ["REQUEST", "code_probabilities", "code_probability", "confidence_of", "confidences_of", "token_logprobs"]
 
 #: What a request adds to ask for log-probabilities.
 REQUEST: dict[str, Any] = {"logprobs": True}
@@ -74,3 +76,40 @@ def confidence_of(choice: Any) -> float | None:
     """A choice's confidence in its code, or None when the endpoint sent no log-probabilities."""
     tokens = token_logprobs(choice)
     return None if tokens is None else code_probability(tokens)
+
+
+def code_probabilities(tokens: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """``{word: probability}`` of every code-shaped word of the answer (a word with a digit), each the product of
+    the probabilities of the tokens that overlap it — :func:`code_probability`'s reading of one code, for each; a
+    word written twice keeps its first writing's."""
+    text = "".join(token for token, _ in tokens)
+    words = [w for w in _CODE.finditer(text) if any(ch.isdigit() for ch in w.group())]
+    out: dict[str, float] = {}
+    if not words:
+        return out
+    sums = [0.0] * len(words)
+    at, first = 0, 0
+    for token, logprob in tokens:
+        end = at + len(token)
+        while first < len(words) and words[first].end() <= at:  # words wholly before this token are done
+            first += 1
+        i = first
+        while i < len(words) and words[i].start() < end:
+            if words[i].end() > at:
+                sums[i] += logprob
+            i += 1
+        at = end
+    for word, total in zip(words, sums, strict=True):
+        probability = math.exp(min(0.0, total))
+        if math.isfinite(probability):
+            out.setdefault(word.group(), probability)
+    return out
+
+
+def confidences_of(choice: Any) -> tuple[float | None, dict[str, float] | None]:
+    """A choice's confidence in its code and in each code-shaped word it wrote (a document's codes), from one
+    reading of its log-probabilities; (None, None) when it carries none."""
+    tokens = token_logprobs(choice)
+    if tokens is None:
+        return None, None
+    return code_probability(tokens), code_probabilities(tokens)

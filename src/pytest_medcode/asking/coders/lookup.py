@@ -37,7 +37,8 @@ from typing import Any
 from pytest_medcode.asking.coders.base import Question, Reply
 from pytest_medcode.codesystems import CodeSystem, load_system
 
-__all__ = ["Candidate", "LookupCoder", "LookupIndex", "find_codes", "index_for", "match_confidence"]
+__all__ = ["Candidate", "LookupCoder", "LookupIndex", "find_codes", "find_scored_codes", "index_for",
+           "match_confidence"]
 
 _SPACE = re.compile(r"\s+")
 _POOL = 64  # candidates nominated for re-ranking (at least 4 × k)
@@ -159,8 +160,11 @@ class LookupCoder:
     async def answer(self, question: Question) -> Reply:
         index = self.index(question.system)
         if question.task == "document":  # a clinical text: every code it names (find_codes)
-            codes = await asyncio.to_thread(find_codes, index, question.description)
-            return Reply(text="Codes:\n" + "\n".join(codes) if codes else "No codes found.")
+            found = await asyncio.to_thread(find_scored_codes, index, question.description)
+            if not found:
+                return Reply(text="No codes found.")
+            return Reply(text="Codes:\n" + "\n".join(found),
+                         code_confidences={code: match_confidence(score) for code, score in found.items()})
         description = question.description
         code = index.exact(description)
         if code is not None:
@@ -207,7 +211,12 @@ MATCH_THRESHOLD = 75.0
 def find_codes(index: LookupIndex, text: str, threshold: float = MATCH_THRESHOLD) -> list[str]:
     """The codes a text names: each sentence that is not negated, its lead-in dropped, matched against the
     table (exact, else fuzzy); a match scoring at least ``threshold`` is kept. In order, without repeats."""
-    found: dict[str, None] = {}
+    return list(find_scored_codes(index, text, threshold))
+
+
+def find_scored_codes(index: LookupIndex, text: str, threshold: float = MATCH_THRESHOLD) -> dict[str, float]:
+    """:func:`find_codes` with each code's match score (0-100; a code two sentences name keeps its best)."""
+    found: dict[str, float] = {}
     for sentence in _SENTENCE.split(text):
         sentence = sentence.strip().rstrip(".;!?").strip()
         if not sentence or sentence.startswith("[") or _NEGATION.search(sentence):
@@ -217,5 +226,5 @@ def find_codes(index: LookupIndex, text: str, threshold: float = MATCH_THRESHOLD
             continue
         hits = index.search(clause, 1)
         if hits and hits[0].score >= threshold:
-            found.setdefault(hits[0].code)
-    return list(found)
+            found[hits[0].code] = max(found.get(hits[0].code, 0.0), float(hits[0].score))
+    return found

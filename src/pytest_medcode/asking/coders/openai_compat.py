@@ -20,7 +20,7 @@ from pytest_medcode.asking.coders.errors import (
     status_failure,
 )
 from pytest_medcode.asking.coders.logprobs import REQUEST as LOGPROBS
-from pytest_medcode.asking.coders.logprobs import confidence_of
+from pytest_medcode.asking.coders.logprobs import confidences_of
 
 __all__ = ["PLACEHOLDER_KEY", "OpenAICompatibleCoder"]
 
@@ -93,7 +93,8 @@ class OpenAICompatibleCoder:
         except CallFailed as exc:  # billed all the same: the usage stays on the outcome
             exc.usage = usage
             raise
-        return Reply(text=text, usage=usage, confidence=confidence_of(response.choices[0]) if self.logprobs else None)
+        confidence, per_code = confidences_of(response.choices[0]) if self.logprobs else (None, None)
+        return Reply(text=text, usage=usage, confidence=confidence, code_confidences=per_code)
 
 
 def _api_message(exc: Any) -> str:

@@ -82,7 +82,7 @@ class VerifyCoder(WrappingCoder):
             messages = (*messages, ("assistant", reply.text), ("user", follow_up))
         usage["verify_rounds"] = used
         return Reply(text=reply.text, usage=usage, confidence=verified_confidence(used, reply.confidence),
-                     abstained=reply.abstained)
+                     abstained=reply.abstained, code_confidences=reply.code_confidences)
 
 
 def verified_confidence(rounds: int, own: float | None) -> float:
