@@ -241,6 +241,19 @@ def test_the_baselines_threshold_carried_fails_when_accuracy_on_what_it_auto_cod
         "baseline_no_threshold"
 
 
+
+def test_a_group_the_baseline_lacks_has_no_threshold_to_carry_and_is_said_not_failed():
+    from pytest_medcode.reports.verdict import verdict_warnings
+    from pytest_medcode.results.gate import evaluate
+
+    base = _records("m", [(0.9, True)] * 30)
+    run = base + _records("new", [(0.9, True)] * 30)
+    verdict = evaluate(run, base, threshold_from_baseline=True)
+    assert verdict.passed and [c.scope for c in verdict.checks if c.kind == "carried_threshold"] == ["m / icd10cm"]
+    assert "new / icd10cm: not in the baseline, so not checked for regressions" in verdict_warnings(verdict)
+    fixed = evaluate(run, base, carried_threshold=0.85)  # a fixed threshold judges every group
+    assert sorted(c.scope for c in fixed.checks if c.kind == "carried_threshold") == ["m / icd10cm", "new / icd10cm"]
+
 def test_a_coverage_drop_against_the_baseline_is_a_paired_bootstrap_over_cases():
     from pytest_medcode.reports.verdict import check_reason
     from pytest_medcode.results.gate import evaluate

@@ -790,8 +790,12 @@ def _carried(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any
     dims = group_fields(records)
     part = _Part(records, dims, _groups(records, dims), "")
     base = _groups(baseline or (), dims)
+    # a group the baseline does not have has no threshold of its own to carry: said, as for its regressions
+    carried = threshold is not None or baseline is None
     return _Judged(tuple(judge_carried_threshold(rows, target, threshold, base.get(key, [])).check(part.scope(key))
-                         for key, rows in part.groups.items()))
+                         for key, rows in part.groups.items() if carried or key in base),
+                   tuple(Note("not_in_baseline", part.scope(key)) for key in part.groups
+                         if not carried and key not in base))
 
 
 def _check_options(alpha: float, max_error_rate: float) -> None:
