@@ -20,16 +20,22 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
-def coverage_sentence(entry: dict[str, Any]) -> str:
-    """One target's coverage: the share, its interval, the target and the threshold."""
-    target = f"≥ {100 * entry['target']:g} % accuracy"
+def _share_sentence(entry: dict[str, Any], bar: str, units: str, none: str) -> str:
+    """One target's share auto-coded: the share, its interval, the target (``bar``: accuracy or precision) and the
+    threshold; ``none`` is what auto-codes nothing."""
+    target = f"≥ {100 * entry['target']:g} % {bar}"
     if entry.get("threshold") is None:
-        return f"auto-codes nothing at {target} (no confidence threshold reaches it)"
+        return f"auto-codes {none} at {target} (no confidence threshold reaches it)"
     interval = ""
     if entry.get("low") is not None and entry.get("high") is not None:
         interval = f" ({100 * entry['low']:.1f}–{100 * entry['high']:.1f})"
-    return (f"auto-codes {_pct(entry['value'])}{interval} of cases at {target}, "
+    return (f"auto-codes {_pct(entry['value'])}{interval} of {units} at {target}, "
             f"threshold {entry['threshold']:.2f}")
+
+
+def coverage_sentence(entry: dict[str, Any]) -> str:
+    """One target's coverage: the share, its interval, the target and the threshold."""
+    return _share_sentence(entry, "accuracy", "cases", "nothing")
 
 
 def row_lines(row: dict[str, Any]) -> list[str]:
@@ -123,14 +129,7 @@ DOCUMENT_TABLE_HEADERS = ("Model / system", "Target precision", "Documents auto-
 
 def document_coverage_sentence(entry: dict[str, Any]) -> str:
     """One target's share of documents auto-coded: the share, its interval, the target and the threshold."""
-    target = f"≥ {100 * entry['target']:g} % precision"
-    if entry.get("threshold") is None:
-        return f"auto-codes no document at {target} (no confidence threshold reaches it)"
-    interval = ""
-    if entry.get("low") is not None and entry.get("high") is not None:
-        interval = f" ({100 * entry['low']:.1f}–{100 * entry['high']:.1f})"
-    return (f"auto-codes {_pct(entry['value'])}{interval} of documents at {target}, "
-            f"threshold {entry['threshold']:.2f}")
+    return _share_sentence(entry, "precision", "documents", "no document")
 
 
 def document_row_lines(row: dict[str, Any]) -> list[str]:
