@@ -36,6 +36,7 @@ from pytest_medcode.results.selective import (
     coverage_at,
     curve_points,
     levels,
+    percentile_intervals,
     risk_coverage,
     target_label,
 )
@@ -165,12 +166,7 @@ def auto_coded_intervals(documents: Sequence[Document], targets: Sequence[float]
             deepest = _deepest(right, kept, target)
             taken = np.where(deepest >= 0, docs[rows, np.maximum(deepest, 0)], 0)
             values[target].append(taken / n)
-    tail = (1.0 - confidence) / 2.0
-    out: dict[float, tuple[float, float] | None] = {}
-    for target, parts in values.items():
-        low, high = np.quantile(np.concatenate(parts), [tail, 1.0 - tail])
-        out[target] = (float(low), float(high))
-    return out
+    return percentile_intervals(values, confidence)
 
 
 def code_levels(records: Sequence[dict[str, Any]]) -> Levels:

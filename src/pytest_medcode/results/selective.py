@@ -49,6 +49,7 @@ __all__ = [
     "fill_repeat_agreement",
     "levels",
     "paired_coverage_delta",
+    "percentile_intervals",
     "risk_coverage",
     "selective_rows",
     "target_label",
@@ -163,6 +164,12 @@ def coverage_intervals(lv: Levels, targets: Sequence[float], confidence: float =
     for chunk in resampled_counts(counts, resamples, seed):
         for target in targets:
             values[target].append(_taken(chunk, size, target) / lv.n)
+    return percentile_intervals(values, confidence)
+
+
+def percentile_intervals(values: dict[float, list[np.ndarray]], confidence: float
+                         ) -> dict[float, tuple[float, float] | None]:
+    """Per target, the percentile interval at ``confidence`` of its resampled values (drawn in chunks)."""
     tail = (1.0 - confidence) / 2.0
     out: dict[float, tuple[float, float] | None] = {}
     for target, parts in values.items():
